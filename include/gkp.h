@@ -1,0 +1,297 @@
+/*
+ * gkp.h - the public C API of gemini-key-pool.
+ *
+ * A pool is opened from a keys.json configuration and a state file.  The
+ * state file is shared by every thread and every process that opens the same
+ * path: reservations, counts, cooldowns and disabled keys are atomic across
+ * all of them.
+ *
+ * Conventions:
+ * - Every function that can fail returns 0 (or a non-negative count) on
+ *   success and a negative errno value on failure.  When an error is
+ *   returned and the caller passed a gkp_error, its `msg` holds one line a
+ *   person can act on.  The library never prints and never exits; warnings go
+ *   to the log callback given in gkp_options (or nowhere).
+ * - Strings passed in are borrowed for the duration of the call.  Strings
+ *   returned by pointer are owned by the pool and stay valid until the next
+ *   gkp_pool_reload() or gkp_pool_close() unless documented otherwise.
+ * - Times are milliseconds since the Unix epoch (int64_t) unless named *_s.
+ * - API keys never appear in any message, log line or status document the
+ *   library produces; a key is named by its id.
+ */
+#ifndef GKP_H
+#define GKP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GKP_VERSION "0.1.0"
+
+/* Sizes of fixed buffers that appear in the API. */
+#define GKP_ID_MAX 64     /* key ids, project ids and model ids, with NUL */
+#define GKP_MSG_MAX 512   /* error messages, with NUL */
+#define GKP_REASON_MAX 160 /* stored reasons and last errors, with NUL */
+
+/* An error: a negative errno-style code and one line of text. */
+typedef struct gkp_error {
+  int code;
+  char msg[GKP_MSG_MAX];
+} gkp_error;
+
+/* Log levels for the optional log callback. */
+enum gkp_log_level { GKP_LOG_DEBUG = 0, GKP_LOG_INFO = 1, GKP_LOG_WARN = 2, GKP_LOG_ERROR = 3 };
+
+/* Returns the current time in ms since the epoch; injected for tests. */
+typedef int64_t (*gkp_clock_fn)(void *ud);
+/* Receives warnings and notices (one line, no trailing newline). */
+typedef void (*gkp_log_fn)(void *ud, int level, const char *line);
+
+typedef struct gkp_options {
+  /* keys.json to read; NULL: $GEMINI_POOL_CONFIG, ./keys.json,
+   * $XDG_CONFIG_HOME/gemini-pool/keys.json (first that exists). */
+  const char *config_path;
+  /* State file; NULL: $GEMINI_POOL_STATE, else
+   * $XDG_STATE_HOME/gemini-pool/state.db (~/.local/state when unset).
+   * The directory is created 0700 and the file 0600. */
+  const char *state_path;
+  gkp_clock_fn clock; /* NULL: the real clock */
+  void *clock_ud;
+  gkp_log_fn log; /* NULL: warnings are dropped */
+  void *log_ud;
+} gkp_options;
+
+typedef struct gkp_pool gkp_pool;
+
+/*
+ * Opens a pool: loads and validates the configuration, opens (or creates)
+ * the state file and attaches every configured key to it.  On failure *out is
+ * NULL, nothing is left open, and err says which file, where, and the fix.
+ */
+int gkp_pool_open(gkp_pool **out, const gkp_options *opts, gkp_error *err);
+
+/* Like gkp_pool_open, with the configuration given as JSON text.  `dir` is
+ * where a .env file is looked for (NULL: none); `name` is used in messages. */
+int gkp_pool_open_text(gkp_pool **out, const char *json, size_t len, const char *name,
+                       const char *dir, const gkp_options *opts, gkp_error *err);
+
+/* Releases the leases this pool still holds and closes it.  NULL is a no-op. */
+void gkp_pool_close(gkp_pool *pool);
+
+/* Re-reads the configuration file.  On error the running configuration is
+ * kept and err says why.  Disabled keys are enabled again by a reload. */
+int gkp_pool_reload(gkp_pool *pool, gkp_error *err);
+
+/* The path of the state file and of the configuration file in use. */
+const char *gkp_pool_state_path(const gkp_pool *pool);
+const char *gkp_pool_config_path(const gkp_pool *pool);
+
+/* The current time according to the pool's clock. */
+int64_t gkp_pool_now(const gkp_pool *pool);
+
+/* ---- Models ------------------------------------------------------------ */
+
+/* A limit that is not known: not counted ahead, only 429s teach it. */
+#define GKP_LIMIT_UNKNOWN (-1)
+
+typedef struct gkp_limits {
+  int64_t rpm; /* requests per minute; 0 = not on the free tier */
+  int64_t tpm; /* input tokens per minute */
+  int64_t rpd; /* requests per day (midnight Pacific to midnight Pacific) */
+} gkp_limits;
+
+/* Whether the pool knows a model (built-in table or "models" in the config). */
+int gkp_model_known(const gkp_pool *pool, const char *model);
+
+/* The model to try after `model`, or NULL at the end of the chain. */
+const char *gkp_model_fallback(const gkp_pool *pool, const char *model);
+
+/* The configured limits of a model (not the learned ones). */
+int gkp_model_limits(const gkp_pool *pool, const char *model, gkp_limits *out);
+
+/* The effective limits for the project of `key_id` on `model`: a limit
+ * learned from a 429's quotaValue replaces the configured one. */
+int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model,
+                         gkp_limits *out, gkp_error *err);
+
+/* ---- Reservations ------------------------------------------------------ */
+
+/* A reservation of one key for one request on one model.  Filled by
+ * gkp_reserve; the caller keeps it until gkp_release. */
+typedef struct gkp_lease {
+  uint64_t id;       /* unique within the state file */
+  uint32_t key_slot; /* internal */
+  uint32_t pm_slot;  /* internal */
+  int64_t started_ms;
+  int64_t est_tokens;
+  char key_id[GKP_ID_MAX];
+  char project[GKP_ID_MAX];
+  char model[GKP_ID_MAX];
+} gkp_lease;
+
+/* Why no key could be reserved right now. */
+enum gkp_wait_reason {
+  GKP_WAIT_NONE = 0,
+  GKP_WAIT_BUSY,      /* every eligible key has max_inflight requests in flight */
+  GKP_WAIT_COOLDOWN,  /* keys are cooling down */
+  GKP_WAIT_QUOTA,     /* RPM, TPM or RPD budget used up */
+  GKP_WAIT_NEVER,     /* nothing will free up by itself (disabled, no free tier,
+                         prompt larger than the TPM limit) */
+};
+
+typedef struct gkp_wait {
+  int reason;           /* enum gkp_wait_reason: the reason for the soonest key */
+  int64_t next_ms;      /* earliest time a key may become eligible; INT64_MAX if never */
+  char next_key_id[GKP_ID_MAX]; /* the key that frees up first ("" if none) */
+} gkp_wait;
+
+/* Lease lifetime: a lease not released within this time (or whose owner
+ * process died) is reclaimed.  gkp_lease_renew extends it. */
+#define GKP_LEASE_TTL_MS (10 * 60 * 1000)
+
+/*
+ * Reserves the least recently used eligible key for one request on `model`
+ * whose prompt is estimated at `est_tokens` input tokens, and counts the
+ * request (RPM, TPM, RPD) before it is sent.
+ * Returns 0 and fills *lease; -ENOENT for an unknown model; -EAGAIN when no
+ * key is eligible now, with *wait (if given) saying when one may be and why;
+ * other negative errno values for state file trouble.
+ */
+int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease *lease,
+                gkp_wait *wait, gkp_error *err);
+
+/* Extends a lease by GKP_LEASE_TTL_MS from now.  -ESTALE if it was reclaimed. */
+int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err);
+
+/* Ends a reservation.  If the request was never sent (`sent` == 0), the counts
+ * taken by gkp_reserve are given back.  Releasing twice is harmless. */
+int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err);
+
+/* Copies the secret API key of `key_id` into buf (NUL-terminated).
+ * -ENOENT for an unknown id, -ERANGE if buf is too small. */
+int gkp_key_secret(const gkp_pool *pool, const char *key_id, char *buf, size_t len,
+                   gkp_error *err);
+
+/* What a successful request used, from usageMetadata. */
+typedef struct gkp_usage {
+  int64_t prompt_tokens;     /* promptTokenCount, -1 if unknown */
+  int64_t candidates_tokens; /* candidatesTokenCount, -1 if unknown */
+  int64_t thoughts_tokens;   /* thoughtsTokenCount, -1 if unknown */
+} gkp_usage;
+
+/* Records a successful (2xx) answer for a lease: corrects the TPM window
+ * with the real prompt token count, proves the project has access to the
+ * model, and ends an unknown-429 or server-error streak. */
+int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage,
+                     gkp_error *err);
+
+/* ---- Errors ------------------------------------------------------------ */
+
+/* What an error response means (SPEC: error rules). */
+enum gkp_kind {
+  GKP_KIND_NONE = 0,
+  GKP_KIND_RPM,             /* per-minute requests */
+  GKP_KIND_TPM,             /* per-minute input tokens */
+  GKP_KIND_RPD,             /* per-day requests */
+  GKP_KIND_NO_FREE_TIER,    /* model not on the free tier for this project */
+  GKP_KIND_BILLING,         /* prepay credits depleted, billing needed */
+  GKP_KIND_UNKNOWN_429,     /* 429 with nothing to go on */
+  GKP_KIND_INVALID_KEY,     /* key invalid or refused */
+  GKP_KIND_MODEL_NOT_FOUND, /* 404 */
+  GKP_KIND_BAD_REQUEST,     /* the request itself is wrong */
+  GKP_KIND_SERVER,          /* 5xx, timeouts, resets, malformed bodies */
+  GKP_KIND_COUNT
+};
+
+/* What the caller should do with the job after an error. */
+enum gkp_action {
+  GKP_ACT_RETRY = 0, /* retry on another key (possibly after waiting) */
+  GKP_ACT_FALLBACK,  /* move to the fallback model */
+  GKP_ACT_FAIL,      /* fail the job with the message */
+};
+
+/* The result of classifying one error response. */
+typedef struct gkp_verdict {
+  int kind;            /* enum gkp_kind */
+  int action;          /* enum gkp_action */
+  int http_status;     /* the status the error carried (the body's code mid-stream) */
+  int64_t retry_ms;    /* precise retry hint, -1 if none */
+  int64_t learned_limit; /* quotaValue, -1 if none */
+  int learned_metric;  /* GKP_KIND_RPM, GKP_KIND_TPM or GKP_KIND_RPD for learned_limit */
+  int key_wide;        /* the rule applies to the whole key, not (project, model) */
+  int64_t cooldown_until_ms; /* set by gkp_report_error: when the cooldown ends (0: none) */
+  char message[GKP_REASON_MAX]; /* Google's message, shortened, never a secret */
+} gkp_verdict;
+
+/* The name of a kind ("rpm", "tpm", "rpd", "no_free_tier", "billing",
+ * "unknown_429", "invalid_key", "model_not_found", "bad_request", "server"),
+ * "none" for GKP_KIND_NONE. */
+const char *gkp_kind_name(int kind);
+
+/*
+ * Classifies an error response from its HTTP status and raw body (any framing:
+ * plain, array-framed, SSE "data:" line, pretty-printed or not, possibly
+ * truncated).  `http_status` 0 means a transport failure.  A 200 status with
+ * an error envelope (an error mid-stream) is classified by the envelope.
+ * Pure: applies nothing.  Always fills *out.
+ */
+void gkp_classify(int http_status, const char *body, size_t len, gkp_verdict *out);
+
+/*
+ * Classifies an error response received with `lease` and applies its rule:
+ * cooldowns for (project, model) or the key, learned limits, disabling keys.
+ * Fills *out (if given) with the verdict and the cooldown end.  Does not
+ * release the lease.
+ */
+int gkp_report_error(gkp_pool *pool, const gkp_lease *lease, int http_status, const char *body,
+                     size_t len, gkp_verdict *out, gkp_error *err);
+
+/* Applies an already classified verdict for `lease` (as gkp_report_error). */
+int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gkp_error *err);
+
+/* ---- Administration ---------------------------------------------------- */
+
+/*
+ * Sets a cooldown explicitly: for (project of key_id, model), or for the whole
+ * key when model is NULL.  `kind` is recorded as the cooldown's kind.  Replaces
+ * any cooldown in place (an explicit override may shorten one).
+ */
+int gkp_set_cooldown(gkp_pool *pool, const char *key_id, const char *model, int64_t until_ms,
+                     int kind, gkp_error *err);
+
+/* Disables a key with a reason; only gkp_reset or a reload enables it again. */
+int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_error *err);
+
+/* Clears cooldowns, streaks and the disabled flag of one key (or all when
+ * key_id is NULL or "all").  Counts are kept: quota used is quota used. */
+int gkp_reset(gkp_pool *pool, const char *key_id, gkp_error *err);
+
+/* Number of keys eligible for `model` right now for a small request
+ * (negative errno on failure, -ENOENT for an unknown model). */
+int gkp_count_available(gkp_pool *pool, const char *model, gkp_error *err);
+
+/* Removes cooldowns and leases that have expired; returns how many. */
+int gkp_clear_expired(gkp_pool *pool, gkp_error *err);
+
+/* Number of configured keys, and the id of the i-th (config order). */
+size_t gkp_key_count(const gkp_pool *pool);
+const char *gkp_key_id(const gkp_pool *pool, size_t i);
+
+/* The next midnight in America/Los_Angeles strictly after `now_ms`, and the
+ * last one at or before it (DST-aware). */
+int64_t gkp_next_pacific_midnight(int64_t now_ms);
+int64_t gkp_last_pacific_midnight(int64_t now_ms);
+
+/*
+ * The whole pool as a JSON document (the status/pool.json schema), read from
+ * the state file under its lock.  *out is malloc'd; the caller frees it.
+ */
+int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GKP_H */
