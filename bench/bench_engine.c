@@ -1,0 +1,268 @@
+/*
+ * bench_engine.c - reserve + record + release cycles per second on a durable
+ * state file: one process, eight processes sharing the file, and a naive
+ * baseline that locks, parses the whole JSON state and rewrites it (write a
+ * new file, rename) for every operation.
+ *
+ * Usage: bench_engine [SECONDS_PER_PHASE]
+ * Last line: bench-engine: cycles_per_s_1proc=N cycles_per_s_8proc=N naive_per_s=N
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gkp.h"
+
+#define NKEYS 8
+#define PROCS 8
+
+static const char *CONFIG =
+    "{\"providers\":{\"gemini\":{\"keys\":["
+    "{\"id\":\"k1\",\"api_key\":\"FAKE-B-1\"},{\"id\":\"k2\",\"api_key\":\"FAKE-B-2\"},"
+    "{\"id\":\"k3\",\"api_key\":\"FAKE-B-3\"},{\"id\":\"k4\",\"api_key\":\"FAKE-B-4\"},"
+    "{\"id\":\"k5\",\"api_key\":\"FAKE-B-5\"},{\"id\":\"k6\",\"api_key\":\"FAKE-B-6\"},"
+    "{\"id\":\"k7\",\"api_key\":\"FAKE-B-7\"},{\"id\":\"k8\",\"api_key\":\"FAKE-B-8\"}]}},"
+    "\"models\":{\"bench-model\":{\"rpm\":100000000,\"tpm\":1000000000000,"
+    "\"rpd\":1000000000000}}}";
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static gkp_pool *open_pool(const char *state) {
+  gkp_pool *pool;
+  gkp_options o = {.state_path = state};
+  gkp_error err;
+  if (gkp_pool_open_text(&pool, CONFIG, strlen(CONFIG), "bench.json", NULL, &o, &err) != 0) {
+    fprintf(stderr, "bench-engine: %s\n", err.msg);
+    exit(1);
+  }
+  return pool;
+}
+
+/* Runs cycles for `secs` seconds; returns how many completed. */
+static long run_cycles(gkp_pool *pool, double secs) {
+  double end = now_s() + secs;
+  long n = 0;
+  gkp_usage u = {.prompt_tokens = 120, .candidates_tokens = 40, .thoughts_tokens = -1};
+  while ((n & 63) != 0 || now_s() < end) {
+    gkp_lease l;
+    gkp_error err;
+    int rc = gkp_reserve(pool, "bench-model", 100, &l, NULL, &err);
+    if (rc == -EAGAIN) {
+      sched_yield();
+      continue;
+    }
+    if (rc != 0) {
+      fprintf(stderr, "bench-engine: reserve: %s\n", err.msg);
+      exit(1);
+    }
+    gkp_record_usage(pool, &l, &u, NULL);
+    gkp_release(pool, &l, 1, NULL);
+    n++;
+  }
+  return n;
+}
+
+static double bench_one(const char *state, double secs) {
+  gkp_pool *pool = open_pool(state);
+  double t = now_s();
+  long n = run_cycles(pool, secs);
+  t = now_s() - t;
+  gkp_pool_close(pool);
+  return (double)n / t;
+}
+
+static double bench_many(const char *state, double secs) {
+  long *counts = mmap(NULL, sizeof(long) * PROCS, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  pid_t pids[PROCS];
+  double t = now_s();
+  long total = 0;
+  for (int i = 0; i < PROCS; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      gkp_pool *pool = open_pool(state);
+      counts[i] = run_cycles(pool, secs);
+      gkp_pool_close(pool);
+      _exit(0);
+    }
+  }
+  for (int i = 0; i < PROCS; i++) {
+    waitpid(pids[i], NULL, 0);
+    total += counts[i];
+  }
+  t = now_s() - t;
+  munmap(counts, sizeof(long) * PROCS);
+  return (double)total / t;
+}
+
+/* ---- the naive baseline: lock, parse the whole JSON, rewrite it ---------- */
+
+typedef struct naive {
+  const char *path;
+  char tmp[4200];
+  int lockfd;
+} naive;
+
+static cJSON *naive_load(naive *nv) {
+  FILE *f = fopen(nv->path, "rb");
+  char *buf;
+  long len;
+  cJSON *doc;
+  if (f == NULL) {
+    return NULL;
+  }
+  fseek(f, 0, SEEK_END);
+  len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  buf = malloc((size_t)len + 1);
+  if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
+    len = 0;
+  }
+  buf[len] = '\0';
+  fclose(f);
+  doc = cJSON_Parse(buf);
+  free(buf);
+  return doc;
+}
+
+static void naive_save(naive *nv, cJSON *doc) {
+  char *text = cJSON_Print(doc);
+  int fd = open(nv->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || write(fd, text, strlen(text)) < 0) {
+    perror("naive");
+    exit(1);
+  }
+  close(fd);
+  rename(nv->tmp, nv->path);
+  free(text);
+}
+
+static cJSON *naive_begin(naive *nv) {
+  flock(nv->lockfd, LOCK_EX);
+  return naive_load(nv);
+}
+
+static void naive_end(naive *nv, cJSON *doc) {
+  naive_save(nv, doc);
+  cJSON_Delete(doc);
+  flock(nv->lockfd, LOCK_UN);
+}
+
+static void naive_init(naive *nv) {
+  cJSON *doc = cJSON_CreateObject(), *keys = cJSON_AddArrayToObject(doc, "keys");
+  for (int i = 0; i < NKEYS; i++) {
+    char id[8];
+    cJSON *k = cJSON_CreateObject(), *m;
+    snprintf(id, sizeof id, "k%d", i + 1);
+    cJSON_AddStringToObject(k, "id", id);
+    cJSON_AddNumberToObject(k, "inflight", 0);
+    cJSON_AddNumberToObject(k, "last_used", 0);
+    cJSON_AddNumberToObject(k, "requests_total", 0);
+    m = cJSON_AddObjectToObject(cJSON_AddObjectToObject(k, "models"), "bench-model");
+    cJSON_AddNumberToObject(m, "requests_today", 0);
+    cJSON_AddNumberToObject(m, "tokens", 0);
+    cJSON_AddNumberToObject(m, "cooldown_until", 0);
+    cJSON_AddItemToArray(keys, k);
+  }
+  naive_save(nv, doc);
+  cJSON_Delete(doc);
+}
+
+static double num(cJSON *o, const char *f) {
+  return cJSON_GetObjectItem(o, f)->valuedouble;
+}
+
+static void set(cJSON *o, const char *f, double v) {
+  cJSON_SetNumberValue(cJSON_GetObjectItem(o, f), v);
+}
+
+/* One reserve + record + release cycle, each a locked read-modify-rewrite. */
+static void naive_cycle(naive *nv, double t) {
+  cJSON *doc = naive_begin(nv), *k, *best = NULL;
+  int idx = 0, best_idx = 0;
+  cJSON_ArrayForEach(k, cJSON_GetObjectItem(doc, "keys")) {
+    if (num(k, "inflight") == 0 && (best == NULL || num(k, "last_used") < num(best, "last_used"))) {
+      best = k;
+      best_idx = idx;
+    }
+    idx++;
+  }
+  set(best, "inflight", 1);
+  set(best, "last_used", t);
+  set(best, "requests_total", num(best, "requests_total") + 1);
+  naive_end(nv, doc);
+
+  doc = naive_begin(nv);
+  k = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "keys"), best_idx);
+  cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(k, "models"), "bench-model");
+  set(m, "requests_today", num(m, "requests_today") + 1);
+  set(m, "tokens", num(m, "tokens") + 120);
+  naive_end(nv, doc);
+
+  doc = naive_begin(nv);
+  k = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "keys"), best_idx);
+  set(k, "inflight", 0);
+  naive_end(nv, doc);
+}
+
+static double bench_naive(const char *path, double secs) {
+  naive nv = {.path = path};
+  char lock[4200];
+  double t, end;
+  long n = 0;
+  snprintf(nv.tmp, sizeof nv.tmp, "%s.tmp", path);
+  snprintf(lock, sizeof lock, "%s.lock", path);
+  nv.lockfd = open(lock, O_RDWR | O_CREAT, 0600);
+  naive_init(&nv);
+  t = now_s();
+  end = t + secs;
+  while (now_s() < end) {
+    naive_cycle(&nv, now_s());
+    n++;
+  }
+  t = now_s() - t;
+  close(nv.lockfd);
+  return (double)n / t;
+}
+
+int main(int argc, char **argv) {
+  double secs = argc > 1 ? atof(argv[1]) : 3.0;
+  char dir[] = "/tmp/gkp-bench-XXXXXX", state[4200], naive_path[4200];
+  char cmd[4300];
+
+  if (mkdtemp(dir) == NULL) {
+    perror("mkdtemp");
+    return 1;
+  }
+  snprintf(state, sizeof state, "%s/state.db", dir);
+  snprintf(naive_path, sizeof naive_path, "%s/naive.json", dir);
+
+  double one = bench_one(state, secs);
+  printf("engine, 1 process:   %10.0f cycles/s (reserve + record usage + release)\n", one);
+  double many = bench_many(state, secs);
+  printf("engine, %d processes: %10.0f cycles/s aggregate, one state file\n", PROCS, many);
+  double nv = bench_naive(naive_path, secs);
+  printf("naive JSON rewrite:  %10.0f cycles/s (lock, parse, write new + rename per op)\n", nv);
+  printf("ratio: 1 process %.0fx, %d processes %.0fx the naive baseline\n", one / nv, PROCS,
+         many / nv);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "could not remove %s\n", dir);
+  }
+  printf("bench-engine: cycles_per_s_1proc=%.0f cycles_per_s_8proc=%.0f naive_per_s=%.0f\n", one,
+         many, nv);
+  return 0;
+}

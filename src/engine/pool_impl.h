@@ -1,0 +1,56 @@
+/*
+ * pool_impl.h - the pool object, shared by the engine's modules.
+ */
+#ifndef GKP_ENGINE_POOL_IMPL_H
+#define GKP_ENGINE_POOL_IMPL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "engine/store.h"
+#include "gkp.h"
+
+struct gkp_pool {
+  gkp__config *cfg;        /* replaced by reload under cfg_lock (write) */
+  pthread_rwlock_t cfg_lock;
+  gkp__store *st;
+  char *config_path;       /* NULL when opened from text */
+  gkp_clock_fn clock;
+  void *clock_ud;
+  gkp_log_fn log;
+  void *log_ud;
+  int pid;
+  /* Everything below is guarded by the store's mutex (inside transactions). */
+  int *key_slot;           /* store slot of cfg->keys[i] */
+  int *pm_cache;           /* pm slot of (cfg key i, cfg model m), -1 unknown */
+  uint64_t *own;           /* ids of leases this pool holds */
+  size_t nown, capown;
+  uint64_t rng;
+};
+
+/* Logs one line through the pool's log callback, if any. */
+void gkp__pool_log(const gkp_pool *pool, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Index of a model in the pool's configuration, or -1. */
+int gkp__pool_model_index(const gkp_pool *pool, const char *model);
+
+/* The limits that apply to a pm record: learned ones replace configured ones. */
+void gkp__effective(const gkp__pm_rec *p, const gkp_limits *cfg, gkp_limits *out);
+
+/* Whether a lease is still held (not expired, owner alive). */
+int gkp__lease_live(const gkp__lease_rec *l, int64_t now_ms);
+
+/* Whether config key ki can take a request of `est` tokens on model mi now.
+ * Returns 1, or 0 with *ready (INT64_MAX: never) and *reason (a
+ * gkp_wait_reason).  Reaps dead leases on the way.  Inside a transaction. */
+int gkp__key_eligible(gkp_pool *pool, int ki, int mi, int64_t est, int64_t now, int64_t *ready,
+                      int *reason);
+
+/* Removes the leases of key slot ks whose owner died or whose time ran out,
+ * adding their number to *reaped (if given); returns how many live ones
+ * remain.  Inside a transaction. */
+int gkp__reap_leases(gkp_pool *pool, int ks, int64_t now, int *reaped);
+
+#endif

@@ -1,0 +1,763 @@
+/*
+ * test_pool.c - the engine's selection, reservation and error rules, with an
+ * injected clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+
+#include "engine_test.h"
+
+/* 2026-11-24 12:00:00 UTC, a Tuesday (PST: midnight is 08:00 UTC). */
+#define T0 1795521600000LL
+#define HOUR 3600000LL
+
+static char *tmpdir;
+static char state_file[4200];
+static gkp_pool *pool;
+
+static const char *SECRETS[] = {"FAKE-SECRET-ALPHA-0001", "FAKE-SECRET-BRAVO-0002",
+                                "FAKE-SECRET-CHARLIE-0003", "FAKE-SECRET-DELTA-0004"};
+
+/* Opens `pool` over a config with keys k1..kN and the given extra JSON. */
+static void open_pool(int nkeys, const char *projects[], const char *extra) {
+  char json[8192];
+  size_t n = 0;
+  gkp_options o = {.clock = test_clock, .state_path = state_file};
+  gkp_error err;
+
+  n += (size_t)snprintf(json + n, sizeof json - n, "{\"providers\":{\"gemini\":{\"keys\":[");
+  for (int i = 0; i < nkeys; i++) {
+    char var[32];
+    snprintf(var, sizeof var, "GKP_TEST_KEY_%d", i + 1);
+    setenv(var, SECRETS[i % 4], 1);
+    n += (size_t)snprintf(json + n, sizeof json - n, "%s{\"id\":\"k%d\",\"api_key\":\"env:%s\"",
+                          i ? "," : "", i + 1, var);
+    if (projects != NULL && projects[i] != NULL) {
+      n += (size_t)snprintf(json + n, sizeof json - n, ",\"project\":\"%s\"", projects[i]);
+    }
+    n += (size_t)snprintf(json + n, sizeof json - n, "}");
+  }
+  n += (size_t)snprintf(json + n, sizeof json - n, "]}}%s%s}", extra ? "," : "", extra ? extra : "");
+  int rc = gkp_pool_open_text(&pool, json, n, "test.json", NULL, &o, &err);
+  if (rc != 0) {
+    fail_msg("open: %s", err.msg);
+  }
+}
+
+static int setup(void **st) {
+  (void)st;
+  tmpdir = test_tmpdir();
+  snprintf(state_file, sizeof state_file, "%s/state.db", tmpdir);
+  t_now = T0;
+  pool = NULL;
+  return 0;
+}
+
+static int teardown(void **st) {
+  (void)st;
+  gkp_pool_close(pool);
+  pool = NULL;
+  test_rmrf(tmpdir);
+  free(tmpdir);
+  return 0;
+}
+
+/* A model without limits, so that only selection rules apply. */
+#define FREE_MODEL "\"models\":{\"free-model\":{}}"
+
+static void reserve_ok(const char *model, gkp_lease *l) {
+  gkp_error err;
+  int rc = gkp_reserve(pool, model, 10, l, NULL, &err);
+  if (rc != 0) {
+    fail_msg("reserve %s: %s", model, err.msg);
+  }
+}
+
+static void cycle(const char *model, const char *expect_key) {
+  gkp_lease l;
+  reserve_ok(model, &l);
+  assert_string_equal(l.key_id, expect_key);
+  assert_int_equal(gkp_release(pool, &l, 1, NULL), 0);
+  t_now += 10;
+}
+
+static void test_lru_order_all_before_repeat(void **st) {
+  (void)st;
+  open_pool(4, NULL, FREE_MODEL);
+  const char *order[] = {"k1", "k2", "k3", "k4", "k1", "k2", "k3", "k4"};
+  for (int i = 0; i < 8; i++) {
+    cycle("free-model", order[i]);
+  }
+}
+
+static void test_never_used_first(void **st) {
+  (void)st;
+  open_pool(3, NULL, FREE_MODEL);
+  gkp_lease a, b;
+  /* Use k1 and k2 with k1 held, so k2 is picked, then release both. */
+  reserve_ok("free-model", &a);
+  reserve_ok("free-model", &b);
+  assert_string_equal(b.key_id, "k2");
+  gkp_release(pool, &a, 1, NULL);
+  gkp_release(pool, &b, 1, NULL);
+  t_now += 1000;
+  cycle("free-model", "k3"); /* never used beats both */
+  cycle("free-model", "k1"); /* then the least recently used */
+}
+
+static void test_nearest_cooldown_reported(void **st) {
+  (void)st;
+  open_pool(3, NULL, FREE_MODEL);
+  gkp_lease l;
+  gkp_wait w;
+  gkp_error err;
+  assert_int_equal(gkp_set_cooldown(pool, "k1", "free-model", T0 + 30000, GKP_KIND_RPM, NULL), 0);
+  assert_int_equal(gkp_set_cooldown(pool, "k2", "free-model", T0 + 10000, GKP_KIND_RPM, NULL), 0);
+  assert_int_equal(gkp_set_cooldown(pool, "k3", NULL, T0 + 20000, GKP_KIND_BILLING, NULL), 0);
+  assert_int_equal(gkp_reserve(pool, "free-model", 1, &l, &w, &err), -EAGAIN);
+  assert_int_equal(w.reason, GKP_WAIT_COOLDOWN);
+  assert_int_equal(w.next_ms, T0 + 10000);
+  assert_string_equal(w.next_key_id, "k2");
+  assert_non_null(strstr(err.msg, "k2"));
+  assert_non_null(strstr(err.msg, "12:00:10 UTC"));
+  t_now = T0 + 10000;
+  cycle("free-model", "k2");
+}
+
+static void test_explicit_cooldown_override(void **st) {
+  (void)st;
+  open_pool(1, NULL, FREE_MODEL);
+  gkp_lease l;
+  gkp_wait w;
+  assert_int_equal(gkp_set_cooldown(pool, "k1", "free-model", T0 + HOUR, GKP_KIND_RPM, NULL), 0);
+  assert_int_equal(gkp_reserve(pool, "free-model", 1, &l, &w, NULL), -EAGAIN);
+  assert_int_equal(w.next_ms, T0 + HOUR);
+  /* An explicit override may shorten it. */
+  assert_int_equal(gkp_set_cooldown(pool, "k1", "free-model", T0 + 5000, GKP_KIND_RPM, NULL), 0);
+  assert_int_equal(gkp_reserve(pool, "free-model", 1, &l, &w, NULL), -EAGAIN);
+  assert_int_equal(w.next_ms, T0 + 5000);
+  assert_int_equal(gkp_set_cooldown(pool, "k1", "free-model", 0, GKP_KIND_NONE, NULL), 0);
+  cycle("free-model", "k1");
+}
+
+static void test_tier_detection_limit_zero(void **st) {
+  (void)st;
+  /* gemini-3.1-pro-preview has limit 0 in the table: skipped outright. */
+  open_pool(2, NULL, NULL);
+  gkp_lease l;
+  gkp_wait w;
+  assert_int_equal(gkp_reserve(pool, "gemini-3.1-pro-preview", 1, &l, &w, NULL), -EAGAIN);
+  assert_int_equal(w.reason, GKP_WAIT_NEVER);
+  assert_string_equal(gkp_model_fallback(pool, "gemini-3.1-pro-preview"),
+                      "gemini-3-flash-preview");
+  /* A model that is on the free tier is reserved normally. */
+  reserve_ok("gemini-2.5-flash", &l);
+  gkp_release(pool, &l, 1, NULL);
+}
+
+static void test_per_model_cooldown_does_not_block_others(void **st) {
+  (void)st;
+  open_pool(1, NULL, "\"models\":{\"free-model\":{},\"other-model\":{}}");
+  gkp_lease l;
+  assert_int_equal(gkp_set_cooldown(pool, "k1", "free-model", T0 + HOUR, GKP_KIND_RPM, NULL), 0);
+  assert_int_equal(gkp_reserve(pool, "free-model", 1, &l, NULL, NULL), -EAGAIN);
+  cycle("other-model", "k1");
+}
+
+static void test_key_wide_cooldown_blocks_all(void **st) {
+  (void)st;
+  open_pool(2, NULL, "\"models\":{\"free-model\":{},\"other-model\":{}}");
+  assert_int_equal(gkp_set_cooldown(pool, "k1", NULL, T0 + HOUR, GKP_KIND_BILLING, NULL), 0);
+  cycle("free-model", "k2");
+  cycle("other-model", "k2");
+  cycle("free-model", "k2");
+  assert_int_equal(gkp_count_available(pool, "other-model", NULL), 1);
+}
+
+static void test_reserved_not_handed_out_twice(void **st) {
+  (void)st;
+  open_pool(2, NULL, FREE_MODEL);
+  gkp_lease a, b, c;
+  gkp_wait w;
+  gkp_error err;
+  reserve_ok("free-model", &a);
+  reserve_ok("free-model", &b);
+  assert_string_not_equal(a.key_id, b.key_id);
+  assert_int_equal(gkp_count_available(pool, "free-model", NULL), 0);
+  /* All reserved: a clear error. */
+  assert_int_equal(gkp_reserve(pool, "free-model", 1, &c, &w, &err), -EAGAIN);
+  assert_int_equal(w.reason, GKP_WAIT_BUSY);
+  assert_non_null(strstr(err.msg, "busy"));
+  assert_non_null(strstr(err.msg, "free-model"));
+  /* Release makes it available again. */
+  assert_int_equal(gkp_release(pool, &a, 1, NULL), 0);
+  assert_int_equal(gkp_count_available(pool, "free-model", NULL), 1);
+  reserve_ok("free-model", &c);
+  assert_string_equal(c.key_id, a.key_id);
+  /* Releasing twice is harmless. */
+  assert_int_equal(gkp_release(pool, &a, 1, NULL), 0);
+  assert_int_equal(gkp_count_available(pool, "free-model", NULL), 0);
+  gkp_release(pool, &b, 1, NULL);
+  gkp_release(pool, &c, 1, NULL);
+}
+
+static void test_max_inflight(void **st) {
+  (void)st;
+  open_pool(1, NULL, "\"max_inflight\":3," FREE_MODEL);
+  gkp_lease l[4];
+  for (int i = 0; i < 3; i++) {
+    reserve_ok("free-model", &l[i]);
+  }
+  assert_int_equal(gkp_reserve(pool, "free-model", 1, &l[3], NULL, NULL), -EAGAIN);
+  for (int i = 0; i < 3; i++) {
+    gkp_release(pool, &l[i], 1, NULL);
+  }
+}
+
+static void test_unknown_model(void **st) {
+  (void)st;
+  open_pool(1, NULL, NULL);
+  gkp_lease l;
+  gkp_error err;
+  assert_int_equal(gkp_reserve(pool, "gpt-5", 1, &l, NULL, &err), -ENOENT);
+  assert_non_null(strstr(err.msg, "gpt-5"));
+  assert_non_null(strstr(err.msg, "models"));
+  assert_int_equal(gkp_count_available(pool, "gpt-5", NULL), -ENOENT);
+}
+
+static void test_unknown_provider(void **st) {
+  (void)st;
+  const char *json = "{\"providers\":{\"openai\":{\"keys\":[{\"id\":\"a\",\"api_key\":\"x\"}]}}}";
+  gkp_options o = {.clock = test_clock, .state_path = state_file};
+  gkp_error err;
+  assert_true(gkp_pool_open_text(&pool, json, strlen(json), "p.json", NULL, &o, &err) < 0);
+  assert_null(pool);
+  assert_non_null(strstr(err.msg, "gemini"));
+}
+
+static void test_count_available_and_clear_expired(void **st) {
+  (void)st;
+  open_pool(3, NULL, FREE_MODEL);
+  char *doc;
+  assert_int_equal(gkp_count_available(pool, "free-model", NULL), 3);
+  gkp_set_cooldown(pool, "k1", "free-model", T0 + 1000, GKP_KIND_RPM, NULL);
+  gkp_set_cooldown(pool, "k2", NULL, T0 + 2000, GKP_KIND_BILLING, NULL);
+  assert_int_equal(gkp_count_available(pool, "free-model", NULL), 1);
+  assert_int_equal(gkp_clear_expired(pool, NULL), 0);
+  t_now = T0 + 1500;
+  assert_int_equal(gkp_count_available(pool, "free-model", NULL), 2);
+  assert_int_equal(gkp_clear_expired(pool, NULL), 1);
+  t_now = T0 + 2500;
+  assert_int_equal(gkp_clear_expired(pool, NULL), 1);
+  assert_int_equal(gkp_count_available(pool, "free-model", NULL), 3);
+  assert_int_equal(gkp_status_json(pool, &doc, NULL), 0);
+  assert_null(strstr(doc, "\"cooldown_kind\":\t\"rpm\""));
+  assert_null(strstr(doc, "\"cooldown_kind\":\t\"billing\""));
+  free(doc);
+}
+
+/* ---- quota counting ------------------------------------------------------ */
+
+static void test_rpm_window(void **st) {
+  (void)st;
+  open_pool(1, NULL, "\"models\":{\"m\":{\"rpm\":5}}");
+  gkp_lease l;
+  gkp_wait w;
+  for (int i = 0; i < 5; i++) {
+    reserve_ok("m", &l);
+    gkp_release(pool, &l, 1, NULL);
+    t_now += 1000;
+  }
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, &w, NULL), -EAGAIN);
+  assert_int_equal(w.reason, GKP_WAIT_QUOTA);
+  /* The first request (second T0) stops counting 61 s + margin later. */
+  assert_true(w.next_ms >= T0 + 60000);
+  assert_true(w.next_ms <= T0 + 62000);
+  t_now = w.next_ms - 1;
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, NULL, NULL), -EAGAIN);
+  t_now = w.next_ms;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+  /* A reservation never sent gives its request back. */
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, NULL, NULL), -EAGAIN);
+  t_now += 1000;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 0, NULL);
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+}
+
+static void test_tpm_window_and_correction(void **st) {
+  (void)st;
+  open_pool(1, NULL, "\"models\":{\"m\":{\"tpm\":1000}}");
+  gkp_lease a, b;
+  gkp_wait w;
+  gkp_usage u = {.prompt_tokens = 100, .candidates_tokens = 5, .thoughts_tokens = -1};
+  assert_int_equal(gkp_reserve(pool, "m", 600, &a, NULL, NULL), 0);
+  gkp_release(pool, &a, 1, NULL);
+  assert_int_equal(gkp_reserve(pool, "m", 600, &b, &w, NULL), -EAGAIN);
+  assert_int_equal(w.reason, GKP_WAIT_QUOTA);
+  /* The real count was 100: the window is corrected. */
+  assert_int_equal(gkp_record_usage(pool, &a, &u, NULL), 0);
+  assert_int_equal(gkp_reserve(pool, "m", 600, &b, NULL, NULL), 0);
+  gkp_release(pool, &b, 1, NULL);
+  /* A prompt larger than the whole TPM limit never fits. */
+  assert_int_equal(gkp_reserve(pool, "m", 1001, &b, &w, NULL), -EAGAIN);
+  assert_int_equal(w.reason, GKP_WAIT_NEVER);
+}
+
+static void test_project_shared_quota(void **st) {
+  (void)st;
+  const char *projects[] = {"p1", "p1", "p2"};
+  open_pool(3, projects, "\"models\":{\"m\":{\"rpm\":2}}");
+  gkp_lease l;
+  const char *expect[] = {"k1", "k2", "k3", "k3"};
+  for (int i = 0; i < 4; i++) {
+    cycle("m", expect[i]);
+  }
+  /* p1 used its 2 and p2 its 2: nothing left for a minute. */
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, NULL, NULL), -EAGAIN);
+}
+
+/* Reserves until RPD stops it; returns how many went through. */
+static int drain(const char *model) {
+  gkp_lease l;
+  int n = 0;
+  while (gkp_reserve(pool, model, 1, &l, NULL, NULL) == 0) {
+    gkp_release(pool, &l, 1, NULL);
+    n++;
+    t_now += 61000 + 1000; /* stay clear of the RPM window */
+  }
+  return n;
+}
+
+/* Checks RPD resets exactly at `midnight` (ms). */
+static void check_rpd_reset_at(int64_t midnight) {
+  gkp_lease l;
+  gkp_wait w;
+  t_now = midnight - 3 * HOUR;
+  assert_true(drain("m") >= 1); /* the rest of the day's 2 */
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, &w, NULL), -EAGAIN);
+  assert_int_equal(w.next_ms, midnight);
+  t_now = midnight - 1;
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, NULL, NULL), -EAGAIN);
+  t_now = midnight;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+}
+
+static void test_rpd_resets_at_pacific_midnight_across_dst(void **st) {
+  (void)st;
+  open_pool(1, NULL, "\"models\":{\"m\":{\"rpd\":2}}");
+  /* Before the spring change: midnight PST 2026-03-08 is 08:00 UTC. */
+  check_rpd_reset_at(1772956800000LL);
+  /* The first day of PDT: midnight 2026-03-09 is 07:00 UTC. */
+  check_rpd_reset_at(1773039600000LL);
+  /* Autumn: midnight 2026-11-01 (PDT) is 07:00 UTC ... */
+  check_rpd_reset_at(1793516400000LL);
+  /* ... and after the 25-hour day, midnight 2026-11-02 (PST) is 08:00 UTC. */
+  check_rpd_reset_at(1793606400000LL);
+}
+
+/* ---- error rules --------------------------------------------------------- */
+
+/* Reads a fixture's body and status. */
+static char *fixture(const char *name, int *status) {
+  char path[4200];
+  const char *dir = getenv("GKP_FIXTURES");
+  snprintf(path, sizeof path, "%s/gemini-errors/%s", dir ? dir : "tests/fixtures", name);
+  char *text = test_slurp(path, NULL);
+  assert_non_null(text);
+  /* The fixture is JSON with "http_status" and "body"; pull them out
+   * without a JSON library: the body is a JSON string. */
+  char *s = strstr(text, "\"http_status\":");
+  assert_non_null(s);
+  *status = atoi(s + 14);
+  char *b = strstr(text, "\"body\": \"");
+  assert_non_null(b);
+  b += 9;
+  char *out = malloc(strlen(b) + 1), *o = out;
+  for (; *b != '\0' && *b != '"'; b++) {
+    if (*b == '\\') {
+      b++;
+      *o++ = *b == 'n' ? '\n' : *b == 't' ? '\t' : *b;
+    } else {
+      *o++ = *b;
+    }
+  }
+  *o = '\0';
+  free(text);
+  return out;
+}
+
+static void report_fixture(const char *name, gkp_lease *l, gkp_verdict *v) {
+  int status;
+  char *body = fixture(name, &status);
+  gkp_error err;
+  if (gkp_report_error(pool, l, status, body, strlen(body), v, &err) != 0) {
+    fail_msg("report: %s", err.msg);
+  }
+  free(body);
+}
+
+static void test_per_day_cooldown_until_midnight(void **st) {
+  (void)st;
+  open_pool(2, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  gkp_limits lim;
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("429_per_day_free_tier.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.kind, GKP_KIND_RPD);
+  /* Whatever retryDelay said (22s): until the next midnight Pacific. */
+  int64_t midnight = gkp_next_pacific_midnight(T0);
+  assert_int_equal(v.cooldown_until_ms, midnight);
+  /* Learned: this project's RPD is 250, not the table's 1000. */
+  assert_int_equal(gkp_effective_limits(pool, "k1", "gemini-2.5-flash", &lim, NULL), 0);
+  assert_int_equal(lim.rpd, 250);
+  assert_int_equal(gkp_effective_limits(pool, "k2", "gemini-2.5-flash", &lim, NULL), 0);
+  assert_int_equal(lim.rpd, 1000);
+  cycle("gemini-2.5-flash", "k2");
+  cycle("gemini-2.5-flash", "k2");
+  t_now = midnight - 1;
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 1);
+  t_now = midnight;
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 2);
+}
+
+static void test_tpm_429_learns_and_cools_for_retry_delay(void **st) {
+  (void)st;
+  open_pool(2, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  gkp_limits lim;
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("429_input_tokens_per_minute_free_tier.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.kind, GKP_KIND_TPM);
+  assert_int_equal(v.cooldown_until_ms, T0 + 26000);
+  gkp_effective_limits(pool, "k1", "gemini-2.5-flash", &lim, NULL);
+  assert_int_equal(lim.tpm, 250000);
+  t_now = T0 + 25999;
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 1);
+  t_now = T0 + 26000;
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 2);
+}
+
+static void test_precise_retry_and_minimum(void **st) {
+  (void)st;
+  open_pool(1, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  const char *body = "{\"error\":{\"code\":429,\"message\":\"Quota exceeded. Please retry in "
+                     "0.2s.\",\"status\":\"RESOURCE_EXHAUSTED\",\"details\":[{\"@type\":"
+                     "\"type.googleapis.com/google.rpc.QuotaFailure\",\"violations\":[{"
+                     "\"quotaId\":\"GenerateRequestsPerMinutePerProjectPerModel-FreeTier\"}]}]}}";
+  reserve_ok("gemini-2.5-flash", &l);
+  assert_int_equal(gkp_report_error(pool, &l, 429, body, strlen(body), &v, NULL), 0);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.kind, GKP_KIND_RPM);
+  assert_int_equal(v.cooldown_until_ms, T0 + 1000); /* at least 1 s */
+}
+
+static void test_no_free_tier(void **st) {
+  (void)st;
+  open_pool(1, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  char *doc;
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("429_limit_zero_no_free_tier.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.kind, GKP_KIND_NO_FREE_TIER);
+  assert_int_equal(v.action, GKP_ACT_FALLBACK);
+  assert_int_equal(v.cooldown_until_ms, gkp_next_pacific_midnight(T0));
+  assert_int_equal(gkp_status_json(pool, &doc, NULL), 0);
+  assert_non_null(strstr(doc, "\"no_free_tier\""));
+  free(doc);
+}
+
+static void test_billing_is_key_wide(void **st) {
+  (void)st;
+  open_pool(2, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  char *doc;
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("429_prepay_credits_depleted.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.kind, GKP_KIND_BILLING);
+  assert_int_equal(v.cooldown_until_ms, T0 + 2 * HOUR);
+  cycle("gemini-3-flash-preview", "k2");
+  cycle("gemma-3-27b-it", "k2");
+  /* The key-wide cooldown shows in every model entry of k1. */
+  assert_int_equal(gkp_status_json(pool, &doc, NULL), 0);
+  char *k2 = strstr(doc, "\"k2\"");
+  assert_non_null(k2);
+  int n = 0;
+  for (char *p = doc; (p = strstr(p, "\"billing\"")) != NULL && p < k2; p++) {
+    n++;
+  }
+  assert_true(n >= 10); /* every model of k1 (and the key entry itself) */
+  free(doc);
+  t_now = T0 + 2 * HOUR;
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 2);
+}
+
+static void test_unknown_429_doubles_and_resets(void **st) {
+  (void)st;
+  open_pool(1, NULL, NULL);
+  const char *body = "{\"error\":{\"code\":429,\"message\":\"Resource has been exhausted (e.g. "
+                     "check quota).\",\"status\":\"RESOURCE_EXHAUSTED\"}}";
+  gkp_lease l;
+  gkp_verdict v;
+  int64_t expect[] = {60000, 120000, 240000};
+  for (int i = 0; i < 3; i++) {
+    reserve_ok("gemini-2.5-flash", &l);
+    assert_int_equal(gkp_report_error(pool, &l, 429, body, strlen(body), &v, NULL), 0);
+    gkp_release(pool, &l, 1, NULL);
+    assert_int_equal(v.kind, GKP_KIND_UNKNOWN_429);
+    assert_int_equal(v.cooldown_until_ms - t_now, expect[i]);
+    t_now = v.cooldown_until_ms;
+  }
+  /* A success resets the streak. */
+  reserve_ok("gemini-2.5-flash", &l);
+  gkp_usage u = {.prompt_tokens = 1, .candidates_tokens = 1, .thoughts_tokens = -1};
+  assert_int_equal(gkp_record_usage(pool, &l, &u, NULL), 0);
+  gkp_release(pool, &l, 1, NULL);
+  t_now += 1000;
+  reserve_ok("gemini-2.5-flash", &l);
+  gkp_report_error(pool, &l, 429, body, strlen(body), &v, NULL);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.cooldown_until_ms - t_now, 60000);
+  /* Capped at midnight Pacific. */
+  int64_t midnight = gkp_next_pacific_midnight(t_now);
+  t_now = midnight - 90000;
+  gkp_reset(pool, "k1", NULL);
+  reserve_ok("gemini-2.5-flash", &l);
+  gkp_report_error(pool, &l, 429, body, strlen(body), &v, NULL); /* 60 s */
+  gkp_release(pool, &l, 1, NULL);
+  t_now = v.cooldown_until_ms;
+  reserve_ok("gemini-2.5-flash", &l);
+  gkp_report_error(pool, &l, 429, body, strlen(body), &v, NULL); /* would be 120 s */
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.cooldown_until_ms, midnight);
+}
+
+static void test_invalid_key_disabled_until_reset(void **st) {
+  (void)st;
+  open_pool(2, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  char *doc;
+  reserve_ok("gemini-2.5-flash", &l);
+  assert_string_equal(l.key_id, "k1");
+  report_fixture("400_api_key_invalid_array_framed.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.kind, GKP_KIND_INVALID_KEY);
+  for (int i = 0; i < 3; i++) {
+    cycle("gemini-2.5-flash", "k2");
+    t_now += 5000;
+  }
+  assert_int_equal(gkp_status_json(pool, &doc, NULL), 0);
+  assert_non_null(strstr(doc, "\"disabled\""));
+  assert_non_null(strstr(doc, "API key not valid"));
+  free(doc);
+  /* Days later it is still disabled. */
+  t_now += 72 * HOUR;
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 1);
+  assert_int_equal(gkp_reset(pool, "k1", NULL), 0);
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 2);
+  assert_int_equal(gkp_reset(pool, "nope", NULL), -ENOENT);
+}
+
+static void test_server_errors_short_backoff(void **st) {
+  (void)st;
+  open_pool(1, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  for (int i = 0; i < 8; i++) {
+    reserve_ok("gemini-2.5-flash", &l);
+    report_fixture("503_model_overloaded.json", &l, &v);
+    gkp_release(pool, &l, 1, NULL);
+    assert_int_equal(v.kind, GKP_KIND_SERVER);
+    assert_true(v.cooldown_until_ms > t_now);
+    assert_true(v.cooldown_until_ms - t_now <= 30000);
+    t_now = v.cooldown_until_ms;
+  }
+}
+
+static void test_model_not_found_no_penalty(void **st) {
+  (void)st;
+  open_pool(1, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("404_model_not_found.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.kind, GKP_KIND_MODEL_NOT_FOUND);
+  assert_int_equal(v.action, GKP_ACT_FALLBACK);
+  assert_int_equal(v.cooldown_until_ms, 0);
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 1);
+}
+
+/* ---- persistence and secrets --------------------------------------------- */
+
+static void test_state_survives_reopen(void **st) {
+  (void)st;
+  open_pool(2, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("429_per_day_free_tier.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  gkp_disable_key(pool, "k2", "by hand", NULL);
+  gkp_pool_close(pool);
+  pool = NULL;
+  open_pool(2, NULL, NULL);
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 0);
+  char *doc;
+  assert_int_equal(gkp_status_json(pool, &doc, NULL), 0);
+  assert_non_null(strstr(doc, "\"rpd\""));
+  assert_non_null(strstr(doc, "by hand"));
+  free(doc);
+}
+
+static void test_corrupt_state_moved_aside(void **st) {
+  (void)st;
+  FILE *f = fopen(state_file, "w");
+  fputs("{ this is not a state file", f);
+  fclose(f);
+  char warned[1024] = "";
+  gkp_options o = {.clock = test_clock, .state_path = state_file};
+  (void)o;
+  open_pool(1, NULL, NULL); /* must not fail */
+  cycle("gemini-2.5-flash", "k1");
+  char aside[4300];
+  snprintf(aside, sizeof aside, "%s.corrupt-%lld", state_file, (long long)(T0 / 1000));
+  assert_int_equal(access(aside, F_OK), 0);
+  (void)warned;
+}
+
+static void test_no_secret_anywhere(void **st) {
+  (void)st;
+  open_pool(4, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  gkp_error err;
+  char *doc, buf[64];
+  size_t len;
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("400_api_key_invalid_array_framed.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  gkp_reserve(pool, "nope", 1, &l, NULL, &err);
+  assert_int_equal(gkp_key_secret(pool, "k2", buf, sizeof buf, NULL), 0);
+  assert_string_equal(buf, SECRETS[1]);
+  assert_int_equal(gkp_key_secret(pool, "k2", buf, 4, &err), -ERANGE);
+  assert_int_equal(gkp_status_json(pool, &doc, NULL), 0);
+  char *file = test_slurp(state_file, &len);
+  for (int i = 0; i < 4; i++) {
+    assert_false(test_contains(doc, strlen(doc), SECRETS[i]));
+    assert_false(test_contains(file, len, SECRETS[i]));
+    assert_false(test_contains(err.msg, strlen(err.msg), SECRETS[i]));
+    assert_false(test_contains(v.message, strlen(v.message), SECRETS[i]));
+  }
+  free(doc);
+  free(file);
+}
+
+/* ---- threads ------------------------------------------------------------- */
+
+#define THREADS 8
+#define ROUNDS 2000
+static int holders[4];
+static pthread_mutex_t holders_mu = PTHREAD_MUTEX_INITIALIZER;
+static int overlaps;
+
+static void *worker(void *arg) {
+  (void)arg;
+  for (int i = 0; i < ROUNDS; i++) {
+    gkp_lease l;
+    gkp_usage u = {.prompt_tokens = 3, .candidates_tokens = 1, .thoughts_tokens = -1};
+    if (gkp_reserve(pool, "free-model", 3, &l, NULL, NULL) != 0) {
+      i--;
+      continue;
+    }
+    int k = l.key_id[1] - '1';
+    pthread_mutex_lock(&holders_mu);
+    overlaps += holders[k]++ != 0;
+    pthread_mutex_unlock(&holders_mu);
+    gkp_record_usage(pool, &l, &u, NULL);
+    pthread_mutex_lock(&holders_mu);
+    holders[k]--;
+    pthread_mutex_unlock(&holders_mu);
+    gkp_release(pool, &l, 1, NULL);
+  }
+  return NULL;
+}
+
+static void test_concurrent_threads_lose_nothing(void **st) {
+  (void)st;
+  pthread_t th[THREADS];
+  open_pool(4, NULL, FREE_MODEL);
+  for (int i = 0; i < THREADS; i++) {
+    pthread_create(&th[i], NULL, worker, NULL);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(th[i], NULL);
+  }
+  assert_int_equal(overlaps, 0);
+  char *doc;
+  assert_int_equal(gkp_status_json(pool, &doc, NULL), 0);
+  long total = 0;
+  for (char *p = doc; (p = strstr(p, "\"id\":")) != NULL; p++) {
+    char *r = strstr(p, "\"requests_total\":");
+    total += atol(r + 17);
+  }
+  free(doc);
+  assert_int_equal(total, THREADS * ROUNDS);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_lru_order_all_before_repeat, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_never_used_first, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_nearest_cooldown_reported, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_explicit_cooldown_override, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tier_detection_limit_zero, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_per_model_cooldown_does_not_block_others, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_key_wide_cooldown_blocks_all, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reserved_not_handed_out_twice, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_max_inflight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_model, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_provider, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_count_available_and_clear_expired, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rpm_window, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tpm_window_and_correction, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_project_shared_quota, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rpd_resets_at_pacific_midnight_across_dst, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_per_day_cooldown_until_midnight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tpm_429_learns_and_cools_for_retry_delay, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_precise_retry_and_minimum, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_free_tier, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_billing_is_key_wide, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_429_doubles_and_resets, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_invalid_key_disabled_until_reset, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_errors_short_backoff, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_model_not_found_no_penalty, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_state_survives_reopen, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_corrupt_state_moved_aside, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_secret_anywhere, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_concurrent_threads_lose_nothing, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
