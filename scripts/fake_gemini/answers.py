@@ -114,7 +114,12 @@ def _pad(head: str, target: int, start: int) -> str:
     while sum(len(s) + 1 for s in filler) < room:
         filler.append(FILLER[i % len(FILLER)])
         i += 1
-    body = " ".join(filler)[:room]
+    text = " ".join(filler)
+    body = text[:room]
+    if room < len(text) and text[room] != " ":
+        # Keep the exact size but do not end on half a word: "... the real ...".
+        space = body.rfind(" ")
+        body = body[:space + 1] + "." * (len(body) - space - 1)
     if body.endswith(" "):
         body = body[:-1] + "."
     return head + "\n\n" + body

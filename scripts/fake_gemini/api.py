@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import itertools
 import os
 import re
@@ -30,6 +31,7 @@ SSE_TYPE = "text/event-stream"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 GENERATE_ACTIONS = ("generateContent", "streamGenerateContent")
+MIN_REDACTED_LEN = 8  # a presented unknown key shorter than this is not scrubbed
 NOT_FOUND_HTML = ("<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 404 "
                   "(Not Found)!!1</title>\n  <p><b>404.</b> <ins>That\u2019s an error.</ins>\n"
                   "  <p>The requested URL <code>{path}</code> was not found on this server.  "
@@ -51,6 +53,7 @@ class Call:
     model: str | None = None
     action: str | None = None
     key: Key | None = None
+    secret: str | None = field(default=None, repr=False)  # never logged
     key_in_url: bool = False
     stream: bool = False
     sse: bool = False
@@ -116,17 +119,22 @@ class Emulator:
         secrets = sorted(self.keyring.secrets(), key=len, reverse=True)
         return re.compile("|".join(re.escape(s) for s in secrets)) if secrets else None
 
-    def redact(self, text: str) -> str:
-        """`text` with every known key replaced by REDACTED."""
-        if not text or self._key_re is None:
+    def redact(self, text: str, presented: str | None = None) -> str:
+        """`text` with every known key, and the key this request presented (known or
+        not, if it is long enough to be a key), replaced by REDACTED."""
+        if not text:
+            return text
+        if presented and len(presented) >= MIN_REDACTED_LEN:
+            text = text.replace(presented, "REDACTED")
+        if self._key_re is None:
             return text
         return self._key_re.sub("REDACTED", text)
 
-    def loggable_path(self, raw_path: str) -> str:
+    def loggable_path(self, raw_path: str, presented: str | None = None) -> str:
         """The raw path and query, exactly as received but for key values."""
         path, sep, qs = raw_path.partition("?")
         qs = re.sub(r"(^|&)(key=)[^&]*", r"\1\2REDACTED", qs)
-        return self.redact(path + sep + qs)
+        return self.redact(path + sep + qs, presented)
 
     # --- bookkeeping --------------------------------------------------------------
 
@@ -147,15 +155,18 @@ class Emulator:
     def record(self, call: Call, status: int, kind: str) -> dict:
         """Add one request to the log (never with a key in it)."""
         headers = call.headers
+        secret = call.secret
         entry = {
             "ts": round(self.clock.now(), 6), "seq": call.seq, "method": call.method,
-            "path": self.loggable_path(call.raw_path), "key_in_url": call.key_in_url,
+            "path": self.loggable_path(call.raw_path, secret), "key_in_url": call.key_in_url,
             "key_name": call.key.name if call.key else None,
-            "project": call.key.project if call.key else None, "model": call.model,
+            "project": call.key.project if call.key else None,
+            "model": self.redact(call.model, secret) if call.model else None,
             "action": call.action, "status": status, "kind": kind,
             "prompt_tokens": call.prompt_tokens, "stream": call.stream, "sse": call.sse,
-            "user_agent": self.redact(headers.get("user-agent", "")) or None,
-            "x_goog_api_client": self.redact(headers.get("x-goog-api-client", "")) or None,
+            "user_agent": self.redact(headers.get("user-agent", ""), secret) or None,
+            "x_goog_api_client": self.redact(headers.get("x-goog-api-client", ""),
+                                             secret) or None,
             "ms": round((time.monotonic() - call.started) * 1000, 1),
         }
         self.log.add(entry)
@@ -171,9 +182,11 @@ class Emulator:
             return self.error_reply(call, exc)
 
     def error_reply(self, call: Call, exc: errors.ApiError) -> Plain:
-        if call.stream and not call.sse:
-            return Plain(exc.code, errors.render_array(exc.doc), exc.kind)
-        return Plain(exc.code, errors.render(exc.doc), exc.kind)
+        """The error's body, array-framed for non-SSE streams as Google does; any key
+        the request smuggled into a message (a model name, say) is scrubbed."""
+        render = errors.render_array if call.stream and not call.sse else errors.render
+        body = self.redact(render(exc.doc).decode("utf-8"), call.secret).encode("utf-8")
+        return Plain(exc.code, body, exc.kind)
 
     def _route(self, call: Call) -> bool:
         """Fill version, model and action from the path; False for an unknown URL."""
@@ -197,13 +210,15 @@ class Emulator:
     def _dispatch(self, call: Call):
         known_url = self._route(call)
         secret = call.headers.get("x-goog-api-key") or call.param("key")
+        call.secret = secret
         call.key = self.keyring.by_secret(secret) if secret else None
         project = call.key.project if call.key else None
         call.seq = self.next_seq()
         call.plan = self.faults.plan(call.seq, project, call.key.name if call.key else None,
                                      call.stream)
         if not known_url:
-            body = NOT_FOUND_HTML.format(path=self.loggable_path(call.path)).encode("utf-8")
+            path = html.escape(self.loggable_path(call.path, secret))
+            body = NOT_FOUND_HTML.format(path=path).encode("utf-8")
             return Plain(404, body, "not_found", "text/html; charset=UTF-8")
         if call.body_error is not None:
             raise call.body_error

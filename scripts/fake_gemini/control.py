@@ -28,11 +28,15 @@ Errors answer 400 or 404 with {"error": "<reason>"}.
 from __future__ import annotations
 
 import json
+import math
 
 from . import clock as clk
 from .api import Emulator
 from .faults import parse_replay, validate_faults
 from .keyring import KEY_STATES
+
+
+MAX_CLOCK_S = 200 * 366 * 86400.0
 
 
 class ControlError(Exception):
@@ -61,8 +65,9 @@ def _clock_view(emu: Emulator) -> dict:
 
 def _number(doc: dict, name: str) -> float:
     value = doc[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ControlError(400, f"{name} must be a number of seconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or abs(value) > MAX_CLOCK_S:
+        raise ControlError(400, f"{name} must be a number of seconds (within 200 years)")
     return float(value)
 
 
@@ -102,11 +107,14 @@ def _clock(emu: Emulator, doc: dict) -> dict:
         raise ControlError(400, "give exactly one of offset_s, advance_s, now")
     value = _number(doc, given[0])
     if given[0] == "offset_s":
-        emu.clock.set_offset(value)
+        offset = value
     elif given[0] == "advance_s":
-        emu.clock.set_offset(emu.clock.offset + value)
+        offset = emu.clock.offset + value
     else:
-        emu.clock.set_offset(value - (emu.clock.now() - emu.clock.offset))
+        offset = value - (emu.clock.now() - emu.clock.offset)
+    if abs(offset) > MAX_CLOCK_S:
+        raise ControlError(400, "the clock cannot move more than 200 years")
+    emu.clock.set_offset(offset)
     return {"ok": True, **_clock_view(emu)}
 
 

@@ -36,6 +36,7 @@ DURATIONS = ("latency_ms", "chunk_delay_ms")
 MIDSTREAM_FORMS = ("bare", "data", "random")
 FAULT_FIELDS = PROBABILITIES + DURATIONS + ("answer_bytes", "midstream_form")
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+MAX_DELAY_MS = 600000
 
 
 def validate_faults(raw) -> dict:
@@ -50,12 +51,14 @@ def validate_faults(raw) -> dict:
             out[name] = None
         elif name in PROBABILITIES:
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 <= value <= 1:
+                    or not 0 <= value <= 1:  # NaN fails this test too
                 raise ValueError(f"{name} must be a probability between 0 and 1 (got {value!r})")
             out[name] = float(value)
         elif name in DURATIONS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number of ms (got {value!r})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value <= MAX_DELAY_MS:
+                raise ValueError(f"{name} must be a number of ms from 0 to {MAX_DELAY_MS} "
+                                 f"(got {value!r})")
             out[name] = float(value)
         elif name == "answer_bytes":
             if isinstance(value, bool) or not isinstance(value, int) \

@@ -22,6 +22,9 @@ GENERATE_FIELDS = ("contents", "systemInstruction", "tools", "toolConfig", "safe
                    "generationConfig", "cachedContent", "model", "labels", "serviceTier",
                    "store")
 COUNT_FIELDS = ("contents", "generateContentRequest")
+PART_DATA_FIELDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse",
+                    "executableCode", "codeExecutionResult")
+_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _snake(name: str) -> str:
@@ -104,12 +107,21 @@ def parse_json(body: bytes):
     except UnicodeDecodeError:
         raise errors.invalid_json("Invalid UTF-8 in the request body.") from None
     try:
-        return json.loads(text)
+        doc = json.loads(text)
+    except RecursionError:
+        raise errors.invalid_json("Message nesting is too deep.") from None
     except json.JSONDecodeError as exc:
-        line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
+        lines = text.split("\n")
+        line = lines[exc.lineno - 1] if exc.lineno <= len(lines) else ""
         line = line[max(0, exc.colno - 40):exc.colno + 40]
         caret = " " * min(exc.colno - 1, 39) + "^"
         raise errors.invalid_json(f"Unexpected token.\n{line}\n{caret}") from None
+    if _LONE_SURROGATE.search(text):
+        try:  # json accepts "\ud800" alone; it is not a character and has no UTF-8
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.invalid_json("Invalid \\u escape: a lone UTF-16 surrogate.") from None
+    return doc
 
 
 def parse_generate(doc, where_prefix: str = "") -> Prompt:
@@ -184,6 +196,9 @@ def _parse_content(content, where: str, prompt: Prompt, system: bool = False) ->
         if not isinstance(part, dict):
             raise _invalid_value(here, "type.googleapis.com/google.ai.generativelanguage."
                                  "v1beta.Part", part)
+        if not any(_get(part, name) is not None for name in PART_DATA_FIELDS):
+            raise errors.bad_request(f"* GenerateContentRequest.{here}.data: required oneof "
+                                     "field 'data' must have one initialized field\n")
         text = part.get("text")
         if text is not None:
             if not isinstance(text, str):

@@ -50,10 +50,10 @@ static int64_t days_from_civil(int64_t y, int m, int d) {
 static int64_t year_of_days(int64_t days) {
   int64_t z = days + 719468;
   int64_t era = floor_div(z, 146097);
-  int64_t doe = z - era * 146097;                                 /* [0, 146096] */
+  int64_t doe = z - era * 146097;                                      /* [0, 146096] */
   int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
-  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);          /* [0, 365] */
-  int64_t mp = (5 * doy + 2) / 153;                               /* [0, 11], March-based */
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+  int64_t mp = (5 * doy + 2) / 153;                                    /* [0, 11], March-based */
   return yoe + era * 400 + (mp >= 10);
 }
 

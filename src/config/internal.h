@@ -1,9 +1,10 @@
 /*
  * internal.h - what the files of src/config share; not for other parts.
  *
- * dotenv.c reads .env files, models.c holds the model table and profiles,
- * config.c reads keys.json and owns the helpers that turn a mistake into one
- * line "FILE: WHERE: WHAT; FIX".
+ * config.c finds and reads keys.json, keys.c its keys, dotenv.c the .env
+ * beside it, models.c the model table and chains, profiles.c the profiles,
+ * and check.c owns the helpers that turn a mistake into one line
+ * "FILE: WHERE: WHAT; FIX".
  */
 #ifndef GKP_CONFIG_INTERNAL_H
 #define GKP_CONFIG_INTERNAL_H
@@ -13,6 +14,9 @@
 #include <stdint.h>
 
 #include "config/config.h"
+
+/* Largest max_inflight, per key or as the default. */
+#define GKP__MAX_INFLIGHT_MAX 16
 
 /* ---- .env files (dotenv.c) ---------------------------------------------- */
 
@@ -47,7 +51,7 @@ const char *gkp__dotenv_get(const gkp__dotenv *env, const char *name);
 /* Wipes and frees what *env holds; *env is left empty.  NULL is a no-op. */
 void gkp__dotenv_free(gkp__dotenv *env);
 
-/* ---- Messages and JSON helpers (config.c) ------------------------------- */
+/* ---- Messages and JSON helpers (check.c) -------------------------------- */
 
 /* What every check needs: the file's name, where to log, where errors go. */
 typedef struct gkp__cfg_ctx {
@@ -82,10 +86,41 @@ int gkp__json_int(const gkp__cfg_ctx *ctx, const cJSON *item, const char *where,
  * what is wrong with it, as a phrase for a message. */
 const char *gkp__cfg_name_problem(const char *name);
 
-/* strdup that tolerates NULL (returns NULL for NULL). */
-char *gkp__cfg_strdup(const char *s);
+/* Returns NULL when `id` is a valid key or project id (1..63 characters of
+ * [A-Za-z0-9._@-], not "." or ".."), else a phrase saying what is wrong. */
+const char *gkp__cfg_id_problem(const char *id);
 
-/* ---- Models and profiles (models.c) ------------------------------------- */
+/* Whether s holds whitespace or control characters (a pasted newline in a
+ * key would corrupt the HTTP header it goes into). */
+int gkp__cfg_has_blank(const char *s);
+
+/* Parses JSON text (an optional UTF-8 BOM, then one value, then only
+ * whitespace).  Returns 0 and *out (the caller frees it with cJSON_Delete),
+ * or -EINVAL with "FILE: line L, column C: invalid JSON; FIX" in ctx->err. */
+int gkp__json_parse(const gkp__cfg_ctx *ctx, const char *json, size_t len, cJSON **out);
+
+/* Wipes every string value of a cJSON tree (api_key values are among them)
+ * before it is deleted.  NULL is a no-op. */
+void gkp__json_wipe(cJSON *item);
+
+/* ---- Keys (keys.c) ------------------------------------------------------ */
+
+/*
+ * Reads providers.gemini.keys into cfg->keys (with cfg->max_inflight set),
+ * resolving each api_key from the environment, `denv` or the literal; sets
+ * *literal when a key is written literally.  Returns 0 or a negative errno
+ * with ctx->err filled; what was added to cfg is freed with the config.
+ */
+int gkp__config_keys_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const gkp__dotenv *denv,
+                          const cJSON *root, int *literal);
+
+/* Logs warnings (never fails): a literal key when `literal_readable` (the
+ * file is readable by group or others), a .env holding keys that others can
+ * read, and one API key configured under two ids. */
+void gkp__config_keys_warn(const gkp__cfg_ctx *ctx, const gkp__config *cfg, const gkp__dotenv *denv,
+                           int literal_readable);
+
+/* ---- Models (models.c) and profiles (profiles.c) ------------------------ */
 
 /*
  * Builds cfg->models: the built-in table, then the file's "models" entries,

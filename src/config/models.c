@@ -1,10 +1,9 @@
 /*
- * models.c - the built-in model table, fallback chains and profiles.
+ * models.c - the built-in model table and fallback chains.
  *
  * The table holds the original project's verified free-tier limits (SPEC §2).
  * A configuration copies it, applies "models" (limit overrides, new models),
- * then "fallback" (chain overrides), then builds the profiles: the default
- * directories, one per model, then the file's "profiles".
+ * then "fallback" (chain overrides), and checks the chains.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,47 +13,53 @@
 #include "config/config.h"
 #include "config/internal.h"
 
-#define GEMMA_LIMITS {30, 15000, 14400}
-#define UNKNOWN_LIMITS {GKP_LIMIT_UNKNOWN, GKP_LIMIT_UNKNOWN, GKP_LIMIT_UNKNOWN}
-#define MAX_WAIT_DEFAULT_MS 120000
-#define MAX_WAIT_MAX_S 86400 /* a day: every daily quota is back by then */
+#define GEMMA_LIMITS                                                                               \
+  { 30, 15000, 14400 }
+#define UNKNOWN_LIMITS                                                                             \
+  { GKP_LIMIT_UNKNOWN, GKP_LIMIT_UNKNOWN, GKP_LIMIT_UNKNOWN }
 
 /* In chain order.  String literals: never freed, never written. */
 static const gkp__model_cfg builtin_models[] = {
-    {.id = "gemini-3.1-pro-preview", .limits = {0, 0, 0}, .fallback = "gemini-3-flash-preview",
+    {.id = "gemini-3.1-pro-preview",
+     .limits = {0, 0, 0},
+     .fallback = "gemini-3-flash-preview",
      .thinking_level = 1},
-    {.id = "gemini-3-flash-preview", .limits = {5, 250000, 20}, .fallback = "gemini-2.5-flash",
+    {.id = "gemini-3-flash-preview",
+     .limits = {5, 250000, 20},
+     .fallback = "gemini-2.5-flash",
      .thinking_level = 1},
-    {.id = "gemini-2.5-flash", .limits = {15, 250000, 1000},
-     .fallback = "gemini-3.1-flash-lite-preview", .thinking_level = 0},
-    {.id = "gemini-3.1-flash-lite-preview", .limits = {15, 250000, 500}, .fallback = NULL,
+    {.id = "gemini-2.5-flash",
+     .limits = {15, 250000, 1000},
+     .fallback = "gemini-3.1-flash-lite-preview",
+     .thinking_level = 0},
+    {.id = "gemini-3.1-flash-lite-preview",
+     .limits = {15, 250000, 500},
+     .fallback = NULL,
      .thinking_level = 1},
-    {.id = "gemma-3-1b-it", .limits = GEMMA_LIMITS, .fallback = "gemma-3-4b-it",
+    {.id = "gemma-3-1b-it",
+     .limits = GEMMA_LIMITS,
+     .fallback = "gemma-3-4b-it",
      .thinking_level = -1},
-    {.id = "gemma-3-4b-it", .limits = GEMMA_LIMITS, .fallback = "gemma-3-12b-it",
+    {.id = "gemma-3-4b-it",
+     .limits = GEMMA_LIMITS,
+     .fallback = "gemma-3-12b-it",
      .thinking_level = -1},
-    {.id = "gemma-3-12b-it", .limits = GEMMA_LIMITS, .fallback = "gemma-3-27b-it",
+    {.id = "gemma-3-12b-it",
+     .limits = GEMMA_LIMITS,
+     .fallback = "gemma-3-27b-it",
      .thinking_level = -1},
-    {.id = "gemma-3-27b-it", .limits = GEMMA_LIMITS, .fallback = "gemini-3.1-flash-lite-preview",
+    {.id = "gemma-3-27b-it",
+     .limits = GEMMA_LIMITS,
+     .fallback = "gemini-3.1-flash-lite-preview",
      .thinking_level = -1},
-    {.id = "gemini-2.5-flash-image", .limits = UNKNOWN_LIMITS, .fallback = NULL,
-     .image_output = 1, .thinking_level = -1},
+    {.id = "gemini-2.5-flash-image",
+     .limits = UNKNOWN_LIMITS,
+     .fallback = NULL,
+     .image_output = 1,
+     .thinking_level = -1},
 };
 
 #define NBUILTIN (sizeof builtin_models / sizeof builtin_models[0])
-
-/* The default directories, before the one-per-model ones. */
-static const struct {
-  const char *name;
-  const char *model;
-} default_profiles[] = {
-    {"pro", "gemini-3.1-pro-preview"},  {"flash", "gemini-3-flash-preview"},
-    {"flash-2.5", "gemini-2.5-flash"},  {"flash-lite", "gemini-3.1-flash-lite-preview"},
-    {"gemma", "gemma-3-27b-it"},        {"image", "gemini-2.5-flash-image"},
-};
-
-static const char *const tool_names[] = {"google_search", "code_execution", "url_context"};
-static const char *const thinking_names[] = {"minimal", "low", "medium", "high"};
 
 /* Where a model's fallback was last set, for messages. */
 enum { FB_TABLE = 0, FB_MODELS, FB_FALLBACK };
@@ -74,19 +79,6 @@ void gkp__model_cfg_clear(gkp__model_cfg *m) {
   free(m->id);
   free(m->fallback);
   memset(m, 0, sizeof *m);
-}
-
-/* See internal.h. */
-void gkp__profile_cfg_clear(gkp__profile_cfg *p) {
-  for (size_t i = 0; i < p->ntools; i++) {
-    free(p->tools[i]);
-  }
-  free(p->tools);
-  free(p->name);
-  free(p->model);
-  free(p->system);
-  free(p->thinking);
-  memset(p, 0, sizeof *p);
 }
 
 /* The index of model `id` in cfg->models, or -1. */
@@ -128,8 +120,8 @@ static long model_add(gkp__config *cfg, unsigned char **origin, const char *id,
   } else {
     m->limits = (gkp_limits)UNKNOWN_LIMITS;
     m->image_output = strstr(id, "-image") != NULL;
-    m->thinking_level = m->image_output                   ? -1
-                        : strncmp(id, "gemini-3", 8) == 0   ? 1
+    m->thinking_level = m->image_output                      ? -1
+                        : strncmp(id, "gemini-3", 8) == 0    ? 1
                         : strncmp(id, "gemini-2.5", 10) == 0 ? 0
                                                              : -1;
   }
@@ -216,10 +208,10 @@ static int apply_model_entry(const gkp__cfg_ctx *ctx, gkp__config *cfg, unsigned
       m->thinking_level = s[0] == 'l' ? 1 : s[0] == 'b' ? 0 : -1;
     } else {
       char q[96];
-      return gkp__cfg_fail(ctx, -EINVAL, where, "expected \"level\" (Gemini 3 thinkingLevel), "
-                           "\"budget\" (Gemini 2.5 thinkingBudget) or \"none\", got %s",
-                           cJSON_IsString(v) ? gkp__cfg_quote(s, q, sizeof q)
-                                             : gkp__json_type(v));
+      return gkp__cfg_fail(ctx, -EINVAL, where,
+                           "expected \"level\" (Gemini 3 thinkingLevel), \"budget\" (Gemini 2.5 "
+                           "thinkingBudget) or \"none\", got %s",
+                           cJSON_IsString(v) ? gkp__cfg_quote(s, q, sizeof q) : gkp__json_type(v));
     }
   }
   return 0;
@@ -240,15 +232,18 @@ static int apply_models(const gkp__cfg_ctx *ctx, gkp__config *cfg, unsigned char
     char q[96];
     const char *problem = gkp__cfg_name_problem(entry->string);
     if (problem != NULL) {
-      return gkp__cfg_fail(ctx, -EINVAL, "models", "model id %s %s; model ids become directory "
-                           "names, so use 1 to 63 letters, digits, '.', '_' or '-'",
+      return gkp__cfg_fail(ctx, -EINVAL, "models",
+                           "model id %s %s; model ids become directory names, so use 1 to 63 "
+                           "letters, digits, '.', '_' or '-'",
                            gkp__cfg_quote(entry->string, q, sizeof q), problem);
     }
     if (!cJSON_IsObject(entry)) {
       char where[160];
       snprintf(where, sizeof where, "models.%s", entry->string);
-      return gkp__cfg_fail(ctx, -EINVAL, where, "expected an object such as {\"rpm\": 5, "
-                           "\"tpm\": 250000, \"rpd\": 20}, got %s", gkp__json_type(entry));
+      return gkp__cfg_fail(
+          ctx, -EINVAL, where,
+          "expected an object such as {\"rpm\": 5, \"tpm\": 250000, \"rpd\": 20}, got %s",
+          gkp__json_type(entry));
     }
     long i = model_index(cfg, entry->string);
     if (i < 0) {
@@ -273,18 +268,20 @@ static int apply_fallbacks(const gkp__cfg_ctx *ctx, gkp__config *cfg, unsigned c
     return 0;
   }
   if (!cJSON_IsObject(fallback)) {
-    return gkp__cfg_fail(ctx, -EINVAL, "fallback", "expected an object such as "
-                         "{\"gemini-3-flash-preview\": \"gemini-2.5-flash\"}, got %s",
-                         gkp__json_type(fallback));
+    return gkp__cfg_fail(
+        ctx, -EINVAL, "fallback",
+        "expected an object such as {\"gemini-3-flash-preview\": \"gemini-2.5-flash\"}, got %s",
+        gkp__json_type(fallback));
   }
   const cJSON *entry;
   cJSON_ArrayForEach(entry, fallback) {
     char q[96];
     long i = model_index(cfg, entry->string);
     if (i < 0) {
-      return gkp__cfg_fail(ctx, -EINVAL, "fallback", "%s is not a known model; use a built-in "
-                           "model id or add it under \"models\"",
-                           gkp__cfg_quote(entry->string, q, sizeof q));
+      return gkp__cfg_fail(
+          ctx, -EINVAL, "fallback",
+          "%s is not a known model; use a built-in model id or add it under \"models\"",
+          gkp__cfg_quote(entry->string, q, sizeof q));
     }
     char where[160];
     const char *to;
@@ -321,9 +318,10 @@ static int check_chains(const gkp__cfg_ctx *ctx, const gkp__config *cfg,
   for (size_t i = 0; i < cfg->nmodels; i++) {
     const char *to = cfg->models[i].fallback;
     if (to != NULL && model_index(cfg, to) < 0) {
-      return gkp__cfg_fail(ctx, -EINVAL, fallback_where(cfg, origin, i, where, sizeof where),
-                           "%s is not a known model; use a built-in model id or add it under "
-                           "\"models\"", gkp__cfg_quote(to, q, sizeof q));
+      return gkp__cfg_fail(
+          ctx, -EINVAL, fallback_where(cfg, origin, i, where, sizeof where),
+          "%s is not a known model; use a built-in model id or add it under \"models\"",
+          gkp__cfg_quote(to, q, sizeof q));
     }
   }
   for (size_t i = 0; i < cfg->nmodels; i++) {
@@ -359,8 +357,7 @@ static int check_chains(const gkp__cfg_ctx *ctx, const gkp__config *cfg,
     }
     return gkp__cfg_fail(ctx, -EINVAL,
                          fallback_where(cfg, origin, (size_t)blame, where, sizeof where),
-                         "the fallback chain loops (%s); end one of these chains with null",
-                         chain);
+                         "the fallback chain loops (%s); end one of these chains with null", chain);
   }
   return 0;
 }
@@ -385,257 +382,4 @@ int gkp__config_models_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJS
   }
   free(origin);
   return rc;
-}
-
-/* ---- Profiles ---------------------------------------------------------------- */
-
-/* The profile named `name`, added with defaults (120 s wait, nothing else
- * set) when missing.  NULL when out of memory. */
-static gkp__profile_cfg *profile_get(gkp__config *cfg, const char *name, int *added) {
-  *added = 0;
-  for (size_t i = 0; i < cfg->nprofiles; i++) {
-    if (strcmp(cfg->profiles[i].name, name) == 0) {
-      return &cfg->profiles[i];
-    }
-  }
-  gkp__profile_cfg *profiles = realloc(cfg->profiles, (cfg->nprofiles + 1) * sizeof *profiles);
-  if (profiles == NULL) {
-    return NULL;
-  }
-  cfg->profiles = profiles;
-  gkp__profile_cfg *p = &profiles[cfg->nprofiles++];
-  memset(p, 0, sizeof *p);
-  p->max_wait_ms = MAX_WAIT_DEFAULT_MS;
-  p->temperature = -1;
-  p->name = strdup(name);
-  *added = 1;
-  return p->name != NULL ? p : NULL;
-}
-
-/* Replaces *slot with a copy of s (NULL allowed).  Returns 0 or -ENOMEM. */
-static int replace_str(char **slot, const char *s) {
-  char *copy = s != NULL ? strdup(s) : NULL;
-  if (s != NULL && copy == NULL) {
-    return -ENOMEM;
-  }
-  free(*slot);
-  *slot = copy;
-  return 0;
-}
-
-/* Whether s is one of the n names. */
-static int one_of(const char *s, const char *const *names, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (strcmp(s, names[i]) == 0) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* Reads "tools" into p (replacing what it had).  Returns 0 or a negative
- * errno. */
-static int profile_tools(const gkp__cfg_ctx *ctx, gkp__profile_cfg *p, const cJSON *tools,
-                         const char *where) {
-  char at[224];
-  if (!cJSON_IsArray(tools) && !cJSON_IsNull(tools)) {
-    return gkp__cfg_fail(ctx, -EINVAL, where, "expected an array such as [\"google_search\"], "
-                         "got %s", gkp__json_type(tools));
-  }
-  for (size_t i = 0; i < p->ntools; i++) {
-    free(p->tools[i]);
-  }
-  free(p->tools);
-  p->tools = NULL;
-  p->ntools = 0;
-  size_t n = cJSON_IsArray(tools) ? (size_t)cJSON_GetArraySize(tools) : 0;
-  if (n == 0) {
-    return 0;
-  }
-  p->tools = calloc(n, sizeof *p->tools);
-  if (p->tools == NULL) {
-    return gkp__cfg_fail(ctx, -ENOMEM, where, "out of memory");
-  }
-  size_t i = 0;
-  const cJSON *t;
-  cJSON_ArrayForEach(t, tools) {
-    snprintf(at, sizeof at, "%s[%zu]", where, i++);
-    if (!cJSON_IsString(t) || !one_of(t->valuestring, tool_names, 3)) {
-      char q[96];
-      return gkp__cfg_fail(ctx, -EINVAL, at, "unknown tool %s; use \"google_search\", "
-                           "\"code_execution\" or \"url_context\"",
-                           cJSON_IsString(t) ? gkp__cfg_quote(t->valuestring, q, sizeof q)
-                                             : gkp__json_type(t));
-    }
-    if (one_of(t->valuestring, (const char *const *)p->tools, p->ntools)) {
-      continue; /* listed twice: once is enough */
-    }
-    p->tools[p->ntools] = strdup(t->valuestring);
-    if (p->tools[p->ntools++] == NULL) {
-      return gkp__cfg_fail(ctx, -ENOMEM, at, "out of memory");
-    }
-  }
-  return 0;
-}
-
-/* Reads a number in [min, max] (seconds, a temperature) or fails naming
- * `where`.  Returns 0 or -EINVAL. */
-static int read_number(const gkp__cfg_ctx *ctx, const cJSON *v, const char *where, double min,
-                       double max, double *out) {
-  if (!cJSON_IsNumber(v) || !(v->valuedouble >= min && v->valuedouble <= max)) {
-    if (cJSON_IsNumber(v)) {
-      return gkp__cfg_fail(ctx, -EINVAL, where, "expected a number from %g to %g, got %g", min,
-                           max, v->valuedouble);
-    }
-    return gkp__cfg_fail(ctx, -EINVAL, where, "expected a number from %g to %g, got %s", min, max,
-                         gkp__json_type(v));
-  }
-  *out = v->valuedouble;
-  return 0;
-}
-
-/* Applies the optional fields of one "profiles" entry to p.  Returns 0 or a
- * negative errno. */
-static int profile_fields(const gkp__cfg_ctx *ctx, gkp__profile_cfg *p, const cJSON *e,
-                          const char *base) {
-  char where[192];
-  char q[96];
-  const cJSON *v;
-  double d;
-  if ((v = cJSON_GetObjectItemCaseSensitive(e, "system")) != NULL) {
-    snprintf(where, sizeof where, "%s.system", base);
-    if (!cJSON_IsString(v) && !cJSON_IsNull(v)) {
-      return gkp__cfg_fail(ctx, -EINVAL, where, "expected a string or null, got %s",
-                           gkp__json_type(v));
-    }
-    if (replace_str(&p->system, cJSON_IsString(v) ? v->valuestring : NULL) < 0) {
-      return gkp__cfg_fail(ctx, -ENOMEM, where, "out of memory");
-    }
-  }
-  if ((v = cJSON_GetObjectItemCaseSensitive(e, "tools")) != NULL) {
-    snprintf(where, sizeof where, "%s.tools", base);
-    int rc = profile_tools(ctx, p, v, where);
-    if (rc < 0) {
-      return rc;
-    }
-  }
-  if ((v = cJSON_GetObjectItemCaseSensitive(e, "thinking")) != NULL) {
-    snprintf(where, sizeof where, "%s.thinking", base);
-    if (!cJSON_IsNull(v) && !(cJSON_IsString(v) && one_of(v->valuestring, thinking_names, 4))) {
-      return gkp__cfg_fail(ctx, -EINVAL, where, "expected \"minimal\", \"low\", \"medium\", "
-                           "\"high\" or null, got %s",
-                           cJSON_IsString(v) ? gkp__cfg_quote(v->valuestring, q, sizeof q)
-                                             : gkp__json_type(v));
-    }
-    if (replace_str(&p->thinking, cJSON_IsString(v) ? v->valuestring : NULL) < 0) {
-      return gkp__cfg_fail(ctx, -ENOMEM, where, "out of memory");
-    }
-  }
-  if ((v = cJSON_GetObjectItemCaseSensitive(e, "max_wait")) != NULL) {
-    snprintf(where, sizeof where, "%s.max_wait", base);
-    if (read_number(ctx, v, where, 0, MAX_WAIT_MAX_S, &d) < 0) {
-      return -EINVAL;
-    }
-    p->max_wait_ms = (int64_t)(d * 1000 + 0.5);
-  }
-  if ((v = cJSON_GetObjectItemCaseSensitive(e, "temperature")) != NULL) {
-    snprintf(where, sizeof where, "%s.temperature", base);
-    if (cJSON_IsNull(v)) {
-      p->temperature = -1;
-    } else if (read_number(ctx, v, where, 0, 2, &p->temperature) < 0) {
-      return -EINVAL;
-    }
-  }
-  if ((v = cJSON_GetObjectItemCaseSensitive(e, "max_output_tokens")) != NULL) {
-    snprintf(where, sizeof where, "%s.max_output_tokens", base);
-    if (cJSON_IsNull(v)) {
-      p->max_output_tokens = 0;
-    } else if (gkp__json_int(ctx, v, where, 1, INT32_MAX, &p->max_output_tokens) < 0) {
-      return -EINVAL;
-    }
-  }
-  return 0;
-}
-
-/* Applies one "profiles" entry, merged over a profile of the same name.
- * Returns 0 or a negative errno. */
-static int apply_profile(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON *e) {
-  char base[128];
-  char where[192];
-  char q[96];
-  const char *problem = gkp__cfg_name_problem(e->string);
-  if (problem != NULL) {
-    return gkp__cfg_fail(ctx, -EINVAL, "profiles", "profile name %s %s; profile names become "
-                         "directory names, so use 1 to 63 letters, digits, '.', '_' or '-'",
-                         gkp__cfg_quote(e->string, q, sizeof q), problem);
-  }
-  snprintf(base, sizeof base, "profiles.%s", e->string);
-  if (!cJSON_IsObject(e)) {
-    return gkp__cfg_fail(ctx, -EINVAL, base, "expected an object such as {\"model\": "
-                         "\"gemini-2.5-flash\"}, got %s", gkp__json_type(e));
-  }
-  const cJSON *model = cJSON_GetObjectItemCaseSensitive(e, "model");
-  snprintf(where, sizeof where, "%s.model", base);
-  if (model != NULL && !cJSON_IsString(model)) {
-    return gkp__cfg_fail(ctx, -EINVAL, where, "expected a model id (a string), got %s",
-                         gkp__json_type(model));
-  }
-  if (model != NULL && model_index(cfg, model->valuestring) < 0) {
-    return gkp__cfg_fail(ctx, -EINVAL, where, "%s is not a known model; use a built-in model id "
-                         "or add it under \"models\"",
-                         gkp__cfg_quote(model->valuestring, q, sizeof q));
-  }
-  int added;
-  gkp__profile_cfg *p = profile_get(cfg, e->string, &added);
-  if (p == NULL) {
-    return gkp__cfg_fail(ctx, -ENOMEM, base, "out of memory");
-  }
-  if (model == NULL && added) {
-    return gkp__cfg_fail(ctx, -EINVAL, base, "missing \"model\"; name the model this profile "
-                         "uses, e.g. \"model\": \"gemini-2.5-flash\"");
-  }
-  if (model != NULL && replace_str(&p->model, model->valuestring) < 0) {
-    return gkp__cfg_fail(ctx, -ENOMEM, where, "out of memory");
-  }
-  int rc = profile_fields(ctx, p, e, base);
-  if (rc < 0) {
-    return rc;
-  }
-  const gkp__model_cfg *m = &cfg->models[model_index(cfg, p->model)];
-  if (p->thinking != NULL && m->thinking_level < 0) {
-    snprintf(where, sizeof where, "%s.thinking", base);
-    return gkp__cfg_fail(ctx, -EINVAL, where, "model %s takes no thinking setting; remove "
-                         "\"thinking\" or set \"thinking\" under models.%s", m->id, m->id);
-  }
-  return 0;
-}
-
-/* See internal.h. */
-int gkp__config_profiles_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON *root) {
-  int added;
-  size_t ndefaults = sizeof default_profiles / sizeof default_profiles[0];
-  for (size_t i = 0; i < ndefaults + cfg->nmodels; i++) {
-    const char *name = i < ndefaults ? default_profiles[i].name : cfg->models[i - ndefaults].id;
-    const char *model = i < ndefaults ? default_profiles[i].model : name;
-    gkp__profile_cfg *p = profile_get(cfg, name, &added);
-    if (p == NULL || replace_str(&p->model, model) < 0) {
-      return gkp__cfg_fail(ctx, -ENOMEM, "profiles", "out of memory");
-    }
-  }
-  const cJSON *profiles = cJSON_GetObjectItemCaseSensitive(root, "profiles");
-  if (profiles == NULL || cJSON_IsNull(profiles)) {
-    return 0;
-  }
-  if (!cJSON_IsObject(profiles)) {
-    return gkp__cfg_fail(ctx, -EINVAL, "profiles", "expected an object of profile names, got %s",
-                         gkp__json_type(profiles));
-  }
-  const cJSON *e;
-  cJSON_ArrayForEach(e, profiles) {
-    int rc = apply_profile(ctx, cfg, e);
-    if (rc < 0) {
-      return rc;
-    }
-  }
-  return 0;
 }

@@ -44,9 +44,9 @@ struct violation {
 
 /* What an error body says, before any rule is applied. */
 struct evidence {
-  int found;      /* an error envelope was found */
-  int code;       /* error.code, 0 if absent */
-  char rpc[40];   /* error.status ("RESOURCE_EXHAUSTED"), "" if absent */
+  int found;       /* an error envelope was found */
+  int code;        /* error.code, 0 if absent */
+  char rpc[40];    /* error.status ("RESOURCE_EXHAUSTED"), "" if absent */
   char reason[64]; /* ErrorInfo.reason ("API_KEY…" preferred), "" if absent */
   struct violation v[MAX_VIOLATIONS];
   int nv;
@@ -145,19 +145,32 @@ static int64_t unit_ns(const char *w, size_t n) {
     const char *word;
     int64_t ns;
   } units[] = {
-      {"h", INT64_C(3600000000000)},    {"hr", INT64_C(3600000000000)},
-      {"hrs", INT64_C(3600000000000)},  {"hour", INT64_C(3600000000000)},
-      {"hours", INT64_C(3600000000000)}, {"m", INT64_C(60000000000)},
-      {"min", INT64_C(60000000000)},    {"mins", INT64_C(60000000000)},
-      {"minute", INT64_C(60000000000)}, {"minutes", INT64_C(60000000000)},
-      {"s", INT64_C(1000000000)},       {"sec", INT64_C(1000000000)},
-      {"secs", INT64_C(1000000000)},    {"second", INT64_C(1000000000)},
-      {"seconds", INT64_C(1000000000)}, {"ms", INT64_C(1000000)},
-      {"msec", INT64_C(1000000)},       {"millisecond", INT64_C(1000000)},
-      {"milliseconds", INT64_C(1000000)}, {"us", INT64_C(1000)},
-      {"\xc2\xb5s", INT64_C(1000)},     {"microsecond", INT64_C(1000)},
-      {"microseconds", INT64_C(1000)},  {"ns", 1},
-      {"nanosecond", 1},                {"nanoseconds", 1},
+      {"h", INT64_C(3600000000000)},
+      {"hr", INT64_C(3600000000000)},
+      {"hrs", INT64_C(3600000000000)},
+      {"hour", INT64_C(3600000000000)},
+      {"hours", INT64_C(3600000000000)},
+      {"m", INT64_C(60000000000)},
+      {"min", INT64_C(60000000000)},
+      {"mins", INT64_C(60000000000)},
+      {"minute", INT64_C(60000000000)},
+      {"minutes", INT64_C(60000000000)},
+      {"s", INT64_C(1000000000)},
+      {"sec", INT64_C(1000000000)},
+      {"secs", INT64_C(1000000000)},
+      {"second", INT64_C(1000000000)},
+      {"seconds", INT64_C(1000000000)},
+      {"ms", INT64_C(1000000)},
+      {"msec", INT64_C(1000000)},
+      {"millisecond", INT64_C(1000000)},
+      {"milliseconds", INT64_C(1000000)},
+      {"us", INT64_C(1000)},
+      {"\xc2\xb5s", INT64_C(1000)},
+      {"microsecond", INT64_C(1000)},
+      {"microseconds", INT64_C(1000)},
+      {"ns", 1},
+      {"nanosecond", 1},
+      {"nanoseconds", 1},
   };
   for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
     size_t m = strlen(units[i].word);
@@ -265,7 +278,7 @@ static const char *const billing_words[] = {"prepayment credits are depleted",
 
 static const char *const invalid_key_words[] = {"api key not valid", "api key expired",
                                                 "api key not found", "api key is invalid",
-                                                "invalid api key", NULL};
+                                                "invalid api key",   NULL};
 
 static const char *const no_free_tier_words[] = {"doesn't have a free quota tier",
                                                  "does not have a free quota tier",
@@ -542,8 +555,8 @@ static const cJSON *error_member(const cJSON *root) {
   }
   if (cJSON_IsArray(root)) {
     cJSON_ArrayForEach(item, root) {
-      const cJSON *err = error_member(item);
-      if (err != NULL && cJSON_IsObject(item)) {
+      const cJSON *err = cJSON_IsObject(item) ? error_member(item) : NULL;
+      if (err != NULL) {
         return err;
       }
     }
@@ -669,9 +682,8 @@ static void add_detail(struct evidence *ev, const cJSON *detail) {
   if (delay != NULL && ev->retry_delay_ms < 0) {
     ev->retry_delay_ms = parse_duration_ms(span_of(delay), 0);
   }
-  if (reason != NULL &&
-      (ev->reason[0] == '\0' ||
-       (strncmp(reason, "API_KEY", 7) == 0 && strncmp(ev->reason, "API_KEY", 7) != 0))) {
+  if (reason != NULL && (ev->reason[0] == '\0' || (strncmp(reason, "API_KEY", 7) == 0 &&
+                                                   strncmp(ev->reason, "API_KEY", 7) != 0))) {
     copy_str(ev->reason, sizeof ev->reason, reason);
   }
 }
@@ -703,11 +715,21 @@ static int status_of_rpc(const char *rpc) {
     const char *name;
     int status;
   } map[] = {
-      {"INVALID_ARGUMENT", 400},  {"FAILED_PRECONDITION", 400}, {"OUT_OF_RANGE", 400},
-      {"UNAUTHENTICATED", 401},   {"PERMISSION_DENIED", 403},   {"NOT_FOUND", 404},
-      {"ABORTED", 409},           {"ALREADY_EXISTS", 409},      {"RESOURCE_EXHAUSTED", 429},
-      {"CANCELLED", 499},         {"UNKNOWN", 500},             {"INTERNAL", 500},
-      {"DATA_LOSS", 500},         {"UNIMPLEMENTED", 501},       {"UNAVAILABLE", 503},
+      {"INVALID_ARGUMENT", 400},
+      {"FAILED_PRECONDITION", 400},
+      {"OUT_OF_RANGE", 400},
+      {"UNAUTHENTICATED", 401},
+      {"PERMISSION_DENIED", 403},
+      {"NOT_FOUND", 404},
+      {"ABORTED", 409},
+      {"ALREADY_EXISTS", 409},
+      {"RESOURCE_EXHAUSTED", 429},
+      {"CANCELLED", 499},
+      {"UNKNOWN", 500},
+      {"INTERNAL", 500},
+      {"DATA_LOSS", 500},
+      {"UNIMPLEMENTED", 501},
+      {"UNAVAILABLE", 503},
       {"DEADLINE_EXCEEDED", 504},
   };
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
@@ -966,8 +988,7 @@ static void decide(gkp_verdict *out, const struct evidence *ev, span text) {
   int st = out->http_status;
   if (st <= 0 || st < 400 || st >= 500 || st == 408 || st == 409 || st == 499) {
     set_kind(out, GKP_KIND_SERVER, GKP_ACT_RETRY);
-  } else if ((st == 400 || rpc_is(ev, "FAILED_PRECONDITION")) &&
-             ci_has_any(text, location_words)) {
+  } else if ((st == 400 || rpc_is(ev, "FAILED_PRECONDITION")) && ci_has_any(text, location_words)) {
     set_kind(out, GKP_KIND_BAD_REQUEST, GKP_ACT_FAIL);
   } else if (strncmp(ev->reason, "API_KEY", 7) == 0) {
     set_kind(out, GKP_KIND_INVALID_KEY, GKP_ACT_RETRY);

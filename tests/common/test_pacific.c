@@ -3,10 +3,12 @@
  * against hand-checked instants and, when tzdata is installed, against the
  * system's America/Los_Angeles rules for every day from 2007 to 2040.
  */
+/* cmocka.h needs these first. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <inttypes.h>
@@ -22,12 +24,12 @@
 #define ZONEINFO "/usr/share/zoneinfo/America/Los_Angeles"
 
 /* Fails with both values printed when two int64_t differ. */
-#define assert_i64(actual, expected)                                                              \
-  do {                                                                                            \
-    int64_t a_ = (actual), e_ = (expected);                                                       \
-    if (a_ != e_) {                                                                               \
-      fail_msg("%s = %" PRId64 ", expected %" PRId64 " (%s)", #actual, a_, e_, #expected);        \
-    }                                                                                             \
+#define assert_i64(actual, expected)                                                               \
+  do {                                                                                             \
+    int64_t a_ = (actual), e_ = (expected);                                                        \
+    if (a_ != e_) {                                                                                \
+      fail_msg("%s = %" PRId64 ", expected %" PRId64 " (%s)", #actual, a_, e_, #expected);         \
+    }                                                                                              \
   } while (0)
 
 /* ms since the epoch of a UTC date and time. */
@@ -202,9 +204,12 @@ static void test_against_tzdata(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_spring_forward_2026), cmocka_unit_test(test_fall_back_2026),
-      cmocka_unit_test(test_exactly_at_midnight), cmocka_unit_test(test_epoch_and_negative),
-      cmocka_unit_test(test_extremes),            cmocka_unit_test(test_invariants_hourly),
+      cmocka_unit_test(test_spring_forward_2026),
+      cmocka_unit_test(test_fall_back_2026),
+      cmocka_unit_test(test_exactly_at_midnight),
+      cmocka_unit_test(test_epoch_and_negative),
+      cmocka_unit_test(test_extremes),
+      cmocka_unit_test(test_invariants_hourly),
       cmocka_unit_test(test_against_tzdata),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

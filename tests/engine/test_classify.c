@@ -6,10 +6,12 @@
  * Every body is handed over in a malloc'd buffer of exactly its length, so
  * AddressSanitizer catches any read past `len`.
  */
+/* cmocka.h needs these first. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
@@ -62,20 +64,20 @@ static const struct expect *expect_of(const char *name) {
   return NULL;
 }
 
-#define assert_i64(actual, expected)                                                              \
-  do {                                                                                            \
-    int64_t a_ = (actual), e_ = (expected);                                                       \
-    if (a_ != e_) {                                                                               \
-      fail_msg("%s = %" PRId64 ", expected %" PRId64 " (%s)", #actual, a_, e_, #expected);        \
-    }                                                                                             \
+#define assert_i64(actual, expected)                                                               \
+  do {                                                                                             \
+    int64_t a_ = (actual), e_ = (expected);                                                        \
+    if (a_ != e_) {                                                                                \
+      fail_msg("%s = %" PRId64 ", expected %" PRId64 " (%s)", #actual, a_, e_, #expected);         \
+    }                                                                                              \
   } while (0)
 
-#define assert_kind(v, k)                                                                         \
-  do {                                                                                            \
-    if ((v).kind != (k)) {                                                                        \
-      fail_msg("kind %s, expected %s (message \"%s\")", gkp_kind_name((v).kind),                 \
-               gkp_kind_name(k), (v).message);                                                   \
-    }                                                                                             \
+#define assert_kind(v, k)                                                                          \
+  do {                                                                                             \
+    if ((v).kind != (k)) {                                                                         \
+      fail_msg("kind %s, expected %s (message \"%s\")", gkp_kind_name((v).kind), gkp_kind_name(k), \
+               (v).message);                                                                       \
+    }                                                                                              \
   } while (0)
 
 /* ---- Helpers ------------------------------------------------------------- */
@@ -95,7 +97,11 @@ static int expected_action(int kind) {
 static int valid_utf8(const char *s) {
   const unsigned char *p = (const unsigned char *)s;
   while (*p != '\0') {
-    int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+    int n = *p < 0x80             ? 1
+            : (*p & 0xe0) == 0xc0 ? 2
+            : (*p & 0xf0) == 0xe0 ? 3
+            : (*p & 0xf8) == 0xf0 ? 4
+                                  : 0;
     if (n == 0 || *p == 0xc0 || *p == 0xc1) {
       return 0;
     }
@@ -200,7 +206,8 @@ static void assert_same_verdict(const gkp_verdict *a, const gkp_verdict *b) {
 static void fake_key(char *out) {
   memcpy(out, "AIza", 4);
   for (int i = 0; i < 35; i++) {
-    out[4 + i] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-"[(i * 7 + 3) % 64];
+    out[4 + i] =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-"[(i * 7 + 3) % 64];
   }
   out[39] = '\0';
 }
@@ -237,16 +244,16 @@ static gkp_verdict classify_envelope(int http, int code, const char *status, con
   return v;
 }
 
-#define QUOTA_MSG                                                                                 \
-  "You exceeded your current quota, please check your plan and billing details. For more "       \
+#define QUOTA_MSG                                                                                  \
+  "You exceeded your current quota, please check your plan and billing details. For more "         \
   "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits."
 #define QF_HEAD "{\"@type\":\"type.googleapis.com/google.rpc.QuotaFailure\",\"violations\":["
-#define HELP                                                                                      \
-  "{\"@type\":\"type.googleapis.com/google.rpc.Help\",\"links\":[{\"description\":\"Learn "     \
+#define HELP                                                                                       \
+  "{\"@type\":\"type.googleapis.com/google.rpc.Help\",\"links\":[{\"description\":\"Learn "        \
   "more\",\"url\":\"https://ai.google.dev/gemini-api/docs/rate-limits\"}]}"
 #define RETRY(d) "{\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\",\"retryDelay\":\"" d "\"}"
-#define VIOL(metric, id, value)                                                                   \
-  "{\"quotaMetric\":\"generativelanguage.googleapis.com/" metric "\",\"quotaId\":\"" id           \
+#define VIOL(metric, id, value)                                                                    \
+  "{\"quotaMetric\":\"generativelanguage.googleapis.com/" metric "\",\"quotaId\":\"" id            \
   "\",\"quotaDimensions\":{\"location\":\"global\",\"model\":\"gemini-2.5-flash\"}" value "}"
 #define VALUE(n) ",\"quotaValue\":\"" n "\""
 #define RPM_ID "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
@@ -266,8 +273,10 @@ static int kind_of_fixture(const char *name) {
     const char *fixture;
     int kind;
   } map[] = {
-      {"per_minute_tokens", GKP_KIND_TPM},  {"per_minute_requests", GKP_KIND_RPM},
-      {"per_day", GKP_KIND_RPD},            {"server_overloaded", GKP_KIND_SERVER},
+      {"per_minute_tokens", GKP_KIND_TPM},
+      {"per_minute_requests", GKP_KIND_RPM},
+      {"per_day", GKP_KIND_RPD},
+      {"server_overloaded", GKP_KIND_SERVER},
   };
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
     if (strcmp(map[i].fixture, name) == 0) {
@@ -493,11 +502,13 @@ static void test_fixture_framings(void **state) {
 
     /* Details in reverse order. */
     cJSON *copy = cJSON_Duplicate(f->envelope, 1);
-    cJSON *details = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(copy, "error"), "details");
+    cJSON *details =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(copy, "error"), "details");
     if (cJSON_IsArray(details)) {
       cJSON *rev = cJSON_CreateArray();
       while (cJSON_GetArraySize(details) > 0) {
-        cJSON_AddItemToArray(rev, cJSON_DetachItemFromArray(details, cJSON_GetArraySize(details) - 1));
+        cJSON_AddItemToArray(rev,
+                             cJSON_DetachItemFromArray(details, cJSON_GetArraySize(details) - 1));
       }
       cJSON_ReplaceItemInObject(cJSON_GetObjectItem(copy, "error"), "details", rev);
       v = classify_json(f->status, copy);
@@ -635,8 +646,9 @@ static void test_several_violations(void **state) {
   assert_i64(v.retry_ms, 22000);
   assert_int_equal(v.key_wide, 0);
 
-  v = quota429(QUOTA_MSG, "[" RETRY("22s") "," QF_HEAD VIOL(REQ_METRIC, RPD_ID, VALUE("250")) "," VIOL(
-                              REQ_METRIC, RPM_ID, VALUE("10")) "]}]");
+  v = quota429(QUOTA_MSG,
+               "[" RETRY("22s") "," QF_HEAD VIOL(REQ_METRIC, RPD_ID, VALUE("250")) "," VIOL(
+                   REQ_METRIC, RPM_ID, VALUE("10")) "]}]");
   assert_kind(v, GKP_KIND_RPD);
   assert_i64(v.learned_limit, 250);
 
@@ -671,28 +683,31 @@ static void test_quota_words(void **state) {
   (void)state;
   gkp_verdict v;
   /* Paid-tier ids: no "FreeTier". */
-  v = quota429(QUOTA_MSG, "[" QF_HEAD VIOL("generate_requests", "GenerateRequestsPerMinutePerProjectPerModel",
-                                        VALUE("2000")) "]}]");
+  v = quota429(QUOTA_MSG,
+               "[" QF_HEAD VIOL("generate_requests", "GenerateRequestsPerMinutePerProjectPerModel",
+                                VALUE("2000")) "]}]");
   assert_kind(v, GKP_KIND_RPM);
   assert_i64(v.learned_limit, 2000);
-  v = quota429(QUOTA_MSG, "[" QF_HEAD VIOL("generate_requests", "GenerateRequestsPerDayPerProjectPerModel",
-                                        "") "]}]");
+  v = quota429(QUOTA_MSG, "[" QF_HEAD VIOL("generate_requests",
+                                           "GenerateRequestsPerDayPerProjectPerModel", "") "]}]");
   assert_kind(v, GKP_KIND_RPD);
   assert_i64(v.learned_limit, -1);
   assert_int_equal(v.learned_metric, GKP_KIND_RPD);
   v = quota429(QUOTA_MSG, "[" QF_HEAD VIOL("generate_content_paid_tier_input_token_count",
-                                        "GenerateContentPaidTierInputTokensPerModelPerMinute",
-                                        VALUE("4000000")) "]}]");
+                                           "GenerateContentPaidTierInputTokensPerModelPerMinute",
+                                           VALUE("4000000")) "]}]");
   assert_kind(v, GKP_KIND_TPM);
   assert_i64(v.learned_limit, 4000000);
   /* "Daily" wording, any case. */
-  v = quota429(QUOTA_MSG, "[" QF_HEAD VIOL("requests", "DailyRequestsPerProjectPerModel", VALUE("50")) "]}]");
+  v = quota429(QUOTA_MSG,
+               "[" QF_HEAD VIOL("requests", "DailyRequestsPerProjectPerModel", VALUE("50")) "]}]");
   assert_kind(v, GKP_KIND_RPD);
   assert_i64(v.learned_limit, 50);
   v = quota429(QUOTA_MSG, "[" QF_HEAD VIOL("requests", "requests_daily_limit", "") "]}]");
   assert_kind(v, GKP_KIND_RPD);
   /* A violation naming no period counts for nothing. */
-  v = quota429(QUOTA_MSG, "[" QF_HEAD VIOL("requests", "GenerateRequestsPerProject", VALUE("9")) "]}]");
+  v = quota429(QUOTA_MSG,
+               "[" QF_HEAD VIOL("requests", "GenerateRequestsPerProject", VALUE("9")) "]}]");
   assert_kind(v, GKP_KIND_UNKNOWN_429);
   assert_i64(v.learned_limit, -1);
   /* Without @type: recognised by the fields. */
@@ -747,8 +762,9 @@ static void test_limit_zero(void **state) {
     assert_i64(v.learned_limit, -1);
   }
   /* limit: 0 beats a per-day violation and a short retryDelay. */
-  gkp_verdict v = quota429("* Quota exceeded for metric: x, limit: 0, model: m\nPlease retry in 9.5s.",
-                           "[" QF_HEAD VIOL(REQ_METRIC, RPD_ID, "") "]}," RETRY("9s") "]");
+  gkp_verdict v =
+      quota429("* Quota exceeded for metric: x, limit: 0, model: m\nPlease retry in 9.5s.",
+               "[" QF_HEAD VIOL(REQ_METRIC, RPD_ID, "") "]}," RETRY("9s") "]");
   assert_kind(v, GKP_KIND_NO_FREE_TIER);
   assert_int_equal(v.action, GKP_ACT_FALLBACK);
   assert_i64(v.retry_ms, 9500);
@@ -832,7 +848,8 @@ static void test_billing(void **state) {
                         "[{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\","
                         "\"reason\":\"BILLING_DISABLED\",\"domain\":\"googleapis.com\"}]");
   assert_kind(v, GKP_KIND_BILLING);
-  v = classify_envelope(400, 400, "FAILED_PRECONDITION", "Link a billing account to continue.", NULL);
+  v = classify_envelope(400, 400, "FAILED_PRECONDITION", "Link a billing account to continue.",
+                        NULL);
   assert_kind(v, GKP_KIND_BILLING);
 }
 
@@ -844,11 +861,13 @@ static void test_invalid_key(void **state) {
   assert_kind(v, GKP_KIND_INVALID_KEY);
   assert_int_equal(v.key_wide, 1);
   assert_int_equal(v.action, GKP_ACT_RETRY);
-  assert_string_equal(v.message, "Your API key was reported as leaked. Please use another API key.");
+  assert_string_equal(v.message,
+                      "Your API key was reported as leaked. Please use another API key.");
   v = classify_envelope(403, 403, "PERMISSION_DENIED",
                         "Permission denied: Consumer 'api_key:x' has been suspended.", NULL);
   assert_kind(v, GKP_KIND_INVALID_KEY);
-  v = classify_envelope(401, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", NULL);
+  v = classify_envelope(401, 401, "UNAUTHENTICATED",
+                        "Request had invalid authentication credentials.", NULL);
   assert_kind(v, GKP_KIND_INVALID_KEY);
   v = classify_str(401, "");
   assert_kind(v, GKP_KIND_INVALID_KEY);
@@ -864,17 +883,19 @@ static void test_invalid_key(void **state) {
     v = classify_envelope(400, 400, "INVALID_ARGUMENT", "Bad key.", details);
     assert_kind(v, GKP_KIND_INVALID_KEY);
   }
-  v = classify_envelope(400, 400, "INVALID_ARGUMENT", "API key expired. Please renew the API key.", NULL);
+  v = classify_envelope(400, 400, "INVALID_ARGUMENT", "API key expired. Please renew the API key.",
+                        NULL);
   assert_kind(v, GKP_KIND_INVALID_KEY);
-  v = classify_envelope(400, 400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", NULL);
+  v = classify_envelope(400, 400, "INVALID_ARGUMENT",
+                        "API key not valid. Please pass a valid API key.", NULL);
   assert_kind(v, GKP_KIND_INVALID_KEY);
 }
 
 static void test_bad_request(void **state) {
   (void)state;
   gkp_verdict v;
-  v = classify_envelope(400, 400, "FAILED_PRECONDITION", "User location is not supported for the API use.",
-                        NULL);
+  v = classify_envelope(400, 400, "FAILED_PRECONDITION",
+                        "User location is not supported for the API use.", NULL);
   assert_kind(v, GKP_KIND_BAD_REQUEST);
   assert_int_equal(v.action, GKP_ACT_FAIL);
   assert_int_equal(v.key_wide, 0);
@@ -885,8 +906,8 @@ static void test_bad_request(void **state) {
                         "billing on your project to use Gemini API.",
                         NULL);
   assert_kind(v, GKP_KIND_BAD_REQUEST);
-  v = classify_envelope(400, 400, "INVALID_ARGUMENT", "Invalid JSON payload received. Unknown name \"foo\".",
-                        NULL);
+  v = classify_envelope(400, 400, "INVALID_ARGUMENT",
+                        "Invalid JSON payload received. Unknown name \"foo\".", NULL);
   assert_kind(v, GKP_KIND_BAD_REQUEST);
   assert_string_equal(v.message, "Invalid JSON payload received. Unknown name \"foo\".");
   v = classify_envelope(400, 400, "FAILED_PRECONDITION", "Precondition check failed.", NULL);
@@ -897,7 +918,8 @@ static void test_bad_request(void **state) {
   v = classify_str(422, "<html><body>nope</body></html>");
   assert_kind(v, GKP_KIND_BAD_REQUEST);
   assert_string_equal(v.message, "HTTP 422 with an unreadable body");
-  v = classify_envelope(404, 404, "NOT_FOUND", "models/nope is not found for API version v1beta.", NULL);
+  v = classify_envelope(404, 404, "NOT_FOUND", "models/nope is not found for API version v1beta.",
+                        NULL);
   assert_kind(v, GKP_KIND_MODEL_NOT_FOUND);
   assert_int_equal(v.action, GKP_ACT_FALLBACK);
   assert_int_equal(v.key_wide, 0);
@@ -916,8 +938,8 @@ static void test_server(void **state) {
   v = classify_envelope(500, 500, "INTERNAL", "An internal error has occurred.", NULL);
   assert_kind(v, GKP_KIND_SERVER);
   assert_string_equal(v.message, "An internal error has occurred.");
-  v = classify_envelope(504, 504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete.",
-                        NULL);
+  v = classify_envelope(504, 504, "DEADLINE_EXCEEDED",
+                        "Deadline expired before operation could complete.", NULL);
   assert_kind(v, GKP_KIND_SERVER);
   v = classify_str(502, "<html><head><title>502 Bad Gateway</title></head></html>");
   assert_kind(v, GKP_KIND_SERVER);
@@ -940,7 +962,8 @@ static void test_server(void **state) {
 static void test_midstream(void **state) {
   (void)state;
   gkp_verdict v;
-  v = classify_envelope(200, 503, "UNAVAILABLE", "The model is overloaded. Please try again later.", NULL);
+  v = classify_envelope(200, 503, "UNAVAILABLE", "The model is overloaded. Please try again later.",
+                        NULL);
   assert_kind(v, GKP_KIND_SERVER);
   assert_int_equal(v.http_status, 503);
   v = classify_envelope(200, 429, "RESOURCE_EXHAUSTED", QUOTA_MSG,
@@ -952,9 +975,10 @@ static void test_midstream(void **state) {
   assert_kind(v, GKP_KIND_UNKNOWN_429);
   assert_int_equal(v.http_status, 429);
   /* An error event after answer chunks, framed as data:. */
-  v = classify_str(200, "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]}\r\n\r\n"
-                        "data: {\"error\":{\"code\":500,\"message\":\"Internal error.\","
-                        "\"status\":\"INTERNAL\"}}\r\n\r\n");
+  v = classify_str(200,
+                   "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]}\r\n\r\n"
+                   "data: {\"error\":{\"code\":500,\"message\":\"Internal error.\","
+                   "\"status\":\"INTERNAL\"}}\r\n\r\n");
   assert_kind(v, GKP_KIND_SERVER);
   assert_int_equal(v.http_status, 500);
   assert_string_equal(v.message, "Internal error.");
@@ -962,9 +986,29 @@ static void test_midstream(void **state) {
   v = classify_str(200, "data: {\"candidates\":[]}\r\n\r\n");
   assert_kind(v, GKP_KIND_SERVER);
   assert_int_equal(v.http_status, 200);
-  v = classify_str(200, "{\"error\": {\"code\": 429, \"message\": \"Quota exceeded for metric: x, lim");
+  v = classify_str(200,
+                   "{\"error\": {\"code\": 429, \"message\": \"Quota exceeded for metric: x, lim");
   assert_kind(v, GKP_KIND_UNKNOWN_429);
   assert_int_equal(v.http_status, 429);
+  /* Truncated inside the message: the words up to the cut are kept. */
+  v = classify_str(400, "{\"error\": {\"code\": 400, \"message\": \"API key not valid. Please pa");
+  assert_kind(v, GKP_KIND_INVALID_KEY);
+  assert_string_equal(v.message, "API key not valid. Please pa");
+  v = classify_str(429, "[{\"error\": {\"message\": \"Please retry in 3s. Quota\\");
+  assert_kind(v, GKP_KIND_RPM);
+  assert_i64(v.retry_ms, 3000);
+  assert_string_equal(v.message, "Please retry in 3s. Quota");
+  /* A number cut by the end is dropped, never read short. */
+  static const char numeric[] =
+      "{\"error\":{\"code\":429,\"status\":\"RESOURCE_EXHAUSTED\",\"details\":[{\"violations\":"
+      "[{\"quotaId\":\"GenerateRequestsPerMinute\",\"quotaValue\":250000";
+  for (size_t cut = 0; cut <= strlen(numeric); cut++) {
+    v = classify_n(200, numeric, cut);
+    assert_i64(v.learned_limit, -1);
+    assert_true(v.http_status == 200 || v.http_status == 429);
+  }
+  v = classify_str(200, "{\"error\":{\"code\":50");
+  assert_int_equal(v.http_status, 200);
   /* Truncated before the code: nothing but a broken stream. */
   v = classify_str(200, "{\"error\": {\"co");
   assert_kind(v, GKP_KIND_SERVER);
@@ -983,7 +1027,8 @@ static void test_garbage(void **state) {
       static const char alphabet[] = "{}[]\":,\\ \n0123456789.-eE truefalsnul\"error\"code\"message"
                                      "\xc3\xa9\xe2\x82\xff\x01"
                                      "AIza_";
-      buf[i] = (seed >> 16) % 4 == 0 ? (char)(seed >> 8) : alphabet[(seed >> 16) % (sizeof alphabet - 1)];
+      buf[i] = (seed >> 16) % 4 == 0 ? (char)(seed >> 8)
+                                     : alphabet[(seed >> 16) % (sizeof alphabet - 1)];
     }
     gkp_verdict v = classify_n(statuses[round % 10], buf, n);
     if (statuses[round % 10] <= 0) {
@@ -1049,7 +1094,8 @@ static void test_key_never_shown(void **state) {
   char head[5];
   memcpy(head, key + 4, 4);
   head[4] = '\0';
-  snprintf(msg, sizeof msg, "{\"error\":{\"code\":400,\"message\":\"API key not valid: %s\"}}", key);
+  snprintf(msg, sizeof msg, "{\"error\":{\"code\":400,\"message\":\"API key not valid: %s\"}}",
+           key);
   for (size_t cut = 0; cut < strlen(msg); cut++) {
     v = classify_n(400, msg, cut);
     assert_null(strstr(v.message, head));
@@ -1065,7 +1111,8 @@ static void test_key_never_shown(void **state) {
 static void test_message_shape(void **state) {
   (void)state;
   gkp_verdict v;
-  v = classify_envelope(500, 500, "INTERNAL", "  An \n\n internal\t\terror\r\n has   occurred.  ", NULL);
+  v = classify_envelope(500, 500, "INTERNAL", "  An \n\n internal\t\terror\r\n has   occurred.  ",
+                        NULL);
   assert_string_equal(v.message, "An internal error has occurred.");
   /* Long messages end in an ellipsis at a character boundary. */
   char msg[2048] = "";
@@ -1098,9 +1145,9 @@ static void test_message_shape(void **state) {
 
 static void test_kind_names(void **state) {
   (void)state;
-  static const char *const names[] = {"none",        "rpm",         "tpm",
+  static const char *const names[] = {"none",        "rpm",          "tpm",
                                       "rpd",         "no_free_tier", "billing",
-                                      "unknown_429", "invalid_key", "model_not_found",
+                                      "unknown_429", "invalid_key",  "model_not_found",
                                       "bad_request", "server"};
   assert_int_equal(sizeof names / sizeof names[0], GKP_KIND_COUNT);
   for (int k = 0; k < GKP_KIND_COUNT; k++) {
@@ -1113,15 +1160,24 @@ static void test_kind_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_fixtures),          cmocka_unit_test(test_fixture_framings),
-      cmocka_unit_test(test_fixture_missing_parts), cmocka_unit_test(test_fixture_truncated),
-      cmocka_unit_test(test_several_violations), cmocka_unit_test(test_quota_words),
-      cmocka_unit_test(test_limit_zero),        cmocka_unit_test(test_retry_hints),
-      cmocka_unit_test(test_unknown_429),       cmocka_unit_test(test_billing),
-      cmocka_unit_test(test_invalid_key),       cmocka_unit_test(test_bad_request),
-      cmocka_unit_test(test_server),            cmocka_unit_test(test_midstream),
-      cmocka_unit_test(test_garbage),           cmocka_unit_test(test_null_body),
-      cmocka_unit_test(test_key_never_shown),   cmocka_unit_test(test_message_shape),
+      cmocka_unit_test(test_fixtures),
+      cmocka_unit_test(test_fixture_framings),
+      cmocka_unit_test(test_fixture_missing_parts),
+      cmocka_unit_test(test_fixture_truncated),
+      cmocka_unit_test(test_several_violations),
+      cmocka_unit_test(test_quota_words),
+      cmocka_unit_test(test_limit_zero),
+      cmocka_unit_test(test_retry_hints),
+      cmocka_unit_test(test_unknown_429),
+      cmocka_unit_test(test_billing),
+      cmocka_unit_test(test_invalid_key),
+      cmocka_unit_test(test_bad_request),
+      cmocka_unit_test(test_server),
+      cmocka_unit_test(test_midstream),
+      cmocka_unit_test(test_garbage),
+      cmocka_unit_test(test_null_body),
+      cmocka_unit_test(test_key_never_shown),
+      cmocka_unit_test(test_message_shape),
       cmocka_unit_test(test_kind_names),
   };
   return cmocka_run_group_tests(tests, load_fixtures, free_fixtures);

@@ -1,0 +1,49 @@
+/*
+ * cli.h - the gemini-pool command: shared option handling.
+ */
+#ifndef GKP_CLI_H
+#define GKP_CLI_H
+
+#include <stdio.h>
+
+#include "gkp.h"
+
+/* Options every command understands. */
+typedef struct cli_common {
+  const char *config; /* --config FILE */
+  const char *state;  /* --state FILE */
+} cli_common;
+
+/* Exit codes. */
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+/* Prints "gemini-pool: " + message + newline to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The log callback that prints warnings on stderr. */
+void cli_log(void *ud, int level, const char *line);
+
+/* Opens the pool with the common options; prints the error and returns NULL
+ * on failure. */
+gkp_pool *cli_open_pool(const cli_common *c);
+
+/* If argv[*i] is --config/--state (as "--opt VALUE" or "--opt=VALUE"),
+ * consumes it and returns 1; returns -1 (after printing) when its value is
+ * missing; 0 otherwise. */
+int cli_common_option(cli_common *c, int argc, char **argv, int *i);
+
+/* Returns the value of option `name` at argv[*i] ("--name VALUE" or
+ * "--name=VALUE"), advancing *i, or NULL if argv[*i] is not that option.
+ * Sets *missing when the option has no value. */
+const char *cli_value(const char *name, int argc, char **argv, int *i, int *missing);
+
+int cmd_ask(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_reset(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+
+/* Appends one JSON line to executions.jsonl beside the state file. */
+void cli_log_execution(gkp_pool *pool, const char *json_line);
+
+#endif

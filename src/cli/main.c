@@ -1,0 +1,153 @@
+/*
+ * main.c - gemini-pool: the command line entry point.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char *USAGE =
+    "usage:\n"
+    "  gemini-pool mount MOUNTPOINT [-f] [-o OPTS]     the filesystem\n"
+    "  gemini-pool ask --task TEXT|- [--model M] [--profile P] [--context-file F]\n"
+    "                  [--output F] [--image-file F] [--image-output F]\n"
+    "                  [--system-prompt S] [--quality draft|standard|production|research]\n"
+    "                  [--enable-tools] [--capture-thinking] [--json]\n"
+    "                  [--max-wait SECONDS] [--timeout SECONDS]\n"
+    "  gemini-pool status [--json]                     the pool, from the state file\n"
+    "  gemini-pool keys check                          validate every key (models.list)\n"
+    "  gemini-pool reset [KEY_ID|all]                  clear cooldowns, re-enable keys\n"
+    "  gemini-pool --help | --version\n"
+    "\n"
+    "Every command takes --config FILE (else $GEMINI_POOL_CONFIG, ./keys.json,\n"
+    "$XDG_CONFIG_HOME/gemini-pool/keys.json) and --state FILE (else $GEMINI_POOL_STATE,\n"
+    "$XDG_STATE_HOME/gemini-pool/state.db).  $GOOGLE_GEMINI_BASE_URL overrides the\n"
+    "API endpoint (e.g. http://127.0.0.1:PORT for scripts/fake-gemini).\n";
+
+void cli_error(const char *fmt, ...) {
+  va_list ap;
+  fputs("gemini-pool: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+void cli_log(void *ud, int level, const char *line) {
+  (void)ud;
+  if (level >= GKP_LOG_WARN) {
+    fprintf(stderr, "gemini-pool: warning: %s\n", line);
+  }
+}
+
+gkp_pool *cli_open_pool(const cli_common *c) {
+  gkp_pool *pool = NULL;
+  gkp_error err;
+  gkp_options o = {.config_path = c->config, .state_path = c->state, .log = cli_log};
+  if (gkp_pool_open(&pool, &o, &err) != 0) {
+    cli_error("%s", err.msg);
+    return NULL;
+  }
+  return pool;
+}
+
+const char *cli_value(const char *name, int argc, char **argv, int *i, int *missing) {
+  size_t n = strlen(name);
+  const char *a = argv[*i];
+  if (strncmp(a, name, n) != 0) {
+    return NULL;
+  }
+  if (a[n] == '=') {
+    return a + n + 1;
+  }
+  if (a[n] != '\0') {
+    return NULL;
+  }
+  if (*i + 1 >= argc) {
+    *missing = 1;
+    cli_error("%s needs a value", name);
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+int cli_common_option(cli_common *c, int argc, char **argv, int *i) {
+  int missing = 0;
+  const char *v;
+  if ((v = cli_value("--config", argc, argv, i, &missing)) != NULL) {
+    c->config = v;
+    return 1;
+  }
+  if ((v = cli_value("--state", argc, argv, i, &missing)) != NULL) {
+    c->state = v;
+    return 1;
+  }
+  return missing ? -1 : 0;
+}
+
+void cli_log_execution(gkp_pool *pool, const char *json_line) {
+  char path[4200];
+  const char *state = gkp_pool_state_path(pool), *slash = strrchr(state, '/');
+  int fd;
+  if (slash == NULL) {
+    snprintf(path, sizeof path, "executions.jsonl");
+  } else {
+    snprintf(path, sizeof path, "%.*s/executions.jsonl", (int)(slash - state), state);
+  }
+  fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    cli_error("warning: cannot append to %s: %s", path, strerror(errno));
+    return;
+  }
+  /* One write of the whole line: lines of concurrent runs never interleave. */
+  size_t len = strlen(json_line);
+  char *line = malloc(len + 2);
+  if (line != NULL) {
+    memcpy(line, json_line, len);
+    line[len] = '\n';
+    if (write(fd, line, len + 1) != (ssize_t)(len + 1)) {
+      cli_error("warning: cannot append to %s: %s", path, strerror(errno));
+    }
+    free(line);
+  }
+  close(fd);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fputs(USAGE, stderr);
+    return CLI_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    fputs(USAGE, stdout);
+    return CLI_OK;
+  }
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+    printf("gemini-pool %s\n", GKP_VERSION);
+    return CLI_OK;
+  }
+  if (strcmp(cmd, "ask") == 0) {
+    return cmd_ask(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "status") == 0) {
+    return cmd_status(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "reset") == 0) {
+    return cmd_reset(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "keys") == 0) {
+    return cmd_keys(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "mount") == 0) {
+    return cmd_mount(argc - 1, argv + 1);
+  }
+  cli_error("unknown command '%s' (see gemini-pool --help)", cmd);
+  return CLI_USAGE;
+}

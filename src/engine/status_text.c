@@ -1,0 +1,102 @@
+/*
+ * status_text.c - the status document rendered as a table for people.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/dynbuf.h"
+#include "common/timeutil.h"
+#include "engine/status.h"
+
+static double num(const cJSON *o, const char *field, double dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
+  return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+static const char *str(const cJSON *o, const char *field) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* "7/20", or "7" when the limit is unknown. */
+static void used_of(char *buf, size_t len, double used, const cJSON *m, const char *limit) {
+  double lim = num(m, limit, -1);
+  if (lim >= 0) {
+    snprintf(buf, len, "%.0f/%.0f", used, lim);
+  } else {
+    snprintf(buf, len, "%.0f", used);
+  }
+}
+
+/* "2h05m", "4m12s", "9s". */
+static void span(char *buf, size_t len, int64_t ms) {
+  int64_t s = ms > 0 ? (ms + 999) / 1000 : 0;
+  if (s >= 3600) {
+    snprintf(buf, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+  } else if (s >= 60) {
+    snprintf(buf, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+  } else {
+    snprintf(buf, len, "%llds", (long long)s);
+  }
+}
+
+static int active(const cJSON *m) {
+  return num(m, "requests_total", 0) > 0 || num(m, "cooldown_until", 0) > 0 ||
+         str(m, "last_error") != NULL;
+}
+
+static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m,
+                int64_t now) {
+  char today[32] = "-", minute[32] = "-", tokens[48] = "-", cool[96] = "-", left[24];
+  const char *err = m != NULL ? str(m, "last_error") : NULL;
+  if (m != NULL) {
+    used_of(today, sizeof today, num(m, "requests_today", 0), m, "rpd_limit");
+    used_of(minute, sizeof minute, num(m, "requests_last_minute", 0), m, "rpm_limit");
+    used_of(tokens, sizeof tokens, num(m, "input_tokens_last_minute", 0), m, "tpm_limit");
+    double until = num(m, "cooldown_until", 0);
+    if (until > 0) {
+      char hms[24];
+      span(left, sizeof left, (int64_t)until * 1000 - now);
+      snprintf(cool, sizeof cool, "%s until %s (%s)", str(m, "cooldown_kind"),
+               gkp__hms_utc((int64_t)until * 1000, hms, sizeof hms), left);
+    }
+  }
+  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n",
+                     str(key, "id"), str(key, "project"), str(key, "state"), model, today, minute,
+                     tokens, cool, err != NULL ? err : "-");
+}
+
+char *gkp__status_table(const char *json, int64_t now_ms) {
+  cJSON *doc = cJSON_Parse(json), *key;
+  gkp__dynbuf b;
+  if (doc == NULL) {
+    return NULL;
+  }
+  gkp__dynbuf_init(&b, (size_t)16 << 20);
+  gkp__dynbuf_printf(&b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %s\n", "KEY", "PROJECT",
+                     "STATE", "MODEL", "TODAY", "MINUTE", "TOKENS/MIN", "COOLDOWN", "LAST ERROR");
+  cJSON_ArrayForEach(key, cJSON_GetObjectItemCaseSensitive(doc, "keys")) {
+    const cJSON *m;
+    int shown = 0;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(key, "models")) {
+      if (active(m)) {
+        row(&b, key, m->string, m, now_ms);
+        shown++;
+      }
+    }
+    if (!shown) {
+      row(&b, key, "-", NULL, now_ms);
+    }
+    if (str(key, "disabled_reason") != NULL) {
+      gkp__dynbuf_printf(&b, "  %s is disabled: %s (gemini-pool reset %s re-enables it)\n",
+                         str(key, "id"), str(key, "disabled_reason"), str(key, "id"));
+    }
+  }
+  const char *reset = str(doc, "next_daily_reset");
+  gkp__dynbuf_printf(&b, "next daily reset: %s (midnight Pacific)\n", reset ? reset : "?");
+  cJSON_Delete(doc);
+  return gkp__dynbuf_take(&b, NULL);
+}

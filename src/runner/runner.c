@@ -1,0 +1,1012 @@
+/*
+ * runner.c - the job state machine on the event loop: waiting queues,
+ * reservations, attempts, verdicts, fallback, completion.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/timeutil.h"
+#include "engine/pool_impl.h"
+#include "runner/job.h"
+
+#define DEFAULT_DEADLINE_MS (10 * 60 * 1000)
+#define DEFAULT_MAX_ATTEMPTS 12
+#define SERVER_STREAK_FALLBACK 3
+/* How often a queue whose keys are busy in other processes looks again. */
+#define BUSY_POLL_MS 250
+
+/* A FIFO of jobs waiting for a key for one model. */
+struct gkp__mq {
+  char model[GKP_ID_MAX];
+  gkp__job *head, *tail;
+  size_t n;
+  uint64_t timer;
+  int64_t timer_at;
+  gkp__mq *next;
+  gkp__runner *runner;
+};
+
+struct gkp__runner {
+  gkp_pool *pool;
+  gkp__loop *loop;
+  gkp__runner_opts opts;
+  gkp__mq *queues;
+  gkp__job *all;            /* live jobs (loop thread) */
+  pthread_mutex_t stats_mu;
+  gkp__runner_stats stats;
+  int dispatch_posted;      /* a dispatch of every queue is already posted */
+};
+
+static void job_unref(gkp__job *job);
+static void dispatch_all(gkp__runner *r);
+static void job_try(gkp__job *job);
+
+const char *gkp__job_status_name(int status) {
+  static const char *names[] = {"queued", "running", "done", "failed", "cancelled"};
+  return status >= 0 && status <= GKP__JOB_CANCELLED ? names[status] : "unknown";
+}
+
+/* ---- info for sinks ------------------------------------------------------ */
+
+static void job_info(gkp__job *job, gkp__job_info *out) {
+  memset(out, 0, sizeof *out);
+  out->status = job->status;
+  out->profile = job->profile;
+  out->model_requested = job->model_requested;
+  out->model_used = job->model_used;
+  out->key_id = job->key_id;
+  out->attempts = job->attempts;
+  out->nattempts = job->nattempts;
+  out->tokens_in = job->tokens_in;
+  out->tokens_out = job->tokens_out;
+  out->created_ms = job->created_ms;
+  out->finished_ms = job->finished_ms;
+  out->latency_ms = job->finished_ms > 0 ? job->finished_ms - job->created_ms : 0;
+  out->error = job->error;
+  out->text = gkp__dynbuf_ptr(&job->text);
+  out->text_len = gkp__dynbuf_len(&job->text);
+  out->thoughts = gkp__dynbuf_ptr(&job->thoughts);
+  out->thoughts_len = gkp__dynbuf_len(&job->thoughts);
+}
+
+static void notify_state(gkp__job *job) {
+  gkp__job_info info;
+  if (job->released || job->sink.on_state == NULL) {
+    return;
+  }
+  job_info(job, &info);
+  job->sink.on_state(job->sink_ud, job, &info);
+}
+
+static void set_status(gkp__job *job, int status) {
+  pthread_mutex_lock(&job->mu);
+  job->status = status;
+  pthread_mutex_unlock(&job->mu);
+}
+
+/* ---- queues -------------------------------------------------------------- */
+
+static gkp__mq *queue_for(gkp__runner *r, const char *model) {
+  gkp__mq *q;
+  for (q = r->queues; q != NULL; q = q->next) {
+    if (strcmp(q->model, model) == 0) {
+      return q;
+    }
+  }
+  q = calloc(1, sizeof *q);
+  if (q == NULL) {
+    return NULL;
+  }
+  gkp__strlcpy(q->model, model, sizeof q->model);
+  q->runner = r;
+  q->next = r->queues;
+  r->queues = q;
+  return q;
+}
+
+static void queue_remove(gkp__job *job) {
+  gkp__mq *q = job->queue;
+  if (q == NULL) {
+    return;
+  }
+  if (job->qprev != NULL) {
+    job->qprev->qnext = job->qnext;
+  } else {
+    q->head = job->qnext;
+  }
+  if (job->qnext != NULL) {
+    job->qnext->qprev = job->qprev;
+  } else {
+    q->tail = job->qprev;
+  }
+  job->qprev = job->qnext = NULL;
+  job->queue = NULL;
+  q->n--;
+  pthread_mutex_lock(&job->runner->stats_mu);
+  job->runner->stats.waiting--;
+  pthread_mutex_unlock(&job->runner->stats_mu);
+}
+
+/* Puts a job in its model's queue: at the back, or at the front for a job
+ * that already waited its turn and is being retried. */
+static int queue_add(gkp__job *job, int front) {
+  gkp__mq *q = queue_for(job->runner, job->model);
+  if (q == NULL) {
+    return -ENOMEM;
+  }
+  job->queue = q;
+  if (front) {
+    job->qnext = q->head;
+    job->qprev = NULL;
+    if (q->head != NULL) {
+      q->head->qprev = job;
+    } else {
+      q->tail = job;
+    }
+    q->head = job;
+  } else {
+    job->qprev = q->tail;
+    job->qnext = NULL;
+    if (q->tail != NULL) {
+      q->tail->qnext = job;
+    } else {
+      q->head = job;
+    }
+    q->tail = job;
+  }
+  q->n++;
+  pthread_mutex_lock(&job->runner->stats_mu);
+  job->runner->stats.waiting++;
+  pthread_mutex_unlock(&job->runner->stats_mu);
+  return 0;
+}
+
+/* ---- finishing ------------------------------------------------------------ */
+
+static void job_free(gkp__job *job) {
+  free(job->profile);
+  free(job->model_requested);
+  free(job->prompt);
+  free(job->context);
+  free(job->system);
+  free(job->image);
+  free(job->body);
+  gkp__dynbuf_reset(&job->text);
+  gkp__dynbuf_reset(&job->attempt_text);
+  gkp__dynbuf_reset(&job->thoughts);
+  for (size_t i = 0; i < job->nimages; i++) {
+    free(job->images[i].data);
+  }
+  free(job->images);
+  free(job->attempts);
+  pthread_mutex_destroy(&job->mu);
+  free(job);
+}
+
+static void job_unref(gkp__job *job) {
+  if (atomic_fetch_sub(&job->refs, 1) == 1) {
+    job_free(job);
+  }
+}
+
+static void drop_images(gkp__job *job) {
+  for (size_t i = 0; i < job->nimages; i++) {
+    free(job->images[i].data);
+  }
+  free(job->images);
+  job->images = NULL;
+  job->nimages = 0;
+}
+
+/* Ends a job: status, error, sink's on_done, and the loop's reference. */
+static void job_finish(gkp__job *job, int status, const char *error) {
+  gkp__runner *r = job->runner;
+  gkp__job_info info;
+
+  queue_remove(job);
+  if (job->deadline_timer != 0) {
+    gkp__loop_timer_cancel(r->loop, job->deadline_timer);
+    job->deadline_timer = 0;
+  }
+  pthread_mutex_lock(&job->mu);
+  job->status = status;
+  job->finished_ms = gkp_pool_now(r->pool);
+  gkp__strlcpy(job->error, error != NULL ? error : "", sizeof job->error);
+  pthread_mutex_unlock(&job->mu);
+
+  pthread_mutex_lock(&r->stats_mu);
+  if (status == GKP__JOB_DONE) {
+    r->stats.done++;
+  } else if (status == GKP__JOB_FAILED) {
+    r->stats.failed++;
+  } else {
+    r->stats.cancelled++;
+  }
+  pthread_mutex_unlock(&r->stats_mu);
+
+  if (!job->released && job->sink.on_done != NULL) {
+    job_info(job, &info);
+    job->sink.on_done(job->sink_ud, job, &info);
+  }
+  if (job->listed) {
+    if (job->all_prev != NULL) {
+      job->all_prev->all_next = job->all_next;
+    } else {
+      r->all = job->all_next;
+    }
+    if (job->all_next != NULL) {
+      job->all_next->all_prev = job->all_prev;
+    }
+    job->all_prev = job->all_next = NULL;
+    job->listed = 0;
+  }
+  job_unref(job);
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+/* Builds the request body for job->model (the thinking style and image
+ * output depend on the model).  Returns 0 or a negative errno with msg. */
+static int build_body(gkp__job *job, gkp_error *err) {
+  gkp_pool *pool = job->runner->pool;
+  gkp__gemini_image img = {.data = job->image, .len = job->image_len};
+  gkp__gemini_request req = {
+      .text = job->prompt,
+      .context = job->context,
+      .images = job->image != NULL ? &img : NULL,
+      .nimages = job->image != NULL ? 1 : 0,
+      .system = job->system,
+      .tools = job->tools,
+      .temperature = job->temperature,
+      .max_output_tokens = job->max_output_tokens,
+      .thinking = job->thinking,
+      .include_thoughts = job->capture_thinking,
+      .thinking_style = GKP__THINKING_STYLE_NONE,
+  };
+  pthread_rwlock_rdlock(&pool->cfg_lock);
+  int mi = gkp__pool_model_index(pool, job->model);
+  if (mi >= 0) {
+    req.image_output = pool->cfg->models[mi].image_output;
+    req.thinking_style = pool->cfg->models[mi].thinking_level;
+  }
+  pthread_rwlock_unlock(&pool->cfg_lock);
+  if (req.thinking_style == GKP__THINKING_STYLE_NONE) {
+    req.include_thoughts = 0;
+  }
+  free(job->body);
+  job->body = NULL;
+  job->est_tokens = gkp__gemini_estimate_tokens(&req);
+  return gkp__gemini_build_body(&req, &job->body, &job->body_len, err);
+}
+
+static int add_attempt(gkp__job *job, int http_status, int kind) {
+  gkp__attempt *a;
+  pthread_mutex_lock(&job->mu);
+  if (job->nattempts == job->capattempts) {
+    size_t cap = job->capattempts ? job->capattempts * 2 : 4;
+    gkp__attempt *n = realloc(job->attempts, cap * sizeof *n);
+    if (n == NULL) {
+      pthread_mutex_unlock(&job->mu);
+      return -ENOMEM;
+    }
+    job->attempts = n;
+    job->capattempts = cap;
+  }
+  a = &job->attempts[job->nattempts++];
+  memset(a, 0, sizeof *a);
+  gkp__strlcpy(a->key_id, job->lease.key_id, sizeof a->key_id);
+  gkp__strlcpy(a->model, job->model, sizeof a->model);
+  a->http_status = http_status;
+  a->kind = kind;
+  a->ms = gkp__mono_ms() - job->attempt_started_ms;
+  pthread_mutex_unlock(&job->mu);
+  return 0;
+}
+
+/* Ends the current reservation; wakes the queues since a key came free. */
+static void end_lease(gkp__job *job, int sent) {
+  if (job->has_lease) {
+    gkp_release(job->runner->pool, &job->lease, sent, NULL);
+    job->has_lease = 0;
+    dispatch_all(job->runner);
+  }
+}
+
+/* ---- text across attempts --------------------------------------------------- */
+
+static void deliver(gkp__job *job, const char *text, size_t len) {
+  if (len == 0) {
+    return;
+  }
+  pthread_mutex_lock(&job->mu);
+  int rc = gkp__dynbuf_add(&job->text, text, len);
+  pthread_mutex_unlock(&job->mu);
+  if (rc == 0 && !job->released && job->sink.on_text != NULL) {
+    job->sink.on_text(job->sink_ud, job, text, len);
+  }
+}
+
+/* Throws away the delivered text and delivers the current attempt's. */
+static void restart_text(gkp__job *job) {
+  pthread_mutex_lock(&job->mu);
+  gkp__dynbuf_clear(&job->text);
+  pthread_mutex_unlock(&job->mu);
+  if (!job->released && job->sink.on_restart != NULL) {
+    job->sink.on_restart(job->sink_ud, job);
+  }
+  job->attempt_synced = 1;
+  deliver(job, gkp__dynbuf_ptr(&job->attempt_text), gkp__dynbuf_len(&job->attempt_text));
+}
+
+/*
+ * New answer text of the current attempt.  A first attempt streams straight
+ * through.  After a failed attempt that delivered text, a retry is held back
+ * until it has caught up: if it begins with exactly the text already
+ * delivered, only what follows is delivered; if it differs, the sink is told
+ * to restart and gets the new answer instead.  So a reader never sees text
+ * of two attempts joined.
+ */
+static void attempt_text(gkp__job *job, const char *text, size_t len) {
+  size_t before = gkp__dynbuf_len(&job->attempt_text), done = gkp__dynbuf_len(&job->text);
+  if (gkp__dynbuf_add(&job->attempt_text, text, len) != 0) {
+    return;
+  }
+  if (job->attempt_synced) {
+    deliver(job, text, len);
+    return;
+  }
+  size_t now = before + len, cmp = (now < done ? now : done) - before;
+  if (memcmp(gkp__dynbuf_ptr(&job->text) + before, text, cmp) != 0) {
+    restart_text(job);
+    return;
+  }
+  if (now >= done) {
+    job->attempt_synced = 1;
+    deliver(job, text + cmp, len - cmp);
+  }
+}
+
+/* ---- gemini callbacks ------------------------------------------------------- */
+
+static int cb_text(void *ud, const char *text, size_t len, int is_thought) {
+  gkp__job *job = ud;
+  if (is_thought) {
+    pthread_mutex_lock(&job->mu);
+    gkp__dynbuf_add(&job->thoughts, text, len);
+    pthread_mutex_unlock(&job->mu);
+  } else {
+    attempt_text(job, text, len);
+  }
+  return 0;
+}
+
+static int cb_image(void *ud, const char *mime, const void *data, size_t len, int is_thought) {
+  gkp__job *job = ud;
+  gkp__job_image *n;
+  if (is_thought) {
+    return 0;
+  }
+  n = realloc(job->images, (job->nimages + 1) * sizeof *n);
+  if (n == NULL) {
+    return 0;
+  }
+  job->images = n;
+  n = &job->images[job->nimages];
+  n->data = malloc(len > 0 ? len : 1);
+  if (n->data == NULL) {
+    return 0;
+  }
+  memcpy(n->data, data, len);
+  n->len = len;
+  gkp__strlcpy(n->mime, mime, sizeof n->mime);
+  job->nimages++;
+  return 0;
+}
+
+static void cb_usage(void *ud, const gkp__gemini_usage *u) {
+  gkp__job *job = ud;
+  job->usage = *u;
+  job->has_usage = 1;
+}
+
+/* The end-of-chain failure message. */
+static void chain_message(gkp__job *job, char *buf, size_t len) {
+  char when[40];
+  size_t nkeys = gkp_key_count(job->runner->pool);
+  if (job->chain_next_ms > 0 && job->chain_next_ms != INT64_MAX) {
+    int midnight = job->chain_next_ms == gkp_next_pacific_midnight(job->chain_next_ms - 1);
+    snprintf(buf, len, "all %zu keys exhausted for %s and its fallbacks until %s%s", nkeys,
+             job->model_requested, gkp__hms_utc(job->chain_next_ms, when, sizeof when),
+             midnight ? " (midnight Pacific)" : "");
+  } else {
+    snprintf(buf, len, "no key can serve %s or its fallbacks: %s", job->model_requested,
+             job->chain_reason[0] != '\0' ? job->chain_reason : "every key is disabled");
+  }
+}
+
+/* Moves the job to the next model of its chain, or fails it at the end. */
+static void job_fallback(gkp__job *job, const char *why) {
+  gkp__runner *r = job->runner;
+  const char *next;
+  char msg[GKP_MSG_MAX];
+  gkp_error err;
+
+  pthread_rwlock_rdlock(&r->pool->cfg_lock);
+  next = gkp_model_fallback(r->pool, job->model);
+  if (next != NULL) {
+    gkp__strlcpy(job->model, next, sizeof job->model);
+  }
+  pthread_rwlock_unlock(&r->pool->cfg_lock);
+  if (why != NULL && why[0] != '\0' && job->chain_reason[0] == '\0') {
+    gkp__strlcpy(job->chain_reason, why, sizeof job->chain_reason);
+  }
+  if (next == NULL) {
+    chain_message(job, msg, sizeof msg);
+    job_finish(job, GKP__JOB_FAILED, msg);
+    return;
+  }
+  job->server_streak = 0;
+  job->wait_started_ms = gkp_pool_now(r->pool);
+  if (build_body(job, &err) != 0) {
+    job_finish(job, GKP__JOB_FAILED, err.msg);
+    return;
+  }
+  job_try(job);
+}
+
+static void cb_done(void *ud, const gkp__gemini_outcome *o) {
+  gkp__job *job = ud;
+  gkp__runner *r = job->runner;
+  gkp_verdict v;
+  char msg[GKP_MSG_MAX];
+
+  job->call = NULL;
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.running--;
+  pthread_mutex_unlock(&r->stats_mu);
+  if (o->status == GKP__GEMINI_CANCELLED || o->status == GKP__GEMINI_ABORTED) {
+    add_attempt(job, o->http_status, GKP_KIND_NONE);
+    end_lease(job, 1);
+    job_finish(job, job->timed_out ? GKP__JOB_FAILED : GKP__JOB_CANCELLED,
+               job->timed_out ? "timed out before the answer was complete" : "cancelled");
+    return;
+  }
+  if (o->status == GKP__GEMINI_OK || o->status == GKP__GEMINI_CONTENT) {
+    gkp_usage u = {-1, -1, -1};
+    if (job->has_usage) {
+      u.prompt_tokens = job->usage.prompt;
+      u.candidates_tokens = job->usage.candidates;
+      u.thoughts_tokens = job->usage.thoughts;
+    }
+    gkp_record_usage(r->pool, &job->lease, &u, NULL);
+    add_attempt(job, o->http_status, GKP_KIND_NONE);
+    pthread_mutex_lock(&job->mu);
+    gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
+    gkp__strlcpy(job->key_id, job->lease.key_id, sizeof job->key_id);
+    job->tokens_in = u.prompt_tokens;
+    job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
+    pthread_mutex_unlock(&job->mu);
+    end_lease(job, 1);
+    if (o->status == GKP__GEMINI_CONTENT) {
+      job_finish(job, GKP__JOB_FAILED, o->message);
+      return;
+    }
+    /* The whole answer is shorter than what an earlier attempt delivered. */
+    if (!job->attempt_synced) {
+      restart_text(job);
+    }
+    for (size_t i = 0; i < job->nimages; i++) {
+      if (!job->released && job->sink.on_image != NULL) {
+        job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
+                           job->images[i].len);
+      }
+    }
+    job_finish(job, GKP__JOB_DONE, NULL);
+    return;
+  }
+
+  /* An error: classify it and apply its rule. */
+  if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
+    gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, &v, NULL);
+  } else {
+    const char *m = o->message != NULL ? o->message : "transport failure";
+    gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), &v, NULL);
+    gkp__strlcpy(v.message, m, sizeof v.message);
+  }
+  add_attempt(job, v.http_status, v.kind);
+  end_lease(job, 1);
+  drop_images(job);
+  snprintf(msg, sizeof msg, "%s on %s (%s): %s", gkp_kind_name(v.kind), job->model,
+           job->lease.key_id, v.message);
+  job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
+  if (v.action == GKP_ACT_FAIL) {
+    snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status,
+             v.message);
+    job_finish(job, GKP__JOB_FAILED, msg);
+    return;
+  }
+  if ((int)job->nattempts >= r->opts.max_attempts) {
+    char last[GKP_MSG_MAX];
+    snprintf(last, sizeof last, "gave up after %zu attempts; the last: %s", job->nattempts, msg);
+    job_finish(job, GKP__JOB_FAILED, last);
+    return;
+  }
+  set_status(job, GKP__JOB_QUEUED);
+  notify_state(job);
+  if (v.action == GKP_ACT_FALLBACK || job->server_streak >= SERVER_STREAK_FALLBACK) {
+    job_fallback(job, msg);
+    return;
+  }
+  if (queue_add(job, 1) != 0) {
+    job_finish(job, GKP__JOB_FAILED, "out of memory");
+    return;
+  }
+  dispatch_all(r);
+}
+
+/* ---- dispatching ------------------------------------------------------------- */
+
+/* Tries to reserve a key and start the request.  Returns 1 if started (or
+ * the job ended), 0 if it must wait (*wait says how long). */
+static int job_start(gkp__job *job, gkp_wait *wait) {
+  gkp__runner *r = job->runner;
+  gkp_error err;
+  char secret[512];
+  gkp__gemini_endpoint ep = {0};
+  char base[1024];
+  int rc;
+
+  rc = gkp_reserve(r->pool, job->model, job->est_tokens, &job->lease, wait, &err);
+  if (rc == -EAGAIN) {
+    return 0;
+  }
+  if (rc != 0) {
+    job_finish(job, GKP__JOB_FAILED, err.msg);
+    return 1;
+  }
+  job->has_lease = 1;
+  pthread_rwlock_rdlock(&r->pool->cfg_lock);
+  gkp__strlcpy(base, r->pool->cfg->base_url, sizeof base);
+  pthread_rwlock_unlock(&r->pool->cfg_lock);
+  if (gkp_key_secret(r->pool, job->lease.key_id, secret, sizeof secret, &err) != 0) {
+    end_lease(job, 0);
+    job_finish(job, GKP__JOB_FAILED, err.msg);
+    return 1;
+  }
+  ep.base_url = base;
+  ep.api_key = secret;
+  gkp__gemini_callbacks cb = {
+      .on_text = cb_text, .on_image = cb_image, .on_usage = cb_usage, .on_done = cb_done};
+  job->has_usage = 0;
+  gkp__dynbuf_clear(&job->attempt_text);
+  job->attempt_synced = gkp__dynbuf_len(&job->text) == 0;
+  job->attempt_started_ms = gkp__mono_ms();
+  rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len,
+                              r->opts.stream, &cb, job, &job->call, &err);
+  memset(secret, 0, sizeof secret);
+  if (rc != 0) {
+    end_lease(job, 0);
+    job_finish(job, GKP__JOB_FAILED, err.msg);
+    return 1;
+  }
+  set_status(job, GKP__JOB_RUNNING);
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.running++;
+  pthread_mutex_unlock(&r->stats_mu);
+  notify_state(job);
+  return 1;
+}
+
+/* Decides what a job that cannot start now does: wait (returns 0) or move
+ * on (fallback; returns 1). */
+static int job_cannot_start(gkp__job *job, const gkp_wait *w) {
+  int64_t now = gkp_pool_now(job->runner->pool);
+  int64_t budget = job->wait_started_ms + job->max_wait_ms;
+  if (w->next_ms != INT64_MAX && (job->chain_next_ms == 0 || w->next_ms < job->chain_next_ms)) {
+    job->chain_next_ms = w->next_ms;
+  }
+  if (w->reason == GKP_WAIT_BUSY) {
+    return 0; /* a key in flight frees up soon */
+  }
+  if (w->reason == GKP_WAIT_NEVER || w->next_ms > budget) {
+    char why[GKP_MSG_MAX];
+    snprintf(why, sizeof why, "%s: %s", job->model,
+             w->reason == GKP_WAIT_NEVER ? "no key can serve it" : "no key frees up in time");
+    queue_remove(job);
+    job_fallback(job, w->reason == GKP_WAIT_NEVER ? why : NULL);
+    return 1;
+  }
+  (void)now;
+  return 0;
+}
+
+static void queue_timer_fired(gkp__loop *loop, void *ud);
+
+/* Starts as many jobs of a queue as keys allow, in FIFO order. */
+static void dispatch_queue(gkp__mq *q) {
+  gkp__runner *r = q->runner;
+  while (q->head != NULL) {
+    gkp__job *job = q->head;
+    gkp_wait w;
+    queue_remove(job);
+    if (job_start(job, &w)) {
+      continue;
+    }
+    if (queue_add(job, 1) != 0) {
+      job_finish(job, GKP__JOB_FAILED, "out of memory");
+      continue;
+    }
+    if (job_cannot_start(job, &w)) {
+      continue; /* it moved to another queue or ended */
+    }
+    /* The head waits; so does everyone behind it.  Look again when the
+     * first key frees up (or soon, if keys are busy elsewhere). */
+    int64_t now = gkp_pool_now(r->pool);
+    int64_t at = w.reason == GKP_WAIT_BUSY || w.next_ms == INT64_MAX ? now + BUSY_POLL_MS
+                                                                       : w.next_ms;
+    if (q->timer == 0 || at < q->timer_at) {
+      if (q->timer != 0) {
+        gkp__loop_timer_cancel(r->loop, q->timer);
+      }
+      q->timer = gkp__loop_timer_add(r->loop, at, queue_timer_fired, q);
+      q->timer_at = at;
+    }
+    return;
+  }
+}
+
+static void queue_timer_fired(gkp__loop *loop, void *ud) {
+  gkp__mq *q = ud;
+  (void)loop;
+  q->timer = 0;
+  dispatch_queue(q);
+}
+
+static void dispatch_all_now(gkp__loop *loop, void *ud) {
+  gkp__runner *r = ud;
+  (void)loop;
+  r->dispatch_posted = 0;
+  for (gkp__mq *q = r->queues; q != NULL; q = q->next) {
+    dispatch_queue(q);
+  }
+}
+
+/* Schedules a pass over every queue on the next turn of the loop. */
+static void dispatch_all(gkp__runner *r) {
+  if (!r->dispatch_posted && gkp__loop_timer_after(r->loop, 0, dispatch_all_now, r) != 0) {
+    r->dispatch_posted = 1;
+  }
+}
+
+/* A job enters (or re-enters) its model's queue and tries its luck. */
+static void job_try(gkp__job *job) {
+  gkp__mq *q = queue_for(job->runner, job->model);
+  if (q == NULL || queue_add(job, 0) != 0) {
+    job_finish(job, GKP__JOB_FAILED, "out of memory");
+    return;
+  }
+  if (q->head == job) {
+    dispatch_queue(q);
+  }
+}
+
+/* ---- posted from other threads ---------------------------------------------- */
+
+static void deadline_fired(gkp__loop *loop, void *ud) {
+  gkp__job *job = ud;
+  char msg[GKP_MSG_MAX];
+  (void)loop;
+  job->deadline_timer = 0;
+  job->timed_out = 1;
+  if (job->call != NULL) {
+    gkp__gemini_call_cancel(job->call);
+    return;
+  }
+  snprintf(msg, sizeof msg, "timed out after %lld s waiting for a key for %s",
+           (long long)((job->deadline_ms - job->created_ms) / 1000), job->model);
+  job_finish(job, GKP__JOB_FAILED, msg);
+}
+
+static void job_begin(gkp__loop *loop, void *ud) {
+  gkp__job *job = ud;
+  gkp__runner *r = job->runner;
+  job->all_next = r->all;
+  if (r->all != NULL) {
+    r->all->all_prev = job;
+  }
+  r->all = job;
+  job->listed = 1;
+  if (job->cancel_requested) {
+    job_finish(job, GKP__JOB_CANCELLED, "cancelled");
+    return;
+  }
+  job->deadline_timer = gkp__loop_timer_add(loop, job->deadline_ms, deadline_fired, job);
+  job->wait_started_ms = gkp_pool_now(r->pool);
+  notify_state(job);
+  job_try(job);
+}
+
+static void job_cancel_now(gkp__loop *loop, void *ud) {
+  gkp__job *job = ud;
+  (void)loop;
+  job->cancel_requested = 1;
+  if (job->listed && job->status < GKP__JOB_DONE) {
+    if (job->call != NULL) {
+      gkp__gemini_call_cancel(job->call);
+    } else {
+      job_finish(job, GKP__JOB_CANCELLED, "cancelled");
+    }
+  }
+  job_unref(job); /* the reference taken by gkp__job_cancel */
+}
+
+void gkp__job_cancel(gkp__job *job) {
+  atomic_fetch_add(&job->refs, 1);
+  if (gkp__loop_post(job->runner->loop, job_cancel_now, job) != 0) {
+    job_unref(job);
+  }
+}
+
+static void job_release_now(gkp__loop *loop, void *ud) {
+  gkp__job *job = ud;
+  job->released = 1;
+  job_cancel_now(loop, job);
+}
+
+void gkp__job_release(gkp__job *job) {
+  if (job == NULL) {
+    return;
+  }
+  /* The owner's reference becomes the posted function's; it drops it. */
+  if (gkp__loop_post(job->runner->loop, job_release_now, job) != 0) {
+    job_unref(job);
+  }
+}
+
+/* ---- submission ---------------------------------------------------------------- */
+
+static char *dup_n(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (d != NULL) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+static unsigned tool_bits(const char *const *tools, size_t n) {
+  unsigned bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(tools[i], "google_search") == 0) {
+      bits |= GKP__TOOL_GOOGLE_SEARCH;
+    } else if (strcmp(tools[i], "code_execution") == 0) {
+      bits |= GKP__TOOL_CODE_EXECUTION;
+    } else if (strcmp(tools[i], "url_context") == 0) {
+      bits |= GKP__TOOL_URL_CONTEXT;
+    }
+  }
+  return bits;
+}
+
+/* Fills the job's settings from its profile and the spec.  Returns 0 or a
+ * negative errno with err set. */
+static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
+  gkp_pool *pool = job->runner->pool;
+  const gkp__profile_cfg *p = NULL;
+  const char *model, *system, *thinking;
+  int rc = 0;
+
+  pthread_rwlock_rdlock(&pool->cfg_lock);
+  if (s->profile != NULL && (p = gkp__config_profile(pool->cfg, s->profile)) == NULL) {
+    rc = gkp__err(err, -ENOENT, "unknown profile '%s'", s->profile);
+    goto out;
+  }
+  model = s->model != NULL ? s->model : p != NULL ? p->model : NULL;
+  if (model == NULL || gkp__pool_model_index(pool, model) < 0) {
+    rc = gkp__err(err, -ENOENT, "unknown model '%s': add it under \"models\" in %s",
+                  model != NULL ? model : "(none)", gkp_pool_config_path(pool));
+    goto out;
+  }
+  gkp__strlcpy(job->model, model, sizeof job->model);
+  job->model_requested = strdup(model);
+  job->profile = s->profile != NULL ? strdup(s->profile) : NULL;
+  system = s->system != NULL ? s->system : p != NULL ? p->system : NULL;
+  job->system = system != NULL ? strdup(system) : NULL;
+  thinking = s->thinking != NULL ? s->thinking : p != NULL ? p->thinking : NULL;
+  job->thinking = gkp__gemini_thinking_parse(thinking);
+  if (job->thinking < 0) {
+    rc = gkp__err(err, -EINVAL, "unknown thinking level '%s' (minimal, low, medium, high)",
+                  thinking);
+    goto out;
+  }
+  job->tools = s->tools != NULL ? tool_bits(s->tools, s->ntools)
+               : p != NULL      ? tool_bits((const char *const *)p->tools, p->ntools)
+                                : 0;
+  job->temperature = p != NULL ? p->temperature : -1;
+  job->max_output_tokens = p != NULL ? p->max_output_tokens : 0;
+  job->max_wait_ms = s->max_wait_ms >= 0 ? s->max_wait_ms
+                     : p != NULL        ? p->max_wait_ms
+                                        : 120000;
+out:
+  pthread_rwlock_unlock(&pool->cfg_lock);
+  return rc;
+}
+
+gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__job_sink *sink,
+                             void *ud, gkp_error *err) {
+  gkp__job *job;
+  int64_t now = gkp_pool_now(r->pool);
+
+  gkp__err_clear(err);
+  if (s->prompt == NULL || s->prompt_len == 0) {
+    gkp__err(err, -EINVAL, "the prompt is empty");
+    return NULL;
+  }
+  job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    gkp__err(err, -ENOMEM, "out of memory");
+    return NULL;
+  }
+  atomic_init(&job->refs, 2); /* the owner's and the loop's */
+  job->runner = r;
+  pthread_mutex_init(&job->mu, NULL);
+  gkp__dynbuf_init(&job->text, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->attempt_text, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->thoughts, GKP__MAX_ANSWER);
+  job->tokens_in = job->tokens_out = -1;
+  job->created_ms = now;
+  job->deadline_ms = now + (s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms);
+  job->capture_thinking = s->capture_thinking;
+  if (sink != NULL) {
+    job->sink = *sink;
+  }
+  job->sink_ud = ud;
+  if (job_settings(job, s, err) != 0) {
+    job_free(job);
+    return NULL;
+  }
+  job->prompt = dup_n(s->prompt, s->prompt_len);
+  job->context = s->context != NULL ? dup_n(s->context, s->context_len) : NULL;
+  if (s->image != NULL) {
+    job->image = malloc(s->image_len > 0 ? s->image_len : 1);
+    if (job->image != NULL) {
+      memcpy(job->image, s->image, s->image_len);
+      job->image_len = s->image_len;
+    }
+  }
+  if (job->prompt == NULL || (s->context != NULL && job->context == NULL) ||
+      (s->image != NULL && job->image == NULL)) {
+    job_free(job);
+    gkp__err(err, -ENOMEM, "out of memory");
+    return NULL;
+  }
+  /* Refuse a bad image or an oversized prompt now, not later. */
+  if (build_body(job, err) != 0) {
+    job_free(job);
+    return NULL;
+  }
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.submitted++;
+  pthread_mutex_unlock(&r->stats_mu);
+  if (gkp__loop_post(r->loop, job_begin, job) != 0) {
+    job_free(job);
+    gkp__err(err, -ESHUTDOWN, "the runner is shutting down");
+    return NULL;
+  }
+  return job;
+}
+
+int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
+  gkp__job_info in;
+  pthread_mutex_lock(&job->mu);
+  job_info(job, &in);
+  *out = in;
+  out->profile = in.profile != NULL ? strdup(in.profile) : NULL;
+  out->model_requested = strdup(in.model_requested != NULL ? in.model_requested : "");
+  out->model_used = strdup(in.model_used);
+  out->key_id = strdup(in.key_id);
+  out->error = strdup(in.error);
+  out->text = dup_n(in.text != NULL ? in.text : "", in.text_len);
+  out->thoughts = dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
+  gkp__attempt *a = malloc(sizeof *a * (in.nattempts > 0 ? in.nattempts : 1));
+  if (a != NULL && in.nattempts > 0) {
+    memcpy(a, in.attempts, sizeof *a * in.nattempts);
+  }
+  out->attempts = a;
+  pthread_mutex_unlock(&job->mu);
+  if (out->model_requested == NULL || out->model_used == NULL || out->key_id == NULL ||
+      out->error == NULL || out->text == NULL || out->thoughts == NULL || a == NULL) {
+    gkp__job_info_free(out);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+void gkp__job_info_free(gkp__job_info *info) {
+  free((char *)info->profile);
+  free((char *)info->model_requested);
+  free((char *)info->model_used);
+  free((char *)info->key_id);
+  free((char *)info->error);
+  free((char *)info->text);
+  free((char *)info->thoughts);
+  free((gkp__attempt *)info->attempts);
+  memset(info, 0, sizeof *info);
+}
+
+/* ---- the runner ------------------------------------------------------------------ */
+
+int gkp__runner_new(gkp_pool *pool, const gkp__runner_opts *opts, gkp__runner **out,
+                    gkp_error *err) {
+  gkp__runner *r = calloc(1, sizeof *r);
+  int rc;
+  *out = NULL;
+  if (r == NULL) {
+    return gkp__err(err, -ENOMEM, "out of memory");
+  }
+  r->pool = pool;
+  if (opts != NULL) {
+    r->opts = *opts;
+  } else {
+    r->opts.stream = 1;
+  }
+  if (r->opts.default_deadline_ms <= 0) {
+    r->opts.default_deadline_ms = DEFAULT_DEADLINE_MS;
+  }
+  if (r->opts.max_attempts <= 0) {
+    r->opts.max_attempts = DEFAULT_MAX_ATTEMPTS;
+  }
+  pthread_mutex_init(&r->stats_mu, NULL);
+  rc = gkp__loop_new(&r->loop, NULL, err);
+  if (rc == 0) {
+    rc = gkp__loop_start(r->loop, err);
+  }
+  if (rc != 0) {
+    gkp__loop_free(r->loop);
+    pthread_mutex_destroy(&r->stats_mu);
+    free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+static void cancel_everything(gkp__loop *loop, void *ud) {
+  gkp__runner *r = ud;
+  gkp__job *job, *next;
+  (void)loop;
+  for (job = r->all; job != NULL; job = next) {
+    next = job->all_next;
+    job->cancel_requested = 1;
+    if (job->call != NULL) {
+      gkp__gemini_call_cancel(job->call); /* its on_done finishes it */
+    } else {
+      job_finish(job, GKP__JOB_CANCELLED, "cancelled: the service is stopping");
+    }
+  }
+}
+
+void gkp__runner_free(gkp__runner *r) {
+  if (r == NULL) {
+    return;
+  }
+  gkp__loop_post(r->loop, cancel_everything, r);
+  gkp__loop_stop(r->loop);
+  gkp__loop_free(r->loop);
+  while (r->queues != NULL) {
+    gkp__mq *q = r->queues;
+    r->queues = q->next;
+    free(q);
+  }
+  pthread_mutex_destroy(&r->stats_mu);
+  free(r);
+}
+
+void gkp__runner_stats_get(gkp__runner *r, gkp__runner_stats *out) {
+  pthread_mutex_lock(&r->stats_mu);
+  *out = r->stats;
+  pthread_mutex_unlock(&r->stats_mu);
+}
