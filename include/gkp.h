@@ -291,6 +291,64 @@ int64_t gkp_last_pacific_midnight(int64_t now_ms);
  */
 int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err);
 
+/* ---- Running a whole task ---------------------------------------------- */
+
+/* One generation task.  Pointers are borrowed for the duration of the call. */
+typedef struct gkp_task {
+  const char *profile;     /* a profile (directory) name, or NULL */
+  const char *model;       /* overrides the profile's model; one of the two is needed */
+  const char *prompt;      /* the task text, NUL-terminated */
+  const char *context;     /* extra text sent after the task, or NULL */
+  const char *system;      /* system instruction, or NULL for the profile's */
+  const void *image;       /* one input image or PDF (bytes), or NULL */
+  size_t image_len;
+  const char *thinking;    /* "minimal" | "low" | "medium" | "high" | NULL */
+  int capture_thinking;    /* keep thought summaries (gkp_task_result.thoughts) */
+  int64_t max_wait_ms;     /* how long to wait for a key per model; < 0: the profile's */
+  int64_t timeout_ms;      /* the whole task; <= 0: 10 minutes */
+  /* Called (from another thread) with answer text as it streams in.  If a
+   * retry produced a different answer than what was streamed, on_restart is
+   * called first: throw away what on_text delivered.  Both may be NULL. */
+  void (*on_text)(void *ud, const char *text, size_t len);
+  void (*on_restart)(void *ud);
+  void *ud;
+} gkp_task;
+
+/* An image the task generated. */
+typedef struct gkp_image {
+  char mime[48];
+  void *data;
+  size_t len;
+} gkp_image;
+
+/* The outcome of gkp_run_task; free with gkp_task_result_free. */
+typedef struct gkp_task_result {
+  int ok;                         /* 1: done; 0: failed (see error) */
+  char model_used[GKP_ID_MAX];    /* "" if nothing was answered */
+  char key_id[GKP_ID_MAX];
+  int attempts;                   /* requests sent */
+  int64_t tokens_in, tokens_out;  /* -1 unknown */
+  int64_t latency_ms;
+  char *text;                     /* the answer (NUL-terminated, malloc'd) */
+  size_t text_len;
+  char *thoughts;                 /* thought summaries, "" unless captured */
+  gkp_image *images;
+  size_t nimages;
+  char error[GKP_MSG_MAX];        /* why it failed, "" on success */
+} gkp_task_result;
+
+/*
+ * Runs a task with retries on other keys, waiting for quota and falling back
+ * along the model chain, and blocks until it is done.  Returns 0 when the
+ * task ran (res->ok says whether it succeeded), or a negative errno when it
+ * could not start (unknown profile or model, bad image, empty prompt).
+ * Safe to call from several threads at once on one pool.
+ */
+int gkp_run_task(gkp_pool *pool, const gkp_task *task, gkp_task_result *res, gkp_error *err);
+
+/* Frees what gkp_run_task put in *res.  Safe on a zeroed result. */
+void gkp_task_result_free(gkp_task_result *res);
+
 #ifdef __cplusplus
 }
 #endif

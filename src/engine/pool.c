@@ -199,6 +199,7 @@ static int pool_open(gkp_pool **out, gkp__config *cfg, char *config_path, const 
   pool->pid = (int)getpid();
   pool->rng = (uint64_t)gkp__now_ms() * 6364136223846793005ull ^ (uint64_t)pool->pid;
   pthread_rwlock_init(&pool->cfg_lock, NULL);
+  pthread_mutex_init(&pool->task_mu, NULL);
 
   spath = state_path(opts->state_path, err);
   if (spath == NULL) {
@@ -279,6 +280,9 @@ void gkp_pool_close(gkp_pool *pool) {
   if (pool == NULL) {
     return;
   }
+  if (pool->task_runner != NULL) {
+    pool->task_runner_free(pool->task_runner);
+  }
   if (pool->st != NULL && pool->nown > 0 && gkp__store_lock(pool->st, NULL) == 0) {
     for (size_t i = 0; i < pool->nown; i++) {
       for (uint32_t s = 0; s < pool->st->hdr->nkeys; s++) {
@@ -300,6 +304,7 @@ void gkp_pool_close(gkp_pool *pool) {
   gkp__store_close(pool->st);
   gkp__config_free(pool->cfg);
   pthread_rwlock_destroy(&pool->cfg_lock);
+  pthread_mutex_destroy(&pool->task_mu);
   free(pool->config_path);
   free(pool->key_slot);
   free(pool->pm_cache);

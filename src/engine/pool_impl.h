@@ -27,6 +27,10 @@ struct gkp_pool {
   uint64_t *own;           /* ids of leases this pool holds */
   size_t nown, capown;
   uint64_t rng;
+  /* A runner made on demand by gkp_run_task, freed at close (runner.c). */
+  pthread_mutex_t task_mu;
+  void *task_runner;
+  void (*task_runner_free)(void *runner);
 };
 
 /* Logs one line through the pool's log callback, if any. */
