@@ -356,7 +356,8 @@ static void generate_outcome(gkp__gemini_call *c, gkp__gemini_outcome *o) {
   if (c->stream) {
     int rc = gkp__sse_finish(&c->sse);
     if (rc != 0) {
-      set_fail(c, GKP__GEMINI_MALFORMED, "malformed answer: the stream ended mid-event (truncated)");
+      set_fail(c, GKP__GEMINI_MALFORMED,
+               "malformed answer: the stream ended mid-event (truncated)");
     }
   } else if (handle_json(c, gkp__dynbuf_ptr(&c->body), gkp__dynbuf_len(&c->body)) != 0 &&
              c->fail == 0) {
@@ -404,8 +405,8 @@ static int64_t count_outcome(gkp__gemini_call *c, gkp__gemini_outcome *o) {
 }
 
 static void http_done(void *ud, const gkp__http_result *r);
-static int start_request(gkp__gemini_call *c, const char *method, const char *url,
-                         const char *key, const char *body, size_t body_len, gkp_error *err);
+static int start_request(gkp__gemini_call *c, const char *method, const char *url, const char *key,
+                         const char *body, size_t body_len, gkp_error *err);
 
 /* Appends one page's models.  Returns 0, -EBADMSG or -ENOMEM. */
 static int models_add_page(gkp__gemini_call *c, const cJSON *root) {
@@ -523,8 +524,7 @@ static int models_outcome(gkp__gemini_call *c, gkp__gemini_outcome *o) {
     o->status = GKP__GEMINI_OK;
     return 0;
   }
-  if ((c->page_token != NULL && strcmp(next, c->page_token) == 0) ||
-      c->pages >= MODELS_MAX_PAGES) {
+  if ((c->page_token != NULL && strcmp(next, c->page_token) == 0) || c->pages >= MODELS_MAX_PAGES) {
     free(next);
     o->status = GKP__GEMINI_MALFORMED;
     o->message = "malformed answer: models.list keeps returning pages (nextPageToken loop)";
@@ -575,8 +575,8 @@ static void http_done(void *ud, const gkp__http_result *r) {
 /* ---- starting -------------------------------------------------------------- */
 
 /* Starts c's HTTP request with the API key header.  Returns 0 or an error. */
-static int start_request(gkp__gemini_call *c, const char *method, const char *url,
-                         const char *key, const char *body, size_t body_len, gkp_error *err) {
+static int start_request(gkp__gemini_call *c, const char *method, const char *url, const char *key,
+                         const char *body, size_t body_len, gkp_error *err) {
   static const char prefix[] = "x-goog-api-key: ";
   size_t klen = strlen(key);
   char *kh = malloc(sizeof prefix + klen);
@@ -617,8 +617,8 @@ static int call_new(gkp__loop *loop, const gkp__gemini_endpoint *ep, int mode,
   if (!gkp__loop_in_thread(loop)) {
     return gkp__err(err, -EINVAL, "Gemini calls must be started on the I/O loop thread");
   }
-  const char *base = ep->base_url != NULL && ep->base_url[0] != '\0' ? ep->base_url
-                                                                     : GKP__GEMINI_DEFAULT_BASE;
+  const char *base =
+      ep->base_url != NULL && ep->base_url[0] != '\0' ? ep->base_url : GKP__GEMINI_DEFAULT_BASE;
   gkp__gemini_call *c = calloc(1, sizeof *c);
   if (c == NULL) {
     return gkp__err(err, -ENOMEM, "out of memory starting a Gemini request");
@@ -659,13 +659,13 @@ static void call_abandon(gkp__gemini_call *c) {
 /* Builds "{base}/v1beta/models/{model}:{method}{suffix}" into b. */
 static int model_url(gkp__dynbuf *b, const gkp__gemini_call *c, const char *model,
                      const char *method, const char *suffix, gkp_error *err) {
+  gkp__dynbuf_init(b, 16384);
   const char *m = gkp__gemini_model_path(model);
   if (m == NULL) {
     return gkp__err(err, -EINVAL,
                     "invalid model name \"%.80s\" (letters, digits, '.', '-' and '_' only)",
                     model ? model : "");
   }
-  gkp__dynbuf_init(b, 16384);
   if (gkp__dynbuf_printf(b, "%s/v1beta/models/%s:%s%s", c->base, m, method, suffix) < 0) {
     return gkp__err(err, -ENOMEM, "out of memory building the URL");
   }
@@ -709,8 +709,8 @@ int gkp__gemini_call_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, cons
 }
 
 int gkp__gemini_count_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, const char *model,
-                            const char *body, size_t body_len, gkp__gemini_count_fn done,
-                            void *ud, gkp__gemini_call **out, gkp_error *err) {
+                            const char *body, size_t body_len, gkp__gemini_count_fn done, void *ud,
+                            gkp__gemini_call **out, gkp_error *err) {
   if (out != NULL) {
     *out = NULL;
   }

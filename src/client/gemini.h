@@ -64,19 +64,19 @@ typedef struct gkp__gemini_image {
 
 /* One generation request.  Strings are NUL-terminated UTF-8, borrowed. */
 typedef struct gkp__gemini_request {
-  const char *text;    /* required: the task, first text part */
-  const char *context; /* NULL or a second text part (e.g. a context file) */
+  const char *text;                /* required: the task, first text part */
+  const char *context;             /* NULL or a second text part (e.g. a context file) */
   const gkp__gemini_image *images; /* inline files after the text parts */
   size_t nimages;
-  const char *system; /* NULL or systemInstruction text */
-  unsigned tools;     /* GKP__TOOL_* bits */
-  double temperature; /* < 0: not sent */
+  const char *system;        /* NULL or systemInstruction text */
+  unsigned tools;            /* GKP__TOOL_* bits */
+  double temperature;        /* < 0: not sent */
   int64_t max_output_tokens; /* <= 0: not sent */
-  int image_output;   /* responseModalities ["TEXT","IMAGE"] (image models) */
-  int thinking_style; /* GKP__THINKING_STYLE_*, from the model's config */
-  int thinking;       /* GKP__THINK_* */
-  int include_thoughts; /* thinkingConfig.includeThoughts: thought summaries */
-  size_t max_image_bytes; /* per file; 0: GKP__GEMINI_MAX_IMAGE */
+  int image_output;          /* responseModalities ["TEXT","IMAGE"] (image models) */
+  int thinking_style;        /* GKP__THINKING_STYLE_*, from the model's config */
+  int thinking;              /* GKP__THINK_* */
+  int include_thoughts;      /* thinkingConfig.includeThoughts: thought summaries */
+  size_t max_image_bytes;    /* per file; 0: GKP__GEMINI_MAX_IMAGE */
 } gkp__gemini_request;
 
 /*
@@ -157,20 +157,20 @@ typedef struct gkp__gemini_sink {
 /* What the responses of one answer said so far; fields are updated by every
  * parsed response (the last finishReason / usage / ids win). */
 typedef struct gkp__gemini_state {
-  int has_usage;          /* some response carried usageMetadata */
-  uint64_t usage_updates; /* how many did */
+  int has_usage;           /* some response carried usageMetadata */
+  uint64_t usage_updates;  /* how many did */
   gkp__gemini_usage usage; /* the last one */
-  char finish_reason[40]; /* candidates[0].finishReason, "" if none yet */
-  char block_reason[40];  /* promptFeedback.blockReason, "" if none */
+  char finish_reason[40];  /* candidates[0].finishReason, "" if none yet */
+  char block_reason[40];   /* promptFeedback.blockReason, "" if none */
   char model_version[80];
   char response_id[80];
-  uint64_t text_bytes;    /* answer text delivered */
-  uint64_t thought_bytes; /* thought text delivered */
-  uint64_t images;        /* answer images delivered */
-  uint64_t responses;     /* responses parsed */
-  int is_error;           /* an {"error":...} envelope was seen */
-  int error_code;         /* its "code" (0 if absent) */
-  char error_status[40];  /* its "status" */
+  uint64_t text_bytes;                /* answer text delivered */
+  uint64_t thought_bytes;             /* thought text delivered */
+  uint64_t images;                    /* answer images delivered */
+  uint64_t responses;                 /* responses parsed */
+  int is_error;                       /* an {"error":...} envelope was seen */
+  int error_code;                     /* its "code" (0 if absent) */
+  char error_status[40];              /* its "status" */
   char error_message[GKP_REASON_MAX]; /* its "message", shortened */
 } gkp__gemini_state;
 
@@ -210,8 +210,8 @@ enum { GKP__JUDGE_OK = 0, GKP__JUDGE_CONTENT = 1, GKP__JUDGE_TRUNCATED = 2 };
 
 /* Where and how to call.  Strings are copied by the start functions. */
 typedef struct gkp__gemini_endpoint {
-  const char *base_url; /* NULL: GKP__GEMINI_DEFAULT_BASE; "/v1beta/..." is appended */
-  const char *api_key;  /* required; sent only as x-goog-api-key */
+  const char *base_url;    /* NULL: GKP__GEMINI_DEFAULT_BASE; "/v1beta/..." is appended */
+  const char *api_key;     /* required; sent only as x-goog-api-key */
   long connect_timeout_ms; /* 0: the gkp__http defaults (10 s) */
   long low_speed_time_s;   /* 0: 60 s below 1 byte/s aborts; < 0: off */
   long timeout_ms;         /* 0: 600 s overall; < 0: none */
@@ -252,10 +252,10 @@ const char *gkp__gemini_status_name(int status);
  * penalising the key; OK records usage.
  */
 typedef struct gkp__gemini_outcome {
-  int status;          /* enum gkp__gemini_status */
-  int http_status;     /* the response status; 0 if none arrived */
-  const char *body;    /* HTTP_ERROR: the response body; STREAM_ERROR: the error JSON;
-                          otherwise NULL.  Not NUL-guaranteed: use body_len. */
+  int status;       /* enum gkp__gemini_status */
+  int http_status;  /* the response status; 0 if none arrived */
+  const char *body; /* HTTP_ERROR: the response body; STREAM_ERROR: the error JSON;
+                       otherwise NULL.  Not NUL-guaranteed: use body_len. */
   size_t body_len;
   int body_truncated;  /* the body was longer than max_error_bytes */
   const char *message; /* one line: the reason for a failure, or a note on success
@@ -321,25 +321,24 @@ int gkp__gemini_call_cancel_async(gkp__loop *loop, uint64_t id);
  * The outcome of a countTokens call: status OK (total_tokens set),
  * HTTP_ERROR (body), TRANSPORT, MALFORMED, CANCELLED.  Valid during the call.
  */
-typedef void (*gkp__gemini_count_fn)(void *ud, const gkp__gemini_outcome *o,
-                                     int64_t total_tokens);
+typedef void (*gkp__gemini_count_fn)(void *ud, const gkp__gemini_outcome *o, int64_t total_tokens);
 
 /* POST {base}/v1beta/models/{model}:countTokens with `body` (from
  * gkp__gemini_build_count_body).  As gkp__gemini_call_start. */
 int gkp__gemini_count_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, const char *model,
-                            const char *body, size_t body_len, gkp__gemini_count_fn done,
-                            void *ud, gkp__gemini_call **out, gkp_error *err);
+                            const char *body, size_t body_len, gkp__gemini_count_fn done, void *ud,
+                            gkp__gemini_call **out, gkp_error *err);
 
 /* ---- models.list ---------------------------------------------------------- */
 
 /* One model of a models.list answer. */
 typedef struct gkp__gemini_model {
-  const char *id;           /* "gemini-2.5-flash" ("models/" removed) */
-  const char *display_name; /* "" if absent */
+  const char *id;             /* "gemini-2.5-flash" ("models/" removed) */
+  const char *display_name;   /* "" if absent */
   int64_t input_token_limit;  /* -1 if absent */
   int64_t output_token_limit; /* -1 if absent */
-  int generate_content;     /* supportedGenerationMethods has generateContent */
-  int thinking;             /* "thinking": true */
+  int generate_content;       /* supportedGenerationMethods has generateContent */
+  int thinking;               /* "thinking": true */
 } gkp__gemini_model;
 
 /*

@@ -161,7 +161,7 @@ static const char *describe_failure(gkp__http_req *req, CURLcode rc, int64_t ela
     return os_errno == ECONNRESET ? "connection reset" : "error receiving data";
   case CURLE_SEND_ERROR:
     return (os_errno == ECONNRESET || os_errno == EPIPE) ? "connection reset while sending"
-                                                          : "error sending data";
+                                                         : "error sending data";
   case CURLE_PARTIAL_FILE:
     return "connection closed before the whole answer arrived";
   case CURLE_GOT_NOTHING:
@@ -218,11 +218,11 @@ static void xfer_done(gkp__loop_xfer *x, CURLcode rc, int aborted) {
 
 /* Fills in the option defaults. */
 static void apply_defaults(gkp__http_req *req, const gkp__http_opts *o) {
-  req->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
-                                                      : GKP__HTTP_CONNECT_TIMEOUT_MS;
+  req->connect_timeout_ms =
+      o->connect_timeout_ms > 0 ? o->connect_timeout_ms : GKP__HTTP_CONNECT_TIMEOUT_MS;
   req->low_speed_limit = o->low_speed_limit > 0 ? o->low_speed_limit : GKP__HTTP_LOW_SPEED_LIMIT;
-  req->low_speed_time_s = o->low_speed_time_s != 0 ? o->low_speed_time_s
-                                                   : GKP__HTTP_LOW_SPEED_TIME_S;
+  req->low_speed_time_s =
+      o->low_speed_time_s != 0 ? o->low_speed_time_s : GKP__HTTP_LOW_SPEED_TIME_S;
   req->timeout_ms = o->timeout_ms != 0 ? o->timeout_ms : GKP__HTTP_TIMEOUT_MS;
 }
 

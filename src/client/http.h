@@ -63,15 +63,17 @@ typedef struct gkp__http_callbacks {
 
 /* What to send.  Everything is copied by gkp__http_start. */
 typedef struct gkp__http_opts {
-  const char *method;   /* "GET", "POST", ...; NULL: POST if body is set, else GET */
-  const char *url;      /* required; must not carry secrets */
+  const char *method;         /* "GET", "POST", ...; NULL: POST if body is set, else GET */
+  const char *url;            /* required; must not carry secrets */
   const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
   const char *user_agent;     /* NULL: "gemini-key-pool/" GKP_VERSION */
   const void *body;           /* request body or NULL */
   size_t body_len;
   long connect_timeout_ms; /* 0: GKP__HTTP_CONNECT_TIMEOUT_MS */
   long low_speed_limit;    /* bytes/s; 0: GKP__HTTP_LOW_SPEED_LIMIT */
-  long low_speed_time_s;   /* 0: GKP__HTTP_LOW_SPEED_TIME_S; < 0: no low-speed check */
+  long low_speed_time_s;   /* 0: GKP__HTTP_LOW_SPEED_TIME_S; < 0: no low-speed check.
+                              curl averages the speed over its last ~5 s, so a stall
+                              after some bytes aborts up to ~5 s later than this. */
   long timeout_ms;         /* 0: GKP__HTTP_TIMEOUT_MS; < 0: no overall limit */
 } gkp__http_opts;
 

@@ -12,6 +12,10 @@
 
 /* The longest single sleep; the loop wakes for anything that matters anyway. */
 #define LOOP_MAX_SLEEP_MS 3600000
+/* A change of the wall-minus-monotonic offset larger than this is a clock step. */
+#define CLOCK_STEP_MS 50
+/* Deadlines further than this (100 years) from now are clamped. */
+#define MAX_TIMER_DELAY_MS ((int64_t)100 * 366 * 24 * 3600 * 1000)
 
 enum { XFER_NEW = 0, XFER_PENDING, XFER_ACTIVE, XFER_DONE };
 
@@ -59,8 +63,8 @@ struct gkp__loop {
   int closed; /* posts are refused */
 
   /* Loop thread only. */
-  int in_curl; /* inside curl_multi_perform: curl callbacks may be running */
-  int closing; /* shutting down: no new transfers */
+  int in_curl;             /* inside curl_multi_perform: curl callbacks may be running */
+  int closing;             /* shutting down: no new transfers */
   gkp__loop_xfer *pending; /* added while in_curl, not in the multi yet */
   gkp__loop_xfer *active;  /* in the multi */
   gkp__loop_xfer *done_head, *done_tail;
@@ -72,6 +76,7 @@ struct gkp__loop {
   uint32_t *heap;
   size_t heap_len;
   uint64_t timer_seq;
+  int64_t mono_offset; /* CLOCK_MONOTONIC minus CLOCK_REALTIME, in ms */
 
   handle_slot *handles;
   uint32_t nhandle_slots, handle_free;
@@ -115,6 +120,7 @@ int gkp__loop_new(gkp__loop **out, const gkp__loop_opts *opts, gkp_error *err) {
   }
   loop->timer_free = NO_SLOT;
   loop->handle_free = NO_SLOT;
+  loop->mono_offset = mono_ms() - gkp__loop_now_ms();
   pthread_mutex_init(&loop->mu, NULL);
   pthread_mutex_init(&loop->stop_mu, NULL);
   loop->multi = curl_multi_init();
@@ -318,19 +324,35 @@ static int timer_reserve(gkp__loop *loop) {
   return 0;
 }
 
-uint64_t gkp__loop_timer_add(gkp__loop *loop, int64_t when_ms, gkp__loop_fn fn, void *ud) {
+/*
+ * Converts a wall-clock deadline to the monotonic clock.  The offset between
+ * the clocks is kept as long as it moves by less than CLOCK_STEP_MS, so
+ * timers with equal wall deadlines get equal monotonic ones (and fire in the
+ * order they were added) whatever turn of the loop added them; a real step of
+ * the wall clock moves the offset for timers added from then on.
+ */
+static int64_t mono_deadline(gkp__loop *loop, int64_t when_ms) {
   int64_t now_real = gkp__loop_now_ms();
-  int64_t delay = when_ms > now_real ? when_ms - now_real : 0;
-  if (delay > INT64_MAX / 4) {
-    delay = INT64_MAX / 4;
+  int64_t offset = mono_ms() - now_real;
+  if (offset - loop->mono_offset > CLOCK_STEP_MS || loop->mono_offset - offset > CLOCK_STEP_MS) {
+    loop->mono_offset = offset;
   }
+  if (when_ms > now_real + MAX_TIMER_DELAY_MS) {
+    when_ms = now_real + MAX_TIMER_DELAY_MS;
+  } else if (when_ms < now_real - MAX_TIMER_DELAY_MS) {
+    when_ms = now_real - MAX_TIMER_DELAY_MS;
+  }
+  return when_ms + loop->mono_offset;
+}
+
+uint64_t gkp__loop_timer_add(gkp__loop *loop, int64_t when_ms, gkp__loop_fn fn, void *ud) {
   if (timer_reserve(loop) < 0) {
     return 0;
   }
   uint32_t slot = loop->timer_free;
   timer_slot *t = &loop->timers[slot];
   loop->timer_free = t->next_free;
-  t->due = mono_ms() + delay;
+  t->due = mono_deadline(loop, when_ms);
   t->seq = ++loop->timer_seq;
   t->fn = fn;
   t->ud = ud;
@@ -568,9 +590,12 @@ static void flush_pending(gkp__loop *loop) {
 
 /* Collects the transfers curl has finished, and those aborted meanwhile. */
 static void collect_finished(gkp__loop *loop) {
-  CURLMsg *msg;
   int left = 0;
-  while ((msg = curl_multi_info_read(loop->multi, &left)) != NULL) {
+  for (;;) {
+    CURLMsg *msg = curl_multi_info_read(loop->multi, &left);
+    if (msg == NULL) {
+      break;
+    }
     if (msg->msg != CURLMSG_DONE) {
       continue;
     }

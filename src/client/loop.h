@@ -39,8 +39,8 @@ typedef void (*gkp__loop_fn)(gkp__loop *loop, void *ud);
 
 /* Connection limits for the multi handle.  Zero fields take the default. */
 typedef struct gkp__loop_opts {
-  long max_host_connections;  /* CURLMOPT_MAX_HOST_CONNECTIONS, default 256 */
-  long max_total_connections; /* CURLMOPT_MAX_TOTAL_CONNECTIONS, default 0 (no limit) */
+  long max_host_connections;   /* CURLMOPT_MAX_HOST_CONNECTIONS, default 256 */
+  long max_total_connections;  /* CURLMOPT_MAX_TOTAL_CONNECTIONS, default 0 (no limit) */
   long max_cached_connections; /* CURLMOPT_MAXCONNECTS: idle keep-alive cache, default 64 */
 } gkp__loop_opts;
 
@@ -55,9 +55,10 @@ typedef struct gkp__loop_opts {
 int gkp__loop_new(gkp__loop **out, const gkp__loop_opts *opts, gkp_error *err);
 
 /*
- * Stops the loop if it is still running and frees it.  Must not be called
- * from the loop thread, nor while other threads may still call
- * gkp__loop_post.  NULL is a no-op.
+ * Stops the loop if it is still running and frees it.  Functions posted to
+ * a loop that never started are dropped without running (their ud is not
+ * freed).  Must not be called from the loop thread, nor while other threads
+ * may still call gkp__loop_post.  NULL is a no-op.
  */
 void gkp__loop_free(gkp__loop *loop);
 
@@ -102,9 +103,10 @@ int64_t gkp__loop_now_ms(void);
  * when the timer is added, so a later step of the wall clock neither fires
  * the timer early nor holds it back: it fires after the interval that
  * remained when it was added, and the callback should re-check its own
- * wall-clock condition.  Timers due at the same time fire in the order they
- * were added.  A timer added from a timer callback with a past deadline
- * fires on the next turn of the loop, not in the same one.
+ * wall-clock condition.  Timers with the same deadline fire in the order
+ * they were added (unless the wall clock stepped between the two adds).
+ * A timer added from a timer callback with a past deadline fires on the
+ * next turn of the loop, not in the same one.
  * Returns the timer id (never 0), or 0 if memory ran out.  O(log n).
  */
 uint64_t gkp__loop_timer_add(gkp__loop *loop, int64_t when_ms, gkp__loop_fn fn, void *ud);

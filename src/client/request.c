@@ -239,9 +239,11 @@ static int add_contents(cJSON *root, const gkp__gemini_request *req, b64_list *k
     return gkp__err(err, -ENOMEM, "out of memory building the request");
   }
   cJSON_AddItemToArray(contents, content);
-  cJSON *parts = NULL;
-  if (cJSON_AddStringToObject(content, "role", "user") == NULL ||
-      (parts = cJSON_AddArrayToObject(content, "parts")) == NULL) {
+  if (cJSON_AddStringToObject(content, "role", "user") == NULL) {
+    return gkp__err(err, -ENOMEM, "out of memory building the request");
+  }
+  cJSON *parts = cJSON_AddArrayToObject(content, "parts");
+  if (parts == NULL) {
     return gkp__err(err, -ENOMEM, "out of memory building the request");
   }
   if (req->text[0] != '\0' && add_text_part(parts, req->text) < 0) {
@@ -300,7 +302,8 @@ static int add_generation_config(cJSON *root, const gkp__gemini_request *req) {
   if (gc == NULL) {
     return -ENOMEM;
   }
-  if (req->temperature >= 0 && cJSON_AddNumberToObject(gc, "temperature", req->temperature) == NULL) {
+  if (req->temperature >= 0 &&
+      cJSON_AddNumberToObject(gc, "temperature", req->temperature) == NULL) {
     return -ENOMEM;
   }
   if (req->max_output_tokens > 0 &&
@@ -371,12 +374,11 @@ static int check_request(const gkp__gemini_request *req, gkp_error *err) {
     return gkp__err(err, -EINVAL, "unknown thinking style %d", req->thinking_style);
   }
   if (req->thinking < GKP__THINK_UNSET || req->thinking > GKP__THINK_HIGH) {
-    return gkp__err(err, -EINVAL,
-                    "unknown thinking level %d (use minimal, low, medium or high)",
+    return gkp__err(err, -EINVAL, "unknown thinking level %d (use minimal, low, medium or high)",
                     req->thinking);
   }
-  if (req->tools & ~(unsigned)(GKP__TOOL_GOOGLE_SEARCH | GKP__TOOL_CODE_EXECUTION |
-                               GKP__TOOL_URL_CONTEXT)) {
+  if (req->tools &
+      ~(unsigned)(GKP__TOOL_GOOGLE_SEARCH | GKP__TOOL_CODE_EXECUTION | GKP__TOOL_URL_CONTEXT)) {
     return gkp__err(err, -EINVAL, "unknown tool bits 0x%x", req->tools);
   }
   int rc = check_text("task text", req->text, err);

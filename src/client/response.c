@@ -76,8 +76,8 @@ static void read_usage(const cJSON *u, gkp__gemini_state *st) {
 }
 
 /* Delivers text to the sink and counts it. */
-static int emit_text(const gkp__gemini_sink *sink, void *ud, gkp__gemini_state *st,
-                     const char *s, size_t len, int thought) {
+static int emit_text(const gkp__gemini_sink *sink, void *ud, gkp__gemini_state *st, const char *s,
+                     size_t len, int thought) {
   if (thought) {
     st->thought_bytes += len;
   } else {
@@ -123,8 +123,8 @@ static int emit_image(const gkp__gemini_sink *sink, void *ud, gkp__gemini_state 
   if (!thought) {
     st->images++;
   }
-  const char *m = cJSON_IsString(mime) && mime->valuestring ? mime->valuestring
-                                                            : "application/octet-stream";
+  const char *m =
+      cJSON_IsString(mime) && mime->valuestring ? mime->valuestring : "application/octet-stream";
   if (sink != NULL && sink->on_image != NULL) {
     rc = sink->on_image(ud, m, bytes, n, thought);
   }
@@ -166,8 +166,7 @@ static int read_parts(const cJSON *parts, const gkp__gemini_sink *sink, void *ud
       }
     } else if (cJSON_IsObject(result)) {
       const cJSON *output = cJSON_GetObjectItemCaseSensitive(result, "output");
-      if (cJSON_IsString(output) && output->valuestring != NULL &&
-          output->valuestring[0] != '\0') {
+      if (cJSON_IsString(output) && output->valuestring != NULL && output->valuestring[0] != '\0') {
         rc = emit_code(sink, ud, st, "", output->valuestring, thought);
       }
     }

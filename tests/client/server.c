@@ -24,8 +24,8 @@ long long test_now_ms(void) {
 }
 
 void test_no_proxy(void) {
-  static const char *const vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
-                                     "all_proxy",  "ALL_PROXY"};
+  static const char *const vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                     "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
     unsetenv(vars[i]);
   }

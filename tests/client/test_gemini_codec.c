@@ -100,8 +100,8 @@ static void test_thinking_level_vs_budget(void **state) {
     r.thinking_style = GKP__THINKING_STYLE_LEVEL;
     char *b = build(&r);
     char want[128];
-    snprintf(want, sizeof want, "\"generationConfig\":{\"thinkingConfig\":{\"thinkingLevel\":\"%s\"}}",
-             levels[t - 1]);
+    snprintf(want, sizeof want,
+             "\"generationConfig\":{\"thinkingConfig\":{\"thinkingLevel\":\"%s\"}}", levels[t - 1]);
     assert_non_null(strstr(b, want));
     assert_null(strstr(b, "thinkingBudget"));
     free(b);
@@ -125,7 +125,8 @@ static void test_thinking_level_vs_budget(void **state) {
   r.thinking_style = GKP__THINKING_STYLE_BUDGET;
   r.include_thoughts = 1;
   char *b = build(&r);
-  assert_non_null(strstr(b, "\"generationConfig\":{\"thinkingConfig\":{\"includeThoughts\":true}}"));
+  assert_non_null(
+      strstr(b, "\"generationConfig\":{\"thinkingConfig\":{\"includeThoughts\":true}}"));
   free(b);
   /* Budget plus includeThoughts: the budget only, never a level. */
   r.thinking = GKP__THINK_HIGH;
@@ -159,12 +160,20 @@ static void test_mime_detection(void **state) {
       {"GIF89a....", 10, "image/gif"},
       {"GIF87a....", 10, "image/gif"},
       {"RIFF\x10\x00\x00\x00WEBPVP8 ", 16, "image/webp"},
-      {"\x00\x00\x00\x18" "ftypheic\x00\x00\x00\x00", 16, "image/heic"},
-      {"\x00\x00\x00\x18" "ftyphevc\x00\x00\x00\x00", 16, "image/heic"},
-      {"\x00\x00\x00\x18" "ftypmif1\x00\x00\x00\x00", 16, "image/heif"},
+      {"\x00\x00\x00\x18"
+       "ftypheic\x00\x00\x00\x00",
+       16, "image/heic"},
+      {"\x00\x00\x00\x18"
+       "ftyphevc\x00\x00\x00\x00",
+       16, "image/heic"},
+      {"\x00\x00\x00\x18"
+       "ftypmif1\x00\x00\x00\x00",
+       16, "image/heif"},
       {"%PDF-1.7\n", 9, "application/pdf"},
       {"RIFF\x10\x00\x00\x00WAVEfmt ", 16, NULL},
-      {"\x00\x00\x00\x18" "ftypisom\x00\x00\x00\x00", 16, NULL},
+      {"\x00\x00\x00\x18"
+       "ftypisom\x00\x00\x00\x00",
+       16, NULL},
       {"hello world", 11, NULL},
       {"\x89PN", 3, NULL},
   };
@@ -184,7 +193,8 @@ static void test_mime_detection(void **state) {
   r.images = &img;
   r.nimages = 1;
   char *b = build(&r);
-  assert_non_null(strstr(b, "{\"inlineData\":{\"mimeType\":\"image/jpeg\",\"data\":\"/9j/4AECAw==\"}}"));
+  assert_non_null(
+      strstr(b, "{\"inlineData\":{\"mimeType\":\"image/jpeg\",\"data\":\"/9j/4AECAw==\"}}"));
   free(b);
 }
 
@@ -372,13 +382,12 @@ static void test_parse_stream_chunks(void **state) {
   gkp__gemini_state st;
   gkp__gemini_state_init(&st);
   assert_int_equal(st.usage.prompt, -1);
-  assert_int_equal(
-      parse("{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":["
-            "{\"text\":\"Thinking about it\",\"thought\":true},{\"text\":\"Hel\"}]}}],"
-            "\"usageMetadata\":{\"promptTokenCount\":10,\"totalTokenCount\":10},"
-            "\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"abc\"}",
-            &r, &st),
-      0);
+  assert_int_equal(parse("{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":["
+                         "{\"text\":\"Thinking about it\",\"thought\":true},{\"text\":\"Hel\"}]}}],"
+                         "\"usageMetadata\":{\"promptTokenCount\":10,\"totalTokenCount\":10},"
+                         "\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"abc\"}",
+                         &r, &st),
+                   0);
   assert_int_equal(
       parse("{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"},"
             "{\"thoughtSignature\":\"xyz\",\"text\":\"!\"}]},\"finishReason\":\"STOP\"}],"
@@ -416,14 +425,13 @@ static void test_parse_array_and_images(void **state) {
   rec_init(&r);
   gkp__gemini_state st;
   gkp__gemini_state_init(&st);
-  assert_int_equal(
-      parse("[{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Here: \"}]}}]},\n"
-            " {\"candidates\":[{\"content\":{\"parts\":[{\"inlineData\":{\"mimeType\":"
-            "\"image/png\",\"data\":\"" PNG_B64 "\"}},"
-            "{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"" PNG_B64 "\"},"
-            "\"thought\":true}]},\"finishReason\":\"STOP\"}]}]",
-            &r, &st),
-      0);
+  assert_int_equal(parse("[{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Here: \"}]}}]},\n"
+                         " {\"candidates\":[{\"content\":{\"parts\":[{\"inlineData\":{\"mimeType\":"
+                         "\"image/png\",\"data\":\"" PNG_B64 "\"}},"
+                         "{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"" PNG_B64 "\"},"
+                         "\"thought\":true}]},\"finishReason\":\"STOP\"}]}]",
+                         &r, &st),
+                   0);
   assert_string_equal(gkp__dynbuf_ptr(&r.text), "Here: ");
   assert_int_equal(r.images, 1);
   assert_int_equal(r.thought_images, 1);
@@ -458,7 +466,8 @@ static void test_judge_failures(void **state) {
     int verdict;
     const char *msg;
   } cases[] = {
-      {"{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]},\"finishReason\":\"SAFETY\"}]}",
+      {"{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]},\"finishReason\":\"SAFETY\"}]"
+       "}",
        GKP__JUDGE_CONTENT,
        "the answer was blocked by Google's safety filter (finishReason SAFETY)"},
       {"{\"candidates\":[{\"finishReason\":\"RECITATION\"}]}", GKP__JUDGE_CONTENT,
@@ -508,8 +517,11 @@ static char *fixture_body(const char *name) {
   gkp__dynbuf b;
   gkp__dynbuf_init(&b, 1 << 20);
   char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+  for (;;) {
+    size_t n = fread(buf, 1, sizeof buf, f);
+    if (n == 0) {
+      break;
+    }
     gkp__dynbuf_add(&b, buf, n);
   }
   fclose(f);
@@ -575,8 +587,8 @@ static void test_parse_malformed(void **state) {
   assert_int_equal(parse("42", &r, &st), -EBADMSG);
   assert_int_equal(parse("[1]", &r, &st), -EBADMSG);
   assert_int_equal(
-      parse("{\"candidates\":[{\"content\":{\"parts\":[{\"inlineData\":{\"data\":\"!!\"}}]}}]}",
-            &r, &st),
+      parse("{\"candidates\":[{\"content\":{\"parts\":[{\"inlineData\":{\"data\":\"!!\"}}]}}]}", &r,
+            &st),
       -EBADMSG);
   /* A sink's non-zero return stops and is returned. */
   r.stop = 7;

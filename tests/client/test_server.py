@@ -354,6 +354,11 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # Clients hang up on purpose (cancellation, timeouts): stay quiet.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+            super().handle_error(request, client_address)
+
 
 def main():
     srv = Server(("127.0.0.1", 0), Handler)

@@ -237,9 +237,9 @@ static void test_truncated(void **state) {
   (void)state;
   static const char *const cut[] = {
       "data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\r\n", /* no blank line */
-      "data: {\"a\":1}\r\n\r\ndata: {\"b\"",         /* mid-line */
-      "data: {\"a\":1}\r\n\r\ndata",                 /* mid-field */
-      "data: {\"a\":1}\r\n\r\n{\n  \"error\": {\n",  /* mid bare value */
+      "data: {\"a\":1}\r\n\r\ndata: {\"b\"",        /* mid-line */
+      "data: {\"a\":1}\r\n\r\ndata",                /* mid-field */
+      "data: {\"a\":1}\r\n\r\n{\n  \"error\": {\n", /* mid bare value */
   };
   for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
     got g = {0};
@@ -265,7 +265,7 @@ static void test_oversized(void **state) {
   /* Exactly at the cap is fine. */
   memcpy(big, "data: ", 6);
   memset(big + 6, 'x', cap);
-  strcpy(big + 6 + cap, "\n\n");
+  memcpy(big + 6 + cap, "\n\n", 3);
   got g = {0};
   assert_int_equal(feed_split(&g, big, NULL, 0, cap), 0);
   assert_int_equal(g.n, 1);
@@ -273,7 +273,7 @@ static void test_oversized(void **state) {
   got_free(&g);
   /* One byte more is -EFBIG, and the parser stays stopped. */
   memset(big + 6, 'x', cap + 1);
-  strcpy(big + 6 + cap + 1, "\n\ndata: after\n\n");
+  memcpy(big + 6 + cap + 1, "\n\ndata: after\n\n", 16);
   gkp__sse p;
   gkp__sse_init(&p, cap, on_event, on_bare, &g);
   assert_int_equal(gkp__sse_feed(&p, big, strlen(big)), -EFBIG);
