@@ -38,6 +38,8 @@ struct gkp__runner {
   pthread_mutex_t stats_mu;
   gkp__runner_stats stats;
   int dispatch_posted;      /* a dispatch of every queue is already posted */
+  long stall_timeout_s;     /* per request: abort after this long without a byte
+                               ($GEMINI_POOL_STALL_TIMEOUT; 0: the client's 60 s) */
 };
 
 static void job_unref(gkp__job *job);
@@ -516,6 +518,11 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
     gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), &v, NULL);
     gkp__strlcpy(v.message, m, sizeof v.message);
   }
+  if (r->opts.fixed_429_cooldown_ms > 0 && v.http_status == 429) {
+    /* The reactive policy of simpler pools (for comparison in benchmarks). */
+    gkp_set_cooldown(r->pool, job->lease.key_id, job->model,
+                     gkp_pool_now(r->pool) + r->opts.fixed_429_cooldown_ms, v.kind, NULL);
+  }
   add_attempt(job, v.http_status, v.kind);
   end_lease(job, 1);
   drop_images(job);
@@ -578,6 +585,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   }
   ep.base_url = base;
   ep.api_key = secret;
+  ep.low_speed_time_s = r->stall_timeout_s;
   gkp__gemini_callbacks cb = {
       .on_text = cb_text, .on_image = cb_image, .on_usage = cb_usage, .on_done = cb_done};
   job->has_usage = 0;
@@ -958,6 +966,17 @@ int gkp__runner_new(gkp_pool *pool, const gkp__runner_opts *opts, gkp__runner **
   }
   if (r->opts.max_attempts <= 0) {
     r->opts.max_attempts = DEFAULT_MAX_ATTEMPTS;
+  }
+  /* A request that receives nothing for this long is server trouble and is
+   * retried on another key.  The client's default (60 s) suits real use; a
+   * smaller value lets tests and impatient users fail over sooner. */
+  const char *stall = getenv("GEMINI_POOL_STALL_TIMEOUT");
+  if (stall != NULL && stall[0] != '\0') {
+    char *end;
+    long s = strtol(stall, &end, 10);
+    if (*end == '\0' && s > 0 && s <= 3600) {
+      r->stall_timeout_s = s;
+    }
   }
   pthread_mutex_init(&r->stats_mu, NULL);
   rc = gkp__loop_new(&r->loop, NULL, err);

@@ -96,6 +96,9 @@ typedef struct gkp__runner_opts {
   int64_t default_deadline_ms; /* <= 0: 10 minutes */
   int max_attempts;            /* <= 0: 12 */
   int stream;                  /* use streamGenerateContent (default 1 when opts is NULL) */
+  /* > 0: every 429 cools (project, model) for exactly this long, whatever it
+   * said: how simpler, reactive pools behave.  For comparisons only. */
+  int64_t fixed_429_cooldown_ms;
 } gkp__runner_opts;
 
 /* Creates a runner over an open pool and starts its loop thread.  The pool
