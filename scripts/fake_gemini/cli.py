@@ -28,6 +28,8 @@ faults and a replay queue, and a request log. Loopback only.
 
 FAULT_FLAGS = (
     ("--latency-ms", "latency_ms", float, "delay before response headers (ms)"),
+    ("--latency-jitter-ms", "latency_jitter_ms", float,
+     "a further random delay before the headers, uniform from 0 to this (ms)"),
     ("--chunk-delay-ms", "chunk_delay_ms", float, "delay between stream chunks (ms)"),
     ("--answer-bytes", "answer_bytes", int, "size of generated answers (default 400)"),
     ("--p500", "p500", float, "probability of a 500 INTERNAL"),

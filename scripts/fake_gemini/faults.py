@@ -4,6 +4,7 @@ Fault fields (global, per project, per key name; a key's fields win over its
 project's, which win over the global ones):
 
 - ``latency_ms``      delay before the response headers
+- ``latency_jitter_ms`` a further random delay, uniform from 0 to this
 - ``chunk_delay_ms``  delay between stream chunks ("slow streams")
 - ``answer_bytes``    size of generated answers (default 400)
 - ``p500`` ``p503`` ``p504``  probability of that server error (503: "overloaded")
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from . import errors
 
 PROBABILITIES = ("p500", "p503", "p504", "p_reset", "p_truncate", "p_malformed", "p_midstream")
-DURATIONS = ("latency_ms", "chunk_delay_ms")
+DURATIONS = ("latency_ms", "latency_jitter_ms", "chunk_delay_ms")
 MIDSTREAM_FORMS = ("bare", "data", "random")
 FAULT_FIELDS = PROBABILITIES + DURATIONS + ("answer_bytes", "midstream_form")
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
@@ -136,7 +137,10 @@ class FaultBook:
         """Draw this request's fault from its scopes' settings."""
         fields = self.resolve(project, key_name)
         rng = random.Random(f"{self.seed}:{seq}")
-        plan = FaultPlan(latency_s=fields.get("latency_ms", 0) / 1000.0,
+        # A separate stream, so that jitter never changes which faults a seed draws.
+        jitter = random.Random(f"{self.seed}:{seq}:jitter").uniform(
+            0, fields.get("latency_jitter_ms", 0)) / 1000.0
+        plan = FaultPlan(latency_s=fields.get("latency_ms", 0) / 1000.0 + jitter,
                          chunk_delay_s=fields.get("chunk_delay_ms", 0) / 1000.0,
                          answer_bytes=fields.get("answer_bytes"))
         draw, edge = rng.random(), 0.0
