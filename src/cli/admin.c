@@ -11,8 +11,9 @@
 #include "engine/pool_impl.h"
 #include "engine/status.h"
 
-/* Parses the common options plus the given flags; returns the index of the
- * first positional argument, or -1 after printing an error. */
+/* Parses the common options plus the given flags; returns 0, 1 after
+ * printing the usage for --help (it used to be "unexpected argument"), or -1
+ * after printing an error. */
 static int parse(cli_common *c, int argc, char **argv, const char *flag, int *flag_set,
                  const char **positional) {
   for (int i = 1; i < argc; i++) {
@@ -22,6 +23,10 @@ static int parse(cli_common *c, int argc, char **argv, const char *flag, int *fl
     }
     if (rc > 0) {
       continue;
+    }
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      cli_usage(stdout);
+      return 1;
     }
     if (flag != NULL && strcmp(argv[i], flag) == 0) {
       *flag_set = 1;
@@ -40,8 +45,9 @@ int cmd_status(int argc, char **argv) {
   int json = 0, code = CLI_FAILED;
   char *doc = NULL;
   gkp_error err;
-  if (parse(&c, argc, argv, "--json", &json, NULL) < 0) {
-    return CLI_USAGE;
+  int prc = parse(&c, argc, argv, "--json", &json, NULL);
+  if (prc != 0) {
+    return prc > 0 ? CLI_OK : CLI_USAGE;
   }
   gkp_pool *pool = cli_open_pool(&c);
   if (pool == NULL) {
@@ -69,8 +75,9 @@ int cmd_reset(int argc, char **argv) {
   cli_common c = {0};
   const char *key = NULL;
   gkp_error err;
-  if (parse(&c, argc, argv, NULL, NULL, &key) < 0) {
-    return CLI_USAGE;
+  int prc = parse(&c, argc, argv, NULL, NULL, &key);
+  if (prc != 0) {
+    return prc > 0 ? CLI_OK : CLI_USAGE;
   }
   gkp_pool *pool = cli_open_pool(&c);
   if (pool == NULL) {
@@ -85,7 +92,8 @@ int cmd_reset(int argc, char **argv) {
     printf("reset %s: cooldowns cleared, enabled\n", key);
   }
   gkp_pool_close(pool);
-  return rc == 0 ? CLI_OK : CLI_FAILED;
+  /* An unknown key id is a usage error like any other bad argument. */
+  return rc == 0 ? CLI_OK : rc == -ENOENT ? CLI_USAGE : CLI_FAILED;
 }
 
 /* ---- keys check ------------------------------------------------------------- */
@@ -166,8 +174,9 @@ int cmd_keys(int argc, char **argv) {
   check ck = {0};
   int code = CLI_OK;
 
-  if (parse(&c, argc, argv, NULL, NULL, &sub) < 0) {
-    return CLI_USAGE;
+  int prc = parse(&c, argc, argv, NULL, NULL, &sub);
+  if (prc != 0) {
+    return prc > 0 ? CLI_OK : CLI_USAGE;
   }
   if (sub == NULL || strcmp(sub, "check") != 0) {
     cli_error("keys: the only subcommand is 'check' (gemini-pool keys check)");

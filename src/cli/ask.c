@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,12 @@ typedef struct ask {
   int finished;
   FILE *out;
   int out_seekable;
+  off_t out_start;          /* where our output began in a seekable out */
   int restarted_unseekable; /* a retry differed and stdout cannot be rewound */
   int progress;             /* stderr is a terminal */
   int progress_shown;
   int images_written;
+  int image_failed;         /* an image could not be written: exit non-zero */
   gkp__dynbuf image_paths;  /* JSON array text */
   gkp__job_info result;
   int has_result;
@@ -141,7 +144,10 @@ static void on_restart(void *ud, gkp__job *job) {
     return;
   }
   fflush(a->out);
-  if (a->out_seekable && ftruncate(fileno(a->out), 0) == 0 && fseek(a->out, 0, SEEK_SET) == 0) {
+  /* Only what this run wrote is taken back: `{ echo head; gemini-pool ask ..; } > f`
+   * keeps its head (truncating to 0 used to wipe it). */
+  if (a->out_seekable && ftruncate(fileno(a->out), a->out_start) == 0 &&
+      fseeko(a->out, a->out_start, SEEK_SET) == 0) {
     return;
   }
   /* Text already written to a pipe or terminal cannot be taken back, and a
@@ -169,8 +175,9 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
              (long long)(gkp__now_ms() / 1000), n > 1 ? "-" : "", n > 1 ? n : 0, ext);
   }
   FILE *f = fopen(path, "wb");
-  if (f == NULL || fwrite(data, 1, len, f) != len) {
+  if (f == NULL || fwrite(data, 1, len, f) != len || fflush(f) != 0) {
     cli_error("cannot write image %s: %s", path, strerror(errno));
+    a->image_failed = 1; /* the image is lost: the run must not look successful */
   } else if (!a->json) {
     clear_progress(a);
     fprintf(stderr, "gemini-pool: image written to %s (%zu bytes)\n", path, len);
@@ -178,10 +185,12 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
   if (f != NULL) {
     fclose(f);
   }
-  char *quoted = cJSON_PrintUnformatted(cJSON_CreateString(path));
+  cJSON *item = cJSON_CreateString(path); /* was leaked (printed, never deleted) */
+  char *quoted = item != NULL ? cJSON_PrintUnformatted(item) : NULL;
   gkp__dynbuf_printf(&a->image_paths, "%s%s", gkp__dynbuf_len(&a->image_paths) ? "," : "",
                      quoted != NULL ? quoted : "\"\"");
   cJSON_free(quoted);
+  cJSON_Delete(item);
 }
 
 static void on_state(void *ud, gkp__job *job, const gkp__job_info *info) {
@@ -269,6 +278,11 @@ static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r,
   cJSON_AddItemToObject(o, "quality", a->quality ? cJSON_CreateString(a->quality) : cJSON_CreateNull());
   cJSON_AddStringToObject(o, "task_preview", preview);
   cJSON_AddNumberToObject(o, "task_bytes", (double)strlen(task));
+  if (a->restarted_unseekable && r->text != NULL) {
+    /* stdout got an interrupted attempt and the retry differed: the message
+     * sends the user here for the complete answer, so it must be here. */
+    cJSON_AddStringToObject(o, "text", r->text);
+  }
   char *line = cJSON_PrintUnformatted(o);
   if (line != NULL) {
     cli_log_execution(pool, line);
@@ -278,6 +292,18 @@ static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r,
 }
 
 /* ---- the command ------------------------------------------------------------- */
+
+/* A number of seconds for --max-wait / --timeout: finite, >= 0.  Returns the
+ * milliseconds, or -1 after printing an error ("abc" used to mean 0). */
+static int64_t parse_seconds(const char *opt, const char *v) {
+  char *end;
+  double d = strtod(v, &end);
+  if (end == v || *end != '\0' || !isfinite(d) || d < 0 || d > 365.0 * 86400) {
+    cli_error("ask: %s needs a number of seconds (got '%s')", opt, v);
+    return -1;
+  }
+  return (int64_t)(d * 1000);
+}
 
 static int parse_args(ask *a, int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
@@ -308,11 +334,15 @@ static int parse_args(ask *a, int argc, char **argv) {
     OPT("--thinking", thinking)
 #undef OPT
     if ((v = cli_value("--max-wait", argc, argv, &i, &missing)) != NULL) {
-      a->max_wait_ms = (int64_t)(atof(v) * 1000);
+      if ((a->max_wait_ms = parse_seconds("--max-wait", v)) < 0) {
+        return -1;
+      }
       continue;
     }
     if ((v = cli_value("--timeout", argc, argv, &i, &missing)) != NULL) {
-      a->timeout_ms = (int64_t)(atof(v) * 1000);
+      if ((a->timeout_ms = parse_seconds("--timeout", v)) < 0) {
+        return -1;
+      }
       continue;
     }
     if (missing) {
@@ -359,6 +389,9 @@ int cmd_ask(int argc, char **argv) {
   int rc = parse_args(&a, argc, argv), code = CLI_USAGE;
 
   if (rc != 0) {
+    if (rc > 0) {
+      cli_usage(stdout); /* ask --help printed nothing */
+    }
     return rc > 0 ? CLI_OK : CLI_USAGE;
   }
   gkp__dynbuf_init(&task, MAX_TASK);
@@ -402,7 +435,13 @@ int cmd_ask(int argc, char **argv) {
     }
   }
   struct stat sb;
-  a.out_seekable = fstat(fileno(a.out), &sb) == 0 && S_ISREG(sb.st_mode);
+  /* A regular file can be rewound when a retry's answer differs from what
+   * was written -- but only back to where this run started writing, and not
+   * when it is opened for appending (`>>`: others may write to it too). */
+  int fl = fcntl(fileno(a.out), F_GETFL);
+  a.out_start = lseek(fileno(a.out), 0, SEEK_CUR);
+  a.out_seekable = fstat(fileno(a.out), &sb) == 0 && S_ISREG(sb.st_mode) && fl >= 0 &&
+                   !(fl & O_APPEND) && a.out_start >= 0;
   a.progress = isatty(STDERR_FILENO);
 
   gkp__job_spec spec = {
@@ -500,6 +539,9 @@ int cmd_ask(int argc, char **argv) {
     if (r->status != GKP__JOB_DONE) {
       cli_error("%s", r->error[0] ? r->error : gkp__job_status_name(r->status));
     }
+  }
+  if (a.image_failed && code == CLI_OK) {
+    code = CLI_FAILED; /* the reason was printed by on_image */
   }
   log_execution(pool, &a, r, a.task[0] == '-' && a.task[1] == '\0' ? "(stdin)" : a.task);
   gkp__job_info_free(r);

@@ -20,6 +20,9 @@ enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 /* Prints "gemini-pool: " + message + newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Prints the usage text (gemini-pool --help) to f. */
+void cli_usage(FILE *f);
+
 /* The log callback that prints warnings on stderr. */
 void cli_log(void *ud, int level, const char *line);
 

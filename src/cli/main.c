@@ -28,7 +28,15 @@ static const char *USAGE =
     "Every command takes --config FILE (else $GEMINI_POOL_CONFIG, ./keys.json,\n"
     "$XDG_CONFIG_HOME/gemini-pool/keys.json) and --state FILE (else $GEMINI_POOL_STATE,\n"
     "$XDG_STATE_HOME/gemini-pool/state.db).  $GOOGLE_GEMINI_BASE_URL overrides the\n"
-    "API endpoint (e.g. http://127.0.0.1:PORT for scripts/fake-gemini).\n";
+    "API endpoint (e.g. http://127.0.0.1:PORT for scripts/fake-gemini).\n"
+    "$GEMINI_POOL_STALL_TIMEOUT (seconds, default 300): a request that receives\n"
+    "nothing for this long is retried on another key.\n";
+
+/* The usage text: on stdout for --help (exit 0), on stderr otherwise.  The
+ * subcommands' --help comes here too (it used to print nothing). */
+void cli_usage(FILE *f) {
+  fputs(USAGE, f);
+}
 
 void cli_error(const char *fmt, ...) {
   va_list ap;

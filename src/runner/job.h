@@ -59,6 +59,7 @@ struct gkp__job {
   int64_t chain_next_ms;    /* the soonest a key frees up anywhere on the chain */
   int chain_never;          /* some model of the chain can never be served */
   char chain_reason[GKP_MSG_MAX];
+  char last_error[GKP_MSG_MAX]; /* the last failed attempt, for the end-of-chain message */
   int server_streak;        /* consecutive server errors on `model` */
   gkp__mq *queue;           /* the queue it waits in, or NULL */
   gkp__job *qprev, *qnext;

@@ -15,6 +15,7 @@
 #define DEFAULT_DEADLINE_MS (10 * 60 * 1000)
 #define DEFAULT_MAX_ATTEMPTS 12
 #define SERVER_STREAK_FALLBACK 3
+#define DEFAULT_STALL_TIMEOUT_S 300
 /* How often a queue whose keys are busy in other processes looks again. */
 #define BUSY_POLL_MS 250
 
@@ -39,7 +40,7 @@ struct gkp__runner {
   gkp__runner_stats stats;
   int dispatch_posted;      /* a dispatch of every queue is already posted */
   long stall_timeout_s;     /* per request: abort after this long without a byte
-                               ($GEMINI_POOL_STALL_TIMEOUT; 0: the client's 60 s) */
+                               ($GEMINI_POOL_STALL_TIMEOUT, default 300 s) */
 };
 
 static void job_unref(gkp__job *job);
@@ -418,14 +419,28 @@ static void cb_usage(void *ud, const gkp__gemini_usage *u) {
 static void chain_message(gkp__job *job, char *buf, size_t len) {
   char when[40];
   size_t nkeys = gkp_key_count(job->runner->pool);
-  if (job->chain_next_ms > 0 && job->chain_next_ms != INT64_MAX) {
+  /* The soonest time seen along the chain may have passed by now (a short
+   * server cooldown on the first model): naming it would be wrong. */
+  if (job->chain_next_ms > gkp_pool_now(job->runner->pool) && job->chain_next_ms != INT64_MAX) {
     int midnight = job->chain_next_ms == gkp_next_pacific_midnight(job->chain_next_ms - 1);
-    snprintf(buf, len, "all %zu keys exhausted for %s and its fallbacks until %s%s", nkeys,
-             job->model_requested, gkp__hms_utc(job->chain_next_ms, when, sizeof when),
-             midnight ? " (midnight Pacific)" : "");
+    int n = snprintf(buf, len, "all %zu keys exhausted for %s and its fallbacks until %s%s",
+                     nkeys, job->model_requested,
+                     gkp__hms_utc(job->chain_next_ms, when, sizeof when),
+                     midnight ? " (midnight Pacific)" : "");
+    /* After server trouble "exhausted" alone misleads: say what went wrong. */
+    if (job->nattempts > 0 && job->attempts[job->nattempts - 1].kind == GKP_KIND_SERVER &&
+        job->last_error[0] != '\0' && n > 0 && (size_t)n < len) {
+      snprintf(buf + n, len - (size_t)n, "; the last error: %s", job->last_error);
+    }
   } else {
-    snprintf(buf, len, "no key can serve %s or its fallbacks: %s", job->model_requested,
-             job->chain_reason[0] != '\0' ? job->chain_reason : "every key is disabled");
+    int n = snprintf(buf, len, "no key can serve %s or its fallbacks: %s", job->model_requested,
+                     job->chain_reason[0] != '\0' ? job->chain_reason : "every key is disabled");
+    /* "no key can serve it" alone does not say why (keys disabled as invalid,
+     * say): add the last error unless the reason already is that error. */
+    if (job->last_error[0] != '\0' && strstr(job->chain_reason, job->last_error) == NULL &&
+        n > 0 && (size_t)n < len) {
+      snprintf(buf + n, len - (size_t)n, "; the last error: %s", job->last_error);
+    }
   }
 }
 
@@ -528,6 +543,7 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
   drop_images(job);
   snprintf(msg, sizeof msg, "%s on %s (%s): %s", gkp_kind_name(v.kind), job->model,
            job->lease.key_id, v.message);
+  gkp__strlcpy(job->last_error, msg, sizeof job->last_error);
   job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
   if (v.action == GKP_ACT_FAIL) {
     snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status,
@@ -590,6 +606,9 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
       .on_text = cb_text, .on_image = cb_image, .on_usage = cb_usage, .on_done = cb_done};
   job->has_usage = 0;
   gkp__dynbuf_clear(&job->attempt_text);
+  pthread_mutex_lock(&job->mu);
+  gkp__dynbuf_clear(&job->thoughts); /* thoughts belong to the attempt that answers */
+  pthread_mutex_unlock(&job->mu);
   job->attempt_synced = gkp__dynbuf_len(&job->text) == 0;
   job->attempt_started_ms = gkp__mono_ms();
   rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len,
@@ -613,7 +632,10 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
 static int job_cannot_start(gkp__job *job, const gkp_wait *w) {
   int64_t now = gkp_pool_now(job->runner->pool);
   int64_t budget = job->wait_started_ms + job->max_wait_ms;
-  if (w->next_ms != INT64_MAX && (job->chain_next_ms == 0 || w->next_ms < job->chain_next_ms)) {
+  /* A busy key's next_ms is only its lease's expiry (an upper bound, 10 min
+   * away): it used to end up in the failure message as "until <then>". */
+  if (w->reason != GKP_WAIT_BUSY && w->next_ms != INT64_MAX &&
+      (job->chain_next_ms == 0 || w->next_ms < job->chain_next_ms)) {
     job->chain_next_ms = w->next_ms;
   }
   if (w->reason == GKP_WAIT_BUSY) {
@@ -968,8 +990,10 @@ int gkp__runner_new(gkp_pool *pool, const gkp__runner_opts *opts, gkp__runner **
     r->opts.max_attempts = DEFAULT_MAX_ATTEMPTS;
   }
   /* A request that receives nothing for this long is server trouble and is
-   * retried on another key.  The client's default (60 s) suits real use; a
-   * smaller value lets tests and impatient users fail over sooner. */
+   * retried on another key.  Thinking models can be silent for minutes
+   * before their first chunk, hence a generous default; a smaller value lets
+   * tests and impatient users fail over sooner. */
+  r->stall_timeout_s = DEFAULT_STALL_TIMEOUT_S;
   const char *stall = getenv("GEMINI_POOL_STALL_TIMEOUT");
   if (stall != NULL && stall[0] != '\0') {
     char *end;
