@@ -556,6 +556,28 @@ static void own_remove(gkp_pool *pool, uint64_t id) {
   }
 }
 
+int gkp__pool_begin_model(gkp_pool *pool, const char *model, gkp_error *err) {
+  int mi, rc;
+  pthread_rwlock_rdlock(&pool->cfg_lock);
+  mi = gkp__pool_model_index(pool, model);
+  if (mi < 0) {
+    pthread_rwlock_unlock(&pool->cfg_lock);
+    return gkp__err(err, -ENOENT, "unknown model '%s': add it under \"models\" in %s",
+                    model != NULL ? model : "", gkp_pool_config_path(pool));
+  }
+  rc = gkp__store_lock(pool->st, err);
+  if (rc != 0) {
+    pthread_rwlock_unlock(&pool->cfg_lock);
+    return rc;
+  }
+  return mi;
+}
+
+void gkp__pool_end(gkp_pool *pool) {
+  gkp__store_unlock(pool->st);
+  pthread_rwlock_unlock(&pool->cfg_lock);
+}
+
 int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease *lease,
                 gkp_wait *wait, gkp_error *err) {
   int64_t now = gkp_pool_now(pool), best_used = 0, next = INT64_MAX;
@@ -568,17 +590,9 @@ int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease
   if (est_tokens < 0) {
     est_tokens = 0;
   }
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  mi = gkp__pool_model_index(pool, model);
+  mi = gkp__pool_begin_model(pool, model, err);
   if (mi < 0) {
-    pthread_rwlock_unlock(&pool->cfg_lock);
-    return gkp__err(err, -ENOENT, "unknown model '%s': add it under \"models\" in %s",
-                    model != NULL ? model : "", gkp_pool_config_path(pool));
-  }
-  rc = gkp__store_lock(pool->st, err);
-  if (rc != 0) {
-    pthread_rwlock_unlock(&pool->cfg_lock);
-    return rc;
+    return mi;
   }
   for (size_t ki = 0; ki < pool->cfg->nkeys; ki++) {
     int64_t ready;
@@ -611,16 +625,14 @@ int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease
                     model, wait_words(next_reason), gkp__hms_utc(next, when, sizeof when),
                     pool->cfg->keys[next_key].id);
     }
-    gkp__store_unlock(pool->st);
-    pthread_rwlock_unlock(&pool->cfg_lock);
+    gkp__pool_end(pool);
     return rc;
   }
 
   int ks = pool->key_slot[best];
   int ps = pm_attach(pool, best, mi, err);
   if (ps < 0 || own_add(pool, pool->st->hdr->next_lease_id) != 0) {
-    gkp__store_unlock(pool->st);
-    pthread_rwlock_unlock(&pool->cfg_lock);
+    gkp__pool_end(pool);
     return ps < 0 ? ps : gkp__err(err, -ENOMEM, "out of memory");
   }
   gkp__key_rec *k = &pool->st->keys[ks];
@@ -651,8 +663,7 @@ int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease
   gkp__strlcpy(lease->key_id, k->id, sizeof lease->key_id);
   gkp__strlcpy(lease->project, k->project, sizeof lease->project);
   gkp__strlcpy(lease->model, model, sizeof lease->model);
-  gkp__store_unlock(pool->st);
-  pthread_rwlock_unlock(&pool->cfg_lock);
+  gkp__pool_end(pool);
   return 0;
 }
 

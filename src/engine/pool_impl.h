@@ -37,6 +37,14 @@ struct gkp_pool {
 void gkp__pool_log(const gkp_pool *pool, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Takes the configuration (read) and the state file's lock for work on
+ * `model`.  Returns the model's index, or a negative errno (-ENOENT for an
+ * unknown model) with nothing held. */
+int gkp__pool_begin_model(gkp_pool *pool, const char *model, gkp_error *err);
+
+/* Releases what gkp__pool_begin_model took. */
+void gkp__pool_end(gkp_pool *pool);
+
 /* Index of a model in the pool's configuration, or -1. */
 int gkp__pool_model_index(const gkp_pool *pool, const char *model);
 

@@ -257,26 +257,18 @@ int gkp_reset(gkp_pool *pool, const char *key_id, gkp_error *err) {
 
 int gkp_count_available(gkp_pool *pool, const char *model, gkp_error *err) {
   int64_t now = gkp_pool_now(pool);
-  int mi, n = 0, rc;
+  int mi, n = 0;
   gkp__err_clear(err);
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  mi = gkp__pool_model_index(pool, model);
+  mi = gkp__pool_begin_model(pool, model, err);
   if (mi < 0) {
-    pthread_rwlock_unlock(&pool->cfg_lock);
-    return gkp__err(err, -ENOENT, "unknown model '%s'", model != NULL ? model : "");
-  }
-  rc = gkp__store_lock(pool->st, err);
-  if (rc != 0) {
-    pthread_rwlock_unlock(&pool->cfg_lock);
-    return rc;
+    return mi;
   }
   for (size_t ki = 0; ki < pool->cfg->nkeys; ki++) {
     int64_t ready;
     int reason;
     n += gkp__key_eligible(pool, (int)ki, mi, 1, now, &ready, &reason);
   }
-  gkp__store_unlock(pool->st);
-  pthread_rwlock_unlock(&pool->cfg_lock);
+  gkp__pool_end(pool);
   return n;
 }
 

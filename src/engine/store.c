@@ -42,7 +42,8 @@ static int str_ok(const char *s, size_t size) {
   return memchr(s, '\0', size) != NULL;
 }
 
-static int key_rec_ok(const gkp__key_rec *k) {
+/* `next_lease` is the header's next_lease_id: every lease in use is older. */
+static int key_rec_ok(const gkp__key_rec *k, uint64_t next_lease) {
   if (k->used > 1 || k->disabled > 1 || k->nleases > GKP__MAX_LEASES) {
     return 0;
   }
@@ -54,12 +55,18 @@ static int key_rec_ok(const gkp__key_rec *k) {
     return 0;
   }
   for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    if (k->leases[i].id != 0 && k->leases[i].pm_slot >= GKP__MAX_PM) {
+    if (k->leases[i].id != 0 &&
+        (k->leases[i].pm_slot >= GKP__MAX_PM || k->leases[i].id >= next_lease)) {
       return 0;
     }
   }
   return 1;
 }
+
+/* The largest count, or time in seconds, a window bucket or the day count
+ * may hold: far beyond anything the engine writes, and small enough that
+ * sums over a window cannot overflow. */
+#define COUNT_MAX (INT64_C(1) << 48)
 
 static int pm_rec_ok(const gkp__pm_rec *p) {
   if (p->used > 1 || p->proven > 1) {
@@ -68,6 +75,16 @@ static int pm_rec_ok(const gkp__pm_rec *p) {
   if (!str_ok(p->project, sizeof p->project) || !str_ok(p->model, sizeof p->model) ||
       !str_ok(p->last_error, sizeof p->last_error)) {
     return 0;
+  }
+  if (p->day_count < 0 || p->day_count > COUNT_MAX) {
+    return 0;
+  }
+  for (int i = 0; i < GKP__WIN_SLOTS; i++) {
+    const gkp__bucket *b = &p->win[i];
+    if (b->sec < -COUNT_MAX || b->sec > COUNT_MAX || b->reqs < 0 || b->reqs > COUNT_MAX ||
+        b->tokens < 0 || b->tokens > COUNT_MAX) {
+      return 0;
+    }
   }
   return p->cooldown_kind >= 0 && p->cooldown_kind < GKP_KIND_COUNT;
 }
@@ -90,14 +107,21 @@ static const char *validate(const gkp__store_hdr *h, size_t size) {
     return "truncated";
   }
   if (h->nkeys > GKP__MAX_KEYS || h->npm > GKP__MAX_PM || h->journal.active > 1 ||
-      h->journal.key_slot < -1 || h->journal.key_slot >= GKP__MAX_KEYS ||
-      h->journal.pm_slot < -1 || h->journal.pm_slot >= GKP__MAX_PM) {
+      h->journal.key_slot < -1 || h->journal.key_slot >= GKP__MAX_KEYS || h->journal.pm_slot < -1 ||
+      h->journal.pm_slot >= GKP__MAX_PM || h->next_lease_id == 0) {
     return "header out of range";
+  }
+  /* Rolling back an active journal copies its records into place: they must
+   * be as sane as the records themselves. */
+  if (h->journal.active &&
+      ((h->journal.key_slot >= 0 && !key_rec_ok(&h->journal.key_copy, h->next_lease_id)) ||
+       (h->journal.pm_slot >= 0 && !pm_rec_ok(&h->journal.pm_copy)))) {
+    return "its journal is damaged";
   }
   const gkp__key_rec *keys = (const gkp__key_rec *)(h + 1);
   const gkp__pm_rec *pms = (const gkp__pm_rec *)(keys + GKP__MAX_KEYS);
   for (uint32_t i = 0; i < h->nkeys; i++) {
-    if (!key_rec_ok(&keys[i])) {
+    if (!key_rec_ok(&keys[i], h->next_lease_id)) {
       return "a key record is damaged";
     }
   }

@@ -152,7 +152,7 @@ static void test_eight_processes_never_share_a_key(void **st) {
   assert_int_equal(atomic_load(&shm->overlaps), 0);
 
   /* The log alternates A/R per key, by the same process. */
-  size_t len;
+  size_t len = 0;
   char *log = test_slurp(log_file, &len);
   assert_non_null(log);
   int holder[NKEYS] = {0}, acquisitions = 0;

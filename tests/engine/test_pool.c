@@ -652,7 +652,7 @@ static void test_no_secret_anywhere(void **st) {
   gkp_verdict v;
   gkp_error err;
   char *doc, buf[64];
-  size_t len;
+  size_t len = 0;
   reserve_ok("gemini-2.5-flash", &l);
   report_fixture("400_api_key_invalid_array_framed.json", &l, &v);
   gkp_release(pool, &l, 1, NULL);
