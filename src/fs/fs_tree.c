@@ -1,0 +1,570 @@
+/*
+ * fs_tree.c - the objects of the tree: byte buffers, the name rules, inode
+ * groups, profile directories, prompt files, job slots and runs.  Every
+ * function here runs with fs.mu held unless it says otherwise.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/timeutil.h"
+#include "engine/pool_impl.h"
+#include "fs/fs.h"
+
+/* ---- buffers ------------------------------------------------------------- */
+
+static int buf_reserve(fs_buf *b, size_t need) {
+  if (need <= b->cap) {
+    return 0;
+  }
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < need) {
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  }
+  char *p = realloc(b->p, cap);
+  if (p == NULL) {
+    return -ENOMEM;
+  }
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n) {
+  if (off + n < off) {
+    return -EFBIG;
+  }
+  if (buf_reserve(b, off + n) != 0) {
+    return -ENOMEM;
+  }
+  if (off > b->len) {
+    memset(b->p + b->len, 0, off - b->len);
+  }
+  memcpy(b->p + off, data, n);
+  if (off + n > b->len) {
+    b->len = off + n;
+  }
+  return 0;
+}
+
+int fs_buf_truncate(fs_buf *b, size_t len) {
+  if (len > b->len) {
+    if (buf_reserve(b, len) != 0) {
+      return -ENOMEM;
+    }
+    memset(b->p + b->len, 0, len - b->len);
+  }
+  b->len = len;
+  if (len == 0 && b->cap > 65536) {
+    fs_buf_free(b); /* do not keep a big buffer for an emptied file */
+  }
+  return 0;
+}
+
+void fs_buf_free(fs_buf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+/* ---- names ----------------------------------------------------------------- */
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* vim's probe for "can I create a file here": 4913, then 4913 + 123k. */
+static int vim_probe(const char *name) {
+  size_t n = strlen(name);
+  if (n < 4 || n > 6) {
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!isdigit((unsigned char)name[i])) {
+      return 0;
+    }
+  }
+  long v = strtol(name, NULL, 10);
+  return v >= 4913 && (v - 4913) % 123 == 0;
+}
+
+/* GNU sed -i's temporary: "sed" + mkstemp's 6 random letters and digits.
+ * By name alone it needs a capital or a digit among them, so that words
+ * like "sedentary" stay prompts; a file created with O_EXCL (as mkstemp
+ * does) needs neither. */
+static int sed_temp(const char *name, int excl) {
+  int mixed = excl;
+  if (strncmp(name, "sed", 3) != 0 || strlen(name) != 9) {
+    return 0;
+  }
+  for (int i = 3; i < 9; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (!isalnum(c)) {
+      return 0;
+    }
+    mixed |= isupper(c) || isdigit(c);
+  }
+  return mixed;
+}
+
+int fs_name_scratch(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || name[0] == '.' || name[n - 1] == '~') {
+    return 1;
+  }
+  if (n >= 2 && name[0] == '#' && name[n - 1] == '#') {
+    return 1; /* emacs auto-save */
+  }
+  return vim_probe(name) || sed_temp(name, 0);
+}
+
+int fs_file_scratch(const fs_file *f) {
+  return fs_name_scratch(f->name) || (f->excl && sed_temp(f->name, 1));
+}
+
+static const char *const reserved_ext[] = {".out",  ".err",  ".json", ".png", ".jpg",
+                                           ".jpeg", ".webp", ".gif",  ".img"};
+
+int fs_name_reserved(const char *name) {
+  for (size_t i = 0; i < sizeof reserved_ext / sizeof reserved_ext[0]; i++) {
+    if (ends_with(name, reserved_ext[i])) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+const char *fs_mime_ext(const char *mime) {
+  if (strcmp(mime, "image/png") == 0) {
+    return "png";
+  }
+  if (strcmp(mime, "image/jpeg") == 0 || strcmp(mime, "image/jpg") == 0) {
+    return "jpg";
+  }
+  if (strcmp(mime, "image/webp") == 0) {
+    return "webp";
+  }
+  if (strcmp(mime, "image/gif") == 0) {
+    return "gif";
+  }
+  return "img";
+}
+
+void fs_image_name(const fs_slot *s, const fs_run *r, size_t i, char *buf, size_t len) {
+  if (i == 0) {
+    snprintf(buf, len, "%s.%s", s->name, r->images[i].ext);
+  } else {
+    snprintf(buf, len, "%s-%zu.%s", s->name, i + 1, r->images[i].ext);
+  }
+}
+
+/* ---- groups ------------------------------------------------------------------ */
+
+int fs_obj_add(fs_obj *o, int type) {
+  o->type = type;
+  o->group = fs.next_group++;
+  return fs_imap_put(&fs.objs, o->group, o);
+}
+
+void fs_obj_del(fs_obj *o) {
+  fs_imap_del(&fs.objs, o->group);
+}
+
+fs_obj *fs_obj_get(uint64_t group) {
+  return fs_imap_get(&fs.objs, group);
+}
+
+/* ---- directories -------------------------------------------------------------- */
+
+fs_dir *fs_dir_get(const char *name) {
+  return fs_smap_get(&fs.dirs, name);
+}
+
+static fs_dir *dir_new(const char *name) {
+  fs_dir *d = calloc(1, sizeof *d);
+  if (d == NULL || (d->name = strdup(name)) == NULL) {
+    free(d);
+    return NULL;
+  }
+  d->mtime_ms = gkp__now_ms();
+  if (fs_obj_add(&d->o, FS_T_DIR) != 0 || fs_smap_put(&fs.dirs, d->name, d) != 0) {
+    fs_obj_del(&d->o);
+    free(d->name);
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
+static int in_list(const char *s, char **names, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(s, names[i]) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int fs_dirs_sync(char **names, size_t n) {
+  size_t it = 0;
+  fs_dir *d;
+  while ((d = fs_smap_next(&fs.dirs, &it)) != NULL) {
+    d->gone = !in_list(d->name, names, n);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (strchr(names[i], '/') != NULL || strcmp(names[i], "status") == 0 ||
+        strcmp(names[i], "README") == 0 || strcmp(names[i], "ctl") == 0 || names[i][0] == '.' ||
+        names[i][0] == '\0') {
+      fs_log(GKP_LOG_WARN, "profile '%s' cannot be a directory of the mount; skipped", names[i]);
+      continue;
+    }
+    if (fs_dir_get(names[i]) == NULL && dir_new(names[i]) == NULL) {
+      return -ENOMEM;
+    }
+  }
+  return 0;
+}
+
+int fs_named_sync(fs_smap *map, int type, char **names, size_t n) {
+  size_t it = 0;
+  fs_named *e;
+  while ((e = fs_smap_next(map, &it)) != NULL) {
+    e->gone = !in_list(e->name, names, n);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (fs_smap_get(map, names[i]) != NULL) {
+      continue;
+    }
+    e = calloc(1, sizeof *e);
+    if (e == NULL || (e->name = strdup(names[i])) == NULL) {
+      free(e);
+      return -ENOMEM;
+    }
+    if (fs_obj_add(&e->o, type) != 0 || fs_smap_put(map, e->name, e) != 0) {
+      fs_obj_del(&e->o);
+      free(e->name);
+      free(e);
+      return -ENOMEM;
+    }
+  }
+  return 0;
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+fs_file *fs_file_new(fs_dir *d, const char *name) {
+  fs_file *f = calloc(1, sizeof *f);
+  if (f == NULL || (f->name = strdup(name)) == NULL) {
+    free(f);
+    return NULL;
+  }
+  f->dir = d;
+  f->refs = 1;
+  f->mode = 0644;
+  f->mtime_ms = f->ctime_ms = gkp__now_ms();
+  if (fs_obj_add(&f->o, FS_T_FILE) != 0) {
+    free(f->name);
+    free(f);
+    return NULL;
+  }
+  if (fs_smap_put(&d->files, f->name, f) != 0) {
+    fs_obj_del(&f->o);
+    free(f->name);
+    free(f);
+    return NULL;
+  }
+  d->mtime_ms = f->mtime_ms;
+  return f;
+}
+
+void fs_file_unlink(fs_file *f) {
+  if (f->dir == NULL) {
+    return;
+  }
+  fs_smap_del(&f->dir->files, f->name);
+  f->dir->mtime_ms = gkp__now_ms();
+  f->dir = NULL;
+  fs_file_unref(f);
+}
+
+size_t fs_file_len(const fs_file *f) {
+  return f->on_disk ? f->disk_len : f->data.len;
+}
+
+void fs_file_clear(fs_file *f) {
+  fs_buf_truncate(&f->data, 0);
+  f->on_disk = 0;
+  f->sub_run = 0;
+}
+
+int fs_file_load(fs_file *f) {
+  size_t len = 0;
+  char *p;
+  if (!f->on_disk) {
+    return 0;
+  }
+  p = f->dir != NULL ? fs_spool_read_prompt(f->dir->name, f->name, f->sub_run, &len) : NULL;
+  f->on_disk = 0;
+  if (p == NULL || len != f->disk_len) {
+    fs_log(GKP_LOG_WARN,
+           "%s/%s: the prompt kept in the spool is gone or changed; the file is "
+           "empty now",
+           f->dir != NULL ? f->dir->name : "?", f->name);
+    free(p);
+    fs_file_clear(f);
+    return -EIO;
+  }
+  fs_buf_truncate(&f->data, 0);
+  int rc = fs_buf_write(&f->data, 0, p, len);
+  free(p);
+  if (rc != 0) {
+    fs_file_clear(f);
+  }
+  return rc;
+}
+
+void fs_file_offload(fs_file *f) {
+  fs_slot *s;
+  if (f->dir == NULL || f->on_disk || f->refs != 1 || f->dirty || f->sub_run == 0) {
+    return;
+  }
+  s = fs_slot_get(f->dir, f->name, 0);
+  if (s == NULL || s->run == NULL || s->run->uid != f->sub_run || !s->run->spooled) {
+    return;
+  }
+  f->disk_len = f->data.len;
+  fs_buf_free(&f->data);
+  f->on_disk = 1;
+}
+
+void fs_file_unref(fs_file *f) {
+  if (--f->refs > 0) {
+    return;
+  }
+  fs_obj_del(&f->o);
+  fs_buf_free(&f->data);
+  free(f->name);
+  free(f);
+}
+
+/* ---- slots --------------------------------------------------------------------------- */
+
+fs_slot *fs_slot_get(fs_dir *d, const char *name, int create) {
+  fs_slot *s = fs_smap_get(&d->slots, name);
+  if (s != NULL || !create) {
+    return s;
+  }
+  s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    return NULL;
+  }
+  s->name = strdup(name);
+  s->profile = strdup(d->name);
+  if (s->name == NULL || s->profile == NULL || fs_obj_add(&s->o, FS_T_SLOT) != 0) {
+    free(s->name);
+    free(s->profile);
+    free(s);
+    return NULL;
+  }
+  if (fs_smap_put(&d->slots, s->name, s) != 0) {
+    fs_obj_del(&s->o);
+    free(s->name);
+    free(s->profile);
+    free(s);
+    return NULL;
+  }
+  s->dir = d;
+  s->refs = 1;
+  d->mtime_ms = gkp__now_ms();
+  return s;
+}
+
+void fs_slot_unref(fs_slot *s) {
+  if (--s->refs > 0) {
+    return;
+  }
+  fs_obj_del(&s->o);
+  free(s->name);
+  free(s->profile);
+  free(s);
+}
+
+void fs_slot_remove(fs_slot *s) {
+  if (s->dir == NULL) {
+    return;
+  }
+  fs_smap_del(&s->dir->slots, s->name);
+  s->dir->mtime_ms = gkp__now_ms();
+  s->dir = NULL;
+  if (s->run != NULL) {
+    fs_run *r = s->run;
+    s->run = NULL;
+    r->stale = 1;
+    fs_job_cancel(r);
+    fs_run_unref(r);
+  }
+  fs_slot_unref(s);
+}
+
+/* ---- runs ------------------------------------------------------------------------------ */
+
+fs_run *fs_run_new(fs_slot *s) {
+  fs_run *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    return NULL;
+  }
+  r->refs = 1;
+  r->id = fs.next_run_id++;
+  r->slot = s;
+  s->refs++;
+  r->status = GKP__JOB_QUEUED;
+  r->tokens_in = r->tokens_out = -1;
+  r->created_ms = gkp__now_ms();
+  return r;
+}
+
+void fs_run_ref(fs_run *r) {
+  r->refs++;
+}
+
+void fs_run_unref(fs_run *r) {
+  if (--r->refs > 0) {
+    return;
+  }
+  fs_buf_free(&r->text);
+  for (size_t i = 0; i < r->nimages; i++) {
+    free(r->images[i].data);
+  }
+  free(r->images);
+  free(r->attempts);
+  free(r->error);
+  fs_slot_unref(r->slot);
+  free(r);
+}
+
+void fs_run_trim(fs_run *r) {
+  if (!r->spooled || r->on_disk || r->mem_readers > 0) {
+    return;
+  }
+  fs_buf_free(&r->text);
+  for (size_t i = 0; i < r->nimages; i++) {
+    free(r->images[i].data);
+    r->images[i].data = NULL;
+  }
+  r->on_disk = 1;
+}
+
+/* ---- configuration -------------------------------------------------------------------- */
+
+static void free_names(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(v[i]);
+  }
+  free(v);
+}
+
+/* Copies n strings found at base + i*stride + off (each a char *). */
+static char **copy_names(const void *base, size_t n, size_t stride, size_t off) {
+  char **v = calloc(n + 1, sizeof *v);
+  if (v == NULL) {
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *s = *(char *const *)((const char *)base + i * stride + off);
+    if ((v[i] = strdup(s)) == NULL) {
+      free_names(v, i);
+      return NULL;
+    }
+  }
+  return v;
+}
+
+int fs_tree_sync_config(void) {
+  gkp_pool *pool = fs.pool;
+  char **profiles, **keys, **models;
+  size_t np, nk, nm;
+  int rc = 0;
+
+  pthread_rwlock_rdlock(&pool->cfg_lock);
+  np = pool->cfg->nprofiles;
+  nk = pool->cfg->nkeys;
+  nm = pool->cfg->nmodels;
+  profiles = copy_names(pool->cfg->profiles, np, sizeof(gkp__profile_cfg),
+                        offsetof(gkp__profile_cfg, name));
+  keys = copy_names(pool->cfg->keys, nk, sizeof(gkp__key_cfg), offsetof(gkp__key_cfg, id));
+  models = copy_names(pool->cfg->models, nm, sizeof(gkp__model_cfg), offsetof(gkp__model_cfg, id));
+  pthread_rwlock_unlock(&pool->cfg_lock);
+
+  if (profiles == NULL || keys == NULL || models == NULL) {
+    rc = -ENOMEM;
+  } else {
+    pthread_mutex_lock(&fs.mu);
+    rc = fs_dirs_sync(profiles, np);
+    if (rc == 0) {
+      rc = fs_named_sync(&fs.keys, FS_T_ST_KEY, keys, nk);
+    }
+    if (rc == 0) {
+      rc = fs_named_sync(&fs.models, FS_T_ST_MODEL, models, nm);
+    }
+    pthread_mutex_unlock(&fs.mu);
+  }
+  if (profiles != NULL) {
+    free_names(profiles, np);
+  }
+  if (keys != NULL) {
+    free_names(keys, nk);
+  }
+  if (models != NULL) {
+    free_names(models, nm);
+  }
+  return rc;
+}
+
+/* ---- the end ------------------------------------------------------------------------------ */
+
+void fs_tree_free(void) {
+  size_t it = 0;
+  fs_dir *d;
+  fs_named *e;
+  pthread_mutex_lock(&fs.mu);
+  while ((d = fs_smap_next(&fs.dirs, &it)) != NULL) {
+    size_t j = 0;
+    fs_file *f;
+    fs_slot *s;
+    while ((f = fs_smap_next(&d->files, &j)) != NULL) {
+      f->dir = NULL;
+      fs_file_unref(f);
+    }
+    fs_smap_free(&d->files);
+    j = 0;
+    while ((s = fs_smap_next(&d->slots, &j)) != NULL) {
+      fs_run *r = s->run;
+      s->dir = NULL;
+      s->run = NULL;
+      if (r != NULL) {
+        fs_run_unref(r);
+      }
+      fs_slot_unref(s);
+    }
+    fs_smap_free(&d->slots);
+    fs_obj_del(&d->o);
+    free(d->name);
+    free(d);
+  }
+  fs_smap_free(&fs.dirs);
+  fs_smap *maps[2] = {&fs.keys, &fs.models};
+  for (int m = 0; m < 2; m++) {
+    it = 0;
+    while ((e = fs_smap_next(maps[m], &it)) != NULL) {
+      fs_obj_del(&e->o);
+      free(e->name);
+      free(e);
+    }
+    fs_smap_free(maps[m]);
+  }
+  fs_imap_free(&fs.objs);
+  fs_imap_free(&fs.parked);
+  pthread_mutex_unlock(&fs.mu);
+}
