@@ -61,6 +61,7 @@ class Call:
     seq: int = 0
     plan: FaultPlan = field(default_factory=FaultPlan)
     started: float = field(default_factory=time.monotonic)
+    recorded: bool = False
 
     def __post_init__(self) -> None:
         self.path, _, qs = self.raw_path.partition("?")
@@ -170,6 +171,7 @@ class Emulator:
             "ms": round((time.monotonic() - call.started) * 1000, 1),
         }
         self.log.add(entry)
+        call.recorded = True
         return entry
 
     # --- routing ------------------------------------------------------------------
@@ -190,11 +192,12 @@ class Emulator:
 
     def _route(self, call: Call) -> bool:
         """Fill version, model and action from the path; False for an unknown URL."""
-        match = re.fullmatch(r"/(v1beta|v1)/models(?:/([^/:]+)(?::([A-Za-z]+))?)?/?", call.path)
+        match = re.fullmatch(r"/(v1beta|v1)/models(?:/([^/:]+)(?::([A-Za-z]+))?)?/?",
+                             unquote(call.path))
         if not match:
             return False
         call.version = match.group(1)
-        call.model = unquote(match.group(2)) if match.group(2) else None
+        call.model = match.group(2)
         action = match.group(3)
         if call.model is None:
             call.action = "list"

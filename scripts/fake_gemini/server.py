@@ -196,15 +196,21 @@ class Handler(BaseHTTPRequestHandler):
         body, problem = self._read_body()
         call = Call(self.command, self.path, headers, body, body_error=problem)
         reply = emu.handle(call)
-        if call.plan.latency_s:
-            time.sleep(call.plan.latency_s)
-        if isinstance(reply, Reset):
-            emu.record(call, None, "reset")
-            self._hang_up()
-        elif isinstance(reply, Stream):
-            self._send_stream(call, reply)
-        else:
-            self._send_reply(call, reply)
+        try:
+            if call.plan.latency_s:
+                time.sleep(call.plan.latency_s)
+            if isinstance(reply, Reset):
+                emu.record(call, None, "reset")
+                self._hang_up()
+            elif isinstance(reply, Stream):
+                self._send_stream(call, reply)
+            else:
+                self._send_reply(call, reply)
+        except OSError:
+            if not call.recorded:  # the client went away before the answer was complete
+                status = 200 if isinstance(reply, Stream) else getattr(reply, "status", None)
+                emu.record(call, status, "client_closed")
+            raise
 
     def _send_reply(self, call: Call, reply: Plain) -> None:
         emu = self.server.emulator

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import glob
+import hashlib
 import http.client
 import json
 import math
@@ -24,9 +25,7 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import unittest
 import zlib
@@ -379,7 +378,6 @@ class TestGenerate(EmuTest):
         self.assertIn("key=kbig2 ", self.answer_text(c))
         self.assertEqual(self.answer_text(a).split("\n")[0].replace("key=kbig ", "key=kbig2 "),
                          self.answer_text(c).split("\n")[0])
-        import hashlib
         sha = hashlib.sha256(prompt.encode()).hexdigest()[:12]
         self.assertIn(f"sha={sha}]", self.answer_text(a))
         self.assertNotEqual(self.answer_text(a), self.answer_text(d))
@@ -996,6 +994,19 @@ class TestFaults(EmuTest):
         t = time.monotonic()
         chunks = self.sse_events(EMU.stream("gemini-2.5-flash", body_of("slow")))
         self.assertGreaterEqual(time.monotonic() - t, 0.08 * (len(chunks) - 1))
+
+    def test_client_leaving_mid_stream_is_logged(self):
+        self.fault(chunk_delay_ms=50)
+        with socket.create_connection(("127.0.0.1", EMU.port), timeout=5) as s:
+            body = json.dumps(body_of("bye")).encode()
+            s.sendall(b"POST /v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse "
+                      b"HTTP/1.1\r\nHost: x\r\nx-goog-api-key: " + KEY["kbig"].encode() +
+                      b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            SEEN_BODIES.append(s.recv(65536))
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not EMU.log():
+            time.sleep(0.02)
+        self.assertEqual(self.last_log()["kind"], "client_closed")
 
     def test_server_errors(self):
         for field, code, status in (("p500", 500, "INTERNAL"), ("p503", 503, "UNAVAILABLE"),
