@@ -85,8 +85,8 @@ static double bench_one(const char *state, double secs) {
 }
 
 static double bench_many(const char *state, double secs) {
-  long *counts = mmap(NULL, sizeof(long) * PROCS, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  long *counts =
+      mmap(NULL, sizeof(long) * PROCS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   pid_t pids[PROCS];
   double t = now_s();
   long total = 0;

@@ -151,8 +151,8 @@ static int latency(int n, const char *model) {
     tracker t = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     /* The bare requests rotate over the keys as the pool does, so both
      * load the server's per-project bookkeeping alike. */
-    gkp_key_secret(pool, gkp_key_id(pool, (size_t)i % gkp_key_count(pool)), secret,
-                   sizeof secret, NULL);
+    gkp_key_secret(pool, gkp_key_id(pool, (size_t)i % gkp_key_count(pool)), secret, sizeof secret,
+                   NULL);
     snprintf(header, sizeof header, "x-goog-api-key: %s", secret);
     curl_slist_free_all(h);
     h = curl_slist_append(NULL, header);

@@ -32,8 +32,8 @@ extern "C" {
 #define GKP_VERSION "0.1.0"
 
 /* Sizes of fixed buffers that appear in the API. */
-#define GKP_ID_MAX 64     /* key ids, project ids and model ids, with NUL */
-#define GKP_MSG_MAX 512   /* error messages, with NUL */
+#define GKP_ID_MAX 64      /* key ids, project ids and model ids, with NUL */
+#define GKP_MSG_MAX 512    /* error messages, with NUL */
 #define GKP_REASON_MAX 160 /* stored reasons and last errors, with NUL */
 
 /* An error: a negative errno-style code and one line of text. */
@@ -114,8 +114,8 @@ int gkp_model_limits(const gkp_pool *pool, const char *model, gkp_limits *out);
 
 /* The effective limits for the project of `key_id` on `model`: a limit
  * learned from a 429's quotaValue replaces the configured one. */
-int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model,
-                         gkp_limits *out, gkp_error *err);
+int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model, gkp_limits *out,
+                         gkp_error *err);
 
 /* ---- Reservations ------------------------------------------------------ */
 
@@ -135,16 +135,16 @@ typedef struct gkp_lease {
 /* Why no key could be reserved right now. */
 enum gkp_wait_reason {
   GKP_WAIT_NONE = 0,
-  GKP_WAIT_BUSY,      /* every eligible key has max_inflight requests in flight */
-  GKP_WAIT_COOLDOWN,  /* keys are cooling down */
-  GKP_WAIT_QUOTA,     /* RPM, TPM or RPD budget used up */
-  GKP_WAIT_NEVER,     /* nothing will free up by itself (disabled, no free tier,
-                         prompt larger than the TPM limit) */
+  GKP_WAIT_BUSY,     /* every eligible key has max_inflight requests in flight */
+  GKP_WAIT_COOLDOWN, /* keys are cooling down */
+  GKP_WAIT_QUOTA,    /* RPM, TPM or RPD budget used up */
+  GKP_WAIT_NEVER,    /* nothing will free up by itself (disabled, no free tier,
+                        prompt larger than the TPM limit) */
 };
 
 typedef struct gkp_wait {
-  int reason;           /* enum gkp_wait_reason: the reason for the soonest key */
-  int64_t next_ms;      /* earliest time a key may become eligible; INT64_MAX if never */
+  int reason;                   /* enum gkp_wait_reason: the reason for the soonest key */
+  int64_t next_ms;              /* earliest time a key may become eligible; INT64_MAX if never */
   char next_key_id[GKP_ID_MAX]; /* the key that frees up first ("" if none) */
 } gkp_wait;
 
@@ -172,8 +172,7 @@ int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err
 
 /* Copies the secret API key of `key_id` into buf (NUL-terminated).
  * -ENOENT for an unknown id, -ERANGE if buf is too small. */
-int gkp_key_secret(const gkp_pool *pool, const char *key_id, char *buf, size_t len,
-                   gkp_error *err);
+int gkp_key_secret(const gkp_pool *pool, const char *key_id, char *buf, size_t len, gkp_error *err);
 
 /* What a successful request used, from usageMetadata. */
 typedef struct gkp_usage {
@@ -215,14 +214,14 @@ enum gkp_action {
 
 /* The result of classifying one error response. */
 typedef struct gkp_verdict {
-  int kind;            /* enum gkp_kind */
-  int action;          /* enum gkp_action */
-  int http_status;     /* the status the error carried (the body's code mid-stream) */
-  int64_t retry_ms;    /* precise retry hint, -1 if none */
-  int64_t learned_limit; /* quotaValue, -1 if none */
-  int learned_metric;  /* GKP_KIND_RPM, GKP_KIND_TPM or GKP_KIND_RPD for learned_limit */
-  int key_wide;        /* the rule applies to the whole key, not (project, model) */
-  int64_t cooldown_until_ms; /* set by gkp_report_error: when the cooldown ends (0: none) */
+  int kind;                     /* enum gkp_kind */
+  int action;                   /* enum gkp_action */
+  int http_status;              /* the status the error carried (the body's code mid-stream) */
+  int64_t retry_ms;             /* precise retry hint, -1 if none */
+  int64_t learned_limit;        /* quotaValue, -1 if none */
+  int learned_metric;           /* GKP_KIND_RPM, GKP_KIND_TPM or GKP_KIND_RPD for learned_limit */
+  int key_wide;                 /* the rule applies to the whole key, not (project, model) */
+  int64_t cooldown_until_ms;    /* set by gkp_report_error: when the cooldown ends (0: none) */
   char message[GKP_REASON_MAX]; /* Google's message, shortened, never a secret */
 } gkp_verdict;
 
@@ -295,17 +294,17 @@ int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err);
 
 /* One generation task.  Pointers are borrowed for the duration of the call. */
 typedef struct gkp_task {
-  const char *profile;     /* a profile (directory) name, or NULL */
-  const char *model;       /* overrides the profile's model; one of the two is needed */
-  const char *prompt;      /* the task text, NUL-terminated */
-  const char *context;     /* extra text sent after the task, or NULL */
-  const char *system;      /* system instruction, or NULL for the profile's */
-  const void *image;       /* one input image or PDF (bytes), or NULL */
+  const char *profile; /* a profile (directory) name, or NULL */
+  const char *model;   /* overrides the profile's model; one of the two is needed */
+  const char *prompt;  /* the task text, NUL-terminated */
+  const char *context; /* extra text sent after the task, or NULL */
+  const char *system;  /* system instruction, or NULL for the profile's */
+  const void *image;   /* one input image or PDF (bytes), or NULL */
   size_t image_len;
-  const char *thinking;    /* "minimal" | "low" | "medium" | "high" | NULL */
-  int capture_thinking;    /* keep thought summaries (gkp_task_result.thoughts) */
-  int64_t max_wait_ms;     /* how long to wait for a key per model; < 0: the profile's */
-  int64_t timeout_ms;      /* the whole task; <= 0: 10 minutes */
+  const char *thinking; /* "minimal" | "low" | "medium" | "high" | NULL */
+  int capture_thinking; /* keep thought summaries (gkp_task_result.thoughts) */
+  int64_t max_wait_ms;  /* how long to wait for a key per model; < 0: the profile's */
+  int64_t timeout_ms;   /* the whole task; <= 0: 10 minutes */
   /* Called (from another thread) with answer text as it streams in.  If a
    * retry produced a different answer than what was streamed, on_restart is
    * called first: throw away what on_text delivered.  Both may be NULL. */
@@ -323,18 +322,18 @@ typedef struct gkp_image {
 
 /* The outcome of gkp_run_task; free with gkp_task_result_free. */
 typedef struct gkp_task_result {
-  int ok;                         /* 1: done; 0: failed (see error) */
-  char model_used[GKP_ID_MAX];    /* "" if nothing was answered */
+  int ok;                      /* 1: done; 0: failed (see error) */
+  char model_used[GKP_ID_MAX]; /* "" if nothing was answered */
   char key_id[GKP_ID_MAX];
-  int attempts;                   /* requests sent */
-  int64_t tokens_in, tokens_out;  /* -1 unknown */
+  int attempts;                  /* requests sent */
+  int64_t tokens_in, tokens_out; /* -1 unknown */
   int64_t latency_ms;
-  char *text;                     /* the answer (NUL-terminated, malloc'd) */
+  char *text; /* the answer (NUL-terminated, malloc'd) */
   size_t text_len;
-  char *thoughts;                 /* thought summaries, "" unless captured */
+  char *thoughts; /* thought summaries, "" unless captured */
   gkp_image *images;
   size_t nimages;
-  char error[GKP_MSG_MAX];        /* why it failed, "" on success */
+  char error[GKP_MSG_MAX]; /* why it failed, "" on success */
 } gkp_task_result;
 
 /*

@@ -51,8 +51,8 @@ typedef struct ask {
   int progress;             /* stderr is a terminal */
   int progress_shown;
   int images_written;
-  int image_failed;         /* an image could not be written: exit non-zero */
-  gkp__dynbuf image_paths;  /* JSON array text */
+  int image_failed;        /* an image could not be written: exit non-zero */
+  gkp__dynbuf image_paths; /* JSON array text */
   gkp__job_info result;
   int has_result;
 } ask;
@@ -99,10 +99,10 @@ static int has_word(const char *text, const char *const *words) {
 
 /* --enable-tools: the tools the task's words call for. */
 static size_t tools_for(const char *task, const char **tools) {
-  static const char *const search[] = {"search", "latest", "news", "current", "today",
-                                       "recent", "look up", "find out", "who is", NULL};
-  static const char *const code[] = {"calculate", "compute", "python", "code", "plot",
-                                     "simulate", "run ", "algorithm", NULL};
+  static const char *const search[] = {"search", "latest",  "news",     "current", "today",
+                                       "recent", "look up", "find out", "who is",  NULL};
+  static const char *const code[] = {"calculate", "compute", "python",    "code", "plot",
+                                     "simulate",  "run ",    "algorithm", NULL};
   static const char *const url[] = {"http://", "https://", "www.", NULL};
   size_t n = 0;
   if (has_word(task, search)) {
@@ -171,8 +171,8 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
                                                        : (int)strlen(a->image_output);
     snprintf(path, sizeof path, "%.*s-%d.%s", stem, a->image_output, n, ext);
   } else {
-    snprintf(path, sizeof path, "gemini-image-%lld%s%.0d.%s",
-             (long long)(gkp__now_ms() / 1000), n > 1 ? "-" : "", n > 1 ? n : 0, ext);
+    snprintf(path, sizeof path, "gemini-image-%lld%s%.0d.%s", (long long)(gkp__now_ms() / 1000),
+             n > 1 ? "-" : "", n > 1 ? n : 0, ext);
   }
   FILE *f = fopen(path, "wb");
   if (f == NULL || fwrite(data, 1, len, f) != len || fflush(f) != 0) {
@@ -236,8 +236,8 @@ static cJSON *result_json(const gkp__job_info *r, const char *images) {
     cJSON_AddStringToObject(x, "key_id", r->attempts[i].key_id);
     cJSON_AddStringToObject(x, "model", r->attempts[i].model);
     cJSON_AddNumberToObject(x, "http_status", r->attempts[i].http_status);
-    cJSON_AddStringToObject(x, "kind", r->attempts[i].kind ? gkp_kind_name(r->attempts[i].kind)
-                                                           : "ok");
+    cJSON_AddStringToObject(x, "kind",
+                            r->attempts[i].kind ? gkp_kind_name(r->attempts[i].kind) : "ok");
     cJSON_AddNumberToObject(x, "ms", (double)r->attempts[i].ms);
     cJSON_AddItemToArray(att, x);
   }
@@ -249,7 +249,8 @@ static cJSON *result_json(const gkp__job_info *r, const char *images) {
                         r->tokens_out >= 0 ? cJSON_CreateNumber((double)r->tokens_out)
                                            : cJSON_CreateNull());
   cJSON_AddNumberToObject(o, "latency_ms", (double)r->latency_ms);
-  cJSON_AddItemToObject(o, "error", r->error[0] ? cJSON_CreateString(r->error) : cJSON_CreateNull());
+  cJSON_AddItemToObject(o, "error",
+                        r->error[0] ? cJSON_CreateString(r->error) : cJSON_CreateNull());
   cJSON_AddStringToObject(o, "created", gkp__rfc3339(r->created_ms, t, sizeof t));
   cJSON_AddStringToObject(o, "finished", gkp__rfc3339(r->finished_ms, t, sizeof t));
   if (images != NULL) {
@@ -263,8 +264,7 @@ static cJSON *result_json(const gkp__job_info *r, const char *images) {
   return o;
 }
 
-static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r,
-                          const char *task) {
+static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r, const char *task) {
   cJSON *o = result_json(r, gkp__dynbuf_ptr(&a->image_paths));
   char preview[121];
   size_t n = strlen(task) < 120 ? strlen(task) : 120;
@@ -274,8 +274,10 @@ static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r,
   memcpy(preview, task, n);
   preview[n] = '\0';
   cJSON_AddStringToObject(o, "command", "ask");
-  cJSON_AddItemToObject(o, "profile", a->profile ? cJSON_CreateString(a->profile) : cJSON_CreateNull());
-  cJSON_AddItemToObject(o, "quality", a->quality ? cJSON_CreateString(a->quality) : cJSON_CreateNull());
+  cJSON_AddItemToObject(o, "profile",
+                        a->profile ? cJSON_CreateString(a->profile) : cJSON_CreateNull());
+  cJSON_AddItemToObject(o, "quality",
+                        a->quality ? cJSON_CreateString(a->quality) : cJSON_CreateNull());
   cJSON_AddStringToObject(o, "task_preview", preview);
   cJSON_AddNumberToObject(o, "task_bytes", (double)strlen(task));
   if (a->restarted_unseekable && r->text != NULL) {
@@ -316,7 +318,7 @@ static int parse_args(ask *a, int argc, char **argv) {
       continue;
     }
 #define OPT(name, field)                                                                           \
-  if ((v = cli_value(name, argc, argv, &i, &missing)) != NULL) {                                  \
+  if ((v = cli_value(name, argc, argv, &i, &missing)) != NULL) {                                   \
     a->field = v;                                                                                  \
     continue;                                                                                      \
   }                                                                                                \

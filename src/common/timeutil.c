@@ -26,8 +26,8 @@ static void split(int64_t ms, struct tm *tm) {
 char *gkp__rfc3339(int64_t ms, char *buf, size_t len) {
   struct tm tm;
   split(ms, &tm);
-  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+           tm.tm_hour, tm.tm_min, tm.tm_sec);
   return buf;
 }
 

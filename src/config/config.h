@@ -13,11 +13,11 @@
 #include "gkp.h"
 
 typedef struct gkp__key_cfg {
-  char *id;           /* unique, at most GKP_ID_MAX-1 bytes */
-  char *project;      /* "project" or, by default, the id */
-  char *secret;       /* the API key itself */
-  char *source;       /* where it came from: "env:NAME", ".env:NAME" or "literal" */
-  int max_inflight;   /* per key; default from the top-level max_inflight (1) */
+  char *id;         /* unique, at most GKP_ID_MAX-1 bytes */
+  char *project;    /* "project" or, by default, the id */
+  char *secret;     /* the API key itself */
+  char *source;     /* where it came from: "env:NAME", ".env:NAME" or "literal" */
+  int max_inflight; /* per key; default from the top-level max_inflight (1) */
 } gkp__key_cfg;
 
 typedef struct gkp__model_cfg {
@@ -30,22 +30,22 @@ typedef struct gkp__model_cfg {
 } gkp__model_cfg;
 
 typedef struct gkp__profile_cfg {
-  char *name;         /* the directory name */
-  char *model;        /* a known model id */
-  char *system;       /* system instruction or NULL */
-  char **tools;       /* "google_search", "code_execution", "url_context" */
+  char *name;   /* the directory name */
+  char *model;  /* a known model id */
+  char *system; /* system instruction or NULL */
+  char **tools; /* "google_search", "code_execution", "url_context" */
   size_t ntools;
-  char *thinking;     /* "minimal" | "low" | "medium" | "high" or NULL */
-  int64_t max_wait_ms;  /* how long a job may wait for a key (default 120 s) */
-  double temperature; /* < 0: not set */
+  char *thinking;            /* "minimal" | "low" | "medium" | "high" or NULL */
+  int64_t max_wait_ms;       /* how long a job may wait for a key (default 120 s) */
+  double temperature;        /* < 0: not set */
   int64_t max_output_tokens; /* <= 0: not set */
 } gkp__profile_cfg;
 
 typedef struct gkp__config {
-  char *path;         /* the file it was read from ("<text>" name when parsed from memory) */
-  char *dir;          /* its directory (where .env is looked for), may be NULL */
-  char *base_url;     /* $GOOGLE_GEMINI_BASE_URL, "base_url", or Google's */
-  int max_inflight;   /* default per key */
+  char *path;       /* the file it was read from ("<text>" name when parsed from memory) */
+  char *dir;        /* its directory (where .env is looked for), may be NULL */
+  char *base_url;   /* $GOOGLE_GEMINI_BASE_URL, "base_url", or Google's */
+  int max_inflight; /* default per key */
   gkp__key_cfg *keys;
   size_t nkeys;
   gkp__model_cfg *models; /* built-in table merged with "models" */

@@ -254,8 +254,8 @@ int gkp_pool_open_text(gkp_pool **out, const char *json, size_t len, const char 
   *out = NULL;
   gkp__err_clear(err);
   rc = gkp__config_parse(json, len, name != NULL ? name : "<config>", dir,
-                         opts != NULL ? opts->log : NULL, opts != NULL ? opts->log_ud : NULL,
-                         &cfg, err);
+                         opts != NULL ? opts->log : NULL, opts != NULL ? opts->log_ud : NULL, &cfg,
+                         err);
   if (rc != 0) {
     return rc;
   }
@@ -430,8 +430,8 @@ static int pm_slot_of(gkp_pool *pool, int ki, int mi) {
 static int pm_attach(gkp_pool *pool, int ki, int mi, gkp_error *err) {
   int slot = pm_slot_of(pool, ki, mi);
   if (slot < 0) {
-    slot = gkp__store_attach_pm(pool->st, pool->cfg->keys[ki].project, pool->cfg->models[mi].id,
-                                err);
+    slot =
+        gkp__store_attach_pm(pool->st, pool->cfg->keys[ki].project, pool->cfg->models[mi].id, err);
     if (slot >= 0) {
       pool->pm_cache[(size_t)ki * pool->cfg->nmodels + (size_t)mi] = slot;
     }
@@ -478,7 +478,7 @@ static void hold(int64_t *ready, int *reason, int64_t when, int why) {
 /* Whether config key ki can take a request of `est` tokens on model mi now.
  * Returns 1, or 0 with *ready / *reason.  Inside a transaction. */
 int gkp__key_eligible(gkp_pool *pool, int ki, int mi, int64_t est, int64_t now, int64_t *ready,
-                        int *reason) {
+                      int *reason) {
   int ks = pool->key_slot[ki];
   gkp__key_rec *k = &pool->st->keys[ks];
   int ps = pm_slot_of(pool, ki, mi);
@@ -621,8 +621,8 @@ int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease
       rc = gkp__err(err, -EAGAIN, "no key can serve %s: %s (all %zu keys)", model,
                     wait_words(next_reason), pool->cfg->nkeys);
     } else {
-      rc = gkp__err(err, -EAGAIN, "no key is free for %s: %s; the first frees up at %s (%s)",
-                    model, wait_words(next_reason), gkp__hms_utc(next, when, sizeof when),
+      rc = gkp__err(err, -EAGAIN, "no key is free for %s: %s; the first frees up at %s (%s)", model,
+                    wait_words(next_reason), gkp__hms_utc(next, when, sizeof when),
                     pool->cfg->keys[next_key].id);
     }
     gkp__pool_end(pool);

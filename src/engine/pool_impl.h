@@ -12,19 +12,19 @@
 #include "gkp.h"
 
 struct gkp_pool {
-  gkp__config *cfg;        /* replaced by reload under cfg_lock (write) */
+  gkp__config *cfg; /* replaced by reload under cfg_lock (write) */
   pthread_rwlock_t cfg_lock;
   gkp__store *st;
-  char *config_path;       /* NULL when opened from text */
+  char *config_path; /* NULL when opened from text */
   gkp_clock_fn clock;
   void *clock_ud;
   gkp_log_fn log;
   void *log_ud;
   int pid;
   /* Everything below is guarded by the store's mutex (inside transactions). */
-  int *key_slot;           /* store slot of cfg->keys[i] */
-  int *pm_cache;           /* pm slot of (cfg key i, cfg model m), -1 unknown */
-  uint64_t *own;           /* ids of leases this pool holds */
+  int *key_slot; /* store slot of cfg->keys[i] */
+  int *pm_cache; /* pm slot of (cfg key i, cfg model m), -1 unknown */
+  uint64_t *own; /* ids of leases this pool holds */
   size_t nown, capown;
   uint64_t rng;
   /* A runner made on demand by gkp_run_task, freed at close (runner.c). */

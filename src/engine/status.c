@@ -54,9 +54,9 @@ static cJSON *model_entry(const gkp__key_rec *k, const gkp__pm_rec *p, const gkp
   cJSON_AddNumberToObject(m, "input_tokens_last_minute", (double)tokens);
   cJSON_AddItemToObject(m, "tpm_limit", limit_or_null(lim.tpm));
   cJSON_AddNumberToObject(m, "cooldown_until", until > 0 ? unix_s_ceil(until) : 0);
-  cJSON_AddItemToObject(m, "cooldown_kind", kind != GKP_KIND_NONE
-                                                ? cJSON_CreateString(gkp_kind_name(kind))
-                                                : cJSON_CreateNull());
+  cJSON_AddItemToObject(m, "cooldown_kind",
+                        kind != GKP_KIND_NONE ? cJSON_CreateString(gkp_kind_name(kind))
+                                              : cJSON_CreateNull());
   cJSON_AddItemToObject(m, "last_error", str_or_null(p->last_error));
   cJSON_AddNumberToObject(m, "requests_total", (double)p->requests_total);
   cJSON_AddNumberToObject(m, "input_tokens_total", (double)p->tokens_in_total);

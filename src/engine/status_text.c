@@ -48,8 +48,7 @@ static int active(const cJSON *m) {
          str(m, "last_error") != NULL;
 }
 
-static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m,
-                int64_t now) {
+static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m, int64_t now) {
   char today[32] = "-", minute[32] = "-", tokens[48] = "-", cool[96] = "-", left[24];
   const char *err = m != NULL ? str(m, "last_error") : NULL;
   if (m != NULL) {
@@ -64,9 +63,9 @@ static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON
                gkp__hms_utc((int64_t)until * 1000, hms, sizeof hms), left);
     }
   }
-  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n",
-                     str(key, "id"), str(key, "project"), str(key, "state"), model, today, minute,
-                     tokens, cool, err != NULL ? err : "-");
+  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n", str(key, "id"),
+                     str(key, "project"), str(key, "state"), model, today, minute, tokens, cool,
+                     err != NULL ? err : "-");
 }
 
 char *gkp__status_table(const char *json, int64_t now_ms) {

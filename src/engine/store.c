@@ -160,8 +160,8 @@ static int create_file(const char *path, int64_t now_ms, gkp_error *err) {
   h.next_lease_id = 1;
   h.journal.key_slot = -1;
   h.journal.pm_slot = -1;
-  if (ftruncate(fd, (off_t)layout_size()) != 0 || pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
-      fsync(fd) != 0) {
+  if (ftruncate(fd, (off_t)layout_size()) != 0 ||
+      pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || fsync(fd) != 0) {
     rc = gkp__err(err, -errno, "%s: cannot write the state file: %s", tmp, strerror(errno));
   }
   close(fd);

@@ -38,7 +38,7 @@
 #define GKP__STORE_VERSION 1u
 
 typedef struct gkp__lease_rec {
-  uint64_t id;         /* 0: free slot */
+  uint64_t id; /* 0: free slot */
   int64_t expires_ms;
   int64_t started_ms;
   int64_t est_tokens;
@@ -56,29 +56,29 @@ typedef struct gkp__key_rec {
   uint64_t requests_total;
   int64_t cooldown_until_ms; /* key-wide cooldown (billing) */
   int32_t cooldown_kind;
-  uint32_t nleases;          /* leases in use (id != 0) */
+  uint32_t nleases; /* leases in use (id != 0) */
   gkp__lease_rec leases[GKP__MAX_LEASES];
 } gkp__key_rec;
 
 typedef struct gkp__bucket {
-  int64_t sec;    /* the second (Unix time) this bucket counts */
+  int64_t sec; /* the second (Unix time) this bucket counts */
   int64_t reqs;
   int64_t tokens;
 } gkp__bucket;
 
 typedef struct gkp__pm_rec {
   uint32_t used;
-  uint32_t proven;           /* a 2xx answer proved access to the model */
+  uint32_t proven; /* a 2xx answer proved access to the model */
   char project[GKP_ID_MAX];
   char model[GKP_ID_MAX];
   int64_t cooldown_until_ms;
   int32_t cooldown_kind;
-  uint32_t streak_429;       /* consecutive unknown_429s */
-  uint32_t streak_server;    /* consecutive server errors */
+  uint32_t streak_429;    /* consecutive unknown_429s */
+  uint32_t streak_server; /* consecutive server errors */
   uint32_t reserved0;
-  int64_t day_start_ms;      /* the Pacific midnight day_count counts from */
+  int64_t day_start_ms; /* the Pacific midnight day_count counts from */
   int64_t day_count;
-  int64_t learned[3];        /* rpm, tpm, rpd learned from quotaValue; -1: none */
+  int64_t learned[3]; /* rpm, tpm, rpd learned from quotaValue; -1: none */
   uint64_t requests_total;
   uint64_t tokens_in_total;
   uint64_t tokens_out_total;
@@ -106,10 +106,10 @@ typedef struct gkp__store_hdr {
   uint32_t max_pm;
   uint64_t file_size;
   int64_t created_ms;
-  uint64_t generation;   /* bumped by every committed change */
+  uint64_t generation; /* bumped by every committed change */
   uint64_t next_lease_id;
-  uint32_t nkeys;        /* high-water mark of used key slots */
-  uint32_t npm;          /* high-water mark of used pm slots */
+  uint32_t nkeys; /* high-water mark of used key slots */
+  uint32_t npm;   /* high-water mark of used pm slots */
   gkp__journal journal;
 } gkp__store_hdr;
 

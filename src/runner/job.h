@@ -24,9 +24,9 @@ typedef struct gkp__job_image {
 typedef struct gkp__mq gkp__mq;
 
 struct gkp__job {
-  atomic_int refs;          /* the owner's and the loop's */
+  atomic_int refs; /* the owner's and the loop's */
   gkp__runner *runner;
-  pthread_mutex_t mu;       /* guards what gkp__job_snapshot reads */
+  pthread_mutex_t mu; /* guards what gkp__job_snapshot reads */
 
   /* What to run (immutable after submit). */
   char *profile;
@@ -36,35 +36,35 @@ struct gkp__job {
   char *system;
   void *image;
   size_t image_len;
-  int thinking;             /* GKP__THINK_* */
+  int thinking; /* GKP__THINK_* */
   int capture_thinking;
-  unsigned tools;           /* GKP__TOOL_* */
+  unsigned tools; /* GKP__TOOL_* */
   double temperature;
   int64_t max_output_tokens;
   int64_t max_wait_ms;
-  int64_t deadline_ms;      /* absolute */
+  int64_t deadline_ms; /* absolute */
   gkp__job_sink sink;
   void *sink_ud;
 
   /* Where it is (loop thread; status/attempts also under mu). */
   int status;
-  int released;             /* the owner let go: no more sink calls */
+  int released; /* the owner let go: no more sink calls */
   int cancel_requested;
   int timed_out;
-  char model[GKP_ID_MAX];   /* the model being tried */
-  char *body;               /* the request body for `model` */
+  char model[GKP_ID_MAX]; /* the model being tried */
+  char *body;             /* the request body for `model` */
   size_t body_len;
   int64_t est_tokens;
-  int64_t wait_started_ms;  /* when it started waiting for `model` */
-  int64_t chain_next_ms;    /* the soonest a key frees up anywhere on the chain */
-  int chain_never;          /* some model of the chain can never be served */
+  int64_t wait_started_ms; /* when it started waiting for `model` */
+  int64_t chain_next_ms;   /* the soonest a key frees up anywhere on the chain */
+  int chain_never;         /* some model of the chain can never be served */
   char chain_reason[GKP_MSG_MAX];
   char last_error[GKP_MSG_MAX]; /* the last failed attempt, for the end-of-chain message */
-  int server_streak;        /* consecutive server errors on `model` */
-  gkp__mq *queue;           /* the queue it waits in, or NULL */
+  int server_streak;            /* consecutive server errors on `model` */
+  gkp__mq *queue;               /* the queue it waits in, or NULL */
   gkp__job *qprev, *qnext;
   gkp__job *all_prev, *all_next; /* every live job of the runner */
-  int listed;               /* in that list */
+  int listed;                    /* in that list */
   uint64_t deadline_timer;
   gkp_lease lease;
   int has_lease;

@@ -35,12 +35,12 @@ struct gkp__runner {
   gkp__loop *loop;
   gkp__runner_opts opts;
   gkp__mq *queues;
-  gkp__job *all;            /* live jobs (loop thread) */
+  gkp__job *all; /* live jobs (loop thread) */
   pthread_mutex_t stats_mu;
   gkp__runner_stats stats;
-  int dispatch_posted;      /* a dispatch of every queue is already posted */
-  long stall_timeout_s;     /* per request: abort after this long without a byte
-                               ($GEMINI_POOL_STALL_TIMEOUT, default 300 s) */
+  int dispatch_posted;  /* a dispatch of every queue is already posted */
+  long stall_timeout_s; /* per request: abort after this long without a byte
+                           ($GEMINI_POOL_STALL_TIMEOUT, default 300 s) */
 };
 
 static void job_unref(gkp__job *job);
@@ -423,9 +423,8 @@ static void chain_message(gkp__job *job, char *buf, size_t len) {
    * server cooldown on the first model): naming it would be wrong. */
   if (job->chain_next_ms > gkp_pool_now(job->runner->pool) && job->chain_next_ms != INT64_MAX) {
     int midnight = job->chain_next_ms == gkp_next_pacific_midnight(job->chain_next_ms - 1);
-    int n = snprintf(buf, len, "all %zu keys exhausted for %s and its fallbacks until %s%s",
-                     nkeys, job->model_requested,
-                     gkp__hms_utc(job->chain_next_ms, when, sizeof when),
+    int n = snprintf(buf, len, "all %zu keys exhausted for %s and its fallbacks until %s%s", nkeys,
+                     job->model_requested, gkp__hms_utc(job->chain_next_ms, when, sizeof when),
                      midnight ? " (midnight Pacific)" : "");
     /* After server trouble "exhausted" alone misleads: say what went wrong. */
     if (job->nattempts > 0 && job->attempts[job->nattempts - 1].kind == GKP_KIND_SERVER &&
@@ -437,8 +436,8 @@ static void chain_message(gkp__job *job, char *buf, size_t len) {
                      job->chain_reason[0] != '\0' ? job->chain_reason : "every key is disabled");
     /* "no key can serve it" alone does not say why (keys disabled as invalid,
      * say): add the last error unless the reason already is that error. */
-    if (job->last_error[0] != '\0' && strstr(job->chain_reason, job->last_error) == NULL &&
-        n > 0 && (size_t)n < len) {
+    if (job->last_error[0] != '\0' && strstr(job->chain_reason, job->last_error) == NULL && n > 0 &&
+        (size_t)n < len) {
       snprintf(buf + n, len - (size_t)n, "; the last error: %s", job->last_error);
     }
   }
@@ -546,8 +545,7 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
   gkp__strlcpy(job->last_error, msg, sizeof job->last_error);
   job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
   if (v.action == GKP_ACT_FAIL) {
-    snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status,
-             v.message);
+    snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status, v.message);
     job_finish(job, GKP__JOB_FAILED, msg);
     return;
   }
@@ -611,8 +609,8 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   pthread_mutex_unlock(&job->mu);
   job->attempt_synced = gkp__dynbuf_len(&job->text) == 0;
   job->attempt_started_ms = gkp__mono_ms();
-  rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len,
-                              r->opts.stream, &cb, job, &job->call, &err);
+  rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
+                              &cb, job, &job->call, &err);
   memset(secret, 0, sizeof secret);
   if (rc != 0) {
     end_lease(job, 0);
@@ -675,8 +673,8 @@ static void dispatch_queue(gkp__mq *q) {
     /* The head waits; so does everyone behind it.  Look again when the
      * first key frees up (or soon, if keys are busy elsewhere). */
     int64_t now = gkp_pool_now(r->pool);
-    int64_t at = w.reason == GKP_WAIT_BUSY || w.next_ms == INT64_MAX ? now + BUSY_POLL_MS
-                                                                       : w.next_ms;
+    int64_t at =
+        w.reason == GKP_WAIT_BUSY || w.next_ms == INT64_MAX ? now + BUSY_POLL_MS : w.next_ms;
     if (q->timer == 0 || at < q->timer_at) {
       if (q->timer != 0) {
         gkp__loop_timer_cancel(r->loop, q->timer);
@@ -857,9 +855,7 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
                                 : 0;
   job->temperature = p != NULL ? p->temperature : -1;
   job->max_output_tokens = p != NULL ? p->max_output_tokens : 0;
-  job->max_wait_ms = s->max_wait_ms >= 0 ? s->max_wait_ms
-                     : p != NULL        ? p->max_wait_ms
-                                        : 120000;
+  job->max_wait_ms = s->max_wait_ms >= 0 ? s->max_wait_ms : p != NULL ? p->max_wait_ms : 120000;
 out:
   pthread_rwlock_unlock(&pool->cfg_lock);
   return rc;

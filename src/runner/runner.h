@@ -24,21 +24,21 @@ typedef struct gkp__job gkp__job;
 
 /* What to run.  Every pointer is borrowed for the duration of submit. */
 typedef struct gkp__job_spec {
-  const char *profile;       /* a configured profile, or NULL */
-  const char *model;         /* overrides the profile's model; one of the two is needed */
-  const char *prompt;        /* the task text (not necessarily NUL-terminated) */
+  const char *profile; /* a configured profile, or NULL */
+  const char *model;   /* overrides the profile's model; one of the two is needed */
+  const char *prompt;  /* the task text (not necessarily NUL-terminated) */
   size_t prompt_len;
-  const char *context;       /* extra context text placed before the task, or NULL */
+  const char *context; /* extra context text placed before the task, or NULL */
   size_t context_len;
-  const char *system;        /* overrides the profile's system instruction */
-  const void *image;         /* one input image (bytes), or NULL */
+  const char *system; /* overrides the profile's system instruction */
+  const void *image;  /* one input image (bytes), or NULL */
   size_t image_len;
-  const char *thinking;      /* "minimal" | "low" | "medium" | "high" | NULL (profile's) */
-  int capture_thinking;      /* ask for thought summaries and keep them apart */
-  const char *const *tools;  /* "google_search", "code_execution", "url_context"; NULL: profile's */
+  const char *thinking;     /* "minimal" | "low" | "medium" | "high" | NULL (profile's) */
+  int capture_thinking;     /* ask for thought summaries and keep them apart */
+  const char *const *tools; /* "google_search", "code_execution", "url_context"; NULL: profile's */
   size_t ntools;
-  int64_t max_wait_ms;       /* < 0: the profile's (default 120 s) */
-  int64_t deadline_ms;       /* whole job, from submission; <= 0: 10 minutes */
+  int64_t max_wait_ms; /* < 0: the profile's (default 120 s) */
+  int64_t deadline_ms; /* whole job, from submission; <= 0: 10 minutes */
 } gkp__job_spec;
 
 enum gkp__job_status {
@@ -53,27 +53,27 @@ enum gkp__job_status {
 typedef struct gkp__attempt {
   char key_id[GKP_ID_MAX];
   char model[GKP_ID_MAX];
-  int http_status;           /* 0: transport failure or none */
-  int kind;                  /* enum gkp_kind; GKP_KIND_NONE on success */
-  int64_t ms;                /* how long it took */
+  int http_status; /* 0: transport failure or none */
+  int kind;        /* enum gkp_kind; GKP_KIND_NONE on success */
+  int64_t ms;      /* how long it took */
 } gkp__attempt;
 
 /* A job's state and outcome, as the sink sees it.  Owned by the job. */
 typedef struct gkp__job_info {
-  int status;                /* enum gkp__job_status */
-  const char *profile;       /* may be NULL */
+  int status;          /* enum gkp__job_status */
+  const char *profile; /* may be NULL */
   const char *model_requested;
-  const char *model_used;    /* "" until a request was sent */
-  const char *key_id;        /* "" until a request was sent */
+  const char *model_used; /* "" until a request was sent */
+  const char *key_id;     /* "" until a request was sent */
   const gkp__attempt *attempts;
   size_t nattempts;
-  int64_t tokens_in, tokens_out; /* -1 unknown */
+  int64_t tokens_in, tokens_out;   /* -1 unknown */
   int64_t created_ms, finished_ms; /* finished 0 while not finished */
-  int64_t latency_ms;        /* submission to completion */
-  const char *error;         /* one or two lines a person can act on; "" if none */
-  const char *text;          /* the answer so far (never two attempts joined) */
+  int64_t latency_ms;              /* submission to completion */
+  const char *error;               /* one or two lines a person can act on; "" if none */
+  const char *text;                /* the answer so far (never two attempts joined) */
   size_t text_len;
-  const char *thoughts;      /* thought summaries (capture_thinking) */
+  const char *thoughts; /* thought summaries (capture_thinking) */
   size_t thoughts_len;
 } gkp__job_info;
 
@@ -116,8 +116,8 @@ void gkp__runner_free(gkp__runner *r);
  * job finishes), or NULL with err set for input refused up front (unknown
  * profile or model, image of an unknown type or too large, empty prompt).
  */
-gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *spec,
-                             const gkp__job_sink *sink, void *ud, gkp_error *err);
+gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *spec, const gkp__job_sink *sink,
+                             void *ud, gkp_error *err);
 
 /* Cancels a job: a running request is aborted, a waiting job leaves the
  * queue; the sink sees on_done(cancelled) unless the job already ended.

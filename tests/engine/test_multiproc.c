@@ -235,8 +235,7 @@ static void child_writer(void) {
   for (;;) {
     gkp_lease l;
     v++;
-    if (gkp_set_cooldown(pool, "k1", "other-model", BASE_MS + v * 1000, GKP_KIND_RPM, NULL) !=
-        0) {
+    if (gkp_set_cooldown(pool, "k1", "other-model", BASE_MS + v * 1000, GKP_KIND_RPM, NULL) != 0) {
       _exit(3);
     }
     atomic_store(&shm->acked, v);

@@ -42,7 +42,8 @@ static void open_pool(int nkeys, const char *projects[], const char *extra) {
     }
     n += (size_t)snprintf(json + n, sizeof json - n, "}");
   }
-  n += (size_t)snprintf(json + n, sizeof json - n, "]}}%s%s}", extra ? "," : "", extra ? extra : "");
+  n +=
+      (size_t)snprintf(json + n, sizeof json - n, "]}}%s%s}", extra ? "," : "", extra ? extra : "");
   int rc = gkp_pool_open_text(&pool, json, n, "test.json", NULL, &o, &err);
   if (rc != 0) {
     fail_msg("open: %s", err.msg);
@@ -153,8 +154,7 @@ static void test_tier_detection_limit_zero(void **st) {
   gkp_wait w;
   assert_int_equal(gkp_reserve(pool, "gemini-3.1-pro-preview", 1, &l, &w, NULL), -EAGAIN);
   assert_int_equal(w.reason, GKP_WAIT_NEVER);
-  assert_string_equal(gkp_model_fallback(pool, "gemini-3.1-pro-preview"),
-                      "gemini-3-flash-preview");
+  assert_string_equal(gkp_model_fallback(pool, "gemini-3.1-pro-preview"), "gemini-3-flash-preview");
   /* A model that is on the free tier is reserved normally. */
   reserve_ok("gemini-2.5-flash", &l);
   gkp_release(pool, &l, 1, NULL);

@@ -22,8 +22,10 @@ static char state[4200];
 
 static const char *CONFIG =
     "{\"providers\":{\"gemini\":{\"keys\":["
-    "{\"id\":\"one\",\"api_key\":\"env:TEST_KEY_1\"},{\"id\":\"two\",\"api_key\":\"env:TEST_KEY_2\"},"
-    "{\"id\":\"three\",\"api_key\":\"env:TEST_KEY_3\"},{\"id\":\"four\",\"api_key\":\"env:TEST_KEY_4\"}"
+    "{\"id\":\"one\",\"api_key\":\"env:TEST_KEY_1\"},{\"id\":\"two\",\"api_key\":\"env:TEST_KEY_"
+    "2\"},"
+    "{\"id\":\"three\",\"api_key\":\"env:TEST_KEY_3\"},{\"id\":\"four\",\"api_key\":\"env:TEST_KEY_"
+    "4\"}"
     "]}},\"max_inflight\":4,"
     "\"models\":{\"gemini-2.5-flash\":{\"rpm\":100000,\"tpm\":100000000,\"rpd\":10000000},"
     "\"gemini-3.1-flash-lite-preview\":{\"rpm\":100000,\"tpm\":100000000,\"rpd\":10000000}}}";
@@ -84,8 +86,11 @@ static void on_restart(void *ud) {
 static void test_answer_streams_and_records(void **st) {
   (void)st;
   streamed s = {0};
-  gkp_task t = {.model = "gemini-2.5-flash", .prompt = "What is a key pool?",
-                .on_text = on_text, .on_restart = on_restart, .ud = &s};
+  gkp_task t = {.model = "gemini-2.5-flash",
+                .prompt = "What is a key pool?",
+                .on_text = on_text,
+                .on_restart = on_restart,
+                .ud = &s};
   gkp_task_result r;
   gkp_error err;
   assert_int_equal(gkp_run_task(pool, &t, &r, &err), 0);
@@ -194,8 +199,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_answer_streams_and_records, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_error_retried_on_another_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_model_not_found_falls_back, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_bad_request_fails_with_googles_message, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_bad_request_fails_with_googles_message, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refused_up_front, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_threads_one_pool, setup, teardown),
   };
