@@ -785,28 +785,10 @@ uint64_t gkp__gemini_call_id(const gkp__gemini_call *call) {
   return call->id;
 }
 
-typedef struct cancel_msg {
-  uint64_t id;
-} cancel_msg;
-
-static void cancel_on_loop(gkp__loop *loop, void *ud) {
-  cancel_msg *m = ud;
-  gkp__gemini_call *c = gkp__loop_handle_get(loop, m->id, GKP__HANDLE_GEMINI);
-  if (c != NULL) {
-    gkp__gemini_call_cancel(c);
-  }
-  free(m);
+static void cancel_by_handle(void *ptr) {
+  gkp__gemini_call_cancel(ptr);
 }
 
 int gkp__gemini_call_cancel_async(gkp__loop *loop, uint64_t id) {
-  cancel_msg *m = malloc(sizeof *m);
-  if (m == NULL) {
-    return -ENOMEM;
-  }
-  m->id = id;
-  int rc = gkp__loop_post(loop, cancel_on_loop, m);
-  if (rc < 0) {
-    free(m);
-  }
-  return rc;
+  return gkp__loop_post_handle(loop, id, GKP__HANDLE_GEMINI, cancel_by_handle);
 }

@@ -374,28 +374,10 @@ uint64_t gkp__http_id(const gkp__http_req *req) {
   return req->id;
 }
 
-typedef struct cancel_msg {
-  uint64_t id;
-} cancel_msg;
-
-static void cancel_on_loop(gkp__loop *loop, void *ud) {
-  cancel_msg *m = ud;
-  gkp__http_req *req = gkp__loop_handle_get(loop, m->id, GKP__HANDLE_HTTP);
-  if (req != NULL) {
-    gkp__http_cancel(req);
-  }
-  free(m);
+static void cancel_by_handle(void *ptr) {
+  gkp__http_cancel(ptr);
 }
 
 int gkp__http_cancel_async(gkp__loop *loop, uint64_t id) {
-  cancel_msg *m = malloc(sizeof *m);
-  if (m == NULL) {
-    return -ENOMEM;
-  }
-  m->id = id;
-  int rc = gkp__loop_post(loop, cancel_on_loop, m);
-  if (rc < 0) {
-    free(m);
-  }
-  return rc;
+  return gkp__loop_post_handle(loop, id, GKP__HANDLE_HTTP, cancel_by_handle);
 }

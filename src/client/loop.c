@@ -479,6 +479,38 @@ void gkp__loop_handle_del(gkp__loop *loop, uint64_t id) {
   loop->handle_free = (uint32_t)(h - loop->handles);
 }
 
+/* A call posted to an object by its handle (gkp__loop_post_handle). */
+typedef struct handle_call {
+  uint64_t id;
+  int tag;
+  void (*fn)(void *ptr);
+} handle_call;
+
+static void handle_call_run(gkp__loop *loop, void *ud) {
+  handle_call *m = ud;
+  void *ptr = gkp__loop_handle_get(loop, m->id, m->tag);
+  if (ptr != NULL) {
+    m->fn(ptr);
+  }
+  free(m);
+}
+
+int gkp__loop_post_handle(gkp__loop *loop, uint64_t id, int tag, void (*fn)(void *ptr)) {
+  handle_call *m = malloc(sizeof *m);
+  int rc;
+  if (m == NULL) {
+    return -ENOMEM;
+  }
+  m->id = id;
+  m->tag = tag;
+  m->fn = fn;
+  rc = gkp__loop_post(loop, handle_call_run, m);
+  if (rc < 0) {
+    free(m);
+  }
+  return rc;
+}
+
 /* ---- transfers ------------------------------------------------------------- */
 
 static void list_push(gkp__loop_xfer **head, gkp__loop_xfer *x) {

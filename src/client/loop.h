@@ -136,6 +136,11 @@ uint64_t gkp__loop_handle_add(gkp__loop *loop, int tag, void *ptr); /* 0 on ENOM
 void *gkp__loop_handle_get(const gkp__loop *loop, uint64_t id, int tag);
 void gkp__loop_handle_del(gkp__loop *loop, uint64_t id);
 
+/* Runs fn(ptr) on the loop thread for the object that handle `id` (of kind
+ * `tag`) names, if it still exists then; nothing if it is gone.  Returns 0,
+ * -ESHUTDOWN or -ENOMEM.  Any thread. */
+int gkp__loop_post_handle(gkp__loop *loop, uint64_t id, int tag, void (*fn)(void *ptr));
+
 /* Tags used by the client modules. */
 enum { GKP__HANDLE_HTTP = 1, GKP__HANDLE_GEMINI = 2 };
 
