@@ -419,6 +419,14 @@ static void cb_usage(void *ud, const gkp__gemini_usage *u) {
 static void chain_message(gkp__job *job, char *buf, size_t len) {
   char when[40];
   size_t nkeys = gkp_key_count(job->runner->pool);
+  /* Repeated server trouble is no quota matter: say so, and what to check. */
+  if (job->nattempts > 0 && job->attempts[job->nattempts - 1].kind == GKP_KIND_SERVER) {
+    snprintf(buf, len,
+             "gave up on %s and its fallbacks after repeated server errors; the last: %s "
+             "(check base_url or $GOOGLE_GEMINI_BASE_URL, or try again later)",
+             job->model_requested, job->last_error[0] != '\0' ? job->last_error : "unknown");
+    return;
+  }
   /* The soonest time seen along the chain may have passed by now (a short
    * server cooldown on the first model): naming it would be wrong. */
   if (job->chain_next_ms > gkp_pool_now(job->runner->pool) && job->chain_next_ms != INT64_MAX) {
@@ -426,11 +434,7 @@ static void chain_message(gkp__job *job, char *buf, size_t len) {
     int n = snprintf(buf, len, "all %zu keys exhausted for %s and its fallbacks until %s%s", nkeys,
                      job->model_requested, gkp__hms_utc(job->chain_next_ms, when, sizeof when),
                      midnight ? " (midnight Pacific)" : "");
-    /* After server trouble "exhausted" alone misleads: say what went wrong. */
-    if (job->nattempts > 0 && job->attempts[job->nattempts - 1].kind == GKP_KIND_SERVER &&
-        job->last_error[0] != '\0' && n > 0 && (size_t)n < len) {
-      snprintf(buf + n, len - (size_t)n, "; the last error: %s", job->last_error);
-    }
+    (void)n;
   } else {
     int n = snprintf(buf, len, "no key can serve %s or its fallbacks: %s", job->model_requested,
                      job->chain_reason[0] != '\0' ? job->chain_reason : "every key is disabled");
