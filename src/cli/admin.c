@@ -12,8 +12,7 @@
 #include "engine/status.h"
 
 /* Parses the common options plus the given flags; returns 0, 1 after
- * printing the usage for --help (it used to be "unexpected argument"), or -1
- * after printing an error. */
+ * printing the usage for --help, or -1 after printing an error. */
 static int parse(cli_common *c, int argc, char **argv, const char *flag, int *flag_set,
                  const char **positional) {
   for (int i = 1; i < argc; i++) {

@@ -145,7 +145,7 @@ static void on_restart(void *ud, gkp__job *job) {
   }
   fflush(a->out);
   /* Only what this run wrote is taken back: `{ echo head; gemini-pool ask ..; } > f`
-   * keeps its head (truncating to 0 used to wipe it). */
+   * keeps its head. */
   if (a->out_seekable && ftruncate(fileno(a->out), a->out_start) == 0 &&
       fseeko(a->out, a->out_start, SEEK_SET) == 0) {
     return;

@@ -33,7 +33,7 @@ static const char *USAGE =
     "nothing for this long is retried on another key.\n";
 
 /* The usage text: on stdout for --help (exit 0), on stderr otherwise.  The
- * subcommands' --help comes here too (it used to print nothing). */
+ * subcommands' --help comes here too. */
 void cli_usage(FILE *f) {
   fputs(USAGE, f);
 }

@@ -77,8 +77,8 @@ line = one_line_error(r)
 when = until_of(line)
 t.check(r.returncode == 1 and line is not None and "server" in line and "overloaded" in line,
         "503 everywhere: one line saying what went wrong", r)
-# A time it names must lie ahead (the soonest cooldown seen along the chain
-# used to be named although it had passed).
+# A time it names must lie ahead (never the end of a short cooldown that has
+# already passed).
 t.check(when is None or utc(done)[11:19] <= when or when < "01",
         f"503 everywhere: no time in the past ({when} at {utc(done)[11:19]})", line)
 log = emu.log()
