@@ -621,6 +621,11 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
     job_finish(job, GKP__JOB_FAILED, err.msg);
     return 1;
   }
+  pthread_mutex_lock(&job->mu);
+  /* The key of the attempt under way (then of the last one): what a status
+   * reader wants to see while the answer streams in. */
+  gkp__strlcpy(job->key_id, job->lease.key_id, sizeof job->key_id);
+  pthread_mutex_unlock(&job->mu);
   set_status(job, GKP__JOB_RUNNING);
   pthread_mutex_lock(&r->stats_mu);
   r->stats.running++;

@@ -40,8 +40,8 @@ emu_ctl POST faults '{"scope":"key","name":"k1","clear":true}' >/dev/null
 # 2. Streaming: with 300 ms between chunks, the first bytes come long before the end.
 emu_ctl POST faults '{"scope":"global","chunk_delay_ms":300}' >/dev/null
 echo "stream me slowly" >"$D/slow"
-python3 - "$D/slow.out" >"$W/slow.timing" <<'EOF'
-import sys, time
+python3 - "$D/slow.out" "$D/slow.json" >"$W/slow.timing" 2>"$W/slow.meta" <<'EOF'
+import json, sys, time
 t0 = time.monotonic()
 first = None
 data = b""
@@ -52,6 +52,9 @@ with open(sys.argv[1], "rb", buffering=0) as f:
             break
         if first is None:
             first = time.monotonic() - t0
+            # While the answer streams in, the metadata names the key serving it.
+            meta = json.load(open(sys.argv[2]))
+            print(meta["status"], meta["key_id"], file=sys.stderr)
         data += b
 total = time.monotonic() - t0
 print("%.3f %.3f %d" % (first, total, len(data)))
@@ -60,6 +63,8 @@ read -r first total bytes <"$W/slow.timing"
 say "first bytes after ${first}s, whole answer after ${total}s ($bytes bytes)"
 check "cat prints the first bytes before the answer completes" \
     python3 -c "import sys; sys.exit(0 if $first + 0.5 < $total and $bytes > 0 else 1)"
+check "while it streams, .json says running and names its key ($(cat "$W/slow.meta"))" \
+    grep -qE '^running k[0-9]+$|^running [a-z0-9-]+$' "$W/slow.meta"
 emu_ctl POST faults '{"scope":"global","clear":true}' >/dev/null
 
 # 3. O_NONBLOCK and poll(): nothing ready -> EAGAIN; poll wakes when text arrives.
