@@ -672,6 +672,28 @@ static int model_url(gkp__dynbuf *b, const gkp__gemini_call *c, const char *mode
   return 0;
 }
 
+/* POSTs `body` to {base}/v1beta/models/{model}:{action}{query} for a new
+ * call c.  Returns 0 with *out (if given) set to c, or a negative errno
+ * after abandoning c (no callback will come). */
+static int post_model(gkp__gemini_call *c, const gkp__gemini_endpoint *ep, const char *model,
+                      const char *action, const char *query, const char *body, size_t body_len,
+                      gkp__gemini_call **out, gkp_error *err) {
+  gkp__dynbuf url;
+  int rc = model_url(&url, c, model, action, query, err);
+  if (rc == 0) {
+    rc = start_request(c, "POST", gkp__dynbuf_ptr(&url), ep->api_key, body, body_len, err);
+  }
+  gkp__dynbuf_reset(&url);
+  if (rc < 0) {
+    call_abandon(c);
+    return rc;
+  }
+  if (out != NULL) {
+    *out = c;
+  }
+  return 0;
+}
+
 int gkp__gemini_call_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, const char *model,
                            const char *body, size_t body_len, int stream,
                            const gkp__gemini_callbacks *cb, void *ud, gkp__gemini_call **out,
@@ -691,21 +713,8 @@ int gkp__gemini_call_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, cons
   c->ud = ud;
   c->stream = stream != 0;
   gkp__sse_init(&c->sse, ep->max_event_bytes, sse_event, sse_event, c);
-  gkp__dynbuf url;
-  rc = model_url(&url, c, model, stream ? "streamGenerateContent" : "generateContent",
-                 stream ? "?alt=sse" : "", err);
-  if (rc == 0) {
-    rc = start_request(c, "POST", gkp__dynbuf_ptr(&url), ep->api_key, body, body_len, err);
-  }
-  gkp__dynbuf_reset(&url);
-  if (rc < 0) {
-    call_abandon(c);
-    return rc;
-  }
-  if (out != NULL) {
-    *out = c;
-  }
-  return 0;
+  return post_model(c, ep, model, stream ? "streamGenerateContent" : "generateContent",
+                    stream ? "?alt=sse" : "", body, body_len, out, err);
 }
 
 int gkp__gemini_count_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, const char *model,
@@ -724,20 +733,7 @@ int gkp__gemini_count_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, con
   }
   c->count_done = done;
   c->ud = ud;
-  gkp__dynbuf url;
-  rc = model_url(&url, c, model, "countTokens", "", err);
-  if (rc == 0) {
-    rc = start_request(c, "POST", gkp__dynbuf_ptr(&url), ep->api_key, body, body_len, err);
-  }
-  gkp__dynbuf_reset(&url);
-  if (rc < 0) {
-    call_abandon(c);
-    return rc;
-  }
-  if (out != NULL) {
-    *out = c;
-  }
-  return 0;
+  return post_model(c, ep, model, "countTokens", "", body, body_len, out, err);
 }
 
 int gkp__gemini_models_start(gkp__loop *loop, const gkp__gemini_endpoint *ep,

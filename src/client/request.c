@@ -404,8 +404,10 @@ static int print_body(cJSON *root, char **out, size_t *out_len, gkp_error *err) 
   return 0;
 }
 
-int gkp__gemini_build_body(const gkp__gemini_request *req, char **out, size_t *out_len,
-                           gkp_error *err) {
+/* Builds the body: the contents always, the system instruction, tools and
+ * generation config only for a generation (`full`), not for countTokens. */
+static int build(const gkp__gemini_request *req, int full, char **out, size_t *out_len,
+                 gkp_error *err) {
   *out = NULL;
   int rc = check_request(req, err);
   if (rc < 0) {
@@ -417,7 +419,8 @@ int gkp__gemini_build_body(const gkp__gemini_request *req, char **out, size_t *o
     return gkp__err(err, -ENOMEM, "out of memory building the request");
   }
   rc = add_contents(root, req, &keep, err);
-  if (rc == 0 && (add_system_and_tools(root, req) < 0 || add_generation_config(root, req) < 0)) {
+  if (rc == 0 && full &&
+      (add_system_and_tools(root, req) < 0 || add_generation_config(root, req) < 0)) {
     rc = gkp__err(err, -ENOMEM, "out of memory building the request");
   }
   if (rc == 0) {
@@ -428,25 +431,14 @@ int gkp__gemini_build_body(const gkp__gemini_request *req, char **out, size_t *o
   return rc;
 }
 
+int gkp__gemini_build_body(const gkp__gemini_request *req, char **out, size_t *out_len,
+                           gkp_error *err) {
+  return build(req, 1, out, out_len, err);
+}
+
 int gkp__gemini_build_count_body(const gkp__gemini_request *req, char **out, size_t *out_len,
                                  gkp_error *err) {
-  *out = NULL;
-  int rc = check_request(req, err);
-  if (rc < 0) {
-    return rc;
-  }
-  b64_list keep = {0};
-  cJSON *root = cJSON_CreateObject();
-  if (root == NULL) {
-    return gkp__err(err, -ENOMEM, "out of memory building the request");
-  }
-  rc = add_contents(root, req, &keep, err);
-  if (rc == 0) {
-    rc = print_body(root, out, out_len, err);
-  }
-  cJSON_Delete(root);
-  b64_list_free(&keep);
-  return rc;
+  return build(req, 0, out, out_len, err);
 }
 
 int64_t gkp__gemini_estimate_tokens(const gkp__gemini_request *req) {
