@@ -8,7 +8,9 @@
  *   fs_names.c   create, unlink, rename
  *   fs_tree.c    the tree: inode numbers, directories, files, job slots, runs
  *   fs_jobs.c    submitting jobs, the runner's sink, parked reads, poll
- *   fs_spool.c   finished jobs on disk under the state directory, restore
+ *   fs_store.c   the job store (SQLite): prompts, results, group commits,
+ *                retention, reads of stored answers
+ *   fs_store_load.c  at start: import of an old spool directory, restore
  *   fs_status.c  README, ctl and the generated files of status/
  *   fs_map.c     hash maps
  *   fs_log.c     logging (stderr in the foreground, a log file otherwise)
@@ -20,16 +22,19 @@
  *   brings the data.
  * - The runner's event-loop thread calls the sink (fs_jobs.c): new text,
  *   state changes, completion.  It answers parked reads itself.
- * - The spool thread writes finished jobs to disk.
+ * - The store thread writes prompts and finished jobs to the job store and
+ *   commits them; a finished job reads as finished once committed.
  * - fs.mu guards the whole tree (every structure below unless noted).  It is
  *   held for memory work only (and for reading a finished job's prompt back
- *   from the spool), never across network I/O and never while calling into
+ *   from the store), never across network I/O and never while calling into
  *   the pool, the runner (but to cancel or release a job, which only queues
  *   work for its loop) or libfuse's interrupt registration.  Replies are
  *   prepared under it and sent after it is dropped (fs_outbox): a reply
  *   wakes a reader, which may preempt the thread that holds fs.mu.
- * - fs_spool_lock(profile, name) (a striped mutex) serialises the disk
- *   files of one job name; it is taken before fs.mu, never after.
+ * - fs_store_lock(profile, name) (a striped mutex) orders what is queued
+ *   for the store about one job name; it is taken before fs.mu, never after.
+ *   The store thread takes fs.mu inside its transactions; nobody waits for
+ *   the store's write lock with fs.mu held.
  */
 #ifndef GKP_FS_H
 #define GKP_FS_H
@@ -48,11 +53,12 @@
 
 /* ---- limits and names ---------------------------------------------------- */
 
-#define FS_DEFAULT_MAX_PROMPT ((size_t)1 << 20) /* -o max_prompt */
-#define FS_SCRATCH_MAX ((size_t)64 << 20)       /* scratch files (editor swap files) */
-#define FS_NAME_MAX 200                         /* names in profile directories */
-#define FS_MAX_IMAGES 200                       /* images per job */
-#define FS_MAX_TEXT ((size_t)64 << 20)          /* an answer */
+#define FS_DEFAULT_MAX_PROMPT ((size_t)1 << 20)  /* -o max_prompt */
+#define FS_DEFAULT_KEEP_MS (30 * 86400 * 1000LL) /* -o keep: 30 days */
+#define FS_SCRATCH_MAX ((size_t)64 << 20)        /* scratch files (editor swap files) */
+#define FS_NAME_MAX 200                          /* names in profile directories */
+#define FS_MAX_IMAGES 200                        /* images per job */
+#define FS_MAX_TEXT ((size_t)64 << 20)           /* an answer */
 
 /*
  * Inode numbers: (group << 8) | sub.  Group 0 holds the fixed nodes (the
@@ -122,8 +128,8 @@ typedef struct fs_file {
   int dirty;        /* changed since the last submission */
   int too_big;      /* a write was refused with EFBIG: never submit this content */
   int excl;         /* created with O_EXCL (mkstemp-style temporaries) */
-  uint64_t sub_run; /* the run whose spooled prompt is this content (0: changed since) */
-  int on_disk;      /* the content is only in that spooled prompt, not in memory */
+  uint64_t sub_run; /* the run whose stored prompt is this content (0: changed since) */
+  int on_disk;      /* the content is only in that stored prompt, not in memory */
   size_t disk_len;  /* its length then */
   int refs;         /* the directory's link + open handles */
   unsigned mode;
@@ -164,22 +170,25 @@ typedef struct fs_parked {
 /* One submission of a prompt and its outcome. */
 struct fs_run {
   int refs;
-  uint64_t id;     /* for the kernel's view, never reused in a mount */
-  uint64_t uid;    /* random: ties the spooled prompt and result together */
-  fs_slot *slot;   /* a reference */
-  gkp__job *job;   /* while the runner has it */
-  int submitted;   /* handed to the runner */
-  int runner_done; /* its on_done came (or it never ran) */
+  uint64_t id;      /* for the kernel's view, never reused in a mount */
+  uint64_t uid;     /* random: ties the stored prompt and result together */
+  fs_slot *slot;    /* a reference */
+  gkp__job *job;    /* while the runner has it */
+  int submitted;    /* handed to the runner */
+  int runner_done;  /* finished: its on_done came (or it never ran), and its
+                       result is committed to the store if it is kept */
+  int committing;   /* finished, its result waiting for the store's commit */
+  int final_status; /* the status it will read as once committed */
   int cancel_req;
-  int stale;  /* replaced or removed: never spooled */
+  int stale;  /* replaced or removed: never stored */
   int status; /* enum gkp__job_status */
 
   /* The answer. */
   fs_buf text; /* while in memory */
   size_t text_len;
-  int on_disk;     /* text and images are in the spool, not in memory */
-  size_t disk_off; /* where the text starts in the spooled result file */
-  int spooled;     /* written to the spool */
+  int on_disk;     /* text and images are in the store, not in memory */
+  int64_t row;     /* its row in the store (when stored) */
+  int stored;      /* committed to the store */
   int mem_readers; /* handles reading text or images from memory */
   uint32_t gen;    /* incremented when the text so far is thrown away */
   fs_image *images;
@@ -207,8 +216,7 @@ struct fs_handle {
   fs_file *file; /* FS_H_FILE */
   fs_run *run;   /* FS_H_OUT, FS_H_IMAGE */
   size_t image;  /* FS_H_IMAGE */
-  int fd;        /* spool file, or -1: read from memory */
-  size_t fd_off; /* where the content starts in it */
+  int disk;      /* FS_H_OUT, FS_H_IMAGE: read from the store, not memory */
   char *buf;     /* FS_H_BUF: generated content */
   size_t len;
   uint32_t gen; /* FS_H_OUT: the run's gen when reading began */
@@ -252,7 +260,9 @@ typedef struct fs_state {
   gid_t gid;
   int64_t start_ms;
   int stopping;
-  char *spool_dir;
+  char *spool_dir; /* where releases before the store kept jobs (imported) */
+  char *db_path;   /* the job store */
+  int64_t keep_ms; /* retention of finished jobs (0: forever) */
   char *readme;
   size_t readme_len;
 
@@ -263,13 +273,13 @@ typedef struct fs_state {
   uint64_t finished[5]; /* by enum gkp__job_status */
   uint64_t submitted;
 
-  /* The spool thread's queue (spool_qmu). */
-  pthread_mutex_t spool_qmu;
-  pthread_cond_t spool_cv;
-  struct fs_spool_item *spool_head, *spool_tail;
-  int spool_stop;
-  pthread_t spool_thread;
-  int spool_started;
+  /* The store thread's queue (store_qmu). */
+  pthread_mutex_t store_qmu;
+  pthread_cond_t store_cv;
+  struct fs_store_item *store_head, *store_tail;
+  int store_stop;
+  pthread_t store_thread;
+  int store_started;
 } fs_state;
 
 extern fs_state fs;
@@ -319,14 +329,14 @@ void fs_file_unref(fs_file *f);
 /* The content's length, in memory or on disk. */
 size_t fs_file_len(const fs_file *f);
 /* Brings a prompt kept on disk back into memory (fs.mu held; reads the
- * spooled prompt, which only a submission of this name could rewrite, and
+ * stored prompt, which only a submission of this name could rewrite, and
  * that needs this file in memory).  Returns 0 or a negative errno (the
  * content is then lost, and said so in the log). */
 int fs_file_load(fs_file *f);
 /* Empties a file (fs.mu held), wherever its content was. */
 void fs_file_clear(fs_file *f);
-/* Leaves a prompt's content on disk only, if it is the spooled prompt of its
- * slot's finished, spooled run and nobody has the file open (fs.mu held). */
+/* Leaves a prompt's content on disk only, if it is the stored prompt of its
+ * slot's finished, stored run and nobody has the file open (fs.mu held). */
 void fs_file_offload(fs_file *f);
 
 fs_slot *fs_slot_get(fs_dir *d, const char *name, int create);
@@ -375,11 +385,11 @@ void fs_outbox_poll(fs_outbox *ob, struct fuse_pollhandle *ph);
 void fs_outbox_send(fs_outbox *ob);
 
 /* Submits `prompt` as the new run of slot s, replacing (cancelling) the
- * current one.  `spool_prompt`: write the prompt to the spool first;
- * `run_uid`: the run id of a prompt already in the spool (0: a new one).
+ * current one.  `store_prompt`: queue the prompt for the store first;
+ * `run_uid`: the run id of a prompt already in the store (0: a new one).
  * Called without fs.mu.  Returns 0 or a negative errno (the run then exists
  * as failed with the reason). */
-int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, uint64_t run_uid);
+int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int store_prompt, uint64_t run_uid);
 /* Cancels a run (any thread, fs.mu held). */
 void fs_job_cancel(fs_run *r);
 /* Answers the parked reads of a run that can be answered now and notifies
@@ -390,9 +400,13 @@ void fs_job_read(fuse_req_t req, fs_handle *h, size_t size, off_t off);
 /* The poll state of an .out handle (fs.mu held). */
 unsigned fs_job_revents(fs_handle *h);
 void fs_job_poll_drop(fs_handle *h);
-/* Builds a run's .json document (fs.mu held).  `spool`: with the restore
- * fields.  Returns a malloc'd string or NULL. */
-char *fs_job_json(const fs_run *r, int spool);
+/* Builds a run's .json document (fs.mu held).  `store`: the store's copy,
+ * with the restore fields and the status it finished with.  Returns a
+ * malloc'd string or NULL. */
+char *fs_job_json(const fs_run *r, int store);
+/* A finished run whose result is committed (or not kept) reads as
+ * finished: counted, its readers answered (fs.mu held). */
+void fs_job_finished(fs_run *r, fs_outbox *ob);
 /* The text of a failed run's .err: the reason, and what to do about it
  * (malloc'd; fs.mu held). */
 char *fs_job_err_text(const fs_run *r);
@@ -401,31 +415,47 @@ void fs_job_account(const fs_run *r);
 /* At the end: answers every parked read with EIO (takes fs.mu). */
 void fs_job_stop_parked(void);
 
-/* ---- fs_spool.c ------------------------------------------------------- */
+/* ---- fs_store.c, fs_store_load.c ---------------------------------------- */
 
-/* The mutex that serialises the spool files of one job name. */
-pthread_mutex_t *fs_spool_lock(const char *profile, const char *name);
-int fs_spool_start(void);
-/* Drains the queue and stops the thread. */
-void fs_spool_stop(void);
-/* Writes the prompt of a new run, removing the files of the previous one
- * (the name's spool lock held). */
-int fs_spool_prompt(fs_slot *s, uint64_t run, const char *prompt, size_t len);
-/* Reads a spooled prompt of run `run` (or any run when 0) into a malloc'd
- * buffer.  Returns it, or NULL when missing, cut short or another run's. */
-char *fs_spool_read_prompt(const char *profile, const char *name, uint64_t run, size_t *len);
+struct sqlite3;
+/* The mutex that orders what is queued about one job name. */
+pthread_mutex_t *fs_store_lock(const char *profile, const char *name);
+/* Opens the store (creating it), imports an old spool directory, removes
+ * jobs past the retention, starts the store thread.  Returns 0 or a
+ * negative errno (logged). */
+int fs_store_start(void);
+/* Commits what is queued and stops the thread; closes the store. */
+void fs_store_stop(void);
+/* Queues the prompt of a new run; its row replaces the name's previous one
+ * (the name's store lock held). */
+int fs_store_prompt(fs_slot *s, uint64_t run, const char *prompt, size_t len);
+/* Reads the stored prompt of run `run` (or any run when 0) into a malloc'd
+ * buffer.  Returns it, or NULL when missing or another run's. */
+char *fs_store_read_prompt(const char *profile, const char *name, uint64_t run, size_t *len);
 /* A new random run id. */
-uint64_t fs_spool_run_id(void);
-/* Queues a finished run for writing (fs.mu held). */
-void fs_spool_queue(fs_run *r);
-/* Removes every spool file of a removed slot, unless the name has a new
- * slot already (the name's spool lock held; takes fs.mu). */
-void fs_spool_remove(fs_slot *s);
-/* Opens a spooled output of a slot read-only: "result" or "img<N>".
- * Returns an fd or a negative errno (the name's spool lock held). */
-int fs_spool_open(const fs_slot *s, const char *ext);
-/* Loads the spool: finished jobs come back, pending ones are submitted. */
-int fs_spool_restore(void);
+uint64_t fs_store_run_id(void);
+/* Queues a finished run (r->committing set, fs.mu held): once its result is
+ * committed, fs_job_finished() is called for it. */
+void fs_store_finish(fs_run *r);
+/* Queues the removal of a removed slot's row, unless the name has a new
+ * slot already (the name's store lock held; takes fs.mu). */
+void fs_store_remove(fs_slot *s);
+/* Replies to an fsync() once everything queued so far is committed. */
+void fs_store_sync(fuse_req_t req);
+/* Reads stored bytes: the answer of job row `row` (image < 0) or its image.
+ * Returns the count (0 at the end) or a negative errno. */
+ssize_t fs_store_read(int64_t row, int image, void *buf, size_t size, off_t off);
+/* Removes finished jobs older than the retention, from the store and the
+ * tree (the store thread, or at start).  Returns how many. */
+size_t fs_store_expire(void);
+/* A reader connection of the pool, and its return. */
+struct sqlite3 *fs_store_reader(void);
+void fs_store_reader_put(struct sqlite3 *db);
+/* Imports a spool directory of the releases before the store, then
+ * removes it (nothing when it does not exist). */
+int fs_spool_import(struct sqlite3 *db, const char *spool_dir);
+/* Loads the store: finished jobs come back, unfinished ones are submitted. */
+int fs_store_restore(void);
 
 /* ---- fs_status.c ------------------------------------------------------ */
 

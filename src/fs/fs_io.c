@@ -45,8 +45,8 @@ void fs_maybe_submit(fs_file *f, int force) {
       s = fs_slot_get(f->dir, f->name, 1);
       if (s != NULL) {
         s->refs++;
-        uid = fs_spool_run_id();
-        f->sub_run = uid; /* the spooled prompt will be this content */
+        uid = fs_store_run_id();
+        f->sub_run = uid; /* the stored prompt will be this content */
       }
     }
   }
@@ -66,58 +66,25 @@ void fs_maybe_submit(fs_file *f, int force) {
 /* ---- open, read, write, flush, release ---------------------------------------------------- */
 
 /* Opens an output of a run: its text or an image, from memory or from the
- * spool.  Called with fs.mu held (dropped and retaken for disk files). */
+ * store (fs.mu held). */
 static int open_output(fs_slot *s, unsigned sub, fs_handle *h) {
-  for (int tries = 0; tries < 3; tries++) {
-    fs_run *r = s->run;
-    char ext[32];
-    if (r == NULL) {
-      return ENOENT;
-    }
-    if (sub >= FS_SUB_IMG0 && sub - FS_SUB_IMG0 >= r->nimages) {
-      return ENOENT;
-    }
-    h->done = r->runner_done && r->status == GKP__JOB_DONE;
-    if (!r->on_disk) {
-      fs_run_ref(r);
-      r->mem_readers++;
-      h->run = r;
-      h->gen = r->gen;
-      return 0;
-    }
-    /* On disk: open the file while the name's spool files cannot change. */
-    pthread_mutex_t *smu = fs_spool_lock(s->profile, s->name);
-    int fd;
-    fs_run_ref(r);
-    s->refs++;
-    if (sub == FS_SUB_OUT) {
-      snprintf(ext, sizeof ext, "result");
-    } else {
-      snprintf(ext, sizeof ext, "img%u", sub - FS_SUB_IMG0 + 1);
-    }
-    pthread_mutex_unlock(&fs.mu);
-    pthread_mutex_lock(smu);
-    pthread_mutex_lock(&fs.mu);
-    int same = s->run == r;
-    pthread_mutex_unlock(&fs.mu);
-    fd = same ? fs_spool_open(s, ext) : -EAGAIN;
-    pthread_mutex_unlock(smu);
-    pthread_mutex_lock(&fs.mu);
-    fs_slot_unref(s);
-    if (fd >= 0) {
-      h->run = r;
-      h->fd = fd;
-      h->fd_off = sub == FS_SUB_OUT ? r->disk_off : 0;
-      return 0;
-    }
-    fs_run_unref(r);
-    if (fd != -EAGAIN) {
-      fs_log(GKP_LOG_WARN, "%s/%s: the spooled answer cannot be read: %s", s->profile, s->name,
-             strerror(-fd));
-      return EIO;
-    }
+  fs_run *r = s->run;
+  if (r == NULL) {
+    return ENOENT;
   }
-  return EAGAIN;
+  if (sub >= FS_SUB_IMG0 && sub - FS_SUB_IMG0 >= r->nimages) {
+    return ENOENT;
+  }
+  h->done = r->runner_done && r->status == GKP__JOB_DONE;
+  fs_run_ref(r);
+  h->run = r;
+  h->gen = r->gen;
+  if (r->on_disk) {
+    h->disk = 1; /* read by row: a row replaced meanwhile reads as an error */
+  } else {
+    r->mem_readers++;
+  }
+  return 0;
 }
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -281,11 +248,11 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
     fs_outbox_send(&ob);
     return;
   case FS_H_IMAGE:
-    if (h->fd >= 0) {
+    if (h->disk) {
       char *buf = malloc(size > 0 ? size : 1);
-      ssize_t n = buf != NULL ? pread(h->fd, buf, size, off) : -1;
+      ssize_t n = buf != NULL ? fs_store_read(h->run->row, (int)h->image, buf, size, off) : -ENOMEM;
       if (n < 0) {
-        fuse_reply_err(req, buf == NULL ? ENOMEM : errno);
+        fuse_reply_err(req, (int)-n);
       } else {
         fuse_reply_buf(req, buf, (size_t)n);
       }
@@ -366,11 +333,17 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   fuse_reply_err(req, 0);
 }
 
+/* fsync() of a prompt: answered once what was queued for the store (its
+ * submitted prompt, if any) is committed. */
 void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  fs_handle *h = (fs_handle *)(uintptr_t)fi->fh;
   (void)ino;
   (void)datasync;
-  (void)fi;
-  fuse_reply_err(req, 0);
+  if (h->kind == FS_H_FILE) {
+    fs_store_sync(req);
+  } else {
+    fuse_reply_err(req, 0);
+  }
 }
 
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,

@@ -164,7 +164,7 @@ static int answer(fs_outbox *ob, fuse_req_t req, fs_handle *h, off_t off, size_t
 
 unsigned fs_job_revents(fs_handle *h) {
   fs_run *r = h->run;
-  if (h->fd >= 0 || r->runner_done) {
+  if (h->disk || r->runner_done) {
     return POLLIN | POLLRDNORM;
   }
   if (h->gen != r->gen && h->consumed) {
@@ -241,7 +241,7 @@ static void on_interrupt(fuse_req_t req, void *data) {
   }
 }
 
-/* Reads text of a finished run from its spool file. */
+/* Reads text of a finished run from the store. */
 static void read_disk(fuse_req_t req, fs_handle *h, size_t size, off_t off) {
   char stack[65536];
   char *buf = size <= sizeof stack ? stack : malloc(size);
@@ -250,9 +250,9 @@ static void read_disk(fuse_req_t req, fs_handle *h, size_t size, off_t off) {
     fuse_reply_err(req, ENOMEM);
     return;
   }
-  n = pread(h->fd, buf, size, off + (off_t)h->fd_off);
+  n = fs_store_read(h->run->row, -1, buf, size, off);
   if (n < 0) {
-    fuse_reply_err(req, errno);
+    fuse_reply_err(req, (int)-n);
   } else if (n == 0) {
     int ok;
     pthread_mutex_lock(&fs.mu);
@@ -276,7 +276,7 @@ void fs_job_read(fuse_req_t req, fs_handle *h, size_t size, off_t off) {
   fs_parked *p;
   uint64_t id;
 
-  if (h->fd >= 0) {
+  if (h->disk) {
     read_disk(req, h, size, off);
     return;
   }
@@ -362,12 +362,13 @@ static const char *attempt_kind(const gkp__attempt *a) {
   return a->http_status >= 200 && a->http_status < 300 ? "ok" : "none";
 }
 
-char *fs_job_json(const fs_run *r, int spool) {
+char *fs_job_json(const fs_run *r, int store) {
   cJSON *o = cJSON_CreateObject(), *att = cJSON_CreateArray(), *imgs = cJSON_CreateArray();
   char *out;
   char name[FS_NAME_MAX + 32];
 
-  cJSON_AddStringToObject(o, "status", gkp__job_status_name(r->status));
+  cJSON_AddStringToObject(
+      o, "status", gkp__job_status_name(store && r->committing ? r->final_status : r->status));
   cJSON_AddStringToObject(o, "profile", r->slot->profile);
   cJSON_AddStringToObject(o, "name", r->slot->name);
   cJSON_AddItemToObject(o, "model_requested", str_or_null(r->model_requested));
@@ -399,7 +400,7 @@ char *fs_job_json(const fs_run *r, int spool) {
     cJSON_AddItemToArray(imgs, cJSON_CreateString(name));
   }
   cJSON_AddItemToObject(o, "images", imgs);
-  if (spool) {
+  if (store) {
     cJSON *sp = cJSON_AddObjectToObject(o, "spool"), *list = cJSON_CreateArray();
     char run[24];
     snprintf(run, sizeof run, "%016" PRIx64, r->uid);
@@ -415,8 +416,8 @@ char *fs_job_json(const fs_run *r, int spool) {
     }
     cJSON_AddItemToObject(sp, "images", list);
   }
-  /* The spool's copy is one line: the result file's first line. */
-  out = spool ? cJSON_PrintUnformatted(o) : cJSON_Print(o);
+  /* The store's copy is one line (as the spool's result files had it). */
+  out = store ? cJSON_PrintUnformatted(o) : cJSON_Print(o);
   cJSON_Delete(o);
   return out;
 }
@@ -556,6 +557,32 @@ static void on_state(void *ud, gkp__job *job, const gkp__job_info *info) {
   pthread_mutex_unlock(&fs.mu);
 }
 
+/* A finished run that is to be kept goes to the store and reads as
+ * running until its result is committed (fs.mu held).  Returns 1 if so. */
+static int keep(fs_run *r) {
+  if (r->stale || r->slot->run != r ||
+      (r->status != GKP__JOB_DONE && r->status != GKP__JOB_FAILED)) {
+    return 0;
+  }
+  r->final_status = r->status;
+  r->status = GKP__JOB_RUNNING;
+  r->committing = 1;
+  fs_store_finish(r);
+  return r->committing;
+}
+
+void fs_job_finished(fs_run *r, fs_outbox *ob) {
+  if (r->committing) {
+    r->committing = 0;
+    r->status = r->final_status;
+  }
+  r->runner_done = 1;
+  if (!fs.stopping) {
+    fs_job_account(r);
+    fs_job_wake(r, ob);
+  }
+}
+
 static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
   fs_run *r = ud;
   FS_OUTBOX(ob);
@@ -564,18 +591,12 @@ static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
   free(r->error);
   r->error = info->error != NULL && info->error[0] != '\0' ? strdup(info->error) : NULL;
   r->finished_ms = info->finished_ms > 0 ? info->finished_ms : gkp__now_ms();
-  r->runner_done = 1;
   r->job = NULL;
   gkp__job_release(job);
   /* A finished answer is kept even while stopping; a job cancelled by the
    * stop stays a bare prompt on disk and is submitted again at start. */
-  if (!r->stale && r->slot->run == r &&
-      (r->status == GKP__JOB_DONE || r->status == GKP__JOB_FAILED)) {
-    fs_spool_queue(r);
-  }
-  if (!fs.stopping) {
-    fs_job_account(r);
-    fs_job_wake(r, &ob);
+  if (!keep(r)) {
+    fs_job_finished(r, &ob);
   }
   fs_run_unref(r); /* the runner's reference */
   pthread_mutex_unlock(&fs.mu);
@@ -605,16 +626,13 @@ static void fail_now(fs_run *r, const char *msg, fs_outbox *ob) {
   r->error = strdup(msg);
   r->status = GKP__JOB_FAILED;
   r->finished_ms = gkp__now_ms();
-  r->runner_done = 1;
-  fs_job_account(r);
-  if (!r->stale && r->slot->run == r) {
-    fs_spool_queue(r);
+  if (!keep(r)) {
+    fs_job_finished(r, ob);
   }
-  fs_job_wake(r, ob);
 }
 
-int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, uint64_t run_uid) {
-  pthread_mutex_t *smu = fs_spool_lock(s->profile, s->name);
+int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int store_prompt, uint64_t run_uid) {
+  pthread_mutex_t *smu = fs_store_lock(s->profile, s->name);
   gkp__job_spec spec = {
       .profile = s->profile, .prompt = prompt, .prompt_len = len, .max_wait_ms = -1};
   gkp_error err = {0};
@@ -623,10 +641,10 @@ int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, 
   int rc = 0;
   FS_OUTBOX(ob);
 
-  uint64_t uid = run_uid != 0 ? run_uid : fs_spool_run_id();
+  uint64_t uid = run_uid != 0 ? run_uid : fs_store_run_id();
 
   pthread_mutex_lock(smu);
-  if (spool_prompt && fs_spool_prompt(s, uid, prompt, len) != 0) {
+  if (store_prompt && fs_store_prompt(s, uid, prompt, len) != 0) {
     /* Not durable, but still answered: say so in the log only. */
     fs_log(GKP_LOG_WARN, "%s/%s: cannot keep the prompt on disk; the job is not durable",
            s->profile, s->name);
@@ -635,8 +653,8 @@ int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, 
   if (s->dir == NULL) {
     /* Removed while the prompt was being written: take the file back. */
     pthread_mutex_unlock(&fs.mu);
-    if (spool_prompt) {
-      fs_spool_remove(s);
+    if (store_prompt) {
+      fs_store_remove(s);
     }
     pthread_mutex_unlock(smu);
     return -ENOENT;
@@ -669,7 +687,7 @@ int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, 
     fail_now(r, err.msg[0] != '\0' ? err.msg : "the job was refused", &ob);
     fs_run_unref(r); /* the runner's reference */
     rc = err.code < 0 ? err.code : -EINVAL;
-  } else if (!r->runner_done) {
+  } else if (!r->runner_done && !r->committing) {
     r->job = job;
     if (r->cancel_req) {
       gkp__job_cancel(job);

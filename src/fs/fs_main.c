@@ -5,7 +5,7 @@
  * Order of events: the configuration is checked and the mount made while
  * the command still has its terminal, so every mistake is seen; then the
  * process becomes a daemon (unless -f) and only then opens the pool for
- * good (a lease names its owner's pid), starts the runner and the spool
+ * good (a lease names its owner's pid), opens the job store and starts its
  * thread, brings finished jobs back and queues unfinished ones, and serves.
  * SIGINT/SIGTERM (or fusermount3 -u) end the loop: waiting readers get EIO,
  * the mount goes, jobs still running are cancelled (their prompts stay on
@@ -41,6 +41,7 @@ typedef struct mount_opts {
   const char *mountpoint;
   int foreground, debug, single;
   size_t max_prompt;
+  int64_t keep_ms;
   char fuse_opts[2048]; /* passed to libfuse */
 } mount_opts;
 
@@ -49,8 +50,9 @@ static const char MOUNT_USAGE[] =
     "  -f            stay in the foreground (log to stderr)\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -s            single-threaded\n"
-    "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), allow_other,\n"
-    "                allow_root, and other libfuse mount options\n"
+    "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), keep=DURATION\n"
+    "                (finished jobs kept this long: 30d by default, 0 forever),\n"
+    "                allow_other, allow_root, and other libfuse mount options\n"
     "Unmount with fusermount3 -u MOUNTPOINT (or Ctrl-C / SIGTERM on the daemon).\n";
 
 /* "1048576", "512k", "8M", "1G" -> bytes; 0 on a bad value. */
@@ -88,6 +90,40 @@ static size_t parse_size(const char *s) {
   return *end == '\0' ? (size_t)v : 0;
 }
 
+/* "30d", "12h", "90m", "10s", "0" (a bare number is seconds) -> ms; -1 on a
+ * bad value. */
+static int64_t parse_duration(const char *s) {
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  int64_t unit = 1000;
+  if (end == s || s[0] == '-') {
+    return -1;
+  }
+  switch (*end) {
+  case 'd':
+    unit = 86400 * 1000LL;
+    end++;
+    break;
+  case 'h':
+    unit = 3600 * 1000LL;
+    end++;
+    break;
+  case 'm':
+    unit = 60 * 1000LL;
+    end++;
+    break;
+  case 's':
+    end++;
+    break;
+  default:
+    break;
+  }
+  if (*end != '\0' || v > (unsigned long long)(INT64_MAX / unit)) {
+    return -1;
+  }
+  return (int64_t)v * unit;
+}
+
 /* Takes our own options out of a -o list; the rest goes to libfuse. */
 static int parse_o(mount_opts *o, const char *list) {
   char *copy = strdup(list), *save = NULL, *opt;
@@ -99,6 +135,14 @@ static int parse_o(mount_opts *o, const char *list) {
       o->max_prompt = parse_size(opt + 11);
       if (o->max_prompt == 0 || o->max_prompt > FS_SCRATCH_MAX) {
         cli_error("mount: -o max_prompt=%s: give a size from 1 to 64M (e.g. 4M)", opt + 11);
+        free(copy);
+        return -1;
+      }
+    } else if (strncmp(opt, "keep=", 5) == 0) {
+      o->keep_ms = parse_duration(opt + 5);
+      if (o->keep_ms < 0) {
+        cli_error("mount: -o keep=%s: give a duration such as 30d, 12h, 90m, 10s, or 0 (forever)",
+                  opt + 5);
         free(copy);
         return -1;
       }
@@ -234,8 +278,8 @@ static void *hup_main(void *arg) {
 static int fs_init(const mount_opts *o, const char *statedir, const char *mnt) {
   memset(&fs, 0, sizeof fs);
   pthread_mutex_init(&fs.mu, NULL);
-  pthread_mutex_init(&fs.spool_qmu, NULL);
-  pthread_cond_init(&fs.spool_cv, NULL);
+  pthread_mutex_init(&fs.store_qmu, NULL);
+  pthread_cond_init(&fs.store_cv, NULL);
   fs.next_group = 1;
   fs.next_run_id = 1;
   fs.next_parked_id = 1;
@@ -243,21 +287,25 @@ static int fs_init(const mount_opts *o, const char *statedir, const char *mnt) {
   fs.gid = getgid();
   fs.max_prompt = o->max_prompt;
   fs.start_ms = gkp__now_ms();
+  fs.keep_ms = o->keep_ms;
   fs.spool_dir = malloc(strlen(statedir) + 8);
-  if (fs.spool_dir == NULL) {
+  fs.db_path = malloc(strlen(statedir) + 16);
+  if (fs.spool_dir == NULL || fs.db_path == NULL) {
     return -ENOMEM;
   }
   sprintf(fs.spool_dir, "%s/spool", statedir);
+  sprintf(fs.db_path, "%s/jobs.db", statedir);
   fs.readme = fs_readme_text(mnt);
   return fs.readme != NULL ? 0 : -ENOMEM;
 }
 
 static void fs_fini(void) {
   free(fs.spool_dir);
+  free(fs.db_path);
   free(fs.readme);
   pthread_mutex_destroy(&fs.mu);
-  pthread_mutex_destroy(&fs.spool_qmu);
-  pthread_cond_destroy(&fs.spool_cv);
+  pthread_mutex_destroy(&fs.store_qmu);
+  pthread_cond_destroy(&fs.store_cv);
 }
 
 /* Everything after the mount: returns the exit code. */
@@ -284,11 +332,13 @@ static int serve(const mount_opts *o, struct fuse_session *se, const char *confi
     fs_log(GKP_LOG_ERROR, "out of memory");
     goto out;
   }
-  if ((rc = fs_spool_start()) != 0) {
-    fs_log(GKP_LOG_ERROR, "cannot use the spool directory %s: %s", fs.spool_dir, strerror(-rc));
+  if ((rc = fs_store_start()) != 0) {
+    fs_log(GKP_LOG_ERROR, "cannot use the job store %s: %s", fs.db_path, strerror(-rc));
     goto out;
   }
-  fs_spool_restore();
+  if (fs_store_restore() != 0) {
+    goto out;
+  }
   if (pthread_create(&hup_thread, NULL, hup_main, NULL) == 0) {
     hup_started = 1;
   }
@@ -320,7 +370,7 @@ out:
   }
   gkp__runner_free(fs.runner); /* running jobs end as cancelled: requeued next time */
   fs.runner = NULL;
-  fs_spool_stop(); /* writes the answers that finished */
+  fs_store_stop(); /* commits the answers that finished */
   fs_handles_free();
   fs_tree_free();
   gkp_pool_close(fs.pool); /* flushes the state file */
@@ -338,7 +388,7 @@ static void raise_fd_limit(void) {
 }
 
 int cmd_mount(int argc, char **argv) {
-  mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT};
+  mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT, .keep_ms = FS_DEFAULT_KEEP_MS};
   char found[4096], fopts[2300];
   char *config = NULL, *state = NULL, *statedir = NULL, *mnt = NULL;
   struct fuse_args args = FUSE_ARGS_INIT(0, NULL);

@@ -57,7 +57,6 @@ fs_handle *fs_handle_new(int kind) {
     return NULL;
   }
   h->kind = kind;
-  h->fd = -1;
   return h;
 }
 
@@ -81,9 +80,6 @@ void fs_handle_free(fs_handle *h) {
     h->all_next->all_prev = h->all_prev;
   }
   fs_job_poll_drop(h);
-  if (h->fd >= 0) {
-    close(h->fd);
-  }
   if (h->file != NULL) {
     if (h->file->refs > 1) {
       h->file->refs--;
@@ -93,7 +89,7 @@ void fs_handle_free(fs_handle *h) {
     }
   }
   if (h->run != NULL) {
-    if (h->fd < 0) {
+    if (!h->disk) {
       h->run->mem_readers--;
       fs_run_trim(h->run);
     }
@@ -599,7 +595,6 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   rc = listing_build(ino, l);
   if (rc == 0) {
     h->kind = 0; /* a listing */
-    h->fd = -1;
     h->buf = (char *)l;
     fs_handle_link(h);
   }

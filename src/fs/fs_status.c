@@ -706,9 +706,9 @@ char *fs_readme_text(const char *mountpoint) {
       "                   created, error\n"
       "ctl                echo reload > ctl;  echo 'reset KEY_ID' > ctl;  echo 'reset all' > ctl\n"
       "\n"
-      "Finished answers are kept under %s and come back after a\n"
+      "Finished answers are kept in %s and come back after a\n"
       "restart; jobs that had not finished are sent again.\n"
       "Unmount with: fusermount3 -u %s\n",
-      GKP_VERSION, mountpoint, fs.max_prompt, fs.spool_dir, mountpoint);
+      GKP_VERSION, mountpoint, fs.max_prompt, fs.db_path, mountpoint);
   return gkp__dynbuf_take(&b, &fs.readme_len);
 }

@@ -305,11 +305,11 @@ int fs_file_load(fs_file *f) {
   if (!f->on_disk) {
     return 0;
   }
-  p = f->dir != NULL ? fs_spool_read_prompt(f->dir->name, f->name, f->sub_run, &len) : NULL;
+  p = f->dir != NULL ? fs_store_read_prompt(f->dir->name, f->name, f->sub_run, &len) : NULL;
   f->on_disk = 0;
   if (p == NULL || len != f->disk_len) {
     fs_log(GKP_LOG_WARN,
-           "%s/%s: the prompt kept in the spool is gone or changed; the file is "
+           "%s/%s: the prompt kept in the store is gone or changed; the file is "
            "empty now",
            f->dir != NULL ? f->dir->name : "?", f->name);
     free(p);
@@ -331,7 +331,7 @@ void fs_file_offload(fs_file *f) {
     return;
   }
   s = fs_slot_get(f->dir, f->name, 0);
-  if (s == NULL || s->run == NULL || s->run->uid != f->sub_run || !s->run->spooled) {
+  if (s == NULL || s->run == NULL || s->run->uid != f->sub_run || !s->run->stored) {
     return;
   }
   f->disk_len = f->data.len;
@@ -445,7 +445,7 @@ void fs_run_unref(fs_run *r) {
 }
 
 void fs_run_trim(fs_run *r) {
-  if (!r->spooled || r->on_disk || r->mem_readers > 0) {
+  if (!r->stored || r->on_disk || r->mem_readers > 0) {
     return;
   }
   fs_buf_free(&r->text);
