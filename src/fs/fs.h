@@ -59,6 +59,16 @@
 #define FS_NAME_MAX 200                          /* names in profile directories */
 #define FS_MAX_IMAGES 200                        /* images per job */
 #define FS_MAX_TEXT ((size_t)64 << 20)           /* an answer */
+#define FS_CACHE_JOBS 1024 /* finished jobs held in memory; the others are in the store only */
+
+/*
+ * Groups of jobs loaded from the store are derived from their row, so that
+ * a job keeps its inode numbers when it leaves memory and comes back:
+ * outputs FS_ROW_GROUP(row, 0), prompt FS_ROW_GROUP(row, 1).  Other groups
+ * count up from 1 and never get there.
+ */
+#define FS_ROW_GROUP_BASE ((uint64_t)1 << 46)
+#define FS_ROW_GROUP(row, k) (FS_ROW_GROUP_BASE + (uint64_t)(row)*2 + (k))
 
 /*
  * Inode numbers: (group << 8) | sub.  Group 0 holds the fixed nodes (the
@@ -144,6 +154,8 @@ struct fs_slot {
   char *profile; /* the directory's name (kept when the slot is removed) */
   fs_run *run;   /* the current run (a reference) */
   int refs;      /* the directory's link + one per run + temporary holders */
+  int in_cache;  /* in fs.cache: finished, stored, may leave memory */
+  fs_slot *cache_prev, *cache_next;
 };
 
 /* One image of a run. */
@@ -249,11 +261,14 @@ typedef struct fs_state {
   uint64_t next_group;
   uint64_t next_run_id;
   uint64_t next_parked_id;
-  fs_smap dirs;       /* profile name -> fs_dir */
-  fs_smap keys;       /* key id -> fs_named */
-  fs_smap models;     /* model id -> fs_named */
-  fs_imap parked;     /* id -> fs_parked */
-  fs_handle *handles; /* every open handle */
+  fs_smap dirs;                     /* profile name -> fs_dir */
+  fs_smap keys;                     /* key id -> fs_named */
+  fs_smap models;                   /* model id -> fs_named */
+  fs_imap parked;                   /* id -> fs_parked */
+  fs_handle *handles;               /* every open handle */
+  fs_slot *cache_head, *cache_tail; /* finished jobs in memory, least recently used first */
+  size_t cache_n;
+  uint64_t stored[2]; /* finished jobs in the store: done, failed (the store thread's view) */
 
   size_t max_prompt;
   uid_t uid;
@@ -314,8 +329,21 @@ const char *fs_mime_ext(const char *mime);
 
 /* Registers an object under a fresh group.  Returns 0 or -ENOMEM. */
 int fs_obj_add(fs_obj *o, int type);
+/* Moves an object to another group (one derived from its store row). */
+int fs_obj_regroup(fs_obj *o, uint64_t group);
 void fs_obj_del(fs_obj *o);
+/* The object of a group; a job's group derived from its row brings the job
+ * back from the store if it is not in memory. */
 fs_obj *fs_obj_get(uint64_t group);
+/* The object of a group in memory only. */
+fs_obj *fs_obj_peek(uint64_t group);
+
+/* The cache of finished jobs (fs.mu held).  touch: the slot's job was
+ * used, or has just been stored; it goes to the back, and jobs at the front
+ * leave memory while the cache is over FS_CACHE_JOBS.  drop: the slot is
+ * not a finished, stored job any more (new run, removed). */
+void fs_cache_touch(fs_slot *s);
+void fs_cache_drop(fs_slot *s);
 
 fs_dir *fs_dir_get(const char *name);
 /* The profile directories: adds new ones, marks removed ones gone. */
@@ -410,6 +438,9 @@ void fs_job_finished(fs_run *r, fs_outbox *ob);
 /* The text of a failed run's .err: the reason, and what to do about it
  * (malloc'd; fs.mu held). */
 char *fs_job_err_text(const fs_run *r);
+/* A run's line of status/jobs, with its newline (fs.mu held).  `store`:
+ * the store's copy (the status it finished with). */
+void fs_job_line(const fs_run *r, int store, char *buf, size_t len);
 /* Counts a finished run in the metrics (fs.mu held). */
 void fs_job_account(const fs_run *r);
 /* At the end: answers every parked read with EIO (takes fs.mu). */
@@ -454,8 +485,24 @@ void fs_store_reader_put(struct sqlite3 *db);
 /* Imports a spool directory of the releases before the store, then
  * removes it (nothing when it does not exist). */
 int fs_spool_import(struct sqlite3 *db, const char *spool_dir);
-/* Loads the store: finished jobs come back, unfinished ones are submitted. */
+/* Loads the store: unfinished jobs are submitted again; finished ones stay
+ * in the store until used. */
 int fs_store_restore(void);
+/* Brings the finished job that `name` belongs to (a prompt or an output
+ * name) into memory from the store, if it is there and not in memory
+ * (fs.mu held).  Returns 1 if it loaded one. */
+int fs_store_fault(fs_dir *d, const char *name);
+/* The same for the job of a store row (fs.mu held). */
+int fs_store_fault_row(int64_t row);
+/* One entry of a directory listing from the store. */
+typedef int (*fs_store_list_fn)(void *ud, int64_t row, const char *name, int failed,
+                                const char *exts);
+/* Lists the finished jobs of a profile in the store (without fs.mu).
+ * Returns 0 or a negative errno (the callback's, if it returns one). */
+int fs_store_list(const char *profile, fs_store_list_fn fn, void *ud);
+/* Calls fn for each stored job's status/jobs line, oldest first (without
+ * fs.mu).  Returns 0 or a negative errno. */
+int fs_store_lines(int (*fn)(void *ud, int64_t created, const char *line), void *ud);
 
 /* ---- fs_status.c ------------------------------------------------------ */
 

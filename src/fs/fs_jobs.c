@@ -464,6 +464,50 @@ char *fs_job_err_text(const fs_run *r) {
   return out;
 }
 
+/* Copies s with control characters and backslashes escaped (\n, \t,
+ * \xHH, \\), so that a name cannot forge a line or a terminal sequence. */
+static void escape(char *dst, size_t cap, const char *s) {
+  size_t n = 0;
+  for (; *s != '\0' && n + 5 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '\\') {
+      n += (size_t)snprintf(dst + n, cap - n, "\\\\");
+    } else if (c == '\n') {
+      n += (size_t)snprintf(dst + n, cap - n, "\\n");
+    } else if (c == '\t') {
+      n += (size_t)snprintf(dst + n, cap - n, "\\t");
+    } else if (c < 0x20 || c == 0x7f) {
+      n += (size_t)snprintf(dst + n, cap - n, "\\x%02x", c);
+    } else {
+      dst[n++] = (char)c;
+    }
+  }
+  dst[n] = '\0';
+}
+
+void fs_job_line(const fs_run *r, int store, char *buf, size_t len) {
+  char when[40], err[160] = "-", profile[4 * FS_NAME_MAX + 8], name[4 * FS_NAME_MAX + 8];
+  int status = store && r->committing ? r->final_status : r->status;
+  if (r->error != NULL) {
+    snprintf(err, sizeof err, "%s", r->error);
+    for (char *c = err; *c != '\0'; c++) {
+      if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+        *c = ' ';
+      }
+    }
+  }
+  escape(profile, sizeof profile, r->slot->profile);
+  escape(name, sizeof name, r->slot->name);
+  int64_t lat = (r->finished_ms > 0 ? r->finished_ms : gkp__now_ms()) - r->created_ms;
+  snprintf(buf, len, "%s/%s\t%s\t%s\t%s\t%lldms\t%zu\t%s\t%s\n", profile, name,
+           gkp__job_status_name(status),
+           r->model_used[0]        ? r->model_used
+           : r->model_requested[0] ? r->model_requested
+                                   : "-",
+           r->key_id[0] ? r->key_id : "-", (long long)lat, r->text_len,
+           gkp__rfc3339(r->created_ms, when, sizeof when), err);
+}
+
 void fs_job_account(const fs_run *r) {
   double s = (double)(r->finished_ms - r->created_ms) / 1000.0;
   size_t b = 0;
@@ -668,6 +712,7 @@ int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int store_prompt, 
   r->uid = uid;
   old = s->run;
   s->run = r; /* the slot's reference */
+  fs_cache_drop(s);
   if (old != NULL) {
     old->stale = 1;
     fs_job_cancel(old);

@@ -374,11 +374,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   } else {
     fs_dir *d = fs_dir_of(parent);
     fs_file *f;
-    fs_slot *s;
+    fs_slot *s = NULL;
+    if (d != NULL && strlen(name) <= FS_NAME_MAX + 16) {
+      fs_store_fault(d, name); /* a finished job that is only in the store */
+    }
     if (d != NULL && (f = fs_smap_get(&d->files, name)) != NULL) {
       ino = FS_INO(f->o.group, 0);
+      s = fs_slot_get(d, name, 0);
     } else if (d != NULL) {
       ino = fs_output_ino(d, name, &s);
+    }
+    if (s != NULL) {
+      fs_cache_touch(s);
     }
   }
   struct fuse_entry_param e;
@@ -573,6 +580,80 @@ static int listing_build(fuse_ino_t ino, fs_listing *l) {
   return rc;
 }
 
+/* Adds a stored job's entries, unless memory listed it (without fs.mu). */
+typedef struct store_listing {
+  fs_listing *l;
+  fs_smap seen; /* names listed from memory */
+} store_listing;
+
+static int list_stored(void *ud, int64_t row, const char *name, int failed, const char *exts) {
+  store_listing *sl = ud;
+  char out[FS_NAME_MAX + 32];
+  int rc = 0;
+  unsigned i = 0;
+  if (name == NULL || fs_smap_get(&sl->seen, name) != NULL) {
+    return 0;
+  }
+  rc |= listing_add(sl->l, name, FS_INO(FS_ROW_GROUP(row, 1), 0), S_IFREG);
+  snprintf(out, sizeof out, "%s.out", name);
+  rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_OUT), S_IFREG);
+  snprintf(out, sizeof out, "%s.json", name);
+  rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_JSON), S_IFREG);
+  if (failed) {
+    snprintf(out, sizeof out, "%s.err", name);
+    rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_ERR), S_IFREG);
+  }
+  for (const char *e = exts; rc == 0 && *e != '\0' && i < FS_MAX_IMAGES; i++) {
+    size_t n = strcspn(e, ",");
+    if (i == 0) {
+      snprintf(out, sizeof out, "%s.%.*s", name, (int)n, e);
+    } else {
+      snprintf(out, sizeof out, "%s-%u.%.*s", name, i + 1, (int)n, e);
+    }
+    rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_IMG0 + i), S_IFREG);
+    e += n + (e[n] == ',');
+  }
+  return rc != 0 ? -ENOMEM : 0;
+}
+
+/* The finished jobs of a profile directory that are only in the store:
+ * listed from it without fs.mu, skipping the names memory listed. */
+static int listing_store(fuse_ino_t ino, fs_listing *l) {
+  store_listing sl = {.l = l};
+  char *profile = NULL, **names = NULL;
+  size_t n = 0, it = 0;
+  int rc = 0;
+  pthread_mutex_lock(&fs.mu);
+  fs_dir *d = fs_dir_of(ino);
+  if (d != NULL && (profile = strdup(d->name)) != NULL &&
+      (names = calloc(d->files.n + d->slots.n + 1, sizeof *names)) != NULL) {
+    fs_file *f;
+    fs_slot *s;
+    while (rc == 0 && (f = fs_smap_next(&d->files, &it)) != NULL) {
+      rc = (names[n] = strdup(f->name)) != NULL ? fs_smap_put(&sl.seen, names[n], l) : -ENOMEM;
+      n += names[n] != NULL;
+    }
+    it = 0;
+    while (rc == 0 && (s = fs_smap_next(&d->slots, &it)) != NULL) {
+      rc = (names[n] = strdup(s->name)) != NULL ? fs_smap_put(&sl.seen, names[n], l) : -ENOMEM;
+      n += names[n] != NULL;
+    }
+  } else if (d != NULL) {
+    rc = -ENOMEM;
+  }
+  pthread_mutex_unlock(&fs.mu);
+  if (profile != NULL && rc == 0) {
+    rc = fs_store_list(profile, list_stored, &sl);
+  }
+  fs_smap_free(&sl.seen);
+  for (size_t i = 0; i < n; i++) {
+    free(names[i]);
+  }
+  free(names);
+  free(profile);
+  return rc;
+}
+
 static void listing_free(fs_listing *l) {
   for (size_t i = 0; i < l->n; i++) {
     free(l->v[i].name);
@@ -593,6 +674,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   }
   pthread_mutex_lock(&fs.mu);
   rc = listing_build(ino, l);
+  int profile_dir = fs_dir_of(ino) != NULL;
+  pthread_mutex_unlock(&fs.mu);
+  if (rc == 0 && profile_dir) {
+    rc = listing_store(ino, l);
+  }
+  pthread_mutex_lock(&fs.mu);
   if (rc == 0) {
     h->kind = 0; /* a listing */
     h->buf = (char *)l;

@@ -5,12 +5,16 @@
  *
  * Schema (user_version 1):
  *
- *   jobs(id, profile, name, run, prompt, created_ms, finished_ms, meta, answer)
+ *   jobs(id, profile, name, run, prompt, created_ms, finished_ms, meta, answer,
+ *        failed, exts, line)
  *        one row per job name: its latest prompt and, once it has finished,
  *        its metadata (the .json with the restore fields, as one line of
- *        JSON) and its answer.  finished_ms and meta are NULL while the job
- *        has not finished: such a row is submitted again at start.  Unique
- *        on (profile, name); indexed on finished_ms (retention).
+ *        JSON), its answer, and what listings and status/jobs show without
+ *        parsing it (failed or not, its images' extensions, its line of
+ *        status/jobs).  finished_ms and meta are NULL while the job has not
+ *        finished: such a row is submitted again at start.  Unique on
+ *        (profile, name); indexed on finished_ms (retention) and created_ms
+ *        (status/jobs).
  *   images(job, idx, mime, data)   a finished job's images.
  *
  * `run` is a random 64-bit id of the submission: a result is stored only on
@@ -24,9 +28,10 @@
  * finished job reads as finished, and its .out ends, only once its result
  * is committed; fsync() on a prompt is answered after the next commit.
  *
- * Reads (answers, images, prompts of finished jobs) use connections of a
- * small pool, one per reading thread at a time; WAL lets them run while
- * the writer commits.
+ * Memory holds unfinished jobs and a bounded cache of finished ones
+ * (fs_cache_touch); the others are listed, looked up and read from here.
+ * Reads use connections of a small pool, one per reading thread at a time;
+ * WAL lets them run while the writer commits.
  *
  * Queue items of one job name are pushed under fs_store_lock(profile, name),
  * so the writer applies them in the order they happened.
@@ -66,6 +71,7 @@ typedef struct fs_store_item {
   fuse_req_t req; /* SYNC */
   int ok;         /* applied */
   int64_t row;    /* RESULT: the row it went to */
+  int delta[2];   /* finished jobs (done, failed) it added to the store */
   struct fs_store_item *next;
 } fs_store_item;
 
@@ -125,8 +131,10 @@ static const char schema[] =
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " profile TEXT NOT NULL, name TEXT NOT NULL, run INTEGER NOT NULL,"
     " prompt BLOB NOT NULL, created_ms INTEGER NOT NULL, finished_ms INTEGER,"
-    " meta TEXT, answer BLOB, UNIQUE(profile, name));"
+    " meta TEXT, answer BLOB, failed INTEGER, exts TEXT, line TEXT,"
+    " UNIQUE(profile, name));"
     "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_ms);"
+    "CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_ms);"
     "CREATE TABLE IF NOT EXISTS images("
     " job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
     " idx INTEGER NOT NULL, mime TEXT NOT NULL, data BLOB NOT NULL,"
@@ -144,7 +152,10 @@ static sqlite3 *db_open(int writer) {
   int rc = sqlite3_open_v2(fs.db_path, &db, flags, NULL);
   if (rc == SQLITE_OK) {
     sqlite3_busy_timeout(db, 10000);
-    rc = sqlite3_exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;", NULL, NULL, &msg);
+    /* A small page cache per connection: memory is for work. */
+    rc =
+        sqlite3_exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; PRAGMA cache_size=-512;",
+                     NULL, NULL, &msg);
   }
   if (rc == SQLITE_OK && writer) {
     rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL;", NULL, NULL, &msg);
@@ -220,6 +231,16 @@ static int wstep(sqlite3_stmt *st) {
   }
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
   }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) {
+    fs_log(GKP_LOG_WARN, "job store: %s", sqlite3_errmsg(wdb));
+    return -EIO;
+  }
+  return 0;
+}
+
+/* Ends a statement stepped by hand, whose last step returned rc. */
+static int wdone(sqlite3_stmt *st, int rc) {
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) {
     fs_log(GKP_LOG_WARN, "job store: %s", sqlite3_errmsg(wdb));
@@ -340,11 +361,13 @@ void fs_store_remove(fs_slot *s) {
 
 /* ---- the writer -------------------------------------------------------------------- */
 
-static const char sql_del[] = "DELETE FROM jobs WHERE profile = ?1 AND name = ?2";
+static const char sql_del[] = "DELETE FROM jobs WHERE profile = ?1 AND name = ?2"
+                              " RETURNING meta IS NOT NULL, failed";
 static const char sql_ins[] =
     "INSERT INTO jobs(profile, name, run, prompt, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)";
-static const char sql_result[] = "UPDATE jobs SET finished_ms = ?1, meta = ?2, answer = ?3"
-                                 " WHERE profile = ?4 AND name = ?5 AND run = ?6 RETURNING id";
+static const char sql_result[] =
+    "UPDATE jobs SET finished_ms = ?1, meta = ?2, answer = ?3, failed = ?7, exts = ?8, line = ?9"
+    " WHERE profile = ?4 AND name = ?5 AND run = ?6 RETURNING id";
 static const char sql_image[] = "INSERT INTO images(job, idx, mime, data) VALUES(?1, ?2, ?3, ?4)";
 
 static void bind_name(sqlite3_stmt *st, const char *profile, const char *name) {
@@ -352,13 +375,25 @@ static void bind_name(sqlite3_stmt *st, const char *profile, const char *name) {
   sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 }
 
-static int apply_prompt(fs_store_item *it) {
+/* Deletes the name's row, counting the finished job it held. */
+static int delete_row(fs_store_item *it) {
   sqlite3_stmt *st = wstmt(sql_del);
+  int rc;
   if (st == NULL) {
     return -EIO;
   }
   bind_name(st, it->profile, it->name);
-  if (wstep(st) != 0 || (st = wstmt(sql_ins)) == NULL) {
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (sqlite3_column_int(st, 0)) {
+      it->delta[sqlite3_column_int(st, 1) ? 1 : 0]--;
+    }
+  }
+  return wdone(st, rc);
+}
+
+static int apply_prompt(fs_store_item *it) {
+  sqlite3_stmt *st;
+  if (delete_row(it) != 0 || (st = wstmt(sql_ins)) == NULL) {
     return -EIO;
   }
   bind_name(st, it->profile, it->name);
@@ -369,12 +404,16 @@ static int apply_prompt(fs_store_item *it) {
 }
 
 static int apply_remove(fs_store_item *it) {
-  sqlite3_stmt *st = wstmt(sql_del);
-  if (st == NULL) {
-    return -EIO;
+  return delete_row(it);
+}
+
+/* "png,jpg": the extensions of a run's images (fs.mu held). */
+static void image_exts(const fs_run *r, char *buf, size_t len) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < r->nimages && n + 10 < len; i++) {
+    n += (size_t)snprintf(buf + n, len - n, "%s%s", i > 0 ? "," : "", r->images[i].ext);
   }
-  bind_name(st, it->profile, it->name);
-  return wstep(st);
 }
 
 /* Stores a finished run: its metadata and answer on its prompt's row, and
@@ -383,11 +422,14 @@ static int apply_result(fs_store_item *it) {
   fs_run *r = it->run;
   fs_slot *s = r->slot;
   sqlite3_stmt *st;
-  char *json;
-  int rc;
+  char *json, exts[FS_MAX_IMAGES * 6 + 8], line[2048];
+  int rc, failed;
 
   pthread_mutex_lock(&fs.mu);
   json = fs_job_json(r, 1);
+  failed = r->final_status == GKP__JOB_FAILED;
+  image_exts(r, exts, sizeof exts);
+  fs_job_line(r, 1, line, sizeof line);
   pthread_mutex_unlock(&fs.mu);
   if (json == NULL || (st = wstmt(sql_result)) == NULL) {
     cJSON_free(json);
@@ -399,15 +441,18 @@ static int apply_result(fs_store_item *it) {
   sqlite3_bind_text(st, 4, s->profile, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 5, s->name, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 6, (sqlite3_int64)r->uid);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
+  sqlite3_bind_int(st, 7, failed);
+  sqlite3_bind_text(st, 8, exts, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 9, line, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     it->row = sqlite3_column_int64(st, 0);
   }
-  rc = wstep(st);
+  rc = wdone(st, rc);
   cJSON_free(json);
   if (rc != 0 || it->row == 0) {
     return rc != 0 ? rc : -ENOENT; /* no prompt row: replaced or removed */
   }
+  it->delta[failed]++;
   for (size_t i = 0; rc == 0 && i < r->nimages; i++) {
     if ((st = wstmt(sql_image)) == NULL) {
       return -EIO;
@@ -446,6 +491,10 @@ static void after_commit(fs_store_item *list, int committed) {
   FS_OUTBOX(ob);
   pthread_mutex_lock(&fs.mu);
   for (fs_store_item *it = list; it != NULL; it = it->next) {
+    if (committed && it->ok) {
+      fs.stored[0] += (uint64_t)(int64_t)it->delta[0];
+      fs.stored[1] += (uint64_t)(int64_t)it->delta[1];
+    }
     if (it->kind == ITEM_RESULT) {
       fs_run *r = it->run;
       int stored = committed && it->ok;
@@ -463,6 +512,9 @@ static void after_commit(fs_store_item *list, int committed) {
         fs_file *f = s->dir != NULL ? fs_smap_get(&s->dir->files, s->name) : NULL;
         if (f != NULL) {
           fs_file_offload(f); /* the prompt is on disk too: memory is for work */
+        }
+        if (s->run == r) {
+          fs_cache_touch(s);
         }
       }
       fs_run_unref(r);
@@ -572,12 +624,13 @@ static void forget(const char *profile, const char *name, uint64_t run) {
 static const char sql_expired[] =
     "SELECT profile, name, run FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms < ?1";
 static const char sql_expire[] =
-    "DELETE FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms < ?1";
+    "DELETE FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms < ?1 RETURNING failed";
 
 size_t fs_store_expire(void) {
   int64_t cutoff = gkp__now_ms() - fs.keep_ms;
   sqlite3_stmt *st;
   size_t n = 0;
+  uint64_t gone[2] = {0, 0};
   if (fs.keep_ms <= 0 || wexec("BEGIN IMMEDIATE") != 0) {
     return 0;
   }
@@ -594,12 +647,20 @@ size_t fs_store_expire(void) {
   }
   if ((st = wstmt(sql_expire)) != NULL) {
     sqlite3_bind_int64(st, 1, cutoff);
-    wstep(st);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      gone[sqlite3_column_int(st, 0) ? 1 : 0]++;
+    }
+    wdone(st, rc);
   }
   if (wexec("COMMIT") != 0) {
     wexec("ROLLBACK");
     return 0;
   }
+  pthread_mutex_lock(&fs.mu);
+  fs.stored[0] -= gone[0] < fs.stored[0] ? gone[0] : fs.stored[0];
+  fs.stored[1] -= gone[1] < fs.stored[1] ? gone[1] : fs.stored[1];
+  pthread_mutex_unlock(&fs.mu);
   if (n > 0) {
     fs_log(GKP_LOG_INFO, "job store: %zu finished job(s) older than the retention removed", n);
   }
@@ -635,6 +696,53 @@ char *fs_store_read_prompt(const char *profile, const char *name, uint64_t run, 
   sqlite3_finalize(st);
   reader_put(db);
   return out;
+}
+
+int fs_store_list(const char *profile, fs_store_list_fn fn, void *ud) {
+  sqlite3 *db = reader_get();
+  sqlite3_stmt *st = NULL;
+  int rc = 0;
+  if (db == NULL) {
+    return -EIO;
+  }
+  if (sqlite3_prepare_v2(db,
+                         "SELECT id, name, failed, exts FROM jobs"
+                         " WHERE profile = ?1 AND meta IS NOT NULL",
+                         -1, &st, NULL) != SQLITE_OK) {
+    rc = -EIO;
+  } else {
+    sqlite3_bind_text(st, 1, profile, -1, SQLITE_STATIC);
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+      const char *exts = (const char *)sqlite3_column_text(st, 3);
+      rc = fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+              sqlite3_column_int(st, 2), exts != NULL ? exts : "");
+    }
+  }
+  sqlite3_finalize(st);
+  reader_put(db);
+  return rc;
+}
+
+int fs_store_lines(int (*fn)(void *ud, int64_t created, const char *line), void *ud) {
+  sqlite3 *db = reader_get();
+  sqlite3_stmt *st = NULL;
+  int rc = 0;
+  if (db == NULL) {
+    return -EIO;
+  }
+  if (sqlite3_prepare_v2(db,
+                         "SELECT created_ms, line FROM jobs WHERE line IS NOT NULL"
+                         " ORDER BY created_ms",
+                         -1, &st, NULL) != SQLITE_OK) {
+    rc = -EIO;
+  } else {
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+      rc = fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+    }
+  }
+  sqlite3_finalize(st);
+  reader_put(db);
+  return rc;
 }
 
 /* The row id of image idx of job row `row`, or 0. */

@@ -140,6 +140,30 @@ static cJSON *result_of(const char *buf, size_t len, uint64_t run, size_t *off, 
   return doc;
 }
 
+static int run_from_json(fs_run *r, const cJSON *doc);
+
+/* What the store keeps beside an imported result: failed or not, the
+ * images' extensions, its line of status/jobs. */
+static void import_extras(sqlite3_stmt *st, const char *profile, const char *name, const cJSON *doc,
+                          char *exts, size_t elen, char *line, size_t llen) {
+  fs_slot s = {.profile = (char *)profile, .name = (char *)name};
+  fs_run r = {.slot = &s};
+  size_t n = 0;
+  exts[0] = line[0] = '\0';
+  if (run_from_json(&r, doc) == 0) {
+    for (size_t i = 0; i < r.nimages && n + 10 < elen; i++) {
+      n += (size_t)snprintf(exts + n, elen - n, "%s%s", i > 0 ? "," : "", r.images[i].ext);
+    }
+    fs_job_line(&r, 0, line, llen);
+    sqlite3_bind_int(st, 9, r.status == GKP__JOB_FAILED);
+    sqlite3_bind_text(st, 10, exts, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, line, -1, SQLITE_STATIC);
+  }
+  free(r.attempts);
+  free(r.images);
+  free(r.error);
+}
+
 /* Imports one job of the spool.  Returns 0, 1 when skipped, or -EIO. */
 static int import_job(sqlite3 *db, int dirfd, const char *profile, const char *name) {
   char file[FS_NAME_MAX + 32];
@@ -147,6 +171,7 @@ static int import_job(sqlite3 *db, int dirfd, const char *profile, const char *n
   uint64_t run = 0;
   char *prompt, *result;
   long body;
+  char exts[FS_MAX_IMAGES * 6 + 8], line[2048];
   cJSON *doc = NULL;
   sqlite3_stmt *st = NULL;
   int rc = -EIO;
@@ -165,8 +190,8 @@ static int import_job(sqlite3 *db, int dirfd, const char *profile, const char *n
   const cJSON *sp = cJSON_GetObjectItemCaseSensitive(doc, "spool");
   if (sqlite3_prepare_v2(db,
                          "INSERT OR REPLACE INTO jobs(profile, name, run, prompt, created_ms,"
-                         " finished_ms, meta, answer) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                         " RETURNING id",
+                         " finished_ms, meta, answer, failed, exts, line)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
                          -1, &st, NULL) == SQLITE_OK) {
     int64_t now = gkp__now_ms();
     sqlite3_bind_text(st, 1, profile, -1, SQLITE_STATIC);
@@ -178,6 +203,7 @@ static int import_job(sqlite3 *db, int dirfd, const char *profile, const char *n
       sqlite3_bind_int64(st, 6, json_int(sp, "finished_ms", now));
       sqlite3_bind_text(st, 7, result, (int)(off - 1), SQLITE_STATIC);
       sqlite3_bind_blob64(st, 8, result + off, tlen, SQLITE_STATIC);
+      import_extras(st, profile, name, doc, exts, sizeof exts, line, sizeof line);
     }
     if (sqlite3_step(st) == SQLITE_ROW) {
       int64_t job = sqlite3_column_int64(st, 0);
@@ -351,19 +377,19 @@ typedef struct pending {
 } pending;
 
 /* One row of the store, as sqlite3 gave it. */
-typedef struct row {
+typedef struct store_row {
   int64_t id;
   const char *profile, *name;
   uint64_t run;
   const void *prompt;
   size_t plen;
   const char *meta;
-} row;
+} store_row;
 
 /* Restores one row (fs.mu held): a finished job comes back as it was, an
  * unfinished one is added to *todo.  Returns 1 if it was finished, 0 if it
  * is to run again, -1 if it was skipped. */
-static int restore_row(const row *w, pending **todo) {
+static int restore_row(const store_row *w, pending **todo) {
   fs_dir *d = fs_dir_get(w->profile);
   cJSON *doc = w->meta != NULL ? cJSON_Parse(w->meta) : NULL;
   fs_file *f;
@@ -387,19 +413,21 @@ static int restore_row(const row *w, pending **todo) {
       }
       s->run = r;
       rc = 1;
-      if (f != NULL) { /* a finished job's prompt stays on disk */
+      fs_obj_regroup(&s->o, FS_ROW_GROUP(w->id, 0)); /* stable inode numbers */
+      if (f != NULL) {                               /* a finished job's prompt stays on disk */
         fs_file_clear(f);
         f->on_disk = 1;
         f->disk_len = w->plen;
         f->sub_run = w->run;
         f->dirty = 0;
+        fs_obj_regroup(&f->o, FS_ROW_GROUP(w->id, 1));
       }
     } else if (r != NULL) {
       fs_run_unref(r);
     }
   }
   cJSON_Delete(doc);
-  if (rc != 1 && s != NULL && w->plen > 0) {
+  if (rc != 1 && s != NULL && w->plen > 0 && todo != NULL) {
     pending *p = calloc(1, sizeof *p);
     if (p != NULL && (p->prompt = malloc(w->plen)) != NULL) {
       memcpy(p->prompt, w->prompt, w->plen);
@@ -423,35 +451,132 @@ static int restore_row(const row *w, pending **todo) {
   return rc;
 }
 
+/* The counts of finished jobs in the store, for status/metrics. */
+static void count_stored(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT failed, count(*) FROM jobs WHERE meta IS NOT NULL GROUP BY 1",
+                         -1, &st, NULL) == SQLITE_OK) {
+    pthread_mutex_lock(&fs.mu);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      fs.stored[sqlite3_column_int(st, 0) ? 1 : 0] += (uint64_t)sqlite3_column_int64(st, 1);
+    }
+    pthread_mutex_unlock(&fs.mu);
+  }
+  sqlite3_finalize(st);
+}
+
+static const char sql_row[] = "SELECT id, profile, name, run, length(prompt), meta,"
+                              " CASE WHEN meta IS NULL THEN prompt END FROM jobs";
+
+/* Restores the rows a statement selects (fs.mu held).  Returns how many
+ * finished jobs came back. */
+static int restore_rows(sqlite3_stmt *st, pending **todo) {
+  int n = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    store_row w = {.id = sqlite3_column_int64(st, 0),
+                   .profile = (const char *)sqlite3_column_text(st, 1),
+                   .name = (const char *)sqlite3_column_text(st, 2),
+                   .run = (uint64_t)sqlite3_column_int64(st, 3),
+                   .plen = (size_t)sqlite3_column_int64(st, 4),
+                   .meta = (const char *)sqlite3_column_text(st, 5),
+                   .prompt = sqlite3_column_blob(st, 6)};
+    if (w.profile != NULL && w.name != NULL && restore_row(&w, todo) == 1) {
+      n++;
+      fs_dir *d = fs_dir_get(w.profile);
+      fs_slot *s = d != NULL ? fs_slot_get(d, w.name, 0) : NULL;
+      if (s != NULL) {
+        fs_cache_touch(s);
+      }
+    }
+  }
+  return n;
+}
+
+/* Loads the finished job of a query with one parameter bound (fs.mu held). */
+static int fault(const char *where, const char *profile, const char *name, int64_t row) {
+  char sql[512];
+  sqlite3 *db = fs_store_reader();
+  sqlite3_stmt *st = NULL;
+  int n = 0;
+  if (db == NULL) {
+    return 0;
+  }
+  snprintf(sql, sizeof sql, "%s WHERE meta IS NOT NULL AND %s", sql_row, where);
+  fs_dir *d = profile != NULL ? fs_dir_get(profile) : NULL;
+  int64_t mtime = d != NULL ? d->mtime_ms : 0;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+    if (profile != NULL) {
+      sqlite3_bind_text(st, 1, profile, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    } else {
+      sqlite3_bind_int64(st, 1, row);
+    }
+    n = restore_rows(st, NULL);
+  }
+  if (d != NULL) {
+    d->mtime_ms = mtime; /* coming back from the store changes nothing */
+  }
+  sqlite3_finalize(st);
+  fs_store_reader_put(db);
+  return n > 0;
+}
+
+int fs_store_fault_row(int64_t row) {
+  return fault("id = ?1", NULL, NULL, row);
+}
+
+/* Loads the stored job `stem` of d unless memory has it (fs.mu held). */
+static int fault_stem(fs_dir *d, const char *name, size_t len) {
+  char stem[FS_NAME_MAX + 1];
+  if (len == 0 || len > FS_NAME_MAX) {
+    return 0;
+  }
+  memcpy(stem, name, len);
+  stem[len] = '\0';
+  if (fs_smap_get(&d->files, stem) != NULL || fs_smap_get(&d->slots, stem) != NULL) {
+    return 0;
+  }
+  return fault("profile = ?1 AND name = ?2", d->name, stem, 0);
+}
+
+int fs_store_fault(fs_dir *d, const char *name) {
+  size_t n = strlen(name);
+  const char *dot = strrchr(name, '.');
+  int got = fault_stem(d, name, n);
+  if (dot != NULL) {
+    /* "a.out", "a.json", "a.err", "a.png": job "a"; "a-2.png": job "a" too. */
+    got |= fault_stem(d, name, (size_t)(dot - name));
+    const char *dash = NULL;
+    for (const char *p = name; p < dot; p++) {
+      dash = *p == '-' ? p : dash;
+    }
+    if (dash != NULL) {
+      got |= fault_stem(d, name, (size_t)(dash - name));
+    }
+  }
+  return got;
+}
+
 int fs_store_restore(void) {
   sqlite3 *db = fs_store_reader();
   sqlite3_stmt *st = NULL;
   pending *todo = NULL;
-  size_t nfinished = 0, npending = 0;
+  size_t npending = 0;
+  char sql[512];
   if (db == NULL) {
     return -EIO;
   }
-  /* The prompt itself only for unfinished jobs. */
-  if (sqlite3_prepare_v2(db,
-                         "SELECT id, profile, name, run, length(prompt), meta,"
-                         " CASE WHEN meta IS NULL THEN prompt END FROM jobs ORDER BY id",
-                         -1, &st, NULL) != SQLITE_OK) {
+  count_stored(db);
+  /* Finished jobs stay in the store until used: only unfinished ones load. */
+  snprintf(sql, sizeof sql, "%s WHERE meta IS NULL ORDER BY id", sql_row);
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
     fs_log(GKP_LOG_ERROR, "job store %s: %s", fs.db_path, sqlite3_errmsg(db));
     fs_store_reader_put(db);
     return -EIO;
   }
   pthread_mutex_lock(&fs.mu);
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    row w = {.id = sqlite3_column_int64(st, 0),
-             .profile = (const char *)sqlite3_column_text(st, 1),
-             .name = (const char *)sqlite3_column_text(st, 2),
-             .run = (uint64_t)sqlite3_column_int64(st, 3),
-             .plen = (size_t)sqlite3_column_int64(st, 4),
-             .meta = (const char *)sqlite3_column_text(st, 5),
-             .prompt = sqlite3_column_blob(st, 6)};
-    int rc = w.profile != NULL && w.name != NULL ? restore_row(&w, &todo) : -1;
-    nfinished += rc == 1;
-  }
+  restore_rows(st, &todo);
+  uint64_t nfinished = fs.stored[0] + fs.stored[1];
   pthread_mutex_unlock(&fs.mu);
   sqlite3_finalize(st);
   fs_store_reader_put(db);
@@ -468,8 +593,8 @@ int fs_store_restore(void) {
   }
   if (nfinished > 0 || npending > 0) {
     fs_log(GKP_LOG_INFO,
-           "job store %s: %zu finished job(s) restored, %zu unfinished job(s) queued again",
-           fs.db_path, nfinished, npending);
+           "job store %s: %llu finished job(s) kept, %zu unfinished job(s) queued again",
+           fs.db_path, (unsigned long long)nfinished, npending);
   }
   return 0;
 }

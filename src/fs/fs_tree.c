@@ -168,12 +168,33 @@ int fs_obj_add(fs_obj *o, int type) {
   return fs_imap_put(&fs.objs, o->group, o);
 }
 
+int fs_obj_regroup(fs_obj *o, uint64_t group) {
+  if (fs_imap_get(&fs.objs, group) != NULL) {
+    return -EEXIST;
+  }
+  if (fs_imap_put(&fs.objs, group, o) != 0) {
+    return -ENOMEM;
+  }
+  fs_imap_del(&fs.objs, o->group);
+  o->group = group;
+  return 0;
+}
+
 void fs_obj_del(fs_obj *o) {
   fs_imap_del(&fs.objs, o->group);
 }
 
-fs_obj *fs_obj_get(uint64_t group) {
+fs_obj *fs_obj_peek(uint64_t group) {
   return fs_imap_get(&fs.objs, group);
+}
+
+fs_obj *fs_obj_get(uint64_t group) {
+  fs_obj *o = fs_imap_get(&fs.objs, group);
+  if (o == NULL && group >= FS_ROW_GROUP_BASE &&
+      fs_store_fault_row((int64_t)((group - FS_ROW_GROUP_BASE) / 2)) == 1) {
+    o = fs_imap_get(&fs.objs, group);
+  }
+  return o;
 }
 
 /* ---- directories -------------------------------------------------------------- */
@@ -395,6 +416,7 @@ void fs_slot_remove(fs_slot *s) {
   if (s->dir == NULL) {
     return;
   }
+  fs_cache_drop(s);
   fs_smap_del(&s->dir->slots, s->name);
   s->dir->mtime_ms = gkp__now_ms();
   s->dir = NULL;
@@ -406,6 +428,92 @@ void fs_slot_remove(fs_slot *s) {
     fs_run_unref(r);
   }
   fs_slot_unref(s);
+}
+
+/* ---- the cache of finished jobs ---------------------------------------------------- */
+
+void fs_cache_drop(fs_slot *s) {
+  if (!s->in_cache) {
+    return;
+  }
+  if (s->cache_prev != NULL) {
+    s->cache_prev->cache_next = s->cache_next;
+  } else {
+    fs.cache_head = s->cache_next;
+  }
+  if (s->cache_next != NULL) {
+    s->cache_next->cache_prev = s->cache_prev;
+  } else {
+    fs.cache_tail = s->cache_prev;
+  }
+  s->cache_prev = s->cache_next = NULL;
+  s->in_cache = 0;
+  fs.cache_n--;
+}
+
+static void cache_append(fs_slot *s) {
+  s->cache_prev = fs.cache_tail;
+  s->cache_next = NULL;
+  if (fs.cache_tail != NULL) {
+    fs.cache_tail->cache_next = s;
+  } else {
+    fs.cache_head = s;
+  }
+  fs.cache_tail = s;
+  s->in_cache = 1;
+  fs.cache_n++;
+}
+
+/* Whether a cached job can leave memory now: nothing but the tree holds it,
+ * and its prompt (if any) is the stored one, on disk only. */
+static int evictable(const fs_slot *s) {
+  const fs_run *r = s->run;
+  const fs_file *f;
+  if (s->dir == NULL || r == NULL || !r->runner_done || !r->stored || !r->on_disk || r->refs != 1 ||
+      s->refs != 2 || r->parked != NULL || r->pollers != NULL) {
+    return 0;
+  }
+  f = fs_smap_get(&s->dir->files, s->name);
+  return f == NULL || (f->refs == 1 && f->on_disk && !f->dirty && f->sub_run == r->uid);
+}
+
+/* Takes a finished job out of memory: it stays in the store. */
+static void evict(fs_slot *s) {
+  fs_dir *d = s->dir;
+  fs_file *f = fs_smap_get(&d->files, s->name);
+  fs_run *r = s->run;
+  fs_cache_drop(s);
+  if (f != NULL) {
+    fs_smap_del(&d->files, f->name);
+    f->dir = NULL;
+    fs_file_unref(f);
+  }
+  fs_smap_del(&d->slots, s->name);
+  s->dir = NULL;
+  s->run = NULL;
+  fs_run_unref(r);
+  fs_slot_unref(s);
+}
+
+void fs_cache_touch(fs_slot *s) {
+  if (s->dir == NULL || s->run == NULL || !s->run->stored || !s->run->runner_done) {
+    return;
+  }
+  fs_cache_drop(s);
+  cache_append(s);
+  /* Jobs held open go to the back: each is looked at once per trim. */
+  for (size_t tries = fs.cache_n; fs.cache_n > FS_CACHE_JOBS && tries > 0; tries--) {
+    fs_slot *old = fs.cache_head;
+    if (old == s) {
+      break;
+    }
+    if (evictable(old)) {
+      evict(old);
+    } else {
+      fs_cache_drop(old);
+      cache_append(old);
+    }
+  }
 }
 
 /* ---- runs ------------------------------------------------------------------------------ */
