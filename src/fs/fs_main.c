@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -248,6 +249,56 @@ static void clear_stale_mount(const char *mnt) {
   }
 }
 
+/* ---- one daemon per state ----------------------------------------------------------- */
+
+static int lock_fd = -1;
+
+/* Takes the state directory's lock for the daemon's life (released when the
+ * process ends, however it ends): a second mount on the same state would
+ * run every job twice.  Returns 0, or -1 with the reason printed. */
+static int lock_state(const char *statedir, const char *state, const char *mnt) {
+  char path[PATH_MAX], owner[PATH_MAX + 64] = "";
+  snprintf(path, sizeof path, "%s/mount.lock", statedir);
+  lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock_fd < 0) {
+    cli_error("mount: cannot open the lock %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
+    return 0;
+  }
+  ssize_t n = errno == EWOULDBLOCK ? pread(lock_fd, owner, sizeof owner - 1, 0) : -1;
+  long pid = 0;
+  int at = 0;
+  if (n > 0) {
+    owner[n] = '\0';
+    owner[strcspn(owner, "\n")] = '\0';
+    sscanf(owner, "%ld %n", &pid, &at);
+  }
+  if (pid > 0) {
+    cli_error("mount: state %s is already served by pid %ld at %s; not mounting %s", state, pid,
+              owner + at, mnt);
+  } else {
+    cli_error("mount: state %s is already served by another gemini-pool mount (lock %s); not "
+              "mounting %s",
+              state, path, mnt);
+  }
+  close(lock_fd);
+  lock_fd = -1;
+  return -1;
+}
+
+/* Records the daemon's pid and mountpoint in the lock (after it forked). */
+static void lock_record(const char *mnt) {
+  char line[PATH_MAX + 64];
+  int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), mnt);
+  if (lock_fd >= 0 && ftruncate(lock_fd, 0) == 0 && n > 0) {
+    if (pwrite(lock_fd, line, (size_t)n, 0) != n) {
+      fs_log(GKP_LOG_WARN, "cannot record the daemon in its lock file: %s", strerror(errno));
+    }
+  }
+}
+
 /* ---- SIGHUP ------------------------------------------------------------------- */
 
 static pthread_t hup_thread;
@@ -390,7 +441,7 @@ static void raise_fd_limit(void) {
 int cmd_mount(int argc, char **argv) {
   mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT, .keep_ms = FS_DEFAULT_KEEP_MS};
   char found[4096], fopts[2300];
-  char *config = NULL, *state = NULL, *statedir = NULL, *mnt = NULL;
+  char *config = NULL, *state = NULL, *statedir = NULL, *statefile = NULL, *mnt = NULL;
   struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
   struct fuse_session *se = NULL;
   gkp_options po = {0};
@@ -424,8 +475,9 @@ int cmd_mount(int argc, char **argv) {
     goto out;
   }
   statedir = strdup(gkp_pool_state_path(pool));
+  statefile = strdup(gkp_pool_state_path(pool));
   gkp_pool_close(pool);
-  if (statedir == NULL) {
+  if (statedir == NULL || statefile == NULL) {
     goto out;
   }
   char *slash = strrchr(statedir, '/');
@@ -442,6 +494,9 @@ int cmd_mount(int argc, char **argv) {
   mnt = realpath(o.mountpoint, NULL);
   if (mnt == NULL) {
     cli_error("mount: %s: %s (create the directory first)", o.mountpoint, strerror(errno));
+    goto out;
+  }
+  if (lock_state(statedir, statefile, mnt) != 0) {
     goto out;
   }
   struct stat sb;
@@ -492,6 +547,7 @@ int cmd_mount(int argc, char **argv) {
     fuse_remove_signal_handlers(se);
     goto out;
   }
+  lock_record(mnt);
   code = serve(&o, se, po.config_path, state, statedir, mnt);
   fuse_remove_signal_handlers(se);
 
@@ -501,9 +557,14 @@ out:
   }
   fuse_opt_free_args(&args);
   fs_log_close();
+  if (lock_fd >= 0) {
+    close(lock_fd);
+    lock_fd = -1;
+  }
   free(config);
   free(state);
   free(statedir);
+  free(statefile);
   free(mnt);
   return code;
 }

@@ -47,6 +47,25 @@ fs_umount
 fs_mount
 check "imported answers are still there after a restart" cmp -s "$X/flash.k2.out" "$D/k2.out"
 
+# One daemon per state: a second mount on the same state refuses, mounts nothing.
+MNT2=$FS_TMP/mnt2
+mkdir -p "$MNT2"
+"$GEMINI_POOL" mount "$MNT2" -f --config "$FS_KEYS_JSON" --state "$FS_STATE" >"$W/second.log" 2>&1 &
+P2=$!
+second_rc=0
+for _ in $(seq 1 100); do kill -0 $P2 2>/dev/null || break; sleep 0.1; done
+if kill -0 $P2 2>/dev/null; then
+    fusermount3 -u "$MNT2" 2>/dev/null
+    second_rc=running
+fi
+wait $P2 || second_rc=$?
+say "second mount: $(cat "$W/second.log") (exit $second_rc)"
+check "a second mount on the same state exits non-zero" \
+    bash -c "[ '$second_rc' != 0 ] && [ '$second_rc' != running ]"
+check "... saying who serves it" \
+    grep -qF "state $FS_STATE is already served by pid $FS_PID at $MNT" "$W/second.log"
+check "... and mounts nothing" bash -c "! grep -q ' $MNT2 ' /proc/mounts"
+
 # 2. The result is synced before the reader's EOF.  A slow stream puts the last
 # text well before the end, so the order of syncs and reads is clear (strace
 # stamps a call when it starts: a sync's start is before the EOF's return).
