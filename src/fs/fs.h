@@ -226,6 +226,7 @@ enum fs_hkind { FS_H_FILE = 1, FS_H_OUT, FS_H_IMAGE, FS_H_BUF, FS_H_CTL };
 struct fs_handle {
   int kind;
   fs_file *file; /* FS_H_FILE */
+  pid_t opener;  /* FS_H_FILE: the process that opened it (only its close submits) */
   fs_run *run;   /* FS_H_OUT, FS_H_IMAGE */
   size_t image;  /* FS_H_IMAGE */
   int disk;      /* FS_H_OUT, FS_H_IMAGE: read from the store, not memory */

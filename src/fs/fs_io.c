@@ -116,6 +116,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
       fs_file *f = (fs_file *)o;
       if ((h = fs_handle_new(FS_H_FILE)) != NULL) {
         h->file = f;
+        h->opener = fuse_req_ctx(req)->pid;
         f->refs++;
         if (wr && (fi->flags & O_TRUNC) && fs_file_len(f) > 0) {
           fs_file_clear(f);
@@ -312,10 +313,14 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
   fuse_reply_write(req, size);
 }
 
+/* A close(): submits when the process that opened the file closes it.  A
+ * forked child's close (`{ echo a; date; echo b; } > x`, `make > log`)
+ * flushes too, with part of the prompt written: it submits nothing, and
+ * the opener's close (or the last release) submits the whole. */
 void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   fs_handle *h = (fs_handle *)(uintptr_t)fi->fh;
   (void)ino;
-  if (h->kind == FS_H_FILE) {
+  if (h->kind == FS_H_FILE && fuse_req_ctx(req)->pid == h->opener) {
     fs_maybe_submit(h->file, 0);
   }
   fuse_reply_err(req, 0);

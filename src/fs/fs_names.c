@@ -99,6 +99,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
     return;
   }
   h->file = f;
+  h->opener = fuse_req_ctx(req)->pid;
   f->refs++;
   fs_handle_link(h);
   fs_entry_of(FS_INO(f->o.group, 0), &e);
