@@ -58,7 +58,8 @@
 #define FS_SCRATCH_MAX ((size_t)64 << 20)        /* scratch files (editor swap files) */
 #define FS_NAME_MAX 200                          /* names in profile directories */
 #define FS_MAX_IMAGES 200                        /* images per job */
-#define FS_MAX_TEXT ((size_t)64 << 20)           /* an answer */
+#define FS_MAX_TEXT ((size_t)64 << 20)           /* an answer (-o max_answer) */
+#define FS_MAX_IMAGE_BYTES ((size_t)64 << 20)    /* the images of one job */
 #define FS_CACHE_JOBS 1024 /* finished jobs held in memory; the others are in the store only */
 
 /*
@@ -192,8 +193,10 @@ struct fs_run {
   int committing;   /* finished, its result waiting for the store's commit */
   int final_status; /* the status it will read as once committed */
   int cancel_req;
-  int stale;  /* replaced or removed: never stored */
-  int status; /* enum gkp__job_status */
+  int over_cap;       /* the answer (1) or its images (2) went over a cap: it fails */
+  size_t image_bytes; /* the images' bytes so far */
+  int stale;          /* replaced or removed: never stored */
+  int status;         /* enum gkp__job_status */
 
   /* The answer. */
   fs_buf text; /* while in memory */
@@ -272,6 +275,7 @@ typedef struct fs_state {
   uint64_t stored[2]; /* finished jobs in the store: done, failed (the store thread's view) */
 
   size_t max_prompt;
+  size_t max_answer; /* -o max_answer */
   uid_t uid;
   gid_t gid;
   int64_t start_ms;

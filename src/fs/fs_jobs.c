@@ -431,6 +431,12 @@ static const char *err_hint(const fs_run *r) {
     }
   }
   const char *e = r->error != NULL ? r->error : "";
+  if (r->over_cap == 1) {
+    return "Ask for a shorter answer, or mount with a larger -o max_answer (up to 64M).";
+  }
+  if (r->over_cap == 2) {
+    return "Ask for fewer or smaller images.";
+  }
   if (seen[GKP_KIND_BAD_REQUEST] || strstr(e, "refused the request") != NULL) {
     return "Google rejected the request itself: change the prompt (or the profile's settings) "
            "and write it again; retrying as is will fail the same way.";
@@ -545,12 +551,25 @@ static void take_info(fs_run *r, const gkp__job_info *info) {
 
 /* ---- the runner's sink (loop thread) ------------------------------------------- */
 
+/* A cap reached: the job stops and fails (never a cut answer read as
+ * done); what came before the cap stays readable (fs.mu held). */
+static void over_cap(fs_run *r, int which) {
+  if (!r->over_cap) {
+    r->over_cap = which;
+    fs_job_cancel(r);
+  }
+}
+
 static void on_text(void *ud, gkp__job *job, const char *text, size_t len) {
   fs_run *r = ud;
   FS_OUTBOX(ob);
   (void)job;
   pthread_mutex_lock(&fs.mu);
-  if (r->text_len + len <= FS_MAX_TEXT && fs_buf_write(&r->text, r->text_len, text, len) == 0) {
+  if (r->over_cap) {
+    /* stopping: nothing more is kept */
+  } else if (r->text_len + len > fs.max_answer) {
+    over_cap(r, 1);
+  } else if (fs_buf_write(&r->text, r->text_len, text, len) == 0) {
     r->text_len += len;
     fs_job_wake(r, &ob);
   }
@@ -576,8 +595,10 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
   fs_image *n;
   (void)job;
   pthread_mutex_lock(&fs.mu);
-  if (r->nimages < FS_MAX_IMAGES &&
-      (n = realloc(r->images, (r->nimages + 1) * sizeof *n)) != NULL) {
+  if (!r->over_cap && (r->nimages >= FS_MAX_IMAGES || r->image_bytes + len > FS_MAX_IMAGE_BYTES)) {
+    over_cap(r, 2);
+  }
+  if (!r->over_cap && (n = realloc(r->images, (r->nimages + 1) * sizeof *n)) != NULL) {
     r->images = n;
     n = &r->images[r->nimages];
     memset(n, 0, sizeof *n);
@@ -588,6 +609,7 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
       snprintf(n->mime, sizeof n->mime, "%s", mime);
       snprintf(n->ext, sizeof n->ext, "%s", fs_mime_ext(mime));
       r->nimages++;
+      r->image_bytes += len;
     }
   }
   pthread_mutex_unlock(&fs.mu);
@@ -635,6 +657,23 @@ static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
   free(r->error);
   r->error = info->error != NULL && info->error[0] != '\0' ? strdup(info->error) : NULL;
   r->finished_ms = info->finished_ms > 0 ? info->finished_ms : gkp__now_ms();
+  if (r->over_cap && !r->stale) {
+    char msg[256];
+    if (r->over_cap == 1) {
+      snprintf(msg, sizeof msg,
+               "the answer went over the cap of %zu bytes on answers (-o max_answer); it was "
+               "stopped after %zu bytes",
+               fs.max_answer, r->text_len);
+    } else {
+      snprintf(msg, sizeof msg,
+               "the images went over the cap of %zu bytes (or %d images) per job; the job was "
+               "stopped",
+               FS_MAX_IMAGE_BYTES, FS_MAX_IMAGES);
+    }
+    free(r->error);
+    r->error = strdup(msg);
+    r->status = GKP__JOB_FAILED;
+  }
   r->job = NULL;
   gkp__job_release(job);
   /* A finished answer is kept even while stopping; a job cancelled by the

@@ -41,7 +41,7 @@ typedef struct mount_opts {
   cli_common common;
   const char *mountpoint;
   int foreground, debug, single;
-  size_t max_prompt;
+  size_t max_prompt, max_answer;
   int64_t keep_ms;
   char fuse_opts[2048]; /* passed to libfuse */
 } mount_opts;
@@ -51,7 +51,8 @@ static const char MOUNT_USAGE[] =
     "  -f            stay in the foreground (log to stderr)\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -s            single-threaded\n"
-    "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), keep=DURATION\n"
+    "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), max_answer=SIZE\n"
+    "                (default 64M: a longer answer fails the job), keep=DURATION\n"
     "                (finished jobs kept this long: 30d by default, 0 forever),\n"
     "                allow_other, allow_root, and other libfuse mount options\n"
     "Unmount with fusermount3 -u MOUNTPOINT (or Ctrl-C / SIGTERM on the daemon).\n";
@@ -136,6 +137,13 @@ static int parse_o(mount_opts *o, const char *list) {
       o->max_prompt = parse_size(opt + 11);
       if (o->max_prompt == 0 || o->max_prompt > FS_SCRATCH_MAX) {
         cli_error("mount: -o max_prompt=%s: give a size from 1 to 64M (e.g. 4M)", opt + 11);
+        free(copy);
+        return -1;
+      }
+    } else if (strncmp(opt, "max_answer=", 11) == 0) {
+      o->max_answer = parse_size(opt + 11);
+      if (o->max_answer == 0 || o->max_answer > FS_MAX_TEXT) {
+        cli_error("mount: -o max_answer=%s: give a size from 1 to 64M (e.g. 8M)", opt + 11);
         free(copy);
         return -1;
       }
@@ -339,6 +347,7 @@ static int fs_init(const mount_opts *o, const char *statedir, const char *mnt) {
   fs.max_prompt = o->max_prompt;
   fs.start_ms = gkp__now_ms();
   fs.keep_ms = o->keep_ms;
+  fs.max_answer = o->max_answer;
   fs.spool_dir = malloc(strlen(statedir) + 8);
   fs.db_path = malloc(strlen(statedir) + 16);
   if (fs.spool_dir == NULL || fs.db_path == NULL) {
@@ -439,7 +448,9 @@ static void raise_fd_limit(void) {
 }
 
 int cmd_mount(int argc, char **argv) {
-  mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT, .keep_ms = FS_DEFAULT_KEEP_MS};
+  mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT,
+                  .max_answer = FS_MAX_TEXT,
+                  .keep_ms = FS_DEFAULT_KEEP_MS};
   char found[4096], fopts[2300];
   char *config = NULL, *state = NULL, *statedir = NULL, *statefile = NULL, *mnt = NULL;
   struct fuse_args args = FUSE_ARGS_INIT(0, NULL);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One write, one job: a prompt written through one open file by several processes
-# is submitted once, whole, when the process that opened it closes it.
+# is submitted once, whole, when the process that opened it closes it.  Caps are
+# failures: an answer over -o max_answer fails with a clear .err, and cat ends EIO.
 . "$(dirname "$0")/fs_lib.sh"
 fs_setup --keys 2 --big --inflight 4
 fs_mount
@@ -34,4 +35,21 @@ check "... with exactly one request ($before -> $after)" test "$after" -eq $((be
 
 echo p >"$D/quick"
 check "echo p > a; cat a.out still finds the job at once" bash -c "timeout 20 cat '$D/quick.out' | grep -q ."
+# An answer over the cap fails the job; it is never a cut answer read as done.
+fs_umount
+fs_mount -o max_answer=1000
+emu_ctl POST faults '{"scope":"global","answer_bytes":5000}' >/dev/null
+echo "a long answer please" >"$D/long"
+timeout 20 cat "$D/long.out" >"$W/long.out" 2>"$W/long.err"
+rc=$?
+emu_ctl POST faults '{"scope":"global","clear":true}' >/dev/null
+say "cat long.out: exit $rc, $(wc -c <"$W/long.out") bytes, stderr: $(cat "$W/long.err")"
+check "cat of an answer over the cap fails with EIO" \
+    bash -c "[ $rc -ne 0 ] && grep -q 'Input/output error' '$W/long.err'"
+check "... after no more than the cap" test "$(wc -c <"$W/long.out")" -le 1000
+check "the job reads as failed" python3 -c "
+import json, sys; sys.exit(json.load(open('$D/long.json'))['status'] != 'failed')"
+check "its .err names the cap" grep -q 'cap of 1000 bytes on answers' "$D/long.err"
+echo "a short answer please" >"$D/short"
+check "an answer within the cap is done" bash -c "timeout 20 cat '$D/short.out' >/dev/null"
 fs_done
