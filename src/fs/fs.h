@@ -144,6 +144,8 @@ typedef struct fs_file {
   size_t disk_len;  /* its length then */
   int refs;         /* the directory's link + open handles */
   unsigned mode;
+  uid_t uid; /* the creator's (the mounting user's by default) */
+  gid_t gid;
   int64_t mtime_ms, ctime_ms;
 } fs_file;
 
@@ -156,6 +158,9 @@ struct fs_slot {
   fs_run *run;   /* the current run (a reference) */
   int refs;      /* the directory's link + one per run + temporary holders */
   int in_cache;  /* in fs.cache: finished, stored, may leave memory */
+  unsigned mode; /* the outputs' owner and permissions: the prompt's when submitted */
+  uid_t uid;
+  gid_t gid;
   fs_slot *cache_prev, *cache_next;
 };
 
@@ -276,6 +281,7 @@ typedef struct fs_state {
 
   size_t max_prompt;
   size_t max_answer; /* -o max_answer */
+  int status_public; /* -o status_public: status/ readable by all */
   uid_t uid;
   gid_t gid;
   int64_t start_ms;
@@ -473,6 +479,9 @@ uint64_t fs_store_run_id(void);
 /* Queues a finished run (r->committing set, fs.mu held): once its result is
  * committed, fs_job_finished() is called for it. */
 void fs_store_finish(fs_run *r);
+/* Queues a new owner and mode of a stored job (the name's prompt changed
+ * them). */
+void fs_store_mode(const char *profile, const char *name, unsigned mode, uid_t uid, gid_t gid);
 /* Queues the removal of a removed slot's row, unless the name has a new
  * slot already (the name's store lock held; takes fs.mu). */
 void fs_store_remove(fs_slot *s);

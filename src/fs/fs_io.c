@@ -45,6 +45,9 @@ void fs_maybe_submit(fs_file *f, int force) {
       s = fs_slot_get(f->dir, f->name, 1);
       if (s != NULL) {
         s->refs++;
+        s->mode = f->mode;
+        s->uid = f->uid;
+        s->gid = f->gid;
         uid = fs_store_run_id();
         f->sub_run = uid; /* the stored prompt will be this content */
       }

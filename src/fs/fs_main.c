@@ -40,7 +40,7 @@ fs_state fs;
 typedef struct mount_opts {
   cli_common common;
   const char *mountpoint;
-  int foreground, debug, single;
+  int foreground, debug, single, status_public;
   size_t max_prompt, max_answer;
   int64_t keep_ms;
   char fuse_opts[2048]; /* passed to libfuse */
@@ -54,6 +54,7 @@ static const char MOUNT_USAGE[] =
     "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), max_answer=SIZE\n"
     "                (default 64M: a longer answer fails the job), keep=DURATION\n"
     "                (finished jobs kept this long: 30d by default, 0 forever),\n"
+    "                status_public (status/ readable by all users; else by yours only),\n"
     "                allow_other, allow_root, and other libfuse mount options\n"
     "Unmount with fusermount3 -u MOUNTPOINT (or Ctrl-C / SIGTERM on the daemon).\n";
 
@@ -155,6 +156,8 @@ static int parse_o(mount_opts *o, const char *list) {
         free(copy);
         return -1;
       }
+    } else if (strcmp(opt, "status_public") == 0) {
+      o->status_public = 1;
     } else if (strcmp(opt, "debug") == 0) {
       o->debug = o->foreground = 1;
     } else if (strcmp(opt, "default_permissions") == 0) {
@@ -348,6 +351,7 @@ static int fs_init(const mount_opts *o, const char *statedir, const char *mnt) {
   fs.start_ms = gkp__now_ms();
   fs.keep_ms = o->keep_ms;
   fs.max_answer = o->max_answer;
+  fs.status_public = o->status_public;
   fs.spool_dir = malloc(strlen(statedir) + 8);
   fs.db_path = malloc(strlen(statedir) + 16);
   if (fs.spool_dir == NULL || fs.db_path == NULL) {

@@ -83,6 +83,8 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
     f = fs_file_new(d, name);
     if (f != NULL) {
       f->mode = mode & 07777;
+      f->uid = fuse_req_ctx(req)->uid;
+      f->gid = fuse_req_ctx(req)->gid;
       f->excl = (fi->flags & O_EXCL) != 0;
     }
   } else if (fi->flags & O_TRUNC) {
@@ -131,6 +133,8 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
       err = ENOMEM;
     } else {
       f->mode = mode & 07777;
+      f->uid = fuse_req_ctx(req)->uid;
+      f->gid = fuse_req_ctx(req)->gid;
       err = fs_entry_of(FS_INO(f->o.group, 0), &e);
     }
   }

@@ -134,6 +134,11 @@ static void set_time(struct timespec *ts, int64_t ms) {
   ts->tv_nsec = (long)(ms % 1000) * 1000000L;
 }
 
+/* Who may read status/: its owner only, unless -o status_public. */
+static mode_t status_mode(int dir) {
+  return dir ? (fs.status_public ? 0755 : 0700) : (fs.status_public ? 0444 : 0400);
+}
+
 static void base_attr(struct stat *st, fuse_ino_t ino, mode_t mode, off_t size, int64_t mtime) {
   memset(st, 0, sizeof *st);
   st->st_ino = ino;
@@ -149,16 +154,20 @@ static void base_attr(struct stat *st, fuse_ino_t ino, mode_t mode, off_t size, 
   st->st_atim = st->st_mtim;
 }
 
+static int slot_attr(unsigned sub, const fs_run *r, int64_t mtime, fuse_ino_t ino, struct stat *st);
+
 /* Fills the attributes of any inode.  Returns 0 or a positive errno. */
 int fs_attr_of(fuse_ino_t ino, struct stat *st) {
   int64_t t0 = fs.start_ms;
   if (FS_INO_GROUP(ino) == 0) {
     switch (ino) {
     case FS_INO_ROOT:
+      base_attr(st, ino, S_IFDIR | 0755, 0, t0);
+      return 0;
     case FS_INO_STATUS:
     case FS_INO_ST_KEYS:
     case FS_INO_ST_MODELS:
-      base_attr(st, ino, S_IFDIR | 0755, 0, t0);
+      base_attr(st, ino, S_IFDIR | status_mode(1), 0, t0);
       return 0;
     case FS_INO_README:
       base_attr(st, ino, S_IFREG | 0444, (off_t)fs.readme_len, t0);
@@ -170,7 +179,7 @@ int fs_attr_of(fuse_ino_t ino, struct stat *st) {
     case FS_INO_ST_POOLJSON:
     case FS_INO_ST_METRICS:
     case FS_INO_ST_JOBS:
-      base_attr(st, ino, S_IFREG | 0444, 0, gkp__now_ms());
+      base_attr(st, ino, S_IFREG | status_mode(0), 0, gkp__now_ms());
       return 0;
     default:
       return ENOENT;
@@ -194,6 +203,8 @@ int fs_attr_of(fuse_ino_t ino, struct stat *st) {
       return ENOENT;
     }
     base_attr(st, ino, S_IFREG | (f->mode & 07777), (off_t)fs_file_len(f), f->mtime_ms);
+    st->st_uid = f->uid;
+    st->st_gid = f->gid;
     set_time(&st->st_ctim, f->ctime_ms);
     st->st_nlink = f->dir != NULL ? 1 : 0;
     return 0;
@@ -203,18 +214,31 @@ int fs_attr_of(fuse_ino_t ino, struct stat *st) {
     if (sub != 0) {
       return ENOENT;
     }
-    base_attr(st, ino, S_IFREG | 0444, 0, gkp__now_ms());
+    base_attr(st, ino, S_IFREG | status_mode(0), 0, gkp__now_ms());
     return 0;
   case FS_T_SLOT:
     break;
   default:
     return ENOENT;
   }
-  fs_run *r = ((fs_slot *)o)->run;
+  fs_slot *s = (fs_slot *)o;
+  fs_run *r = s->run;
   if (r == NULL) {
     return ENOENT;
   }
   int64_t mtime = r->finished_ms > 0 ? r->finished_ms : r->created_ms;
+  int err = slot_attr(sub, r, mtime, ino, st);
+  if (err == 0) { /* the prompt's owner and read/write bits */
+    st->st_mode = S_IFREG | (s->mode & 0666);
+    st->st_uid = s->uid;
+    st->st_gid = s->gid;
+  }
+  return err;
+}
+
+/* The attributes of a job's output (fs.mu held). */
+static int slot_attr(unsigned sub, const fs_run *r, int64_t mtime, fuse_ino_t ino,
+                     struct stat *st) {
   if (sub == FS_SUB_OUT) {
     base_attr(st, ino, S_IFREG | 0444, (off_t)r->text_len, mtime);
     return 0;
@@ -459,6 +483,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     if (err == 0 && (to_set & FUSE_SET_ATTR_MODE)) {
       f->mode = attr->st_mode & 07777;
       f->ctime_ms = now;
+      fs_slot *s = f->dir != NULL ? fs_slot_get(f->dir, f->name, 0) : NULL;
+      if (s != NULL) { /* `chmod 600 prompt` makes its answer private too */
+        s->mode = f->mode;
+        fs_store_mode(s->profile, s->name, s->mode, s->uid, s->gid);
+      }
     }
     if (err == 0 && (to_set & FUSE_SET_ATTR_MTIME)) {
       f->mtime_ms = (int64_t)attr->st_mtim.tv_sec * 1000 + attr->st_mtim.tv_nsec / 1000000;

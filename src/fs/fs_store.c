@@ -6,7 +6,7 @@
  * Schema (user_version 1):
  *
  *   jobs(id, profile, name, run, prompt, created_ms, finished_ms, meta, answer,
- *        failed, exts, line)
+ *        failed, exts, line, mode, uid, gid)
  *        one row per job name: its latest prompt and, once it has finished,
  *        its metadata (the .json with the restore fields, as one line of
  *        JSON), its answer, and what listings and status/jobs show without
@@ -58,7 +58,7 @@
 #define NSTMT 16
 #define HOUR_MS (3600 * 1000LL)
 
-enum { ITEM_PROMPT = 1, ITEM_RESULT, ITEM_REMOVE, ITEM_SYNC };
+enum { ITEM_PROMPT = 1, ITEM_RESULT, ITEM_REMOVE, ITEM_SYNC, ITEM_MODE };
 
 typedef struct fs_store_item {
   int kind;
@@ -68,6 +68,9 @@ typedef struct fs_store_item {
   char *prompt; /* PROMPT */
   size_t len;
   int64_t created_ms;
+  unsigned mode; /* PROMPT, MODE: the outputs' owner and permissions */
+  uid_t uid_owner;
+  gid_t gid;
   fuse_req_t req; /* SYNC */
   int ok;         /* applied */
   int64_t row;    /* RESULT: the row it went to */
@@ -132,6 +135,7 @@ static const char schema[] =
     " profile TEXT NOT NULL, name TEXT NOT NULL, run INTEGER NOT NULL,"
     " prompt BLOB NOT NULL, created_ms INTEGER NOT NULL, finished_ms INTEGER,"
     " meta TEXT, answer BLOB, failed INTEGER, exts TEXT, line TEXT,"
+    " mode INTEGER NOT NULL DEFAULT 420, uid INTEGER, gid INTEGER,"
     " UNIQUE(profile, name));"
     "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_ms);"
     "CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_ms);"
@@ -306,8 +310,21 @@ int fs_store_prompt(fs_slot *s, uint64_t run, const char *prompt, size_t len) {
   it->len = len;
   it->uid = run;
   it->created_ms = gkp__now_ms();
+  it->mode = s->mode;
+  it->uid_owner = s->uid;
+  it->gid = s->gid;
   push(it);
   return 0;
+}
+
+void fs_store_mode(const char *profile, const char *name, unsigned mode, uid_t uid, gid_t gid) {
+  fs_store_item *it = item_new(ITEM_MODE, profile, name);
+  if (it != NULL) {
+    it->mode = mode;
+    it->uid_owner = uid;
+    it->gid = gid;
+    push(it);
+  }
 }
 
 void fs_store_finish(fs_run *r) {
@@ -364,7 +381,10 @@ void fs_store_remove(fs_slot *s) {
 static const char sql_del[] = "DELETE FROM jobs WHERE profile = ?1 AND name = ?2"
                               " RETURNING meta IS NOT NULL, failed";
 static const char sql_ins[] =
-    "INSERT INTO jobs(profile, name, run, prompt, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO jobs(profile, name, run, prompt, created_ms, mode, uid, gid)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+static const char sql_mode[] =
+    "UPDATE jobs SET mode = ?3, uid = ?4, gid = ?5 WHERE profile = ?1 AND name = ?2";
 static const char sql_result[] =
     "UPDATE jobs SET finished_ms = ?1, meta = ?2, answer = ?3, failed = ?7, exts = ?8, line = ?9"
     " WHERE profile = ?4 AND name = ?5 AND run = ?6 RETURNING id";
@@ -400,6 +420,21 @@ static int apply_prompt(fs_store_item *it) {
   sqlite3_bind_int64(st, 3, (sqlite3_int64)it->uid);
   sqlite3_bind_blob64(st, 4, it->prompt, it->len, SQLITE_STATIC);
   sqlite3_bind_int64(st, 5, it->created_ms);
+  sqlite3_bind_int(st, 6, (int)it->mode);
+  sqlite3_bind_int64(st, 7, (sqlite3_int64)it->uid_owner);
+  sqlite3_bind_int64(st, 8, (sqlite3_int64)it->gid);
+  return wstep(st);
+}
+
+static int apply_mode(fs_store_item *it) {
+  sqlite3_stmt *st = wstmt(sql_mode);
+  if (st == NULL) {
+    return -EIO;
+  }
+  bind_name(st, it->profile, it->name);
+  sqlite3_bind_int(st, 3, (int)it->mode);
+  sqlite3_bind_int64(st, 4, (sqlite3_int64)it->uid_owner);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)it->gid);
   return wstep(st);
 }
 
@@ -478,6 +513,9 @@ static void apply(fs_store_item *it) {
     break;
   case ITEM_REMOVE:
     rc = apply_remove(it);
+    break;
+  case ITEM_MODE:
+    rc = apply_mode(it);
     break;
   default:
     break;

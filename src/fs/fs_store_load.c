@@ -384,6 +384,9 @@ typedef struct store_row {
   const void *prompt;
   size_t plen;
   const char *meta;
+  unsigned mode;
+  uid_t uid;
+  gid_t gid;
 } store_row;
 
 /* Restores one row (fs.mu held): a finished job comes back as it was, an
@@ -403,6 +406,16 @@ static int restore_row(const store_row *w, pending **todo) {
     f = fs_file_new(d, w->name);
   }
   s = fs_slot_get(d, w->name, 1);
+  if (f != NULL) { /* the owner and permissions it was written with */
+    f->mode = w->mode;
+    f->uid = w->uid;
+    f->gid = w->gid;
+  }
+  if (s != NULL) {
+    s->mode = w->mode;
+    s->uid = w->uid;
+    s->gid = w->gid;
+  }
   if (s != NULL && doc != NULL) {
     fs_run *r = fs_run_new(s);
     if (r != NULL && run_from_json(r, doc) == 0) {
@@ -466,20 +479,26 @@ static void count_stored(sqlite3 *db) {
 }
 
 static const char sql_row[] = "SELECT id, profile, name, run, length(prompt), meta,"
-                              " CASE WHEN meta IS NULL THEN prompt END FROM jobs";
+                              " CASE WHEN meta IS NULL THEN prompt END, mode, uid, gid FROM jobs";
 
 /* Restores the rows a statement selects (fs.mu held).  Returns how many
  * finished jobs came back. */
 static int restore_rows(sqlite3_stmt *st, pending **todo) {
   int n = 0;
   while (sqlite3_step(st) == SQLITE_ROW) {
-    store_row w = {.id = sqlite3_column_int64(st, 0),
-                   .profile = (const char *)sqlite3_column_text(st, 1),
-                   .name = (const char *)sqlite3_column_text(st, 2),
-                   .run = (uint64_t)sqlite3_column_int64(st, 3),
-                   .plen = (size_t)sqlite3_column_int64(st, 4),
-                   .meta = (const char *)sqlite3_column_text(st, 5),
-                   .prompt = sqlite3_column_blob(st, 6)};
+    store_row w = {
+        .id = sqlite3_column_int64(st, 0),
+        .profile = (const char *)sqlite3_column_text(st, 1),
+        .name = (const char *)sqlite3_column_text(st, 2),
+        .run = (uint64_t)sqlite3_column_int64(st, 3),
+        .plen = (size_t)sqlite3_column_int64(st, 4),
+        .meta = (const char *)sqlite3_column_text(st, 5),
+        .prompt = sqlite3_column_blob(st, 6),
+        .mode = (unsigned)sqlite3_column_int(st, 7) & 07777,
+        .uid =
+            sqlite3_column_type(st, 8) == SQLITE_NULL ? fs.uid : (uid_t)sqlite3_column_int64(st, 8),
+        .gid = sqlite3_column_type(st, 9) == SQLITE_NULL ? fs.gid
+                                                         : (gid_t)sqlite3_column_int64(st, 9)};
     if (w.profile != NULL && w.name != NULL && restore_row(&w, todo) == 1) {
       n++;
       fs_dir *d = fs_dir_get(w.profile);

@@ -284,6 +284,8 @@ fs_file *fs_file_new(fs_dir *d, const char *name) {
   f->dir = d;
   f->refs = 1;
   f->mode = 0644;
+  f->uid = fs.uid;
+  f->gid = fs.gid;
   f->mtime_ms = f->ctime_ms = gkp__now_ms();
   if (fs_obj_add(&f->o, FS_T_FILE) != 0) {
     free(f->name);
@@ -398,6 +400,9 @@ fs_slot *fs_slot_get(fs_dir *d, const char *name, int create) {
   }
   s->dir = d;
   s->refs = 1;
+  s->mode = 0644;
+  s->uid = fs.uid;
+  s->gid = fs.gid;
   d->mtime_ms = gkp__now_ms();
   return s;
 }
