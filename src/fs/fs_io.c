@@ -205,13 +205,13 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     }
   }
   if (h->kind != FS_H_FILE) {
-    /* Sizes are not known in advance: every read reaches us, no seeking.
-     * An answer that is already complete (and an image) has a size and
-     * never changes: it may be seeked, so that cmp -s, wc -c and tail -c,
-     * which trust st_size of a regular file, see it right. */
+    /* Sizes are not known in advance: every read reaches us.  Every
+     * generated file may be seeked (head -n 1 seeks back after the line it
+     * printed, and fails on a regular file that cannot): a handle's content
+     * is fixed when it is opened (a snapshot), and a running answer's reads
+     * at any offset wait for text as sequential ones do. */
     fi->direct_io = 1;
-    fi->nonseekable =
-        h->kind == FS_H_BUF || h->kind == FS_H_CTL || (h->kind == FS_H_OUT && !h->done);
+    fi->nonseekable = 0;
     /* Only a prompt's close means something (it submits): spare the others
      * a FLUSH round trip. */
     fi->noflush = h->kind != FS_H_CTL;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One write, one job: a prompt written through one open file by several processes
-# is submitted once, whole, when the process that opened it closes it.  Caps are
+# is submitted once, whole, when the process that opened it closes it.  Every
+# generated file reads with head, tail (-f), less, grep and wc -c.  Caps are
 # failures: an answer over -o max_answer fails with a clear .err, and cat ends EIO.
 . "$(dirname "$0")/fs_lib.sh"
 fs_setup --keys 2 --big --inflight 4
@@ -35,6 +36,35 @@ check "... with exactly one request ($before -> $after)" test "$after" -eq $((be
 
 echo p >"$D/quick"
 check "echo p > a; cat a.out still finds the job at once" bash -c "timeout 20 cat '$D/quick.out' | grep -q ."
+# head, tail, less, grep and wc -c work on every generated file, without errors.
+emu_ctl POST replay '{"status":400,"body_json":{"error":{"code":400,"message":"Refused.","status":"INVALID_ARGUMENT"}}}' >/dev/null
+echo "refuse this" >"$D/bad"
+timeout 20 cat "$D/bad.out" >/dev/null 2>&1
+echo "draw a square" >"$MNT/image/pic"
+timeout 20 cat "$MNT/image/pic.out" >/dev/null
+ok=1
+for f in "$D/m.out" "$D/m.json" "$D/bad.err" "$MNT/image/pic.png" "$MNT/README" "$MNT/status/pool" \
+    "$MNT/status/pool.json" "$MNT/status/metrics" "$MNT/status/jobs" "$MNT/status/keys/key1"; do
+    full=$(cat "$f" | wc -c)
+    errs=$( { head -n 1 "$f" >/dev/null; tail -n 2 "$f" >/dev/null; grep -c . "$f" >/dev/null;
+              less "$f" </dev/null >/dev/null; } 2>&1)
+    wc=$(wc -c <"$f" 2>&1)
+    if [ -n "$errs" ] || [ "$wc" != "$full" ]; then
+        ok=0
+        say "${f#"$MNT"/}: wc -c says $wc of $full bytes; errors: $errs"
+    fi
+done
+check "head, tail, grep, less and wc -c work on every generated file" test $ok = 1
+emu_ctl POST faults '{"scope":"global","chunk_delay_ms":200}' >/dev/null
+echo "a slow answer" >"$D/slow"
+check "head -n 1 on a running .out prints its first line" \
+    bash -c "head -n 1 '$D/slow.out' 2>&1 | grep -q '^\[fake-gemini'"
+echo "another slow answer" >"$D/slow2"
+timeout 2 tail -f "$D/slow2.out" >"$W/tailf.out" 2>"$W/tailf.err"
+emu_ctl POST faults '{"scope":"global","clear":true}' >/dev/null
+check "tail -f on a running .out follows it" \
+    bash -c "grep -q '^\[fake-gemini' '$W/tailf.out' && ! [ -s '$W/tailf.err' ]"
+
 # An answer over the cap fails the job; it is never a cut answer read as done.
 fs_umount
 fs_mount -o max_answer=1000
