@@ -2,7 +2,8 @@
  * fs.h - the FUSE filesystem (gemini-pool mount): shared types of its modules.
  *
  * Modules:
- *   fs_main.c    the command: options, mount, daemon, signals, shutdown
+ *   fs_main.c    fs_mount_run (fs_mount.h, the entry point the command line
+ *                calls with parsed options): mount, daemon, signals, shutdown
  *   fs_ops.c     the operations table; handles, attributes, lookup, directories
  *   fs_io.c      open, read, write, flush (which submits), release, poll
  *   fs_names.c   create, unlink, rename
@@ -43,16 +44,17 @@
 #include <sys/types.h>
 
 #include "fs/fs_map.h"
+#include "fs/fs_mount.h"
 #include "gkp.h"
 #include "runner/runner.h"
 
 /* ---- limits and names ---------------------------------------------------- */
 
-#define FS_DEFAULT_MAX_PROMPT ((size_t)1 << 20) /* -o max_prompt */
-#define FS_SCRATCH_MAX ((size_t)64 << 20)       /* scratch files (editor swap files) */
-#define FS_NAME_MAX 200                         /* names in profile directories */
-#define FS_MAX_IMAGES 200                       /* images per job */
-#define FS_MAX_TEXT ((size_t)64 << 20)          /* an answer */
+/* FS_DEFAULT_MAX_PROMPT and FS_SCRATCH_MAX (scratch files, editor swap
+ * files) are in fs_mount.h. */
+#define FS_NAME_MAX 200                /* names in profile directories */
+#define FS_MAX_IMAGES 200              /* images per job */
+#define FS_MAX_TEXT ((size_t)64 << 20) /* an answer */
 
 /*
  * Inode numbers: (group << 8) | sub.  Group 0 holds the fixed nodes (the
