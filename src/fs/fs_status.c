@@ -14,6 +14,7 @@
 
 #include "common/dynbuf.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "engine/status.h"
 #include "fs/fs.h"
@@ -466,16 +467,12 @@ static int render_jobs(char **out, size_t *len) {
       if (r == NULL) {
         continue;
       }
-      if (n == cap) {
-        size_t nc = cap ? cap * 2 : 256;
-        job_line *nl = realloc(lines, nc * sizeof *nl);
-        if (nl == NULL) {
-          rc = -ENOMEM;
-          break;
-        }
-        lines = nl;
-        cap = nc;
+      job_line *nl = gkp__grow(lines, &cap, n + 1, sizeof *nl, 256);
+      if (nl == NULL) {
+        rc = -ENOMEM;
+        break;
       }
+      lines = nl;
       if (r->error != NULL) {
         snprintf(err, sizeof err, "%s", r->error);
         for (char *c = err; *c != '\0'; c++) {

@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "runner/job.h"
 
@@ -288,16 +289,12 @@ static int build_body(gkp__job *job, gkp_error *err) {
 static int add_attempt(gkp__job *job, int http_status, int kind) {
   gkp__attempt *a;
   pthread_mutex_lock(&job->mu);
-  if (job->nattempts == job->capattempts) {
-    size_t cap = job->capattempts ? job->capattempts * 2 : 4;
-    gkp__attempt *n = realloc(job->attempts, cap * sizeof *n);
-    if (n == NULL) {
-      pthread_mutex_unlock(&job->mu);
-      return -ENOMEM;
-    }
-    job->attempts = n;
-    job->capattempts = cap;
+  gkp__attempt *n = gkp__grow(job->attempts, &job->capattempts, job->nattempts + 1, sizeof *n, 4);
+  if (n == NULL) {
+    pthread_mutex_unlock(&job->mu);
+    return -ENOMEM;
   }
+  job->attempts = n;
   a = &job->attempts[job->nattempts++];
   memset(a, 0, sizeof *a);
   gkp__strlcpy(a->key_id, job->lease.key_id, sizeof a->key_id);
@@ -805,15 +802,6 @@ void gkp__job_release(gkp__job *job) {
 
 /* ---- submission ---------------------------------------------------------------- */
 
-static char *dup_n(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d != NULL) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 static unsigned tool_bits(const char *const *tools, size_t n) {
   unsigned bits = 0;
   for (size_t i = 0; i < n; i++) {
@@ -903,8 +891,8 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
     job_free(job);
     return NULL;
   }
-  job->prompt = dup_n(s->prompt, s->prompt_len);
-  job->context = s->context != NULL ? dup_n(s->context, s->context_len) : NULL;
+  job->prompt = gkp__dup_n(s->prompt, s->prompt_len);
+  job->context = s->context != NULL ? gkp__dup_n(s->context, s->context_len) : NULL;
   if (s->image != NULL) {
     job->image = malloc(s->image_len > 0 ? s->image_len : 1);
     if (job->image != NULL) {
@@ -944,8 +932,8 @@ int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
   out->model_used = strdup(in.model_used);
   out->key_id = strdup(in.key_id);
   out->error = strdup(in.error);
-  out->text = dup_n(in.text != NULL ? in.text : "", in.text_len);
-  out->thoughts = dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
+  out->text = gkp__dup_n(in.text != NULL ? in.text : "", in.text_len);
+  out->thoughts = gkp__dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
   gkp__attempt *a = malloc(sizeof *a * (in.nattempts > 0 ? in.nattempts : 1));
   if (a != NULL && in.nattempts > 0) {
     memcpy(a, in.attempts, sizeof *a * in.nattempts);
