@@ -14,6 +14,10 @@
  *   fs_map.c     hash maps
  *   fs_log.c     logging (stderr in the foreground, a log file otherwise)
  *
+ * The filesystem uses common, config, engine and runner, never cli; the
+ * command line sees only fs_mount.h.  docs/ARCHITECTURE.md has the whole
+ * module graph, the threads, the lock order and a job's life cycle.
+ *
  * Threads and locks:
  * - libfuse's worker threads (a bounded pool) run the operations.  They
  *   never wait for a job: a read with nothing to return is *parked* (its
@@ -22,6 +26,7 @@
  * - The runner's event-loop thread calls the sink (fs_jobs.c): new text,
  *   state changes, completion.  It answers parked reads itself.
  * - The spool thread writes finished jobs to disk.
+ * - The SIGHUP thread (fs_main.c) reloads the configuration.
  * - fs.mu guards the whole tree (every structure below unless noted).  It is
  *   held for memory work only (and for reading a finished job's prompt back
  *   from the spool), never across network I/O and never while calling into
@@ -347,7 +352,7 @@ void fs_run_trim(fs_run *r);
 void fs_image_name(const fs_slot *s, const fs_run *r, size_t i, char *buf, size_t len);
 
 /* Reads the profile list (and keys and models) from the configuration and
- * syncs the tree.  Takes cfg_lock, then fs.mu. */
+ * syncs the tree.  Takes cfg_lock and drops it, then takes fs.mu. */
 int fs_tree_sync_config(void);
 /* Frees the whole tree (at the end, once nothing else runs). */
 void fs_tree_free(void);
