@@ -519,14 +519,9 @@ static int render_jobs(char **out, size_t *len) {
 /* ---- the entry point ---------------------------------------------------------------------- */
 
 static int copy_text(const char *text, size_t n, char **out, size_t *len) {
-  *out = malloc(n + 1);
-  if (*out == NULL) {
-    return -ENOMEM;
-  }
-  memcpy(*out, text, n);
-  (*out)[n] = '\0';
+  *out = gkp__dup_n(text, n);
   *len = n;
-  return 0;
+  return *out != NULL ? 0 : -ENOMEM;
 }
 
 int fs_status_render(fuse_ino_t ino, char **out, size_t *len) {
