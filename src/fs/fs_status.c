@@ -14,6 +14,7 @@
 
 #include "common/dynbuf.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "engine/status.h"
 #include "fs/fs.h"
@@ -533,14 +534,9 @@ static int render_jobs(char **out, size_t *len) {
 }
 
 static int copy_text(const char *text, size_t n, char **out, size_t *len) {
-  *out = malloc(n + 1);
-  if (*out == NULL) {
-    return -ENOMEM;
-  }
-  memcpy(*out, text, n);
-  (*out)[n] = '\0';
+  *out = gkp__dup_n(text, n);
   *len = n;
-  return 0;
+  return *out != NULL ? 0 : -ENOMEM;
 }
 
 int fs_status_render(fuse_ino_t ino, char **out, size_t *len) {
