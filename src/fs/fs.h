@@ -491,8 +491,10 @@ void fs_store_mode(const char *profile, const char *name, unsigned mode, uid_t u
 /* Queues the removal of a removed slot's row, unless the name has a new
  * slot already (the name's store lock held; takes fs.mu). */
 void fs_store_remove(fs_slot *s);
-/* Replies to an fsync() once everything queued so far is committed. */
-void fs_store_sync(fuse_req_t req);
+/* Replies to req once everything queued so far is committed: `durable`,
+ * synced to stable storage (an fsync()); else written to the log (a close()
+ * that submitted a prompt: the job then survives the daemon's death). */
+void fs_store_sync(fuse_req_t req, int durable);
 /* Reads stored bytes: the answer of job row `row` (image < 0) or its image.
  * Returns the count (0 at the end) or a negative errno. */
 ssize_t fs_store_read(int64_t row, int image, void *buf, size_t size, off_t off);

@@ -23,7 +23,7 @@
  * since it was last submitted (or `force`, for a rename).  Called without
  * fs.mu; the caller holds a reference on f.
  */
-void fs_maybe_submit(fs_file *f, int force) {
+int fs_maybe_submit(fs_file *f, int force) {
   fs_slot *s = NULL;
   char *copy = NULL;
   size_t len = 0;
@@ -32,7 +32,7 @@ void fs_maybe_submit(fs_file *f, int force) {
   pthread_mutex_lock(&fs.mu);
   if (!f->dirty && !force) {
     pthread_mutex_unlock(&fs.mu);
-    return;
+    return 0;
   }
   f->dirty = 0;
   if (f->dir != NULL && !f->dir->gone && !fs_file_scratch(f) && !f->too_big && f->data.len > 0) {
@@ -64,6 +64,7 @@ void fs_maybe_submit(fs_file *f, int force) {
     pthread_mutex_unlock(&fs.mu);
   }
   free(copy);
+  return s != NULL;
 }
 
 /* ---- open, read, write, flush, release ---------------------------------------------------- */
@@ -373,8 +374,11 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   fs_handle *h = (fs_handle *)(uintptr_t)fi->fh;
   (void)ino;
-  if (h->kind == FS_H_FILE && fuse_req_ctx(req)->pid == h->opener) {
-    fs_maybe_submit(h->file, 0);
+  if (h->kind == FS_H_FILE && fuse_req_ctx(req)->pid == h->opener && fs_maybe_submit(h->file, 0)) {
+    /* close() returns once the prompt is written to the store's log: a job
+     * whose writer saw success survives the daemon's death. */
+    fs_store_sync(req, 0);
+    return;
   }
   fuse_reply_err(req, 0);
 }
@@ -398,7 +402,7 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
   (void)ino;
   (void)datasync;
   if (h->kind == FS_H_FILE) {
-    fs_store_sync(req);
+    fs_store_sync(req, 1);
   } else {
     fuse_reply_err(req, 0);
   }

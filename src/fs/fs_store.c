@@ -342,7 +342,7 @@ void fs_store_finish(fs_run *r) {
   push(it);
 }
 
-void fs_store_sync(fuse_req_t req) {
+void fs_store_sync(fuse_req_t req, int durable) {
   fs_store_item *it = item_new(ITEM_SYNC, NULL, NULL);
   if (it == NULL || !fs.store_started) {
     free(it);
@@ -350,6 +350,7 @@ void fs_store_sync(fuse_req_t req) {
     return;
   }
   it->req = req;
+  it->ok = durable; /* until applied: whether its commit must be synced */
   push(it);
 }
 
@@ -570,8 +571,47 @@ static void after_commit(fs_store_item *list, int committed) {
   }
 }
 
+/* Whether a batch's commit must reach stable storage: it holds a result
+ * (a job reads as finished only once it is) or an fsync().  Prompts and
+ * removals alone are written to the log without a sync: they survive the
+ * daemon's death at once, and a power cut from the next synced commit on. */
+static int batch_durable(const fs_store_item *list) {
+  for (; list != NULL; list = list->next) {
+    if (list->kind == ITEM_RESULT || (list->kind == ITEM_SYNC && list->ok)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Checkpoints are ours, made after a synced commit (synchronous=FULL then
+ * syncs the log before and the database after): one made by a commit
+ * without a sync could let the log be reused before the database is on
+ * disk. */
+static int wal_frames;
+
+static int on_wal(void *ud, sqlite3 *db, const char *name, int frames) {
+  (void)ud;
+  (void)db;
+  (void)name;
+  wal_frames = frames;
+  return SQLITE_OK;
+}
+
+static void checkpoint(void) {
+  if (sqlite3_wal_checkpoint_v2(wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK) {
+    wal_frames = 0;
+  }
+}
+
 /* Applies a batch in one transaction and commits it. */
 static void write_batch(fs_store_item *list) {
+  static int synced = -1; /* the connection's synchronous setting */
+  int durable = batch_durable(list);
+  if (durable != synced) {
+    wexec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF");
+    synced = durable;
+  }
   int committed = wexec("BEGIN IMMEDIATE") == 0;
   if (committed) {
     for (fs_store_item *it = list; it != NULL; it = it->next) {
@@ -583,6 +623,9 @@ static void write_batch(fs_store_item *list) {
     }
   }
   after_commit(list, committed);
+  if (durable && wal_frames >= 1000) {
+    checkpoint();
+  }
   while (list != NULL) {
     fs_store_item *next = list->next;
     item_free(list);
@@ -833,6 +876,7 @@ int fs_store_start(void) {
   if ((wdb = db_open(1)) == NULL) {
     return -EIO;
   }
+  sqlite3_wal_hook(wdb, on_wal, NULL); /* replaces the automatic checkpoints */
   if ((rc = fs_spool_import(wdb, fs.spool_dir)) != 0) {
     return rc;
   }
