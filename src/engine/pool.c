@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/securedir.h"
 #include "common/timeutil.h"
+#include "engine/bounds.h"
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
 
@@ -79,33 +81,15 @@ int gkp__lease_live(const gkp__lease_rec *l, int64_t now_ms) {
 
 /* ---- opening ----------------------------------------------------------- */
 
-static int mkdirs(char *dir, gkp_error *err) {
-  for (char *p = dir + 1; *p != '\0'; p++) {
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        int e = errno;
-        *p = '/';
-        return gkp__err(err, -e, "cannot create directory %s: %s", dir, strerror(e));
-      }
-      *p = '/';
-    }
-  }
-  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-    return gkp__err(err, -errno, "cannot create directory %s: %s", dir, strerror(errno));
-  }
-  return 0;
-}
-
 /* Works out the state file's path (explicit, $GEMINI_POOL_STATE,
- * $XDG_STATE_HOME/gemini-pool/state.db or ~/.local/state/...) and creates
- * its directory.  Returns a malloc'd path or NULL with err set. */
+ * $XDG_STATE_HOME/gemini-pool/state.db or ~/.local/state/...), creates its
+ * directory and checks that it belongs to the user alone.  Returns a
+ * malloc'd path or NULL with err set. */
 static char *state_path(const char *explicit_path, gkp_error *err) {
   char buf[4096];
   const char *env = getenv("GEMINI_POOL_STATE");
   const char *xdg = getenv("XDG_STATE_HOME");
   const char *home = getenv("HOME");
-  char *slash;
 
   if (explicit_path != NULL && explicit_path[0] != '\0') {
     snprintf(buf, sizeof buf, "%s", explicit_path);
@@ -121,13 +105,8 @@ static char *state_path(const char *explicit_path, gkp_error *err) {
              "or pass --state FILE");
     return NULL;
   }
-  slash = strrchr(buf, '/');
-  if (slash != NULL && slash != buf) {
-    *slash = '\0';
-    if (mkdirs(buf, err) != 0) {
-      return NULL;
-    }
-    *slash = '/';
+  if (gkp__secure_parent(buf, 1, "the state directory", err) != 0) {
+    return NULL;
   }
   return strdup(buf);
 }
@@ -587,9 +566,7 @@ int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease
   if (wait != NULL) {
     memset(wait, 0, sizeof *wait);
   }
-  if (est_tokens < 0) {
-    est_tokens = 0;
-  }
+  est_tokens = gkp__clamp64(est_tokens, 0, GKP__TOKENS_MAX);
   mi = gkp__pool_begin_model(pool, model, err);
   if (mi < 0) {
     return mi;
@@ -735,16 +712,15 @@ int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *us
   p->streak_server = 0;
   p->last_error[0] = '\0';
   if (usage != NULL) {
-    if (usage->prompt_tokens >= 0) {
-      gkp__correct_tokens(p, lease->started_ms, usage->prompt_tokens - lease->est_tokens);
-      p->tokens_in_total += (uint64_t)usage->prompt_tokens;
+    /* The counts come from the answer: bounded before they are stored. */
+    int64_t in = gkp__clamp64(usage->prompt_tokens, -1, GKP__TOKENS_MAX);
+    int64_t out = gkp__clamp64(usage->candidates_tokens, 0, GKP__TOKENS_MAX);
+    int64_t thoughts = gkp__clamp64(usage->thoughts_tokens, 0, GKP__TOKENS_MAX);
+    if (in >= 0) {
+      gkp__correct_tokens(p, lease->started_ms, in - lease->est_tokens);
+      p->tokens_in_total += (uint64_t)in;
     }
-    if (usage->candidates_tokens > 0) {
-      p->tokens_out_total += (uint64_t)usage->candidates_tokens;
-    }
-    if (usage->thoughts_tokens > 0) {
-      p->tokens_out_total += (uint64_t)usage->thoughts_tokens;
-    }
+    p->tokens_out_total += (uint64_t)out + (uint64_t)thoughts;
   }
   gkp__store_commit(pool->st);
   gkp__store_unlock(pool->st);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "engine/bounds.h"
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
 
@@ -74,7 +75,7 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
   switch (v->kind) {
   case GKP_KIND_RPM:
   case GKP_KIND_TPM: {
-    int64_t d = v->retry_ms >= 0 ? max64(v->retry_ms, SECOND) : MINUTE;
+    int64_t d = v->retry_ms >= 0 ? gkp__clamp64(v->retry_ms, SECOND, GKP__DELAY_MAX_MS) : MINUTE;
     until = cool_pm(p, now + d, v->kind);
     break;
   }
@@ -112,12 +113,13 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
     break; /* model not found, bad request: no penalty */
   }
   if (v->learned_limit >= 0) {
+    int64_t limit = gkp__clamp64(v->learned_limit, 0, GKP__LIMIT_MAX);
     if (v->learned_metric == GKP_KIND_RPM) {
-      p->learned[0] = v->learned_limit;
+      p->learned[0] = limit;
     } else if (v->learned_metric == GKP_KIND_TPM) {
-      p->learned[1] = v->learned_limit;
+      p->learned[1] = limit;
     } else if (v->learned_metric == GKP_KIND_RPD) {
-      p->learned[2] = v->learned_limit;
+      p->learned[2] = limit;
     }
   }
   if (v->kind > GKP_KIND_NONE && v->kind < GKP_KIND_COUNT) {
