@@ -162,7 +162,7 @@ static void start_all(gkp__loop *loop, void *ud) {
       snprintf(k->line, sizeof k->line, "not checked: %s", err.msg);
       check_finished(ck);
     }
-    memset(secret, 0, sizeof secret);
+    explicit_bzero(secret, sizeof secret);
   }
 }
 

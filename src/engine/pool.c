@@ -209,16 +209,16 @@ fail:
 int gkp_pool_open(gkp_pool **out, const gkp_options *opts, gkp_error *err) {
   char path[4096];
   gkp__config *cfg = NULL;
-  int rc;
+  int rc, origin = GKP_CONFIG_GIVEN;
 
   *out = NULL;
   gkp__err_clear(err);
-  rc = gkp__config_find(opts != NULL ? opts->config_path : NULL, path, sizeof path, err);
+  rc = gkp__config_locate(opts != NULL ? opts->config_path : NULL, path, sizeof path, &origin, err);
   if (rc != 0) {
     return rc;
   }
-  rc = gkp__config_load(path, opts != NULL ? opts->log : NULL, opts != NULL ? opts->log_ud : NULL,
-                        &cfg, err);
+  rc = gkp__config_load_from(path, origin, opts != NULL ? opts->log : NULL,
+                             opts != NULL ? opts->log_ud : NULL, &cfg, err);
   if (rc != 0) {
     return rc;
   }
@@ -300,7 +300,8 @@ int gkp_pool_reload(gkp_pool *pool, gkp_error *err) {
   if (pool->config_path == NULL) {
     return gkp__err(err, -EINVAL, "this pool was opened from text; there is no file to re-read");
   }
-  rc = gkp__config_load(pool->config_path, pool->log, pool->log_ud, &cfg, err);
+  rc = gkp__config_load_from(pool->config_path, pool->cfg->origin, pool->log, pool->log_ud, &cfg,
+                             err);
   if (rc != 0) {
     return rc;
   }
@@ -346,6 +347,10 @@ const char *gkp_pool_state_path(const gkp_pool *pool) {
 
 const char *gkp_pool_config_path(const gkp_pool *pool) {
   return pool->config_path != NULL ? pool->config_path : pool->cfg->path;
+}
+
+int gkp_pool_config_origin(const gkp_pool *pool) {
+  return pool->cfg->origin;
 }
 
 /* ---- models ------------------------------------------------------------ */

@@ -284,8 +284,8 @@ static int serve(const mount_opts *o, struct fuse_session *se, const char *confi
     fs_log(GKP_LOG_ERROR, "out of memory");
     goto out;
   }
-  if ((rc = fs_spool_start()) != 0) {
-    fs_log(GKP_LOG_ERROR, "cannot use the spool directory %s: %s", fs.spool_dir, strerror(-rc));
+  if ((rc = fs_spool_start(&err)) != 0) {
+    fs_log(GKP_LOG_ERROR, "%s", err.msg);
     goto out;
   }
   fs_spool_restore();
@@ -356,23 +356,24 @@ int cmd_mount(int argc, char **argv) {
   }
   fs_log_open(1, NULL);
 
-  /* The daemon runs in /: every path must be absolute. */
-  if (gkp__config_find(o.common.config, found, sizeof found, &err) != 0) {
-    cli_error("%s", err.msg);
-    return CLI_FAILED;
-  }
-  config = realpath(found, NULL);
+  /* The daemon runs in /: every path must be absolute.  The first opening
+   * finds the configuration as every command does (and applies the rules
+   * for one found in the current directory); the daemon then names it. */
   st = o.common.state != NULL ? o.common.state : getenv("GEMINI_POOL_STATE");
   if (st != NULL && st[0] != '\0') {
     state = absolute(st);
   }
-  po.config_path = config != NULL ? config : found;
+  po.config_path = o.common.config;
   po.state_path = state;
   po.log = cli_log;
   if (gkp_pool_open(&pool, &po, &err) != 0) {
     cli_error("%s", err.msg);
     goto out;
   }
+  cli_say_config(pool);
+  snprintf(found, sizeof found, "%s", gkp_pool_config_path(pool));
+  config = realpath(found, NULL);
+  po.config_path = config != NULL ? config : found;
   statedir = strdup(gkp_pool_state_path(pool));
   gkp_pool_close(pool);
   if (statedir == NULL) {
@@ -430,8 +431,8 @@ int cmd_mount(int argc, char **argv) {
   if (!o.foreground) {
     char logpath[PATH_MAX];
     snprintf(logpath, sizeof logpath, "%s/mount.log", statedir);
-    if (fs_log_open(0, logpath) != 0) {
-      cli_error("mount: cannot write the log %s: %s; its lines are lost", logpath, strerror(errno));
+    if ((rc = fs_log_open(0, logpath)) != 0) {
+      cli_error("mount: cannot write the log %s: %s; its lines are lost", logpath, strerror(-rc));
     } else {
       fprintf(stderr, "gemini-pool: mounted at %s; log: %s\n", mnt, logpath);
     }

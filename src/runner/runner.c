@@ -615,7 +615,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   job->attempt_started_ms = gkp__mono_ms();
   rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
                               &cb, job, &job->call, &err);
-  memset(secret, 0, sizeof secret);
+  explicit_bzero(secret, sizeof secret);
   if (rc != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
