@@ -106,6 +106,14 @@ int gkp_pool_config_origin(const gkp_pool *pool);
 /* The current time according to the pool's clock. */
 int64_t gkp_pool_now(const gkp_pool *pool);
 
+/* Replaces, in the NUL-terminated `text`, every stretch that holds a run of
+ * 8 or more characters of any configured key by "…" (in place: the text
+ * never grows).  For text that came from outside (an upstream's error
+ * message may echo a key, whole or altered) before it is stored or shown;
+ * the library does it for everything it stores.  Returns how many
+ * stretches were replaced. */
+size_t gkp_redact(gkp_pool *pool, char *text);
+
 /* ---- Models ------------------------------------------------------------ */
 
 /* A limit that is not known: not counted ahead, only 429s teach it. */

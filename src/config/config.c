@@ -282,7 +282,7 @@ static int parse_config(const char *json, size_t len, const char *name, const ch
   if (rc == 0) {
     rc = gkp__config_profiles_load(&ctx, cfg, root);
   }
-  if (rc == 0 && seal_secrets(cfg) != 0) {
+  if (rc == 0 && (seal_secrets(cfg) != 0 || gkp__config_build_runs(cfg) != 0)) {
     rc = gkp__cfg_fail(&ctx, -ENOMEM, NULL, "out of memory");
   }
   if (rc == 0) {
@@ -467,6 +467,7 @@ void gkp__config_free(gkp__config *cfg) {
     gkp__profile_cfg_clear(&cfg->profiles[i]);
   }
   gkp__secmem_free(cfg->secrets, cfg->secrets_len);
+  gkp__secmem_free(cfg->runs, cfg->nruns * sizeof *cfg->runs);
   free(cfg->keys);
   free(cfg->models);
   free(cfg->profiles);

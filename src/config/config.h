@@ -55,6 +55,8 @@ typedef struct gkp__config {
   size_t nprofiles;
   char *secrets; /* every key's secret, on undumpable pages (common/secmem.h) */
   size_t secrets_len;
+  uint64_t *runs; /* every 8-byte run of every secret, sorted, undumpable */
+  size_t nruns;
 } gkp__config;
 
 /*
@@ -92,6 +94,11 @@ int gkp__config_load_from(const char *path, int origin, gkp_log_fn log, void *lo
  * looked for (NULL: nowhere). */
 int gkp__config_parse(const char *json, size_t len, const char *name, const char *dir,
                       gkp_log_fn log, void *log_ud, gkp__config **out, gkp_error *err);
+
+/* Replaces, in the NUL-terminated `text`, every stretch holding a run of 8
+ * or more characters of a configured key by "…" (never longer, so in
+ * place).  Returns how many stretches were replaced. */
+size_t gkp__config_redact(const gkp__config *cfg, char *text);
 
 /* Frees a configuration, wiping its secrets.  NULL is a no-op. */
 void gkp__config_free(gkp__config *cfg);

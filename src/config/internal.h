@@ -149,6 +149,11 @@ int gkp__config_dotenv_trust(const gkp__cfg_ctx *ctx, const gkp__dotenv *denv);
 int gkp__config_endpoint_trust(const gkp__cfg_ctx *ctx, const gkp__config *cfg, int origin,
                                int url_from_env);
 
+/* ---- Redaction (redact.c) ---------------------------------------------- */
+
+/* Builds cfg->runs from the keys' secrets.  Returns 0 or -ENOMEM. */
+int gkp__config_build_runs(gkp__config *cfg);
+
 /* ---- Models (models.c) and profiles (profiles.c) ------------------------ */
 
 /*

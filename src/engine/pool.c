@@ -349,6 +349,14 @@ const char *gkp_pool_config_path(const gkp_pool *pool) {
   return pool->config_path != NULL ? pool->config_path : pool->cfg->path;
 }
 
+size_t gkp_redact(gkp_pool *pool, char *text) {
+  size_t n;
+  pthread_rwlock_rdlock(&pool->cfg_lock);
+  n = gkp__config_redact(pool->cfg, text);
+  pthread_rwlock_unlock(&pool->cfg_lock);
+  return n;
+}
+
 int gkp_pool_config_origin(const gkp_pool *pool) {
   return pool->cfg->origin;
 }

@@ -61,6 +61,7 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
   if (lease == NULL || lease->id == 0 || v == NULL) {
     return gkp__err(err, -EINVAL, "not a lease of this pool");
   }
+  gkp_redact(pool, v->message); /* it came from outside: stored and shown */
   rc = gkp__store_lock(pool->st, err);
   if (rc != 0) {
     return rc;
@@ -192,8 +193,11 @@ int gkp_set_cooldown(gkp_pool *pool, const char *key_id, const char *model, int6
 }
 
 int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_error *err) {
+  char why[GKP_REASON_MAX];
   int ki, rc;
   gkp__err_clear(err);
+  gkp__strlcpy(why, reason != NULL ? reason : "disabled by hand", sizeof why);
+  gkp_redact(pool, why);
   pthread_rwlock_rdlock(&pool->cfg_lock);
   ki = find_key(pool, key_id, err);
   if (ki < 0 || (rc = gkp__store_lock(pool->st, err)) != 0) {
@@ -203,8 +207,7 @@ int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_
   int ks = pool->key_slot[ki];
   gkp__store_change(pool->st, ks, -1);
   pool->st->keys[ks].disabled = 1;
-  gkp__strlcpy(pool->st->keys[ks].disabled_reason, reason != NULL ? reason : "disabled by hand",
-               sizeof pool->st->keys[ks].disabled_reason);
+  gkp__strlcpy(pool->st->keys[ks].disabled_reason, why, sizeof pool->st->keys[ks].disabled_reason);
   gkp__store_commit(pool->st);
   gkp__store_unlock(pool->st);
   pthread_rwlock_unlock(&pool->cfg_lock);

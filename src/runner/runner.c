@@ -218,6 +218,7 @@ static void job_finish(gkp__job *job, int status, const char *error) {
   job->status = status;
   job->finished_ms = gkp_pool_now(r->pool);
   gkp__strlcpy(job->error, error != NULL ? error : "", sizeof job->error);
+  gkp_redact(r->pool, job->error); /* it may quote an upstream */
   pthread_mutex_unlock(&job->mu);
 
   pthread_mutex_lock(&r->stats_mu);
@@ -535,6 +536,7 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
     const char *m = o->message != NULL ? o->message : "transport failure";
     gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), &v, NULL);
     gkp__strlcpy(v.message, m, sizeof v.message);
+    gkp_redact(r->pool, v.message);
   }
   if (r->opts.fixed_429_cooldown_ms > 0 && v.http_status == 429) {
     /* The reactive policy of simpler pools (for comparison in benchmarks). */
