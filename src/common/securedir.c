@@ -79,9 +79,9 @@ static int check_one(const char *path, int last, const char *dir, const char *wh
       ((st.st_uid != uid && st.st_uid != 0) || (others_write && (st.st_mode & S_ISVTX) == 0))) {
     return gkp__err(err, -EPERM,
                     "%s: %s %s is inside %s, owned by %s with mode %04o, where another user "
-                    "could replace it; use a directory whose parents belong to %s or root and "
-                    "are not writable by others",
-                    dir, what, dir, path, owner, mode, me);
+                    "could replace it; use a directory whose parents belong to you or root and "
+                    "are not writable by others (sticky ones like /tmp are fine)",
+                    dir, what, dir, path, owner, mode);
   }
   return 0;
 }
