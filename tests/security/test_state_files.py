@@ -102,7 +102,6 @@ prompt_target = victim("victim-prompt")
 tmp_target = victim("victim-tmp")
 log_target = victim("victim-log")
 os.symlink(prompt_target, os.path.join(spool_flash, "planted.prompt"))
-os.symlink(tmp_target, os.path.join(spool_flash, ".answer.result.tmp"))
 os.symlink(log_target, os.path.join(state_dir, "mount.log"))
 mnt = os.path.join(t.dir, "mnt")
 os.makedirs(mnt)
@@ -122,6 +121,8 @@ if not mounted:
     t.check(False, "the daemon mounts (in the background)", r)
     t.done()
 
+# Planted once the daemon runs (it clears leftover temporary files when it starts).
+os.symlink(tmp_target, os.path.join(spool_flash, ".answer.result.tmp"))
 with open(os.path.join(mnt, "flash", "answer"), "w") as f:
     f.write("an answer that must not land in the planted file")
 with open(os.path.join(mnt, "flash", "answer.out"), "rb") as f:
