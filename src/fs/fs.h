@@ -468,10 +468,11 @@ void fs_job_stop_parked(void);
 struct sqlite3;
 /* The mutex that orders what is queued about one job name. */
 pthread_mutex_t *fs_store_lock(const char *profile, const char *name);
-/* Opens the store (creating it), imports an old spool directory, removes
- * jobs past the retention, starts the store thread.  Returns 0 or a
- * negative errno (logged). */
-int fs_store_start(void);
+/* Checks that the state directory is the user's alone, opens the store
+ * (creating it), imports an old spool directory, removes jobs past the
+ * retention, starts the store thread.  Returns 0 or a negative errno with
+ * err set. */
+int fs_store_start(gkp_error *err);
 /* Commits what is queued and stops the thread; closes the store. */
 void fs_store_stop(void);
 /* Queues the prompt of a new run; its row replaces the name's previous one

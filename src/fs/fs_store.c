@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/securedir.h"
 #include "common/timeutil.h"
 #include "fs/fs.h"
 
@@ -870,19 +871,29 @@ ssize_t fs_store_read(int64_t row, int image, void *buf, size_t size, off_t off)
 
 /* ---- start and stop ---------------------------------------------------------------- */
 
-int fs_store_start(void) {
+int fs_store_start(gkp_error *err) {
   int rc;
   pthread_once(&stripes_once, stripes_init);
+  /* The store holds prompts and answers: its directory must be the user's
+   * alone, and the database is never opened through a symbolic link. */
+  if ((rc = gkp__secure_parent(fs.db_path, 1, "the state directory", err)) != 0) {
+    return rc;
+  }
   if ((wdb = db_open(1)) == NULL) {
+    snprintf(err->msg, sizeof err->msg, "cannot open the job store %s (see the log above)",
+             fs.db_path);
     return -EIO;
   }
   sqlite3_wal_hook(wdb, on_wal, NULL); /* replaces the automatic checkpoints */
   if ((rc = fs_spool_import(wdb, fs.spool_dir)) != 0) {
+    snprintf(err->msg, sizeof err->msg, "cannot import the spool %s into %s: %s", fs.spool_dir,
+             fs.db_path, strerror(-rc));
     return rc;
   }
   fs_store_expire();
   rc = pthread_create(&fs.store_thread, NULL, store_main, NULL);
   if (rc != 0) {
+    snprintf(err->msg, sizeof err->msg, "cannot start the job store's thread: %s", strerror(rc));
     return -rc;
   }
   fs.store_started = 1;

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/securedir.h"
 #include "common/timeutil.h"
 #include "fs/fs.h"
 
@@ -268,6 +269,12 @@ int fs_spool_import(sqlite3 *db, const char *spool_dir) {
   long total = 0, rc = 0;
   if (fd < 0) {
     return errno == ENOENT ? 0 : -errno;
+  }
+  gkp_error why = {0};
+  if (gkp__secure_dir(spool_dir, 0, "the spool directory", &why) != 0) {
+    fs_log(GKP_LOG_ERROR, "%s", why.msg); /* never import what someone else planted */
+    close(fd);
+    return -EACCES;
   }
   if ((dir = fdopendir(fd)) == NULL) {
     close(fd);
