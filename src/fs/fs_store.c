@@ -572,17 +572,12 @@ static void after_commit(fs_store_item *list, int committed) {
   }
 }
 
-/* Whether a batch's commit must reach stable storage: it holds a result
- * (a job reads as finished only once it is) or an fsync().  Prompts and
- * removals alone are written to the log without a sync: they survive the
+/* Whether an item's commit must reach stable storage: a result (a job
+ * reads as finished only once it is) or an fsync().  Prompts, removals and
+ * close()s are written to the log without a sync: they survive the
  * daemon's death at once, and a power cut from the next synced commit on. */
-static int batch_durable(const fs_store_item *list) {
-  for (; list != NULL; list = list->next) {
-    if (list->kind == ITEM_RESULT || (list->kind == ITEM_SYNC && list->ok)) {
-      return 1;
-    }
-  }
-  return 0;
+static int item_durable(const fs_store_item *it) {
+  return it->kind == ITEM_RESULT || (it->kind == ITEM_SYNC && it->ok);
 }
 
 /* Checkpoints are ours, made after a synced commit (synchronous=FULL then
@@ -605,10 +600,12 @@ static void checkpoint(void) {
   }
 }
 
-/* Applies a batch in one transaction and commits it. */
-static void write_batch(fs_store_item *list) {
+/* Applies a list in one transaction and commits it, synced or not. */
+static void commit_list(fs_store_item *list, int durable) {
   static int synced = -1; /* the connection's synchronous setting */
-  int durable = batch_durable(list);
+  if (list == NULL) {
+    return;
+  }
   if (durable != synced) {
     wexec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF");
     synced = durable;
@@ -632,6 +629,31 @@ static void write_batch(fs_store_item *list) {
     item_free(list);
     list = next;
   }
+}
+
+/*
+ * A batch is two commits: first prompts, removals and close()s, unsynced,
+ * so a close() never waits for a sync; then results and fsync()s, synced
+ * (one sync for all of them: the group commit).  Moving a result after a
+ * later prompt or removal of its name only means it is not stored: its run
+ * was replaced or removed already.
+ */
+static void write_batch(fs_store_item *list) {
+  fs_store_item *light = NULL, **lt = &light, *heavy = NULL, **ht = &heavy;
+  while (list != NULL) {
+    fs_store_item *it = list;
+    list = it->next;
+    it->next = NULL;
+    if (item_durable(it)) {
+      *ht = it;
+      ht = &it->next;
+    } else {
+      *lt = it;
+      lt = &it->next;
+    }
+  }
+  commit_list(light, 0);
+  commit_list(heavy, 1);
 }
 
 /* How often expired jobs are looked for: hourly, or sooner for a short
