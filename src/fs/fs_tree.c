@@ -466,7 +466,7 @@ static void cache_append(fs_slot *s) {
 }
 
 /* Whether a cached job can leave memory now: nothing but the tree holds it,
- * and its prompt (if any) is the stored one, on disk only. */
+ * and its prompt is the stored one, on disk only. */
 static int evictable(const fs_slot *s) {
   const fs_run *r = s->run;
   const fs_file *f;
@@ -474,8 +474,10 @@ static int evictable(const fs_slot *s) {
       s->refs != 2 || r->parked != NULL || r->pollers != NULL) {
     return 0;
   }
+  /* A job whose prompt was renamed away stays: from the store it would come
+   * back with its prompt under the old name. */
   f = fs_smap_get(&s->dir->files, s->name);
-  return f == NULL || (f->refs == 1 && f->on_disk && !f->dirty && f->sub_run == r->uid);
+  return f != NULL && f->refs == 1 && f->on_disk && !f->dirty && f->sub_run == r->uid;
 }
 
 /* Takes a finished job out of memory: it stays in the store. */
