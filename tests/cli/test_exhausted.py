@@ -91,7 +91,22 @@ emu.reset()
 pool = Pool(t, emu, [("k1", make_secret("X3")), ("k2", make_secret("X4"))], name="invalid")
 r = pool.ask("--task", "who am I")
 line = one_line_error(r)
-t.check(r.returncode == 1 and line is not None and "no key can serve" in line
-        and "API key not valid" in line, "every key invalid: one line with the reason", r)
+t.check(r.returncode == 1 and line is not None and "API key not valid" in line,
+        "every key invalid: one line with Google's message", r)
 t.check(len(emu.log()) == 2, "every key invalid: each tried once", emu.log())
+
+# ---- one job penalises at most two keys key-wide ------------------------------------------
+emu.reset()
+bad = [(f"b{i}", make_secret(f"B{i}")) for i in range(1, 6)]
+pool = Pool(t, emu, bad, name="invalid-cap")
+r = pool.ask("--task", "who am I")
+line = one_line_error(r)
+t.check(r.returncode == 1 and line is not None and "API key not valid" in line,
+        "five invalid keys: the job fails with Google's message", r)
+st = pool.status()
+disabled = [k["id"] for k in st["keys"] if k["state"] == "disabled"]
+t.check(disabled == ["b1", "b2"] and len(emu.log()) == 2,
+        "five invalid keys: one job disables two, sends two requests", (disabled, emu.log()))
+t.check(all(k["state"] == "ready" and k["disabled_reason"] is None for k in st["keys"][2:]),
+        "five invalid keys: the other three stay ready", st["keys"][2:])
 t.done()
