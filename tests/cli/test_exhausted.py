@@ -95,6 +95,21 @@ t.check(r.returncode == 1 and line is not None and "API key not valid" in line,
         "every key invalid: one line with Google's message", r)
 t.check(len(emu.log()) == 2, "every key invalid: each tried once", emu.log())
 
+# ---- a prompt no key can take fails at once, saying the size and the limit ----------------
+emu.reset()
+pool = Pool(t, emu, ids, config={"models": {"gemini-2.5-flash": {"tpm": 300},
+                                            LITE: {"rpm": 15, "tpm": 200, "rpd": 500}}},
+            name="too-large")
+start = time.time()
+r = pool.ask("--task", "word " * 2000, "--model", "gemini-2.5-flash", "--max-wait", "60")
+line = one_line_error(r)
+t.check(r.returncode == 1 and line is not None and time.time() - start < 10
+        and re.search(r"prompt is about \d+ input tokens", line) and "is 300" in line,
+        "too large for every key: fails at once with the size and the limit", r)
+t.check(len(emu.log()) == 0 and all(m["requests_today"] == 0 for k in pool.status()["keys"]
+                                    for m in k["models"].values()),
+        "too large for every key: nothing sent, nothing counted", emu.log())
+
 # ---- one job penalises at most two keys key-wide ------------------------------------------
 emu.reset()
 bad = [(f"b{i}", make_secret(f"B{i}")) for i in range(1, 6)]
