@@ -525,6 +525,7 @@ static void job_unreached(gkp__job *job, const char *reason) {
   }
   snprintf(r->down_error, sizeof r->down_error, "could not connect to %s: %s", base, reason);
   gkp__strlcpy(job->last_error, r->down_error, sizeof job->last_error);
+  dispatch_all(r); /* the reservation is free again */
   if (r->down_retry_at_ms > job->wait_started_ms + job->max_wait_ms) {
     job_finish(job, GKP__JOB_FAILED, r->down_error);
     return;
@@ -533,9 +534,7 @@ static void job_unreached(gkp__job *job, const char *reason) {
   notify_state(job);
   if (queue_add(job, 1) != 0) {
     job_finish(job, GKP__JOB_FAILED, "out of memory");
-    return;
   }
-  dispatch_all(r);
 }
 
 static void cb_done(void *ud, const gkp__gemini_outcome *o) {
@@ -836,7 +835,8 @@ static void deadline_fired(gkp__loop *loop, void *ud) {
 }
 
 /* The largest per-minute input-token limit any key has for `model` and its
- * fallbacks (learned limits included); -1 if some limit is unknown. */
+ * fallbacks (learned limits included); -1 if some limit is unknown or 0 (a
+ * model off the free tier is not token-limited once a key proves access). */
 static int64_t chain_max_tpm(gkp__runner *r, const char *model) {
   char models[GKP__MAX_CHAIN][GKP_ID_MAX], (*keys)[GKP_ID_MAX];
   size_t nm = 0, nk;
@@ -859,7 +859,7 @@ static int64_t chain_max_tpm(gkp__runner *r, const char *model) {
   for (size_t m = 0; m < nm && best >= 0; m++) {
     for (size_t k = 0; k < nk; k++) {
       gkp_limits lim;
-      if (gkp_effective_limits(r->pool, keys[k], models[m], &lim, NULL) != 0 || lim.tpm < 0) {
+      if (gkp_effective_limits(r->pool, keys[k], models[m], &lim, NULL) != 0 || lim.tpm <= 0) {
         best = -1;
         break;
       }
