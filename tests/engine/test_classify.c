@@ -904,15 +904,19 @@ static void test_not_google(void **state) {
       {403, "{\"error\": \"API key not valid\"}"},
       {403, "{\"message\": \"Your prepayment credits are depleted\"}"},
       {500, "Internal Server Error: API key not valid"},
+      {400, "Bad Request: API key not valid"},
+      {429, "Your prepayment credits are depleted"},
       {502, "<html>Bad Gateway</html>"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     gkp_verdict v = classify_str(cases[i].status, cases[i].body);
-    if (v.kind != GKP_KIND_SERVER || v.key_wide) {
+    if ((cases[i].status != 400 && cases[i].status != 429 && v.kind != GKP_KIND_SERVER) ||
+        v.key_wide) {
       fail_msg("case %zu (HTTP %d): %s, key-wide %d", i, cases[i].status, gkp_kind_name(v.kind),
                v.key_wide);
     }
-    assert_int_equal(v.action, GKP_ACT_RETRY);
+    /* A 400 that is not Google's fails the job: it is no key's fault either. */
+    assert_int_equal(v.action, cases[i].status == 400 ? GKP_ACT_FAIL : GKP_ACT_RETRY);
   }
 }
 
