@@ -992,8 +992,8 @@ static int structured(const struct evidence *ev) {
  *   ErrorInfo reason API_KEY…                                  -> invalid_key
  *   ErrorInfo reason BILLING…, or HTTP 402                     -> billing
  *   quota violations or RetryInfo in a 429 / RESOURCE_EXHAUSTED -> decide_quota
- *   without structured details only: billing words             -> billing
- *                                    "API key not valid" …     -> invalid_key
+ *   Google's envelope without structured details: billing words -> billing
+ *                                    "API key not valid" …      -> invalid_key
  *   429 / RESOURCE_EXHAUSTED / quota violations                -> decide_quota
  *   401 / 403 / UNAUTHENTICATED / PERMISSION_DENIED            -> invalid_key
  *   404 / NOT_FOUND                                            -> model_not_found
@@ -1002,6 +1002,8 @@ static int structured(const struct evidence *ev) {
 static void decide(gkp_verdict *out, const struct evidence *ev, span text) {
   int st = out->http_status;
   int quota = st == 429 || rpc_is(ev, "RESOURCE_EXHAUSTED") || ev->nv > 0;
+  /* Words may penalise a whole key only from Google's own envelope. */
+  int words_decide = !structured(ev) && google_envelope(ev);
   if (st <= 0 || st < 400 || st >= 500 || st == 408 || st == 409 || st == 499) {
     set_kind(out, GKP_KIND_SERVER, GKP_ACT_RETRY);
   } else if ((st == 401 || st == 402 || st == 403) && !google_envelope(ev)) {
@@ -1016,9 +1018,9 @@ static void decide(gkp_verdict *out, const struct evidence *ev, span text) {
     set_kind(out, GKP_KIND_BILLING, GKP_ACT_RETRY);
   } else if (quota && structured(ev)) {
     decide_quota(out, ev, text);
-  } else if (!structured(ev) && ci_has_any(text, billing_words)) {
+  } else if (words_decide && ci_has_any(text, billing_words)) {
     set_kind(out, GKP_KIND_BILLING, GKP_ACT_RETRY);
-  } else if (!structured(ev) && ci_has_any(text, invalid_key_words)) {
+  } else if (words_decide && ci_has_any(text, invalid_key_words)) {
     set_kind(out, GKP_KIND_INVALID_KEY, GKP_ACT_RETRY);
   } else if (quota) {
     decide_quota(out, ev, text);
