@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
 
@@ -558,15 +559,11 @@ static const char *wait_words(int reason) {
 }
 
 static int own_add(gkp_pool *pool, uint64_t id) {
-  if (pool->nown == pool->capown) {
-    size_t cap = pool->capown ? pool->capown * 2 : 16;
-    uint64_t *n = realloc(pool->own, cap * sizeof *n);
-    if (n == NULL) {
-      return -ENOMEM;
-    }
-    pool->own = n;
-    pool->capown = cap;
+  uint64_t *n = gkp__grow(pool->own, &pool->capown, pool->nown + 1, sizeof *n, 16);
+  if (n == NULL) {
+    return -ENOMEM;
   }
+  pool->own = n;
   pool->own[pool->nown++] = id;
   return 0;
 }

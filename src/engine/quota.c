@@ -6,10 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
+#include "common/util.h"
 
 /* The time at which a bucket for second `sec` stops counting. */
 static int64_t bucket_end_ms(int64_t sec) {
@@ -49,7 +46,7 @@ int64_t gkp__day_reset_ms(const gkp__pm_rec *p, int64_t now_ms) {
 }
 
 void gkp__window_restamp(gkp__pm_rec *p, int64_t now_ms) {
-  int64_t now_sec = floor_div(now_ms, 1000), reqs = 0, tokens = 0;
+  int64_t now_sec = gkp__floor_div(now_ms, 1000), reqs = 0, tokens = 0;
   gkp__bucket *here = &p->win[(uint64_t)now_sec % GKP__WIN_SLOTS];
   for (int i = 0; i < GKP__WIN_SLOTS; i++) {
     gkp__bucket *b = &p->win[i];
@@ -69,7 +66,7 @@ void gkp__window_restamp(gkp__pm_rec *p, int64_t now_ms) {
 }
 
 int gkp__window_from_future(const gkp__pm_rec *p, int64_t now_ms) {
-  int64_t now_sec = floor_div(now_ms, 1000);
+  int64_t now_sec = gkp__floor_div(now_ms, 1000);
   for (int i = 0; i < GKP__WIN_SLOTS; i++) {
     if (p->win[i].sec > now_sec && (p->win[i].reqs > 0 || p->win[i].tokens > 0)) {
       return 1;
@@ -79,7 +76,7 @@ int gkp__window_from_future(const gkp__pm_rec *p, int64_t now_ms) {
 }
 
 static gkp__bucket *bucket_for(gkp__pm_rec *p, int64_t ms, int create) {
-  int64_t sec = floor_div(ms, 1000);
+  int64_t sec = gkp__floor_div(ms, 1000);
   gkp__bucket *b = &p->win[(uint64_t)sec % GKP__WIN_SLOTS];
   if (b->sec != sec) {
     if (!create) {
@@ -167,7 +164,7 @@ static int64_t window_ready_ms(const gkp__pm_rec *p, int64_t now_ms, int use_tok
       /* A bucket from the future (the wall clock stepped back) is moved to
        * the present when the next request is counted; until then it is
        * judged as if it were the present second. */
-      int64_t now_sec = floor_div(now_ms, 1000);
+      int64_t now_sec = gkp__floor_div(now_ms, 1000);
       return bucket_end_ms(live[i].sec < now_sec ? live[i].sec : now_sec);
     }
   }

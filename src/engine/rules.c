@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/util.h"
 
 /* Keeps the compiler from moving stores across a journal step.  A killed
  * process cannot tear an aligned word store, and the kernel keeps every
@@ -24,18 +25,6 @@
 static size_t layout_size(void) {
   return sizeof(gkp__store_hdr) + sizeof(gkp__key_rec) * GKP__MAX_KEYS +
          sizeof(gkp__pm_rec) * GKP__MAX_PM;
-}
-
-void gkp__strlcpy(char *dst, const char *src, size_t size) {
-  size_t n;
-  if (size == 0) {
-    return;
-  }
-  n = src != NULL ? strnlen(src, size - 1) : 0;
-  if (n > 0) {
-    memcpy(dst, src, n);
-  }
-  dst[n] = '\0';
 }
 
 static int str_ok(const char *s, size_t size) {

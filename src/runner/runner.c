@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "runner/job.h"
 
@@ -299,16 +300,12 @@ static int build_body(gkp__job *job, gkp_error *err) {
 static int add_attempt(gkp__job *job, int http_status, int kind) {
   gkp__attempt *a;
   pthread_mutex_lock(&job->mu);
-  if (job->nattempts == job->capattempts) {
-    size_t cap = job->capattempts ? job->capattempts * 2 : 4;
-    gkp__attempt *n = realloc(job->attempts, cap * sizeof *n);
-    if (n == NULL) {
-      pthread_mutex_unlock(&job->mu);
-      return -ENOMEM;
-    }
-    job->attempts = n;
-    job->capattempts = cap;
+  gkp__attempt *n = gkp__grow(job->attempts, &job->capattempts, job->nattempts + 1, sizeof *n, 4);
+  if (n == NULL) {
+    pthread_mutex_unlock(&job->mu);
+    return -ENOMEM;
   }
+  job->attempts = n;
   a = &job->attempts[job->nattempts++];
   memset(a, 0, sizeof *a);
   gkp__strlcpy(a->key_id, job->lease.key_id, sizeof a->key_id);
@@ -537,80 +534,84 @@ static void job_unreached(gkp__job *job, const char *reason) {
   }
 }
 
-static void cb_done(void *ud, const gkp__gemini_outcome *o) {
-  gkp__job *job = ud;
+/* The request was cancelled or aborted (by the owner, the deadline or a
+ * receiver that refused more): the job ends. */
+static void attempt_cancelled(gkp__job *job, const gkp__gemini_outcome *o) {
+  add_attempt(job, o->http_status, GKP_KIND_NONE);
+  end_lease(job, 1);
+  job_finish(job, job->timed_out ? GKP__JOB_FAILED : GKP__JOB_CANCELLED,
+             job->timed_out ? "timed out before the answer was complete" : "cancelled");
+}
+
+/* Google answered (GKP__GEMINI_OK, or GKP__GEMINI_CONTENT: an answer it
+ * refused to finish): the usage is recorded and the job ends. */
+static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
+  gkp__runner *r = job->runner;
+  gkp_usage u = {-1, -1, -1};
+  if (job->has_usage) {
+    u.prompt_tokens = job->usage.prompt;
+    u.candidates_tokens = job->usage.candidates;
+    u.thoughts_tokens = job->usage.thoughts;
+  }
+  gkp_record_usage(r->pool, &job->lease, &u, NULL);
+  add_attempt(job, o->http_status, GKP_KIND_NONE);
+  pthread_mutex_lock(&job->mu);
+  gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
+  gkp__strlcpy(job->key_id, job->lease.key_id, sizeof job->key_id);
+  job->tokens_in = u.prompt_tokens;
+  job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
+  pthread_mutex_unlock(&job->mu);
+  end_lease(job, 1);
+  if (o->status == GKP__GEMINI_CONTENT) {
+    job_finish(job, GKP__JOB_FAILED, o->message);
+    return;
+  }
+  /* The whole answer is shorter than what an earlier attempt delivered. */
+  if (!job->attempt_synced) {
+    restart_text(job);
+  }
+  for (size_t i = 0; i < job->nimages; i++) {
+    if (!job->released && job->sink.on_image != NULL) {
+      job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
+                         job->images[i].len);
+    }
+  }
+  job_finish(job, GKP__JOB_DONE, NULL);
+}
+
+/* The pool's verdict on a failed request (its rule applied), with the
+ * attempt counted and the lease released.  `msg` receives the line that
+ * describes the failure. */
+static void attempt_verdict(gkp__job *job, const gkp__gemini_outcome *o, gkp_verdict *v, char *msg,
+                            size_t msglen) {
+  gkp__runner *r = job->runner;
+  if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
+    gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, v, NULL);
+  } else {
+    const char *m = o->message != NULL ? o->message : "transport failure";
+    gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), v, NULL);
+    gkp__strlcpy(v->message, m, sizeof v->message);
+  }
+  if (r->opts.fixed_429_cooldown_ms > 0 && v->http_status == 429) {
+    /* The reactive policy of simpler pools (for comparison in benchmarks). */
+    gkp_set_cooldown(r->pool, job->lease.key_id, job->model,
+                     gkp_pool_now(r->pool) + r->opts.fixed_429_cooldown_ms, v->kind, NULL);
+  }
+  add_attempt(job, v->http_status, v->kind);
+  end_lease(job, 1);
+  drop_images(job);
+  snprintf(msg, msglen, "%s on %s (%s): %s", gkp_kind_name(v->kind), job->model, job->lease.key_id,
+           v->message);
+}
+
+/* The request failed: the job fails, falls back to the next model, or
+ * waits in its queue for another key. */
+static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
   gkp__runner *r = job->runner;
   gkp_verdict v;
   char msg[GKP_MSG_MAX];
 
-  job->call = NULL;
-  pthread_mutex_lock(&r->stats_mu);
-  r->stats.running--;
-  pthread_mutex_unlock(&r->stats_mu);
-  if (o->status == GKP__GEMINI_CANCELLED || o->status == GKP__GEMINI_ABORTED) {
-    add_attempt(job, o->http_status, GKP_KIND_NONE);
-    end_lease(job, 1);
-    job_finish(job, job->timed_out ? GKP__JOB_FAILED : GKP__JOB_CANCELLED,
-               job->timed_out ? "timed out before the answer was complete" : "cancelled");
-    return;
-  }
-  if (o->status == GKP__GEMINI_TRANSPORT && o->unsent) {
-    job_unreached(job, o->message != NULL ? o->message : "could not connect");
-    return;
-  }
-  endpoint_back(r);
-  if (o->status == GKP__GEMINI_OK || o->status == GKP__GEMINI_CONTENT) {
-    gkp_usage u = {-1, -1, -1};
-    if (job->has_usage) {
-      u.prompt_tokens = job->usage.prompt;
-      u.candidates_tokens = job->usage.candidates;
-      u.thoughts_tokens = job->usage.thoughts;
-    }
-    gkp_record_usage(r->pool, &job->lease, &u, NULL);
-    add_attempt(job, o->http_status, GKP_KIND_NONE);
-    pthread_mutex_lock(&job->mu);
-    gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
-    gkp__strlcpy(job->key_id, job->lease.key_id, sizeof job->key_id);
-    job->tokens_in = u.prompt_tokens;
-    job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
-    pthread_mutex_unlock(&job->mu);
-    end_lease(job, 1);
-    if (o->status == GKP__GEMINI_CONTENT) {
-      job_finish(job, GKP__JOB_FAILED, o->message);
-      return;
-    }
-    /* The whole answer is shorter than what an earlier attempt delivered. */
-    if (!job->attempt_synced) {
-      restart_text(job);
-    }
-    for (size_t i = 0; i < job->nimages; i++) {
-      if (!job->released && job->sink.on_image != NULL) {
-        job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
-                           job->images[i].len);
-      }
-    }
-    job_finish(job, GKP__JOB_DONE, NULL);
-    return;
-  }
-
-  /* An error: classify it and apply its rule. */
-  if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
-    gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, &v, NULL);
-  } else {
-    const char *m = o->message != NULL ? o->message : "transport failure";
-    gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), &v, NULL);
-    gkp__strlcpy(v.message, m, sizeof v.message);
-  }
-  if (r->opts.fixed_429_cooldown_ms > 0 && v.http_status == 429) {
-    /* The reactive policy of simpler pools (for comparison in benchmarks). */
-    gkp_set_cooldown(r->pool, job->lease.key_id, job->model,
-                     gkp_pool_now(r->pool) + r->opts.fixed_429_cooldown_ms, v.kind, NULL);
-  }
-  add_attempt(job, v.http_status, v.kind);
-  end_lease(job, 1);
-  drop_images(job);
-  snprintf(msg, sizeof msg, "%s on %s (%s): %s", gkp_kind_name(v.kind), job->model,
-           job->lease.key_id, v.message);
+  attempt_verdict(job, o, &v, msg, sizeof msg);
   gkp__strlcpy(job->last_error, msg, sizeof job->last_error);
   job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
   if (v.action == GKP_ACT_FAIL) {
@@ -641,6 +642,28 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
     return;
   }
   dispatch_all(r);
+}
+
+/* The end of a request (loop thread). */
+static void cb_done(void *ud, const gkp__gemini_outcome *o) {
+  gkp__job *job = ud;
+  gkp__runner *r = job->runner;
+
+  job->call = NULL;
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.running--;
+  pthread_mutex_unlock(&r->stats_mu);
+  if (o->status == GKP__GEMINI_CANCELLED || o->status == GKP__GEMINI_ABORTED) {
+    attempt_cancelled(job, o);
+  } else if (o->status == GKP__GEMINI_TRANSPORT && o->unsent) {
+    job_unreached(job, o->message != NULL ? o->message : "could not connect");
+  } else if (o->status == GKP__GEMINI_OK || o->status == GKP__GEMINI_CONTENT) {
+    endpoint_back(r);
+    attempt_answered(job, o);
+  } else {
+    endpoint_back(r);
+    attempt_failed(job, o);
+  }
 }
 
 /* ---- dispatching ------------------------------------------------------------- */
@@ -946,15 +969,6 @@ void gkp__job_release(gkp__job *job) {
 
 /* ---- submission ---------------------------------------------------------------- */
 
-static char *dup_n(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d != NULL) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 static unsigned tool_bits(const char *const *tools, size_t n) {
   unsigned bits = 0;
   for (size_t i = 0; i < n; i++) {
@@ -1044,8 +1058,8 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
     job_free(job);
     return NULL;
   }
-  job->prompt = dup_n(s->prompt, s->prompt_len);
-  job->context = s->context != NULL ? dup_n(s->context, s->context_len) : NULL;
+  job->prompt = gkp__dup_n(s->prompt, s->prompt_len);
+  job->context = s->context != NULL ? gkp__dup_n(s->context, s->context_len) : NULL;
   if (s->image != NULL) {
     job->image = malloc(s->image_len > 0 ? s->image_len : 1);
     if (job->image != NULL) {
@@ -1085,8 +1099,8 @@ int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
   out->model_used = strdup(in.model_used);
   out->key_id = strdup(in.key_id);
   out->error = strdup(in.error);
-  out->text = dup_n(in.text != NULL ? in.text : "", in.text_len);
-  out->thoughts = dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
+  out->text = gkp__dup_n(in.text != NULL ? in.text : "", in.text_len);
+  out->thoughts = gkp__dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
   gkp__attempt *a = malloc(sizeof *a * (in.nattempts > 0 ? in.nattempts : 1));
   if (a != NULL && in.nattempts > 0) {
     memcpy(a, in.attempts, sizeof *a * in.nattempts);
