@@ -97,8 +97,30 @@ GKP_API int gkp_pool_reload(gkp_pool *pool, gkp_error *err);
 GKP_API const char *gkp_pool_state_path(const gkp_pool *pool);
 GKP_API const char *gkp_pool_config_path(const gkp_pool *pool);
 
+/* How the configuration in use was found.  A file from the current
+ * directory is used only if the user owns it, nobody else can write it, and
+ * it sends no key from the environment to a host other than Google's or
+ * loopback; a program may want to say which file it uses when it is not
+ * the XDG one. */
+enum gkp_config_origin {
+  GKP_CONFIG_GIVEN = 0, /* gkp_options.config_path */
+  GKP_CONFIG_ENV,       /* $GEMINI_POOL_CONFIG */
+  GKP_CONFIG_CWD,       /* ./keys.json */
+  GKP_CONFIG_XDG,       /* $XDG_CONFIG_HOME/gemini-pool/keys.json */
+  GKP_CONFIG_TEXT,      /* gkp_pool_open_text */
+};
+GKP_API int gkp_pool_config_origin(const gkp_pool *pool);
+
 /* The current time according to the pool's clock. */
 GKP_API int64_t gkp_pool_now(const gkp_pool *pool);
+
+/* Replaces, in the NUL-terminated `text`, every stretch that holds a run of
+ * 8 or more characters of any configured key by "…" (in place: the text
+ * never grows).  For text that came from outside (an upstream's error
+ * message may echo a key, whole or altered) before it is stored or shown;
+ * the library does it for everything it stores.  Returns how many
+ * stretches were replaced. */
+GKP_API size_t gkp_redact(gkp_pool *pool, char *text);
 
 /* ---- Models ------------------------------------------------------------ */
 

@@ -412,7 +412,10 @@ void fs_job_stop_parked(void);
 
 /* The mutex that serialises the spool files of one job name. */
 pthread_mutex_t *fs_spool_lock(const char *profile, const char *name);
-int fs_spool_start(void);
+/* Checks (creating it 0700) that the spool directory belongs to the user
+ * alone, and starts the spool thread.  Returns 0 or a negative errno with
+ * err set. */
+int fs_spool_start(gkp_error *err);
 /* Drains the queue and stops the thread. */
 void fs_spool_stop(void);
 /* Writes the prompt of a new run, removing the files of the previous one

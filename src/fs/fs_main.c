@@ -162,8 +162,8 @@ static int serve(const fs_mount_opts *o, struct fuse_session *se, const char *co
     fs_log(GKP_LOG_ERROR, "out of memory");
     goto out;
   }
-  if ((rc = fs_spool_start()) != 0) {
-    fs_log(GKP_LOG_ERROR, "cannot use the spool directory %s: %s", fs.spool_dir, strerror(-rc));
+  if ((rc = fs_spool_start(&err)) != 0) {
+    fs_log(GKP_LOG_ERROR, "%s", err.msg);
     goto out;
   }
   fs_spool_restore();
@@ -242,6 +242,17 @@ static void log_pool_warning(void *ud, int level, const char *line) {
   }
 }
 
+/* Says which configuration is used when it comes from the current directory
+ * (or from $GEMINI_POOL_CONFIG, on a terminal), as every command does. */
+static void say_config(const gkp_pool *pool) {
+  int origin = gkp_pool_config_origin(pool);
+  if (origin == GKP_CONFIG_CWD || (origin == GKP_CONFIG_ENV && isatty(STDERR_FILENO))) {
+    fs_log(GKP_LOG_INFO, "configuration: %s (%s)", gkp_pool_config_path(pool),
+           origin == GKP_CONFIG_ENV ? "named by $GEMINI_POOL_CONFIG"
+                                    : "found in the current directory");
+  }
+}
+
 /* Finds the configuration and the state file (opening the pool once, so
  * that every mistake in them is reported here) and the mountpoint. */
 static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size_t errlen) {
@@ -250,21 +261,21 @@ static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size
   gkp_error e;
   const char *st;
 
-  if (gkp__config_find(o->config, p->found, sizeof p->found, &e) != 0) {
-    fail(err, errlen, "%s", e.msg);
-    return -1;
-  }
-  p->config = realpath(p->found, NULL);
   st = o->state != NULL ? o->state : getenv("GEMINI_POOL_STATE");
   if (st != NULL && st[0] != '\0') {
     p->state = absolute(st);
   }
-  po.config_path = paths_config(p);
+  /* Found as every command finds it (a ./keys.json is used only under the
+   * trust rules); the daemon then names its real path. */
+  po.config_path = o->config;
   po.state_path = p->state;
   if (gkp_pool_open(&pool, &po, &e) != 0) {
     fail(err, errlen, "%s", e.msg);
     return -1;
   }
+  say_config(pool);
+  snprintf(p->found, sizeof p->found, "%s", gkp_pool_config_path(pool));
+  p->config = realpath(p->found, NULL);
   p->statedir = strdup(gkp_pool_state_path(pool));
   gkp_pool_close(pool);
   if (p->statedir == NULL) {
@@ -344,9 +355,10 @@ static void log_to_file(const fs_mount_opts *o, const mount_paths *p) {
     return;
   }
   snprintf(logpath, sizeof logpath, "%s/mount.log", p->statedir);
-  if (fs_log_open(0, logpath) != 0) {
+  int rc = fs_log_open(0, logpath);
+  if (rc != 0) {
     fs_log(GKP_LOG_WARN, "mount: cannot write the log %s: %s; its lines are lost", logpath,
-           strerror(errno));
+           strerror(-rc));
   } else {
     fprintf(stderr, "gemini-pool: mounted at %s; log: %s\n", p->mnt, logpath);
   }

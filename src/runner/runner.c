@@ -230,6 +230,7 @@ static void job_finish(gkp__job *job, int status, const char *error) {
   job->status = status;
   job->finished_ms = gkp_pool_now(r->pool);
   gkp__strlcpy(job->error, error != NULL ? error : "", sizeof job->error);
+  gkp_redact(r->pool, job->error); /* it may quote an upstream */
   pthread_mutex_unlock(&job->mu);
 
   pthread_mutex_lock(&r->stats_mu);
@@ -591,6 +592,7 @@ static void attempt_verdict(gkp__job *job, const gkp__gemini_outcome *o, gkp_ver
     const char *m = o->message != NULL ? o->message : "transport failure";
     gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), v, NULL);
     gkp__strlcpy(v->message, m, sizeof v->message);
+    gkp_redact(r->pool, v->message);
   }
   if (r->opts.fixed_429_cooldown_ms > 0 && v->http_status == 429) {
     /* The reactive policy of simpler pools (for comparison in benchmarks). */
@@ -717,7 +719,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   job->attempt_started_ms = gkp__mono_ms();
   rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
                               &cb, job, &job->call, &err);
-  memset(secret, 0, sizeof secret);
+  explicit_bzero(secret, sizeof secret);
   if (rc != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
