@@ -525,7 +525,9 @@ typedef int (*fs_store_list_fn)(void *ud, int64_t row, const char *name, int fai
 int fs_store_list(const char *profile, fs_store_list_fn fn, void *ud);
 /* Calls fn for each stored job's status/jobs line, oldest first (without
  * fs.mu).  Returns 0 or a negative errno. */
-int fs_store_lines(int (*fn)(void *ud, int64_t created, const char *line), void *ud);
+typedef int (*fs_store_line_fn)(void *ud, int64_t created, const char *profile, const char *name,
+                                const char *line);
+int fs_store_lines(fs_store_line_fn fn, void *ud);
 
 /* ---- fs_status.c ------------------------------------------------------ */
 

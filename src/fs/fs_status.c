@@ -447,6 +447,7 @@ static int render_model(const char *model, char **out, size_t *len) {
 typedef struct job_line {
   int64_t created;
   char *text;
+  char *key; /* "profile/name" */
 } job_line;
 
 static int by_created(const void *a, const void *b) {
@@ -454,7 +455,8 @@ static int by_created(const void *a, const void *b) {
   return x->created < y->created ? -1 : x->created > y->created;
 }
 
-static int add_line(job_line **lines, size_t *n, size_t *cap, int64_t created, const char *text) {
+static int add_line(job_line **lines, size_t *n, size_t *cap, const fs_slot *s, int64_t created,
+                    const char *text) {
   if (*n == *cap) {
     size_t nc = *cap ? *cap * 2 : 256;
     job_line *nl = realloc(*lines, nc * sizeof *nl);
@@ -464,10 +466,16 @@ static int add_line(job_line **lines, size_t *n, size_t *cap, int64_t created, c
     *lines = nl;
     *cap = nc;
   }
-  if (((*lines)[*n].text = strdup(text)) == NULL) {
+  job_line *l = &(*lines)[*n];
+  l->text = strdup(text);
+  l->key = malloc(strlen(s->profile) + strlen(s->name) + 2);
+  if (l->text == NULL || l->key == NULL) {
+    free(l->text);
+    free(l->key);
     return -ENOMEM;
   }
-  (*lines)[*n].created = created;
+  sprintf(l->key, "%s/%s", s->profile, s->name);
+  l->created = created;
   (*n)++;
   return 0;
 }
@@ -476,12 +484,19 @@ typedef struct jobs_out {
   gkp__dynbuf *b;
   job_line *mem; /* jobs of memory that are not in the store, by creation */
   size_t n, i;
+  fs_smap names; /* their keys: a job stored since the snapshot shows once */
 } jobs_out;
 
 /* Writes a stored job's line, after the memory jobs created before it. */
-static int store_line(void *ud, int64_t created, const char *line) {
+static int store_line(void *ud, int64_t created, const char *profile, const char *name,
+                      const char *line) {
   jobs_out *o = ud;
+  char key[2 * FS_NAME_MAX + 8];
   int rc = 0;
+  snprintf(key, sizeof key, "%s/%s", profile != NULL ? profile : "", name != NULL ? name : "");
+  if (line == NULL || fs_smap_get(&o->names, key) != NULL) {
+    return 0; /* the snapshot of memory has this name's current job */
+  }
   while (rc == 0 && o->i < o->n && o->mem[o->i].created <= created) {
     rc = gkp__dynbuf_adds(o->b, o->mem[o->i++].text);
   }
@@ -507,7 +522,7 @@ static int render_jobs(char **out, size_t *len) {
     while (rc == 0 && (s = fs_smap_next(&d->slots, &j)) != NULL) {
       if (s->run != NULL && !s->run->stored) {
         fs_job_line(s->run, 0, line, sizeof line);
-        rc = add_line(&lines, &n, &cap, s->run->created_ms, line);
+        rc = add_line(&lines, &n, &cap, s, s->run->created_ms, line);
       }
     }
   }
@@ -516,14 +531,19 @@ static int render_jobs(char **out, size_t *len) {
     qsort(lines, n, sizeof *lines, by_created);
   }
   jobs_out o = {.b = &b, .mem = lines, .n = n};
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    rc = fs_smap_put(&o.names, lines[i].key, &lines[i]);
+  }
   if (rc == 0) {
     rc = fs_store_lines(store_line, &o);
   }
   while (rc == 0 && o.i < n) {
     rc = gkp__dynbuf_adds(&b, lines[o.i++].text);
   }
+  fs_smap_free(&o.names);
   for (size_t i = 0; i < n; i++) {
     free(lines[i].text);
+    free(lines[i].key);
   }
   free(lines);
   if (rc != 0) {

@@ -827,7 +827,7 @@ int fs_store_list(const char *profile, fs_store_list_fn fn, void *ud) {
   return rc;
 }
 
-int fs_store_lines(int (*fn)(void *ud, int64_t created, const char *line), void *ud) {
+int fs_store_lines(fs_store_line_fn fn, void *ud) {
   sqlite3 *db = reader_get();
   sqlite3_stmt *st = NULL;
   int rc = 0;
@@ -835,13 +835,14 @@ int fs_store_lines(int (*fn)(void *ud, int64_t created, const char *line), void 
     return -EIO;
   }
   if (sqlite3_prepare_v2(db,
-                         "SELECT created_ms, line FROM jobs WHERE line IS NOT NULL"
-                         " ORDER BY created_ms",
+                         "SELECT created_ms, profile, name, line FROM jobs"
+                         " WHERE line IS NOT NULL ORDER BY created_ms",
                          -1, &st, NULL) != SQLITE_OK) {
     rc = -EIO;
   } else {
     while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
-      rc = fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+      rc = fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+              (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3));
     }
   }
   sqlite3_finalize(st);
