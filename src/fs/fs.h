@@ -63,9 +63,8 @@
 /* FS_DEFAULT_MAX_PROMPT, FS_SCRATCH_MAX (scratch files, editor swap
  * files), FS_DEFAULT_KEEP_MS and FS_MAX_TEXT (an answer: the largest
  * -o max_answer) are in fs_mount.h. */
-#define FS_NAME_MAX 200                       /* names in profile directories */
-#define FS_MAX_IMAGES 200                     /* images per job */
-#define FS_MAX_IMAGE_BYTES ((size_t)64 << 20) /* the images of one job */
+#define FS_NAME_MAX 200    /* names in profile directories */
+#define FS_MAX_IMAGES 200  /* images per job */
 #define FS_CACHE_JOBS 1024 /* finished jobs held in memory; the others are in the store only */
 
 /*
@@ -174,7 +173,8 @@ struct fs_slot {
 typedef struct fs_image {
   char mime[48];
   char ext[8];
-  void *data; /* NULL when only on disk */
+  char name[FS_NAME_MAX + 32]; /* its file name ("" before names were allocated: the SPEC's) */
+  void *data;                  /* NULL when only on disk */
   size_t len;
 } fs_image;
 
@@ -287,6 +287,7 @@ typedef struct fs_state {
 
   size_t max_prompt;
   size_t max_answer; /* -o max_answer */
+  size_t max_images; /* -o max_images: the image bytes of one job */
   int status_public; /* -o status_public: status/ readable by all */
   uid_t uid;
   gid_t gid;
@@ -396,8 +397,26 @@ void fs_run_unref(fs_run *r);
  * and nobody reads it from memory. */
 void fs_run_trim(fs_run *r);
 
-/* The output name of image i of a run ("a.png", "a-2.png"). */
+/* The file name of image i of a run: the one allocated when it came
+ * (fs_image_alloc), or for images stored before names were allocated the
+ * SPEC's ("a.png", "a-2.png"). */
 void fs_image_name(const fs_slot *s, const fs_run *r, size_t i, char *buf, size_t len);
+/*
+ * Names image i (the last that came) of run r (fs.mu held): "<job>.<ext>"
+ * for the first, "<job>-<i+1>.<ext>" for the others, unless another image
+ * of the directory (in memory or in the store) has that name; then
+ * "<that stem>-<k>.<ext>" with the smallest free k >= 1.  Prompts cannot
+ * have image names (fs_name_reserved) and .out/.err/.json are not image
+ * extensions, so only images can take an image's name.
+ */
+void fs_image_alloc(fs_run *r, size_t i);
+/* The image of directory d in memory named `name`: its index, and its slot
+ * in *sp; -1 if none (fs.mu held). */
+int fs_image_find(fs_dir *d, const char *name, fs_slot **sp);
+/* The job names an image name can belong to, as lengths of its prefix:
+ * the stem before the extension, then that stem without one and without
+ * two "-<digits>" suffixes.  Returns how many (0 to 3). */
+size_t fs_image_stems(const char *name, size_t stems[3]);
 
 /* Reads the profile list (and keys and models) from the configuration and
  * syncs the tree.  Takes cfg_lock and drops it, then takes fs.mu. */
@@ -517,7 +536,8 @@ int fs_store_restore(void);
 int fs_store_fault(fs_dir *d, const char *name);
 /* The same for the job of a store row (fs.mu held). */
 int fs_store_fault_row(int64_t row);
-/* One entry of a directory listing from the store. */
+/* One entry of a directory listing from the store (exts: the images'
+ * names, '/'-separated, or on older rows their extensions, ','-separated). */
 typedef int (*fs_store_list_fn)(void *ud, int64_t row, const char *name, int failed,
                                 const char *exts);
 /* Lists the finished jobs of a profile in the store (without fs.mu).

@@ -409,6 +409,8 @@ char *fs_job_json(const fs_run *r, int store) {
       cJSON *x = cJSON_CreateObject();
       cJSON_AddStringToObject(x, "mime", r->images[i].mime);
       cJSON_AddNumberToObject(x, "bytes", (double)r->images[i].len);
+      fs_image_name(r->slot, r, i, name, sizeof name);
+      cJSON_AddStringToObject(x, "name", name);
       cJSON_AddItemToArray(list, x);
     }
     cJSON_AddItemToObject(sp, "images", list);
@@ -432,7 +434,7 @@ static const char *err_hint(const fs_run *r) {
     return "Ask for a shorter answer, or mount with a larger -o max_answer (up to 64M).";
   }
   if (r->over_cap == 2) {
-    return "Ask for fewer or smaller images.";
+    return "Ask for fewer or smaller images, or mount with a larger -o max_images (up to 64M).";
   }
   if (seen[GKP_KIND_BAD_REQUEST] || strstr(e, "refused the request") != NULL) {
     return "Google rejected the request itself: change the prompt (or the profile's settings) "
@@ -592,7 +594,7 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
   fs_image *n;
   (void)job;
   pthread_mutex_lock(&fs.mu);
-  if (!r->over_cap && (r->nimages >= FS_MAX_IMAGES || r->image_bytes + len > FS_MAX_IMAGE_BYTES)) {
+  if (!r->over_cap && (r->nimages >= FS_MAX_IMAGES || r->image_bytes + len > fs.max_images)) {
     over_cap(r, 2);
   }
   if (!r->over_cap && (n = realloc(r->images, (r->nimages + 1) * sizeof *n)) != NULL) {
@@ -605,6 +607,7 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
       n->len = len;
       snprintf(n->mime, sizeof n->mime, "%s", mime);
       snprintf(n->ext, sizeof n->ext, "%s", fs_mime_ext(mime));
+      fs_image_alloc(r, r->nimages);
       r->nimages++;
       r->image_bytes += len;
     }
@@ -663,9 +666,9 @@ static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
                fs.max_answer, r->text_len);
     } else {
       snprintf(msg, sizeof msg,
-               "the images went over the cap of %zu bytes (or %d images) per job; the job was "
-               "stopped",
-               FS_MAX_IMAGE_BYTES, FS_MAX_IMAGES);
+               "the images went over the cap of %zu bytes (-o max_images) or %d images per "
+               "job; the job was stopped",
+               fs.max_images, FS_MAX_IMAGES);
     }
     free(r->error);
     r->error = strdup(msg);

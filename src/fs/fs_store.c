@@ -10,12 +10,12 @@
  *        one row per job name: its latest prompt and, once it has finished,
  *        its metadata (the .json with the restore fields, as one line of
  *        JSON), its answer, and what listings and status/jobs show without
- *        parsing it (failed or not, its images' extensions, its line of
- *        status/jobs).  finished_ms and meta are NULL while the job has not
- *        finished: such a row is submitted again at start.  Unique on
- *        (profile, name); indexed on finished_ms (retention) and created_ms
- *        (status/jobs).
- *   images(job, idx, mime, data)   a finished job's images.
+ *        parsing it (failed or not, its images' file names '/'-separated --
+ *        rows written before image names were allocated hold their
+ *        extensions ','-separated instead --, its line of status/jobs).  finished_ms and meta are
+ * NULL while the job has not finished: such a row is submitted again at start.  Unique on (profile,
+ * name); indexed on finished_ms (retention) and created_ms (status/jobs). images(job, idx, mime,
+ * data)   a finished job's images.
  *
  * `run` is a random 64-bit id of the submission: a result is stored only on
  * the row of the prompt with the same run id, so an old answer is never
@@ -444,13 +444,20 @@ static int apply_remove(fs_store_item *it) {
   return delete_row(it);
 }
 
-/* "png,jpg": the extensions of a run's images (fs.mu held). */
-static void image_exts(const fs_run *r, char *buf, size_t len) {
-  size_t n = 0;
-  buf[0] = '\0';
-  for (size_t i = 0; i < r->nimages && n + 10 < len; i++) {
-    n += (size_t)snprintf(buf + n, len - n, "%s%s", i > 0 ? "," : "", r->images[i].ext);
+/* "a.png/a-2.png": the file names of a run's images, '/'-separated (names
+ * cannot hold a '/'), or NULL (fs.mu held). */
+static char *image_names(const fs_run *r) {
+  size_t n = 0, len = r->nimages * (FS_NAME_MAX + 32) + 1;
+  char *buf = malloc(len);
+  if (buf != NULL) {
+    buf[0] = '\0';
+    for (size_t i = 0; i < r->nimages; i++) {
+      char name[FS_NAME_MAX + 32];
+      fs_image_name(r->slot, r, i, name, sizeof name);
+      n += (size_t)snprintf(buf + n, len - n, "%s%s", i > 0 ? "/" : "", name);
+    }
   }
+  return buf;
 }
 
 /* Stores a finished run: its metadata and answer on its prompt's row, and
@@ -459,17 +466,18 @@ static int apply_result(fs_store_item *it) {
   fs_run *r = it->run;
   fs_slot *s = r->slot;
   sqlite3_stmt *st;
-  char *json, exts[FS_MAX_IMAGES * 6 + 8], line[2048];
+  char *json, *exts, line[2048];
   int rc, failed;
 
   pthread_mutex_lock(&fs.mu);
   json = fs_job_json(r, 1);
   failed = r->final_status == GKP__JOB_FAILED;
-  image_exts(r, exts, sizeof exts);
+  exts = image_names(r);
   fs_job_line(r, 1, line, sizeof line);
   pthread_mutex_unlock(&fs.mu);
-  if (json == NULL || (st = wstmt(sql_result)) == NULL) {
+  if (json == NULL || exts == NULL || (st = wstmt(sql_result)) == NULL) {
     cJSON_free(json);
+    free(exts);
     return -ENOMEM;
   }
   sqlite3_bind_int64(st, 1, r->finished_ms);
@@ -486,6 +494,7 @@ static int apply_result(fs_store_item *it) {
   }
   rc = wdone(st, rc);
   cJSON_free(json);
+  free(exts);
   if (rc != 0 || it->row == 0) {
     return rc != 0 ? rc : -ENOENT; /* no prompt row: replaced or removed */
   }

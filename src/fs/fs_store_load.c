@@ -366,6 +366,7 @@ static int run_from_json(fs_run *r, const cJSON *doc) {
       snprintf(r->images[i].mime, sizeof r->images[i].mime, "%s", json_str(x, "mime"));
       snprintf(r->images[i].ext, sizeof r->images[i].ext, "%s", fs_mime_ext(r->images[i].mime));
       r->images[i].len = (size_t)json_int(x, "bytes", 0);
+      snprintf(r->images[i].name, sizeof r->images[i].name, "%s", json_str(x, "name"));
     }
     r->nimages = (size_t)n;
   }
@@ -569,16 +570,14 @@ int fs_store_fault(fs_dir *d, const char *name) {
   size_t n = strlen(name);
   const char *dot = strrchr(name, '.');
   int got = fault_stem(d, name, n);
-  if (dot != NULL) {
-    /* "a.out", "a.json", "a.err", "a.png": job "a"; "a-2.png": job "a" too. */
+  size_t stems[3], k = fs_image_stems(name, stems);
+  if (k == 0 && dot != NULL) {
+    /* "a.out", "a.json", "a.err": job "a". */
     got |= fault_stem(d, name, (size_t)(dot - name));
-    const char *dash = NULL;
-    for (const char *p = name; p < dot; p++) {
-      dash = *p == '-' ? p : dash;
-    }
-    if (dash != NULL) {
-      got |= fault_stem(d, name, (size_t)(dash - name));
-    }
+  }
+  /* "a.png": job "a"; "a-2.png": "a-2" or "a"; "a-2-1.png" also "a". */
+  for (size_t i = 0; i < k; i++) {
+    got |= fault_stem(d, name, stems[i]);
   }
   return got;
 }

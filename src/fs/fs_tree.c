@@ -149,10 +149,61 @@ const char *fs_mime_ext(const char *mime) {
 }
 
 void fs_image_name(const fs_slot *s, const fs_run *r, size_t i, char *buf, size_t len) {
-  if (i == 0) {
+  if (r->images[i].name[0] != '\0') {
+    snprintf(buf, len, "%s", r->images[i].name);
+  } else if (i == 0) {
     snprintf(buf, len, "%s.%s", s->name, r->images[i].ext);
   } else {
     snprintf(buf, len, "%s-%zu.%s", s->name, i + 1, r->images[i].ext);
+  }
+}
+
+/* The length of s[0..len) without a trailing "-<digits>", or len. */
+static size_t strip_number(const char *s, size_t len) {
+  size_t i = len;
+  while (i > 0 && s[i - 1] >= '0' && s[i - 1] <= '9') {
+    i--;
+  }
+  return i < len && i > 1 && s[i - 1] == '-' ? i - 1 : len;
+}
+
+size_t fs_image_stems(const char *name, size_t stems[3]) {
+  const char *dot = strrchr(name, '.');
+  size_t n = 0;
+  if (dot == NULL || dot == name || !fs_name_reserved(name) || strcmp(dot, ".out") == 0 ||
+      strcmp(dot, ".err") == 0 || strcmp(dot, ".json") == 0) {
+    return 0;
+  }
+  stems[n++] = (size_t)(dot - name);
+  for (int k = 0; k < 2; k++) {
+    size_t m = strip_number(name, stems[n - 1]);
+    if (m == stems[n - 1]) {
+      break;
+    }
+    stems[n++] = m;
+  }
+  return n;
+}
+
+/* Whether an image of directory d (memory or store) is named `name`. */
+static int image_taken(fs_dir *d, const char *name) {
+  fs_slot *s;
+  fs_store_fault(d, name);
+  return fs_image_find(d, name, &s) >= 0;
+}
+
+void fs_image_alloc(fs_run *r, size_t i) {
+  fs_image *im = &r->images[i];
+  fs_dir *d = r->slot->dir;
+  char stem[FS_NAME_MAX + 16];
+  if (i == 0) {
+    snprintf(stem, sizeof stem, "%s", r->slot->name);
+  } else {
+    snprintf(stem, sizeof stem, "%s-%zu", r->slot->name, i + 1);
+  }
+  snprintf(im->name, sizeof im->name, "%s.%s", stem, im->ext);
+  for (unsigned k = 1; d != NULL && k <= FS_MAX_IMAGES * 4 && image_taken(d, im->name); k++) {
+    snprintf(im->name, sizeof im->name, "%s-%u.%s", stem, k, im->ext);
   }
 }
 
