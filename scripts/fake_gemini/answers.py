@@ -114,9 +114,10 @@ def _pad(head: str, target: int, start: int) -> str:
     room = target - len(head.encode("utf-8")) - 2
     if room <= 0:
         return head
-    filler, i = [], start
-    while sum(len(s) + 1 for s in filler) < room:
+    filler, i, size = [], start, 0
+    while size < room:  # a running total: linear in the answer's size
         filler.append(FILLER[i % len(FILLER)])
+        size += len(filler[-1]) + 1
         i += 1
     text = " ".join(filler)
     body = text[:room]

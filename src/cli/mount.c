@@ -27,7 +27,9 @@ static const char MOUNT_USAGE[] =
     "  -s            single-threaded\n"
     "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), max_answer=SIZE\n"
     "                (default 64M: a longer answer fails the job), max_images=SIZE\n"
-    "                (default 64M: the images of one job), keep=DURATION\n"
+    "                (default 64M: the images of one job), max_memory=SIZE (default\n"
+    "                1G: prompts, scratch files, answers and images in memory),\n"
+    "                keep=DURATION\n"
     "                (finished jobs kept this long: 30d by default, 0 forever),\n"
     "                status_public (status/ readable by all users; else by yours only),\n"
     "                allow_other, allow_root, and other libfuse mount options\n"
@@ -127,6 +129,13 @@ static int parse_o(mount_opts *o, const char *list) {
       o->max_images = parse_size(opt + 11);
       if (o->max_images == 0 || o->max_images > FS_MAX_IMAGE_BYTES) {
         cli_error("mount: -o max_images=%s: give a size from 1 to 64M (e.g. 16M)", opt + 11);
+        free(copy);
+        return -1;
+      }
+    } else if (strncmp(opt, "max_memory=", 11) == 0) {
+      o->max_memory = parse_size(opt + 11);
+      if (o->max_memory < FS_MIN_MAX_MEMORY) {
+        cli_error("mount: -o max_memory=%s: give a size of at least 1M (e.g. 512M, 2G)", opt + 11);
         free(copy);
         return -1;
       }

@@ -204,7 +204,8 @@ struct fs_run {
   int committing;   /* finished, its result waiting for the store's commit */
   int final_status; /* the status it will read as once committed */
   int cancel_req;
-  int over_cap;       /* the answer (1) or its images (2) went over a cap: it fails */
+  int over_cap;       /* the answer (1), its images (2) or the mount's memory (3) went over a
+                         cap: it fails */
   size_t image_bytes; /* the images' bytes so far */
   int stale;          /* replaced or removed: never stored */
   int status;         /* enum gkp__job_status */
@@ -288,6 +289,8 @@ typedef struct fs_state {
   size_t max_prompt;
   size_t max_answer; /* -o max_answer */
   size_t max_images; /* -o max_images: the image bytes of one job */
+  size_t max_memory; /* -o max_memory: the accountant's ceiling */
+  size_t mem_used;   /* the accountant's count (atomic) */
   int status_public; /* -o status_public: status/ readable by all */
   uid_t uid;
   gid_t gid;
@@ -330,9 +333,26 @@ void fs_log_pool(void *ud, int level, const char *line);
 /* ---- fs_tree.c -------------------------------------------------------- */
 
 /* fs_buf: writes at any offset (a gap reads as zeros), truncation. */
+/* Buffers charge what they hold (their capacity) to the memory accountant:
+ * fs_buf_write and fs_buf_truncate return -ENOSPC beyond -o max_memory
+ * (-ENOMEM if malloc fails); fs_buf_load (content coming back from the
+ * store, bounded by the prompt limit) is charged but never refused. */
 int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n);
 int fs_buf_truncate(fs_buf *b, size_t len);
+int fs_buf_load(fs_buf *b, const void *data, size_t n);
 void fs_buf_free(fs_buf *b);
+/*
+ * The memory accountant (-o max_memory): the bytes of prompts, scratch
+ * files, answers and images held in memory, one count for the whole mount
+ * (atomic: with or without fs.mu).  fs_mem_charge adds n, or returns
+ * -ENOSPC when that would pass the ceiling (unless `force`);
+ * fs_mem_release gives n back.
+ */
+int fs_mem_charge(size_t n, int force);
+void fs_mem_release(size_t n);
+size_t fs_mem_used(void);
+/* Frees an image's bytes held in memory (and their charge). */
+void fs_image_free(fs_image *im);
 
 /* Whether a name in a profile directory is a scratch file (never
  * submitted): ".x", "x~", "#x#", vim's "4913" probe, sed's "sedXXXXXX". */

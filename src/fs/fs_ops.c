@@ -468,8 +468,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
       }
       if ((size_t)attr->st_size > fs_file_limit(f)) {
         err = EFBIG;
-      } else if (fs_buf_truncate(&f->data, (size_t)attr->st_size) != 0) {
-        err = ENOMEM;
+      } else if ((err = -fs_buf_truncate(&f->data, (size_t)attr->st_size)) != 0) {
+        /* ENOSPC over -o max_memory */
       } else {
         f->dirty = 1;
         f->sub_run = 0;

@@ -233,6 +233,11 @@ static void metrics_jobs(gkp__dynbuf *b) {
     gkp__dynbuf_printf(b, "gemini_pool_jobs{status=\"%s\"} %llu\n", names[i],
                        (unsigned long long)by_status[i]);
   }
+  help(b, "gemini_pool_fs_memory_bytes", "gauge",
+       "Bytes of prompts, scratch files, answers and images the mount holds in memory.");
+  gkp__dynbuf_printf(b, "gemini_pool_fs_memory_bytes %zu\n", fs_mem_used());
+  help(b, "gemini_pool_fs_memory_limit_bytes", "gauge", "The ceiling on them (-o max_memory).");
+  gkp__dynbuf_printf(b, "gemini_pool_fs_memory_limit_bytes %zu\n", fs.max_memory);
   help(b, "gemini_pool_jobs_submitted_total", "counter", "Jobs submitted since the mount.");
   gkp__dynbuf_printf(b, "gemini_pool_jobs_submitted_total %llu\n", (unsigned long long)submitted);
   help(b, "gemini_pool_jobs_finished_total", "counter",

@@ -460,7 +460,7 @@ static int restore_row(const store_row *w, pending **todo) {
       *todo = p;
       if (f != NULL) {
         fs_file_clear(f);
-        fs_buf_write(&f->data, 0, w->prompt, w->plen);
+        fs_buf_load(&f->data, w->prompt, w->plen);
         f->dirty = 0;
         f->sub_run = w->run;
       }

@@ -16,24 +16,61 @@
 
 /* ---- buffers ------------------------------------------------------------- */
 
-static int buf_reserve(fs_buf *b, size_t need) {
-  if (need <= b->cap) {
-    return 0;
-  }
-  char *p = gkp__grow(b->p, &b->cap, need, 1, 256);
-  if (p == NULL) {
-    return -ENOMEM;
-  }
-  b->p = p;
+/* ---- the memory accountant ---------------------------------------------- */
+
+int fs_mem_charge(size_t n, int force) {
+  size_t used = __atomic_load_n(&fs.mem_used, __ATOMIC_RELAXED);
+  do {
+    if (!force && (n > fs.max_memory || used > fs.max_memory - n)) {
+      return -ENOSPC;
+    }
+  } while (!__atomic_compare_exchange_n(&fs.mem_used, &used, used + n, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
   return 0;
 }
 
-int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n) {
+void fs_mem_release(size_t n) {
+  __atomic_fetch_sub(&fs.mem_used, n, __ATOMIC_RELAXED);
+}
+
+size_t fs_mem_used(void) {
+  return __atomic_load_n(&fs.mem_used, __ATOMIC_RELAXED);
+}
+
+/* ---- buffers ------------------------------------------------------------- */
+
+/* Grows b to hold `need` bytes, charging the growth to the accountant:
+ * doubling when the ceiling allows it, else exactly `need`.  Returns 0,
+ * -ENOSPC (over -o max_memory unless `force`) or -ENOMEM. */
+static int buf_reserve(fs_buf *b, size_t need, int force) {
+  if (need <= b->cap) {
+    return 0;
+  }
+  size_t cap = b->cap > SIZE_MAX / 2 ? need : b->cap * 2;
+  cap = cap < need ? need : cap < 256 ? 256 : cap;
+  if (fs_mem_charge(cap - b->cap, force) != 0) {
+    cap = need;
+    if (fs_mem_charge(cap - b->cap, force) != 0) {
+      return -ENOSPC;
+    }
+  }
+  char *p = realloc(b->p, cap);
+  if (p == NULL) {
+    fs_mem_release(cap - b->cap);
+    return -ENOMEM;
+  }
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+static int buf_write(fs_buf *b, size_t off, const void *data, size_t n, int force) {
+  int rc;
   if (off + n < off) {
     return -EFBIG;
   }
-  if (buf_reserve(b, off + n) != 0) {
-    return -ENOMEM;
+  if ((rc = buf_reserve(b, off + n, force)) != 0) {
+    return rc;
   }
   if (off > b->len) {
     memset(b->p + b->len, 0, off - b->len);
@@ -45,10 +82,20 @@ int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n) {
   return 0;
 }
 
+int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n) {
+  return buf_write(b, off, data, n, 0);
+}
+
+int fs_buf_load(fs_buf *b, const void *data, size_t n) {
+  fs_buf_truncate(b, 0);
+  return buf_write(b, 0, data, n, 1);
+}
+
 int fs_buf_truncate(fs_buf *b, size_t len) {
+  int rc;
   if (len > b->len) {
-    if (buf_reserve(b, len) != 0) {
-      return -ENOMEM;
+    if ((rc = buf_reserve(b, len, 0)) != 0) {
+      return rc;
     }
     memset(b->p + b->len, 0, len - b->len);
   }
@@ -60,6 +107,7 @@ int fs_buf_truncate(fs_buf *b, size_t len) {
 }
 
 void fs_buf_free(fs_buf *b) {
+  fs_mem_release(b->cap);
   free(b->p);
   memset(b, 0, sizeof *b);
 }
@@ -386,8 +434,7 @@ int fs_file_load(fs_file *f) {
     fs_file_clear(f);
     return -EIO;
   }
-  fs_buf_truncate(&f->data, 0);
-  int rc = fs_buf_write(&f->data, 0, p, len);
+  int rc = fs_buf_load(&f->data, p, len);
   free(p);
   if (rc != 0) {
     fs_file_clear(f);
@@ -597,7 +644,7 @@ void fs_run_unref(fs_run *r) {
   }
   fs_buf_free(&r->text);
   for (size_t i = 0; i < r->nimages; i++) {
-    free(r->images[i].data);
+    fs_image_free(&r->images[i]);
   }
   free(r->images);
   free(r->attempts);
@@ -606,14 +653,21 @@ void fs_run_unref(fs_run *r) {
   free(r);
 }
 
+void fs_image_free(fs_image *im) {
+  if (im->data != NULL) {
+    fs_mem_release(im->len);
+    free(im->data);
+    im->data = NULL;
+  }
+}
+
 void fs_run_trim(fs_run *r) {
   if (!r->stored || r->on_disk || r->mem_readers > 0) {
     return;
   }
   fs_buf_free(&r->text);
   for (size_t i = 0; i < r->nimages; i++) {
-    free(r->images[i].data);
-    r->images[i].data = NULL;
+    fs_image_free(&r->images[i]);
   }
   r->on_disk = 1;
 }
