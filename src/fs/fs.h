@@ -544,6 +544,11 @@ size_t fs_store_expire(void);
 /* A reader connection of the pool, and its return. */
 struct sqlite3 *fs_store_reader(void);
 void fs_store_reader_put(struct sqlite3 *db);
+/* A statement of a reader connection, prepared once and kept with it (the
+ * lookups of every job); NULL on failure.  fs_store_rdone resets it for
+ * the next user (the caller's, instead of sqlite3_finalize). */
+struct sqlite3_stmt *fs_store_rstmt(struct sqlite3 *db, const char *sql);
+void fs_store_rdone(struct sqlite3_stmt *st);
 /* Imports a spool directory of the releases before the store, then
  * removes it (nothing when it does not exist). */
 int fs_spool_import(struct sqlite3 *db, const char *spool_dir);

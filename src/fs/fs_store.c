@@ -188,6 +188,15 @@ static sqlite3 *reader_get(void) {
   return db != NULL ? db : db_open(0);
 }
 
+/* Closes a reader connection with the statements it kept. */
+static void reader_close(sqlite3 *db) {
+  sqlite3_stmt *st;
+  while (db != NULL && (st = sqlite3_next_stmt(db, NULL)) != NULL) {
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+}
+
 static void reader_put(sqlite3 *db) {
   pthread_mutex_lock(&idle_mu);
   if (db != NULL && nidle < NIDLE) {
@@ -195,7 +204,28 @@ static void reader_put(sqlite3 *db) {
     db = NULL;
   }
   pthread_mutex_unlock(&idle_mu);
-  sqlite3_close(db);
+  reader_close(db);
+}
+
+sqlite3_stmt *fs_store_rstmt(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  while ((st = sqlite3_next_stmt(db, st)) != NULL) {
+    if (!sqlite3_stmt_busy(st) && strcmp(sqlite3_sql(st), sql) == 0) {
+      return st;
+    }
+  }
+  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+    sqlite3_finalize(st);
+    return NULL;
+  }
+  return st;
+}
+
+void fs_store_rdone(sqlite3_stmt *st) {
+  if (st != NULL) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
 }
 
 sqlite3 *fs_store_reader(void) {
@@ -789,8 +819,8 @@ char *fs_store_read_prompt(const char *profile, const char *name, uint64_t run, 
   if (db == NULL) {
     return NULL;
   }
-  if (sqlite3_prepare_v2(db, "SELECT prompt, run FROM jobs WHERE profile = ?1 AND name = ?2", -1,
-                         &st, NULL) == SQLITE_OK) {
+  if ((st = fs_store_rstmt(db, "SELECT prompt, run FROM jobs WHERE profile = ?1 AND name = ?2")) !=
+      NULL) {
     sqlite3_bind_text(st, 1, profile, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW &&
@@ -806,7 +836,7 @@ char *fs_store_read_prompt(const char *profile, const char *name, uint64_t run, 
       }
     }
   }
-  sqlite3_finalize(st);
+  fs_store_rdone(st);
   reader_put(db);
   return out;
 }
@@ -863,15 +893,14 @@ int fs_store_lines(fs_store_line_fn fn, void *ud) {
 static int64_t image_row(sqlite3 *db, int64_t row, size_t idx) {
   sqlite3_stmt *st = NULL;
   int64_t id = 0;
-  if (sqlite3_prepare_v2(db, "SELECT rowid FROM images WHERE job = ?1 AND idx = ?2", -1, &st,
-                         NULL) == SQLITE_OK) {
+  if ((st = fs_store_rstmt(db, "SELECT rowid FROM images WHERE job = ?1 AND idx = ?2")) != NULL) {
     sqlite3_bind_int64(st, 1, row);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)idx);
     if (sqlite3_step(st) == SQLITE_ROW) {
       id = sqlite3_column_int64(st, 0);
     }
   }
-  sqlite3_finalize(st);
+  fs_store_rdone(st);
   return id;
 }
 
@@ -948,7 +977,7 @@ void fs_store_stop(void) {
   }
   pthread_mutex_lock(&idle_mu);
   while (nidle > 0) {
-    sqlite3_close(idle[--nidle]);
+    reader_close(idle[--nidle]);
   }
   pthread_mutex_unlock(&idle_mu);
   sqlite3_close(wdb);

@@ -531,7 +531,7 @@ static int fault(const char *where, const char *profile, const char *name, int64
   snprintf(sql, sizeof sql, "%s WHERE meta IS NOT NULL AND %s", sql_row, where);
   fs_dir *d = profile != NULL ? fs_dir_get(profile) : NULL;
   int64_t mtime = d != NULL ? d->mtime_ms : 0;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+  if ((st = fs_store_rstmt(db, sql)) != NULL) {
     if (profile != NULL) {
       sqlite3_bind_text(st, 1, profile, -1, SQLITE_STATIC);
       sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
@@ -543,7 +543,7 @@ static int fault(const char *where, const char *profile, const char *name, int64
   if (d != NULL) {
     d->mtime_ms = mtime; /* coming back from the store changes nothing */
   }
-  sqlite3_finalize(st);
+  fs_store_rdone(st);
   fs_store_reader_put(db);
   return n > 0;
 }
