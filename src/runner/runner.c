@@ -9,7 +9,7 @@
 
 #include "common/err.h"
 #include "common/timeutil.h"
-#include "engine/pool_impl.h"
+#include "engine/engine.h"
 #include "runner/job.h"
 
 #define DEFAULT_DEADLINE_MS (10 * 60 * 1000)
@@ -269,13 +269,13 @@ static int build_body(gkp__job *job, gkp_error *err) {
       .include_thoughts = job->capture_thinking,
       .thinking_style = GKP__THINKING_STYLE_NONE,
   };
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  int mi = gkp__pool_model_index(pool, job->model);
+  const gkp__config *cfg = gkp__pool_config(pool);
+  int mi = gkp__config_model_index(cfg, job->model);
   if (mi >= 0) {
-    req.image_output = pool->cfg->models[mi].image_output;
-    req.thinking_style = pool->cfg->models[mi].thinking_level;
+    req.image_output = cfg->models[mi].image_output;
+    req.thinking_style = cfg->models[mi].thinking_level;
   }
-  pthread_rwlock_unlock(&pool->cfg_lock);
+  gkp__config_unref(cfg);
   if (req.thinking_style == GKP__THINKING_STYLE_NONE) {
     req.include_thoughts = 0;
   }
@@ -454,12 +454,13 @@ static void job_fallback(gkp__job *job, const char *why) {
   char msg[GKP_MSG_MAX];
   gkp_error err;
 
-  pthread_rwlock_rdlock(&r->pool->cfg_lock);
-  next = gkp_model_fallback(r->pool, job->model);
+  const gkp__config *cfg = gkp__pool_config(r->pool);
+  int mi = gkp__config_model_index(cfg, job->model);
+  next = mi >= 0 ? cfg->models[mi].fallback : NULL;
   if (next != NULL) {
     gkp__strlcpy(job->model, next, sizeof job->model);
   }
-  pthread_rwlock_unlock(&r->pool->cfg_lock);
+  gkp__config_unref(cfg);
   if (why != NULL && why[0] != '\0' && job->chain_reason[0] == '\0') {
     gkp__strlcpy(job->chain_reason, why, sizeof job->chain_reason);
   }
@@ -593,9 +594,9 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
     return 1;
   }
   job->has_lease = 1;
-  pthread_rwlock_rdlock(&r->pool->cfg_lock);
-  gkp__strlcpy(base, r->pool->cfg->base_url, sizeof base);
-  pthread_rwlock_unlock(&r->pool->cfg_lock);
+  const gkp__config *cfg = gkp__pool_config(r->pool);
+  gkp__strlcpy(base, cfg->base_url, sizeof base);
+  gkp__config_unref(cfg);
   if (gkp_key_secret(r->pool, job->lease.key_id, secret, sizeof secret, &err) != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
@@ -836,13 +837,13 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
   const char *model, *system, *thinking;
   int rc = 0;
 
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  if (s->profile != NULL && (p = gkp__config_profile(pool->cfg, s->profile)) == NULL) {
+  const gkp__config *cfg = gkp__pool_config(pool);
+  if (s->profile != NULL && (p = gkp__config_profile(cfg, s->profile)) == NULL) {
     rc = gkp__err(err, -ENOENT, "unknown profile '%s'", s->profile);
     goto out;
   }
   model = s->model != NULL ? s->model : p != NULL ? p->model : NULL;
-  if (model == NULL || gkp__pool_model_index(pool, model) < 0) {
+  if (model == NULL || gkp__config_model_index(cfg, model) < 0) {
     rc = gkp__err(err, -ENOENT, "unknown model '%s': add it under \"models\" in %s",
                   model != NULL ? model : "(none)", gkp_pool_config_path(pool));
     goto out;
@@ -866,7 +867,7 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
   job->max_output_tokens = p != NULL ? p->max_output_tokens : 0;
   job->max_wait_ms = s->max_wait_ms >= 0 ? s->max_wait_ms : p != NULL ? p->max_wait_ms : 120000;
 out:
-  pthread_rwlock_unlock(&pool->cfg_lock);
+  gkp__config_unref(cfg);
   return rc;
 }
 
