@@ -30,8 +30,26 @@ int64_t gkp_pool_now(const gkp_pool *pool) {
   return pool->clock != NULL ? pool->clock(pool->clock_ud) : gkp__now_ms();
 }
 
+/* Bumped in every child of fork(): a pool opened in another generation was
+ * opened by an ancestor.  (Cheaper than asking for the pid on every call.) */
+static unsigned fork_generation;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void in_child(void) {
+  __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void watch_forks(void) {
+  pthread_atfork(NULL, NULL, in_child);
+}
+
+static int forked(const gkp_pool *pool) {
+  return __atomic_load_n(&fork_generation, __ATOMIC_RELAXED) != pool->fork_gen ||
+         (pool->fork_gen_unknown && (int)getpid() != pool->pid);
+}
+
 int gkp__pool_check_fork(const gkp_pool *pool, gkp_error *err) {
-  if ((int)getpid() != pool->pid) {
+  if (forked(pool)) {
     return gkp__err(err, -ECHILD,
                     "this pool was opened by process %d, before a fork(); a child process must "
                     "open its own pool (gkp_pool_open)",
@@ -171,6 +189,8 @@ static int pool_open(gkp_pool **out, gkp__config *cfg, char *config_path, const 
   pool->log = opts->log;
   pool->log_ud = opts->log_ud;
   pool->pid = (int)getpid();
+  pool->fork_gen_unknown = pthread_once(&fork_once, watch_forks) != 0;
+  pool->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
   pthread_mutex_init(&pool->cfg_mu, NULL);
   pthread_mutex_init(&pool->reload_mu, NULL);
   pthread_mutex_init(&pool->task_mu, NULL);
@@ -238,6 +258,7 @@ void gkp_pool_close(gkp_pool *pool) {
     return;
   }
   forked = (int)getpid() != pool->pid;
+
   /* A forked child has no runner thread to stop: it only lets go of memory. */
   if (pool->task_runner != NULL && !forked) {
     pool->task_runner_free(pool->task_runner);

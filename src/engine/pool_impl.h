@@ -29,7 +29,9 @@ struct gkp_pool {
   void *clock_ud;
   gkp_log_fn log;
   void *log_ud;
-  int pid; /* the process that opened it */
+  int pid;              /* the process that opened it */
+  unsigned fork_gen;    /* fork generation it was opened in (pool.c) */
+  int fork_gen_unknown; /* fork watching failed: compare pids */
   /* A runner made on demand by gkp_run_task, freed at close. */
   pthread_mutex_t task_mu;
   void *task_runner;
