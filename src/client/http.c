@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/timeutil.h"
 
 #ifndef CURL_WRITEFUNC_ERROR /* before curl 7.87 any short count is an error */
 #define CURL_WRITEFUNC_ERROR 0
@@ -30,12 +31,6 @@ struct gkp__http_req {
   char errbuf[CURL_ERROR_SIZE];
   char errtext[128];
 };
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Wipes and frees the header lines (one of them may hold an API key). */
 static void free_headers(struct curl_slist *h) {
@@ -186,10 +181,31 @@ static const char *describe_failure(gkp__http_req *req, CURLcode rc, int64_t ela
   }
 }
 
+/* Whether a failed transfer never reached the server: curl's own codes for
+ * failures before anything is sent, or no byte of the request written. */
+static int nothing_sent(gkp__http_req *req, CURLcode rc) {
+  long sent = 0;
+  switch (rc) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+    return 1;
+  default:
+    break;
+  }
+  /* CURLINFO_REQUEST_SIZE: the bytes of the request written so far. */
+  if (curl_easy_getinfo(req->xfer.easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) {
+    return 0;
+  }
+  return sent == 0;
+}
+
 /* The loop's completion callback: reports on_done once and frees. */
 static void xfer_done(gkp__loop_xfer *x, CURLcode rc, int aborted) {
   gkp__http_req *req = (gkp__http_req *)x;
-  int64_t elapsed = mono_ms() - req->start_mono;
+  int64_t elapsed = gkp__mono_ms() - req->start_mono;
   gkp__http_result r = {0};
   r.curl_code = rc;
   r.bytes = req->bytes;
@@ -206,6 +222,7 @@ static void xfer_done(gkp__loop_xfer *x, CURLcode rc, int aborted) {
   } else if (rc != CURLE_OK) {
     r.timed_out = (rc == CURLE_OPERATION_TIMEDOUT);
     r.error = describe_failure(req, rc, elapsed);
+    r.unsent = r.http_status == 0 && nothing_sent(req, rc);
   } else {
     r.error = "";
   }
@@ -314,7 +331,7 @@ int gkp__http_start(gkp__loop *loop, const gkp__http_opts *opts, const gkp__http
   req->loop = loop;
   req->cb = *cb;
   req->ud = ud;
-  req->start_mono = mono_ms();
+  req->start_mono = gkp__mono_ms();
   apply_defaults(req, opts);
   int rc = -ENOMEM;
   if (opts->body != NULL) {

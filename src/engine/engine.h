@@ -29,7 +29,8 @@ int gkp__config_model_index(const gkp__config *cfg, const char *model);
 void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_error *err),
                             void (*free_fn)(void *runner), gkp_error *err);
 
-/* Copies a bounded string into a fixed field, always NUL-terminated. */
-void gkp__strlcpy(char *dst, const char *src, size_t size);
+/* Sets how long the leases this pool takes live unless renewed (default
+ * GKP_LEASE_TTL_MS); for tests of the heartbeat in real time. */
+void gkp__pool_set_lease_ttl(gkp_pool *pool, int64_t ms);
 
 #endif

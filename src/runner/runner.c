@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/engine.h"
 #include "runner/job.h"
 
@@ -17,6 +18,12 @@
 #define DEFAULT_STALL_TIMEOUT_S 300
 /* How often a queue whose keys are busy in other processes looks again. */
 #define BUSY_POLL_MS 250
+/* While nothing reaches the endpoint, the next try waits 1 s, 2 s, 4 s ...
+ * at most this long. */
+#define UNREACHABLE_BACKOFF_MAX_MS 8000
+/* Keys one job may get disabled or billed before it fails with the message:
+ * one misread error never takes down the pool. */
+#define MAX_KEYWIDE_PENALTIES 2
 
 /* A FIFO of jobs waiting for a key for one model. */
 struct gkp__mq {
@@ -41,6 +48,11 @@ struct gkp__runner {
   long stall_timeout_s; /* per request: abort after this long without a byte
                            ($GEMINI_POOL_STALL_TIMEOUT, default 300 s) */
   uint64_t renew_timer; /* the lease heartbeat, while a job holds a lease */
+  /* The endpoint while nothing reaches it (loop thread): no job starts an
+   * attempt before retry_at; an answer of any kind clears it. */
+  int64_t down_retry_at_ms; /* 0: reachable as far as we know */
+  int64_t down_backoff_ms;
+  char down_error[GKP_MSG_MAX]; /* "could not connect to URL: reason" */
 };
 
 static void job_unref(gkp__job *job);
@@ -218,6 +230,7 @@ static void job_finish(gkp__job *job, int status, const char *error) {
   job->status = status;
   job->finished_ms = gkp_pool_now(r->pool);
   gkp__strlcpy(job->error, error != NULL ? error : "", sizeof job->error);
+  gkp_redact(r->pool, job->error); /* it may quote an upstream */
   pthread_mutex_unlock(&job->mu);
 
   pthread_mutex_lock(&r->stats_mu);
@@ -288,16 +301,12 @@ static int build_body(gkp__job *job, gkp_error *err) {
 static int add_attempt(gkp__job *job, int http_status, int kind) {
   gkp__attempt *a;
   pthread_mutex_lock(&job->mu);
-  if (job->nattempts == job->capattempts) {
-    size_t cap = job->capattempts ? job->capattempts * 2 : 4;
-    gkp__attempt *n = realloc(job->attempts, cap * sizeof *n);
-    if (n == NULL) {
-      pthread_mutex_unlock(&job->mu);
-      return -ENOMEM;
-    }
-    job->attempts = n;
-    job->capattempts = cap;
+  gkp__attempt *n = gkp__grow(job->attempts, &job->capattempts, job->nattempts + 1, sizeof *n, 4);
+  if (n == NULL) {
+    pthread_mutex_unlock(&job->mu);
+    return -ENOMEM;
   }
+  job->attempts = n;
   a = &job->attempts[job->nattempts++];
   memset(a, 0, sizeof *a);
   gkp__strlcpy(a->key_id, job->lease.key_id, sizeof a->key_id);
@@ -478,79 +487,144 @@ static void job_fallback(gkp__job *job, const char *why) {
   job_try(job);
 }
 
-static void cb_done(void *ud, const gkp__gemini_outcome *o) {
-  gkp__job *job = ud;
+/* An answer of any kind came: the endpoint is reachable again, and the jobs
+ * waiting for it may go on. */
+static void endpoint_back(gkp__runner *r) {
+  if (r->down_retry_at_ms != 0) {
+    r->down_retry_at_ms = 0;
+    r->down_backoff_ms = 0;
+    dispatch_all(r);
+  }
+}
+
+/* An attempt that never reached the server: nobody's key's fault.  Gives the
+ * reservation back uncounted, backs off, and waits within max_wait; then
+ * fails with one line naming the endpoint and the reason. */
+static void job_unreached(gkp__job *job, const char *reason) {
+  gkp__runner *r = job->runner;
+  int64_t now = gkp_pool_now(r->pool);
+  char base[1024];
+
+  const gkp__config *cfg = gkp__pool_config(r->pool);
+  gkp__strlcpy(base, cfg->base_url, sizeof base);
+  gkp__config_unref(cfg);
+  add_attempt(job, 0, GKP_KIND_UNREACHABLE);
+  if (job->has_lease) {
+    gkp_release_unreached(r->pool, &job->lease, base, reason, NULL);
+    job->has_lease = 0;
+  }
+  drop_images(job);
+  /* One backoff step per round of tries, not per job that failed in it. */
+  if (now >= r->down_retry_at_ms) {
+    r->down_backoff_ms = r->down_backoff_ms > 0 ? r->down_backoff_ms * 2 : 1000;
+    if (r->down_backoff_ms > UNREACHABLE_BACKOFF_MAX_MS) {
+      r->down_backoff_ms = UNREACHABLE_BACKOFF_MAX_MS;
+    }
+    r->down_retry_at_ms = now + r->down_backoff_ms;
+  }
+  snprintf(r->down_error, sizeof r->down_error, "could not connect to %s: %s", base, reason);
+  gkp__strlcpy(job->last_error, r->down_error, sizeof job->last_error);
+  dispatch_all(r); /* the reservation is free again */
+  if (r->down_retry_at_ms > job->wait_started_ms + job->max_wait_ms) {
+    job_finish(job, GKP__JOB_FAILED, r->down_error);
+    return;
+  }
+  set_status(job, GKP__JOB_QUEUED);
+  notify_state(job);
+  if (queue_add(job, 1) != 0) {
+    job_finish(job, GKP__JOB_FAILED, "out of memory");
+  }
+}
+
+/* The request was cancelled or aborted (by the owner, the deadline or a
+ * receiver that refused more): the job ends. */
+static void attempt_cancelled(gkp__job *job, const gkp__gemini_outcome *o) {
+  add_attempt(job, o->http_status, GKP_KIND_NONE);
+  end_lease(job, 1);
+  job_finish(job, job->timed_out ? GKP__JOB_FAILED : GKP__JOB_CANCELLED,
+             job->timed_out ? "timed out before the answer was complete" : "cancelled");
+}
+
+/* Google answered (GKP__GEMINI_OK, or GKP__GEMINI_CONTENT: an answer it
+ * refused to finish): the usage is recorded and the job ends. */
+static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
+  gkp__runner *r = job->runner;
+  gkp_usage u = {-1, -1, -1};
+  if (job->has_usage) {
+    u.prompt_tokens = job->usage.prompt;
+    u.candidates_tokens = job->usage.candidates;
+    u.thoughts_tokens = job->usage.thoughts;
+  }
+  gkp_record_usage(r->pool, &job->lease, &u, NULL);
+  add_attempt(job, o->http_status, GKP_KIND_NONE);
+  pthread_mutex_lock(&job->mu);
+  gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
+  gkp__strlcpy(job->key_id, job->lease.key_id, sizeof job->key_id);
+  job->tokens_in = u.prompt_tokens;
+  job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
+  pthread_mutex_unlock(&job->mu);
+  end_lease(job, 1);
+  if (o->status == GKP__GEMINI_CONTENT) {
+    job_finish(job, GKP__JOB_FAILED, o->message);
+    return;
+  }
+  /* The whole answer is shorter than what an earlier attempt delivered. */
+  if (!job->attempt_synced) {
+    restart_text(job);
+  }
+  for (size_t i = 0; i < job->nimages; i++) {
+    if (!job->released && job->sink.on_image != NULL) {
+      job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
+                         job->images[i].len);
+    }
+  }
+  job_finish(job, GKP__JOB_DONE, NULL);
+}
+
+/* The pool's verdict on a failed request (its rule applied), with the
+ * attempt counted and the lease released.  `msg` receives the line that
+ * describes the failure. */
+static void attempt_verdict(gkp__job *job, const gkp__gemini_outcome *o, gkp_verdict *v, char *msg,
+                            size_t msglen) {
+  gkp__runner *r = job->runner;
+  if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
+    gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, v, NULL);
+  } else {
+    const char *m = o->message != NULL ? o->message : "transport failure";
+    gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), v, NULL);
+    gkp__strlcpy(v->message, m, sizeof v->message);
+    gkp_redact(r->pool, v->message);
+  }
+  if (r->opts.fixed_429_cooldown_ms > 0 && v->http_status == 429) {
+    /* The reactive policy of simpler pools (for comparison in benchmarks). */
+    gkp_set_cooldown(r->pool, job->lease.key_id, job->model,
+                     gkp_pool_now(r->pool) + r->opts.fixed_429_cooldown_ms, v->kind, NULL);
+  }
+  add_attempt(job, v->http_status, v->kind);
+  end_lease(job, 1);
+  drop_images(job);
+  snprintf(msg, msglen, "%s on %s (%s): %s", gkp_kind_name(v->kind), job->model, job->lease.key_id,
+           v->message);
+}
+
+/* The request failed: the job fails, falls back to the next model, or
+ * waits in its queue for another key. */
+static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
   gkp__runner *r = job->runner;
   gkp_verdict v;
   char msg[GKP_MSG_MAX];
 
-  job->call = NULL;
-  pthread_mutex_lock(&r->stats_mu);
-  r->stats.running--;
-  pthread_mutex_unlock(&r->stats_mu);
-  if (o->status == GKP__GEMINI_CANCELLED || o->status == GKP__GEMINI_ABORTED) {
-    add_attempt(job, o->http_status, GKP_KIND_NONE);
-    end_lease(job, 1);
-    job_finish(job, job->timed_out ? GKP__JOB_FAILED : GKP__JOB_CANCELLED,
-               job->timed_out ? "timed out before the answer was complete" : "cancelled");
-    return;
-  }
-  if (o->status == GKP__GEMINI_OK || o->status == GKP__GEMINI_CONTENT) {
-    gkp_usage u = {-1, -1, -1};
-    if (job->has_usage) {
-      u.prompt_tokens = job->usage.prompt;
-      u.candidates_tokens = job->usage.candidates;
-      u.thoughts_tokens = job->usage.thoughts;
-    }
-    gkp_record_usage(r->pool, &job->lease, &u, NULL);
-    add_attempt(job, o->http_status, GKP_KIND_NONE);
-    pthread_mutex_lock(&job->mu);
-    gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
-    gkp__strlcpy(job->key_id, job->lease.key_id, sizeof job->key_id);
-    job->tokens_in = u.prompt_tokens;
-    job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
-    pthread_mutex_unlock(&job->mu);
-    end_lease(job, 1);
-    if (o->status == GKP__GEMINI_CONTENT) {
-      job_finish(job, GKP__JOB_FAILED, o->message);
-      return;
-    }
-    /* The whole answer is shorter than what an earlier attempt delivered. */
-    if (!job->attempt_synced) {
-      restart_text(job);
-    }
-    for (size_t i = 0; i < job->nimages; i++) {
-      if (!job->released && job->sink.on_image != NULL) {
-        job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
-                           job->images[i].len);
-      }
-    }
-    job_finish(job, GKP__JOB_DONE, NULL);
-    return;
-  }
-
-  /* An error: classify it and apply its rule. */
-  if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
-    gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, &v, NULL);
-  } else {
-    const char *m = o->message != NULL ? o->message : "transport failure";
-    gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), &v, NULL);
-    gkp__strlcpy(v.message, m, sizeof v.message);
-  }
-  if (r->opts.fixed_429_cooldown_ms > 0 && v.http_status == 429) {
-    /* The reactive policy of simpler pools (for comparison in benchmarks). */
-    gkp_set_cooldown(r->pool, job->lease.key_id, job->model,
-                     gkp_pool_now(r->pool) + r->opts.fixed_429_cooldown_ms, v.kind, NULL);
-  }
-  add_attempt(job, v.http_status, v.kind);
-  end_lease(job, 1);
-  drop_images(job);
-  snprintf(msg, sizeof msg, "%s on %s (%s): %s", gkp_kind_name(v.kind), job->model,
-           job->lease.key_id, v.message);
+  attempt_verdict(job, o, &v, msg, sizeof msg);
   gkp__strlcpy(job->last_error, msg, sizeof job->last_error);
   job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
   if (v.action == GKP_ACT_FAIL) {
     snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status, v.message);
+    job_finish(job, GKP__JOB_FAILED, msg);
+    return;
+  }
+  if (v.key_wide && ++job->keywide_penalties >= MAX_KEYWIDE_PENALTIES) {
+    snprintf(msg, sizeof msg, "Google refused %d keys in a row (%s, HTTP %d): %s",
+             job->keywide_penalties, gkp_kind_name(v.kind), v.http_status, v.message);
     job_finish(job, GKP__JOB_FAILED, msg);
     return;
   }
@@ -571,6 +645,28 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
     return;
   }
   dispatch_all(r);
+}
+
+/* The end of a request (loop thread). */
+static void cb_done(void *ud, const gkp__gemini_outcome *o) {
+  gkp__job *job = ud;
+  gkp__runner *r = job->runner;
+
+  job->call = NULL;
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.running--;
+  pthread_mutex_unlock(&r->stats_mu);
+  if (o->status == GKP__GEMINI_CANCELLED || o->status == GKP__GEMINI_ABORTED) {
+    attempt_cancelled(job, o);
+  } else if (o->status == GKP__GEMINI_TRANSPORT && o->unsent) {
+    job_unreached(job, o->message != NULL ? o->message : "could not connect");
+  } else if (o->status == GKP__GEMINI_OK || o->status == GKP__GEMINI_CONTENT) {
+    endpoint_back(r);
+    attempt_answered(job, o);
+  } else {
+    endpoint_back(r);
+    attempt_failed(job, o);
+  }
 }
 
 /* ---- dispatching ------------------------------------------------------------- */
@@ -610,6 +706,14 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   char base[1024];
   int rc;
 
+  job->endpoint_wait = 0;
+  if (r->down_retry_at_ms != 0 && gkp_pool_now(r->pool) < r->down_retry_at_ms) {
+    memset(wait, 0, sizeof *wait);
+    wait->reason = GKP_WAIT_COOLDOWN;
+    wait->next_ms = r->down_retry_at_ms;
+    job->endpoint_wait = 1;
+    return 0;
+  }
   rc = gkp_reserve(r->pool, job->model, job->est_tokens, &job->lease, wait, &err);
   if (rc == -EAGAIN) {
     return 0;
@@ -643,7 +747,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   job->attempt_started_ms = gkp__mono_ms();
   rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
                               &cb, job, &job->call, &err);
-  memset(secret, 0, sizeof secret);
+  explicit_bzero(secret, sizeof secret);
   if (rc != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
@@ -667,6 +771,14 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
 static int job_cannot_start(gkp__job *job, const gkp_wait *w) {
   int64_t now = gkp_pool_now(job->runner->pool);
   int64_t budget = job->wait_started_ms + job->max_wait_ms;
+  if (job->endpoint_wait) {
+    if (w->next_ms <= budget) {
+      return 0;
+    }
+    queue_remove(job);
+    job_finish(job, GKP__JOB_FAILED, job->runner->down_error);
+    return 1;
+  }
   /* A busy key's next_ms is only its lease's expiry (an upper bound, 10 min
    * away): it used to end up in the failure message as "until <then>". */
   if (w->reason != GKP_WAIT_BUSY && w->next_ms != INT64_MAX &&
@@ -775,6 +887,58 @@ static void deadline_fired(gkp__loop *loop, void *ud) {
   job_finish(job, GKP__JOB_FAILED, msg);
 }
 
+/* The largest per-minute input-token limit any key has for `model` and its
+ * fallbacks (learned limits included); -1 if some limit is unknown or 0 (a
+ * model off the free tier is not token-limited once a key proves access). */
+static int64_t chain_max_tpm(gkp__runner *r, const char *model) {
+  char models[GKP__MAX_CHAIN][GKP_ID_MAX], (*keys)[GKP_ID_MAX];
+  size_t nm = 0, nk;
+  int64_t best = 0;
+
+  const gkp__config *cfg = gkp__pool_config(r->pool);
+  nk = cfg->nkeys;
+  keys = calloc(nk > 0 ? nk : 1, sizeof *keys);
+  for (size_t i = 0; keys != NULL && i < nk; i++) {
+    gkp__strlcpy(keys[i], cfg->keys[i].id, GKP_ID_MAX);
+  }
+  for (const char *m = model; m != NULL && nm < GKP__MAX_CHAIN;) {
+    int mi = gkp__config_model_index(cfg, m);
+    gkp__strlcpy(models[nm++], m, GKP_ID_MAX);
+    m = mi >= 0 ? cfg->models[mi].fallback : NULL;
+  }
+  gkp__config_unref(cfg);
+  if (keys == NULL) {
+    return -1;
+  }
+  for (size_t m = 0; m < nm && best >= 0; m++) {
+    for (size_t k = 0; k < nk; k++) {
+      gkp_limits lim;
+      if (gkp_effective_limits(r->pool, keys[k], models[m], &lim, NULL) != 0 || lim.tpm <= 0) {
+        best = -1;
+        break;
+      }
+      best = lim.tpm > best ? lim.tpm : best;
+    }
+  }
+  free(keys);
+  return best;
+}
+
+/* Fails a job whose prompt no key can take, at once.  Returns 1 if it did. */
+static int refuse_too_large(gkp__job *job) {
+  int64_t limit = chain_max_tpm(job->runner, job->model);
+  char msg[GKP_MSG_MAX];
+  if (limit < 0 || job->est_tokens <= limit) {
+    return 0;
+  }
+  snprintf(msg, sizeof msg,
+           "the prompt is about %lld input tokens, more than any key can take: the largest "
+           "per-minute input token limit (TPM) of %s and its fallbacks is %lld",
+           (long long)job->est_tokens, job->model, (long long)limit);
+  job_finish(job, GKP__JOB_FAILED, msg);
+  return 1;
+}
+
 static void job_begin(gkp__loop *loop, void *ud) {
   gkp__job *job = ud;
   gkp__runner *r = job->runner;
@@ -786,6 +950,9 @@ static void job_begin(gkp__loop *loop, void *ud) {
   job->listed = 1;
   if (job->cancel_requested) {
     job_finish(job, GKP__JOB_CANCELLED, "cancelled");
+    return;
+  }
+  if (refuse_too_large(job)) {
     return;
   }
   if (job->deadline_ms > 0) {
@@ -834,15 +1001,6 @@ void gkp__job_release(gkp__job *job) {
 }
 
 /* ---- submission ---------------------------------------------------------------- */
-
-static char *dup_n(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d != NULL) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
 
 static unsigned tool_bits(const char *const *tools, size_t n) {
   unsigned bits = 0;
@@ -934,8 +1092,8 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
     job_free(job);
     return NULL;
   }
-  job->prompt = dup_n(s->prompt, s->prompt_len);
-  job->context = s->context != NULL ? dup_n(s->context, s->context_len) : NULL;
+  job->prompt = gkp__dup_n(s->prompt, s->prompt_len);
+  job->context = s->context != NULL ? gkp__dup_n(s->context, s->context_len) : NULL;
   if (s->image != NULL) {
     job->image = malloc(s->image_len > 0 ? s->image_len : 1);
     if (job->image != NULL) {
@@ -975,8 +1133,8 @@ int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
   out->model_used = strdup(in.model_used);
   out->key_id = strdup(in.key_id);
   out->error = strdup(in.error);
-  out->text = dup_n(in.text != NULL ? in.text : "", in.text_len);
-  out->thoughts = dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
+  out->text = gkp__dup_n(in.text != NULL ? in.text : "", in.text_len);
+  out->thoughts = gkp__dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
   gkp__attempt *a = malloc(sizeof *a * (in.nattempts > 0 ? in.nattempts : 1));
   if (a != NULL && in.nattempts > 0) {
     memcpy(a, in.attempts, sizeof *a * in.nattempts);
