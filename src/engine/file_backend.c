@@ -147,6 +147,32 @@ static int no_key(fb *f, const char *model, int next_key, int64_t next, int reas
                   f->cfg->keys[next_key].id);
 }
 
+_Static_assert(offsetof(gkp__pm_counts, day_count) == offsetof(gkp__pm_counts, day_start_ms) + 8,
+               "day_start_ms and day_count are journaled together");
+_Static_assert(offsetof(gkp__pm_counts, streak_server) == offsetof(gkp__pm_counts, proven) + 8,
+               "proven and the streaks are journaled together");
+_Static_assert(offsetof(gkp__pm_counts, tokens_out_total) ==
+                   offsetof(gkp__pm_counts, tokens_in_total) + 8,
+               "the token totals are journaled together");
+
+/* Saves what gkp__count_request changes in a pair's counts (the bucket of
+ * the second apart): only those fields, so that a reservation copies and
+ * touches as little as it can. */
+static void save_counted(gkp__store *st, gkp__pm_counts *c) {
+  gkp__store_save(st, &c->day_start_ms, sizeof c->day_start_ms + sizeof c->day_count);
+  gkp__store_save(st, &c->requests_total, sizeof c->requests_total);
+  gkp__store_save(st, &c->win, offsetof(gkp__window, b));
+}
+
+/* The same for gkp__apply_usage (the bucket of the request apart). */
+static void save_used(gkp__store *st, gkp__pm_counts *c) {
+  gkp__store_save(st, &c->proven,
+                  sizeof c->proven + sizeof c->streak_429 + sizeof c->streak_server);
+  gkp__store_save(st, &c->tokens_in_total, sizeof c->tokens_in_total + sizeof c->tokens_out_total);
+  gkp__store_save(st, c->last_error, 1);
+  gkp__store_save(st, &c->win, offsetof(gkp__window, b));
+}
+
 /* Takes a lease on cfg key ki for model mi. */
 static int take(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, gkp_lease *out,
                 gkp_error *err) {
@@ -172,7 +198,7 @@ static int take(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, gkp_l
   gkp__store_save(st, &k->nleases, sizeof k->nleases);
   gkp__store_save(st, &k->c, sizeof k->c);
   gkp__store_save(st, &k->leases[li], sizeof k->leases[li]);
-  gkp__store_save(st, &st->pms[ps].c, offsetof(gkp__pm_counts, win) + offsetof(gkp__window, b));
+  save_counted(st, &st->pms[ps].c);
   gkp__store_save(st, gkp__bucket_of(&st->pms[ps].c.win, t->now), sizeof(gkp__bucket));
   st->hdr->next_lease_id++;
   gkp__lease_rec *l = &k->leases[li];
@@ -397,7 +423,7 @@ static int fb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
   ps = lease_pm(f, l, &ks, err);
   if (ps >= 0) {
     gkp__pm_counts *p = &f->st->pms[ps].c;
-    gkp__store_save(f->st, p, offsetof(gkp__pm_counts, win) + offsetof(gkp__window, b));
+    save_used(f->st, p);
     gkp__store_save(f->st, gkp__bucket_of(&p->win, l->started_ms), sizeof(gkp__bucket));
     gkp__apply_usage(p, l->started_ms, l->est_tokens, u);
     gkp__store_commit(f->st);
