@@ -439,7 +439,7 @@ int fs_image_find(fs_dir *d, const char *name, fs_slot **sp);
 size_t fs_image_stems(const char *name, size_t stems[3]);
 
 /* Reads the profile list (and keys and models) from the configuration and
- * syncs the tree.  Takes cfg_lock and drops it, then takes fs.mu. */
+ * syncs the tree.  Reads a configuration snapshot, then takes fs.mu. */
 int fs_tree_sync_config(void);
 /* Frees the whole tree (at the end, once nothing else runs). */
 void fs_tree_free(void);
