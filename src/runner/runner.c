@@ -54,6 +54,20 @@ const char *gkp__job_status_name(int status) {
 
 /* ---- info for sinks ------------------------------------------------------ */
 
+/* The raw job's part of the info (on_done; the loop thread). */
+static void raw_info(gkp__job *job, gkp__job_info *out) {
+  if (!job->raw) {
+    return;
+  }
+  out->refused_status = job->refused_status;
+  if (gkp__dynbuf_len(&job->raw_error) > 0) {
+    out->error_body = gkp__dynbuf_ptr(&job->raw_error);
+    out->error_body_len = gkp__dynbuf_len(&job->raw_error);
+  }
+  out->retry_at_ms = job->chain_next_ms != INT64_MAX ? job->chain_next_ms : 0;
+  out->raw_sent = job->raw_sent;
+}
+
 static void job_info(gkp__job *job, gkp__job_info *out) {
   memset(out, 0, sizeof *out);
   out->status = job->status;
@@ -73,6 +87,7 @@ static void job_info(gkp__job *job, gkp__job_info *out) {
   out->text_len = gkp__dynbuf_len(&job->text);
   out->thoughts = gkp__dynbuf_ptr(&job->thoughts);
   out->thoughts_len = gkp__dynbuf_len(&job->thoughts);
+  raw_info(job, out);
 }
 
 static void notify_state(gkp__job *job) {
@@ -177,6 +192,8 @@ static void job_free(gkp__job *job) {
   free(job->system);
   free(job->image);
   free(job->body);
+  free(job->raw_action);
+  gkp__dynbuf_reset(&job->raw_error);
   gkp__dynbuf_reset(&job->text);
   gkp__dynbuf_reset(&job->attempt_text);
   gkp__dynbuf_reset(&job->thoughts);
@@ -256,6 +273,9 @@ static void job_finish(gkp__job *job, int status, const char *error) {
 static int build_body(gkp__job *job, gkp_error *err) {
   gkp_pool *pool = job->runner->pool;
   gkp__gemini_image img = {.data = job->image, .len = job->image_len};
+  if (job->raw) {
+    return 0; /* the caller's body, sent as is */
+  }
   gkp__gemini_request req = {
       .text = job->prompt,
       .context = job->context,
@@ -455,7 +475,7 @@ static void job_fallback(gkp__job *job, const char *why) {
   gkp_error err;
 
   pthread_rwlock_rdlock(&r->pool->cfg_lock);
-  next = gkp_model_fallback(r->pool, job->model);
+  next = job->pin_model ? NULL : gkp_model_fallback(r->pool, job->model);
   if (next != NULL) {
     gkp__strlcpy(job->model, next, sizeof job->model);
   }
@@ -475,6 +495,25 @@ static void job_fallback(gkp__job *job, const char *why) {
     return;
   }
   job_try(job);
+}
+
+/* A raw job keeps the last error JSON Google sent, for its caller. */
+static void raw_note_error(gkp__job *job, const gkp__gemini_outcome *o) {
+  if (!job->raw || o->body == NULL || o->body_len == 0) {
+    return;
+  }
+  gkp__dynbuf_clear(&job->raw_error);
+  gkp__dynbuf_add(&job->raw_error, o->body, o->body_len);
+}
+
+/* One JSON value of a raw answer: to the sink, unchanged. */
+static int cb_event(void *ud, const char *json, size_t len) {
+  gkp__job *job = ud;
+  job->raw_sent = 1;
+  if (job->released || job->sink.on_raw == NULL) {
+    return 0;
+  }
+  return job->sink.on_raw(job->sink_ud, job, job->model, job->lease.key_id, json, len);
 }
 
 static void cb_done(void *ud, const gkp__gemini_outcome *o) {
@@ -529,6 +568,7 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
   }
 
   /* An error: classify it and apply its rule. */
+  raw_note_error(job, o);
   if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
     gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, &v, NULL);
   } else {
@@ -548,7 +588,15 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
            job->lease.key_id, v.message);
   gkp__strlcpy(job->last_error, msg, sizeof job->last_error);
   job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
+  if (job->raw && job->raw_sent) {
+    /* Part of an answer went out: a retry would repeat or change it. */
+    char broke[GKP_MSG_MAX];
+    snprintf(broke, sizeof broke, "the answer broke off after it had begun: %.400s", msg);
+    job_finish(job, GKP__JOB_FAILED, broke);
+    return;
+  }
   if (v.action == GKP_ACT_FAIL) {
+    job->refused_status = job->raw ? v.http_status : 0;
     snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status, v.message);
     job_finish(job, GKP__JOB_FAILED, msg);
     return;
@@ -604,8 +652,11 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   ep.base_url = base;
   ep.api_key = secret;
   ep.low_speed_time_s = r->stall_timeout_s;
-  gkp__gemini_callbacks cb = {
-      .on_text = cb_text, .on_image = cb_image, .on_usage = cb_usage, .on_done = cb_done};
+  gkp__gemini_callbacks cb = {.on_text = cb_text,
+                              .on_image = cb_image,
+                              .on_usage = cb_usage,
+                              .on_done = cb_done,
+                              .on_event = cb_event};
   job->has_usage = 0;
   gkp__dynbuf_clear(&job->attempt_text);
   pthread_mutex_lock(&job->mu);
@@ -613,8 +664,13 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   pthread_mutex_unlock(&job->mu);
   job->attempt_synced = gkp__dynbuf_len(&job->text) == 0;
   job->attempt_started_ms = gkp__mono_ms();
-  rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
-                              &cb, job, &job->call, &err);
+  if (job->raw) {
+    rc = gkp__gemini_raw_start(r->loop, &ep, job->model, job->raw_action, job->body, job->body_len,
+                               job->raw_stream, &cb, job, &job->call, &err);
+  } else {
+    rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
+                                &cb, job, &job->call, &err);
+  }
   memset(secret, 0, sizeof secret);
   if (rc != 0) {
     end_lease(job, 0);
@@ -870,19 +926,12 @@ out:
   return rc;
 }
 
-gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__job_sink *sink,
-                             void *ud, gkp_error *err) {
-  gkp__job *job;
+/* A new job's common fields (not yet submitted). */
+static gkp__job *job_alloc(gkp__runner *r, int64_t deadline_ms, const gkp__job_sink *sink,
+                           void *ud) {
+  gkp__job *job = calloc(1, sizeof *job);
   int64_t now = gkp_pool_now(r->pool);
-
-  gkp__err_clear(err);
-  if (s->prompt == NULL || s->prompt_len == 0) {
-    gkp__err(err, -EINVAL, "the prompt is empty");
-    return NULL;
-  }
-  job = calloc(1, sizeof *job);
   if (job == NULL) {
-    gkp__err(err, -ENOMEM, "out of memory");
     return NULL;
   }
   atomic_init(&job->refs, 2); /* the owner's and the loop's */
@@ -891,14 +940,93 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
   gkp__dynbuf_init(&job->text, GKP__MAX_ANSWER);
   gkp__dynbuf_init(&job->attempt_text, GKP__MAX_ANSWER);
   gkp__dynbuf_init(&job->thoughts, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->raw_error, GKP__GEMINI_MAX_ERROR_BODY);
   job->tokens_in = job->tokens_out = -1;
   job->created_ms = now;
-  job->deadline_ms = now + (s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms);
-  job->capture_thinking = s->capture_thinking;
+  job->deadline_ms = now + (deadline_ms > 0 ? deadline_ms : r->opts.default_deadline_ms);
   if (sink != NULL) {
     job->sink = *sink;
   }
   job->sink_ud = ud;
+  return job;
+}
+
+/* Hands a prepared job to the loop.  Returns it, or NULL with err set. */
+static gkp__job *job_submit(gkp__runner *r, gkp__job *job, gkp_error *err) {
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.submitted++;
+  pthread_mutex_unlock(&r->stats_mu);
+  if (gkp__loop_post(r->loop, job_begin, job) != 0) {
+    job_free(job);
+    gkp__err(err, -ESHUTDOWN, "the runner is shutting down");
+    return NULL;
+  }
+  return job;
+}
+
+static int raw_action_ok(const char *a) {
+  static const char *const ok[] = {"generateContent", "streamGenerateContent", "countTokens",
+                                   "embedContent", "batchEmbedContents"};
+  for (size_t i = 0; a != NULL && i < sizeof ok / sizeof ok[0]; i++) {
+    if (strcmp(a, ok[i]) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const gkp__job_sink *sink,
+                                 void *ud, gkp_error *err) {
+  gkp__err_clear(err);
+  if (!raw_action_ok(s->action)) {
+    gkp__err(err, -EINVAL, "unknown method '%s'", s->action != NULL ? s->action : "");
+    return NULL;
+  }
+  if (s->body == NULL || s->body_len == 0) {
+    gkp__err(err, -EINVAL, "the request body is empty");
+    return NULL;
+  }
+  gkp__job *job = job_alloc(r, s->deadline_ms, sink, ud);
+  if (job == NULL) {
+    gkp__err(err, -ENOMEM, "out of memory");
+    return NULL;
+  }
+  gkp__job_spec js = {.profile = s->profile, .model = s->model, .max_wait_ms = s->max_wait_ms};
+  if (job_settings(job, &js, err) != 0) {
+    job_free(job);
+    return NULL;
+  }
+  job->raw = 1;
+  job->pin_model = s->pin_model;
+  job->raw_stream = strcmp(s->action, "streamGenerateContent") == 0;
+  job->raw_action = strdup(s->action);
+  job->body = dup_n(s->body, s->body_len);
+  job->body_len = s->body_len;
+  job->prompt = strdup("");
+  if (job->raw_action == NULL || job->body == NULL || job->prompt == NULL) {
+    job_free(job);
+    gkp__err(err, -ENOMEM, "out of memory");
+    return NULL;
+  }
+  job->est_tokens = gkp__raw_estimate_tokens(s->body, s->body_len);
+  return job_submit(r, job, err);
+}
+
+gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__job_sink *sink,
+                             void *ud, gkp_error *err) {
+  gkp__job *job;
+
+  gkp__err_clear(err);
+  if (s->prompt == NULL || s->prompt_len == 0) {
+    gkp__err(err, -EINVAL, "the prompt is empty");
+    return NULL;
+  }
+  job = job_alloc(r, s->deadline_ms, sink, ud);
+  if (job == NULL) {
+    gkp__err(err, -ENOMEM, "out of memory");
+    return NULL;
+  }
+  job->capture_thinking = s->capture_thinking;
   if (job_settings(job, s, err) != 0) {
     job_free(job);
     return NULL;
@@ -923,15 +1051,7 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
     job_free(job);
     return NULL;
   }
-  pthread_mutex_lock(&r->stats_mu);
-  r->stats.submitted++;
-  pthread_mutex_unlock(&r->stats_mu);
-  if (gkp__loop_post(r->loop, job_begin, job) != 0) {
-    job_free(job);
-    gkp__err(err, -ESHUTDOWN, "the runner is shutting down");
-    return NULL;
-  }
-  return job;
+  return job_submit(r, job, err);
 }
 
 int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
@@ -951,6 +1071,8 @@ int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
     memcpy(a, in.attempts, sizeof *a * in.nattempts);
   }
   out->attempts = a;
+  out->error_body = NULL;
+  out->error_body_len = 0;
   pthread_mutex_unlock(&job->mu);
   if (out->model_requested == NULL || out->model_used == NULL || out->key_id == NULL ||
       out->error == NULL || out->text == NULL || out->thoughts == NULL || a == NULL) {
