@@ -170,6 +170,7 @@ class Emulator:
             "x_goog_api_client": self.redact(headers.get("x-goog-api-client", ""),
                                              secret) or None,
             "ms": round((time.monotonic() - call.started) * 1000, 1),
+            "body_sha256": hashlib.sha256(call.body).hexdigest() if call.body else None,
         }
         self.log.add(entry)
         call.recorded = True
