@@ -2,6 +2,7 @@
  * serve.c - gemini-pool serve: the HTTP front over the pool, until SIGINT
  * or SIGTERM (SIGHUP re-reads the configuration).
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -166,4 +167,54 @@ int cmd_serve(int argc, char **argv) {
   gkp__runner_free(runner);
   gkp_pool_close(pool);
   return CLI_OK;
+}
+
+/* ---- usage per client in gemini-pool status ---------------------------------- */
+
+/* The front's usage file, parsed; NULL if there is none. */
+static cJSON *clients_usage(gkp_pool *pool) {
+  const char *state = gkp_pool_state_path(pool), *slash = strrchr(state, '/');
+  char path[4200];
+  snprintf(path, sizeof path, "%.*s%s", slash ? (int)(slash - state) : 0, state,
+           slash ? "/" GKP__FRONT_USAGE_FILE : GKP__FRONT_USAGE_FILE);
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    return NULL;
+  }
+  char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return cJSON_Parse(buf);
+}
+
+void cli_status_add_clients(gkp_pool *pool, char **doc) {
+  cJSON *usage = clients_usage(pool), *root = cJSON_Parse(*doc);
+  if (usage != NULL && root != NULL) {
+    cJSON_AddItemToObject(root, "http_clients", usage);
+    usage = NULL;
+    char *s = cJSON_PrintUnformatted(root);
+    if (s != NULL) {
+      free(*doc);
+      *doc = s;
+    }
+  }
+  cJSON_Delete(usage);
+  cJSON_Delete(root);
+}
+
+static long long num(const cJSON *o, const char *name) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+  return cJSON_IsNumber(v) ? (long long)v->valuedouble : 0;
+}
+
+void cli_status_print_clients(gkp_pool *pool, FILE *out) {
+  cJSON *usage = clients_usage(pool), *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(usage, "clients")) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
+    fprintf(out, "client %-16s minute %lld/%lld  today %lld/%lld  requests %lld  rejected %lld\n",
+            cJSON_IsString(id) ? id->valuestring : "?", num(c, "minute"), num(c, "rpm"),
+            num(c, "today"), num(c, "rpd"), num(c, "requests"), num(c, "rejected"));
+  }
+  cJSON_Delete(usage);
 }

@@ -143,7 +143,7 @@ char *gkp__front_clients_json(gkp__front *f) {
   }
   pthread_mutex_unlock(&f->mu);
   if (rc == 0) {
-    rc = gkp__dynbuf_adds(&b, "]}");
+    rc = gkp__dynbuf_printf(&b, "],\"updated_ms\":%lld}", (long long)now);
   }
   char *out = rc == 0 ? strdup(gkp__dynbuf_ptr(&b)) : NULL;
   gkp__dynbuf_reset(&b);

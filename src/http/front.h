@@ -62,4 +62,9 @@ const char *gkp__front_address(const gkp__front *f);
  * malloc'd, NULL on failure.  Any thread. */
 char *gkp__front_clients_json(gkp__front *f);
 
+/* The file beside the state file where a front with clients keeps that
+ * object (with "updated_ms"), rewritten as requests end, for
+ * `gemini-pool status`. */
+#define GKP__FRONT_USAGE_FILE "http-clients.json"
+
 #endif

@@ -48,6 +48,7 @@ struct gkp__front {
   pthread_t watchdog;
   int watchdog_started;
   atomic_int stopping;
+  _Atomic int64_t published_ms; /* when http-clients.json was last written */
 };
 
 /* One connection (MHD's socket context). */
