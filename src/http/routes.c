@@ -453,10 +453,12 @@ void routes_submit(hreq *q) {
                         .max_wait_ms = -1};
   gkp__job_sink sink = {.on_state = sink_state, .on_done = sink_done, .on_raw = sink_raw};
   gkp_error err;
-  atomic_fetch_add(&q->refs, 1);
+  atomic_fetch_add(&q->refs, 1); /* the job's, dropped by sink_done */
   pthread_mutex_lock(&q->mu);
-  q->job = gkp__runner_submit_raw(q->f->runner, &spec, &sink, q, &err);
-  if (q->job == NULL) {
+  gkp__job *job = gkp__runner_submit_raw(q->f->runner, &spec, &sink, q, &err);
+  /* Under q->mu: sink_done, which clears q->job, waits for it. */
+  q->job = job;
+  if (job == NULL) {
     int code = err.code == -ENOENT ? 404 : 400;
     q->status = code;
     q->reply = routes_error_json(code, status_name(code), err.msg, 0, &q->reply_len);
@@ -464,7 +466,7 @@ void routes_submit(hreq *q) {
     q->ready = 1;
   }
   pthread_mutex_unlock(&q->mu);
-  if (q->job == NULL) {
+  if (job == NULL) {
     leave_waiting(q);
     front_wake(q);
     front_req_unref(q);
