@@ -233,9 +233,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
   }
   if (*upload_size > 0) {
+    /* Over the limit (a chunked body, or one longer than it said): the rest
+     * is read and dropped, and the answer is 413.  (libmicrohttpd sends a
+     * reply queued in the middle of a body only once the body has ended.) */
     if (!q->too_big && gkp__dynbuf_add(&q->body, upload_data, *upload_size) != 0) {
-      q->too_big = 1;
       gkp__dynbuf_reset(&q->body);
+      q->too_big = 1;
     }
     *upload_size = 0;
     return MHD_YES;
