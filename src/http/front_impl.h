@@ -4,6 +4,7 @@
 #ifndef GKP_HTTP_FRONT_IMPL_H
 #define GKP_HTTP_FRONT_IMPL_H
 
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,7 +61,36 @@ struct hconn {
   hconn *prev, *next;
 };
 
-enum { ROUTE_NONE = 0, ROUTE_MODELS, ROUTE_MODEL, ROUTE_ACTION };
+enum {
+  ROUTE_NONE = 0,
+  ROUTE_MODELS, /* Gemini: GET /v1beta/models */
+  ROUTE_MODEL,  /* Gemini: GET /v1beta/models/{m} */
+  ROUTE_ACTION, /* Gemini: POST /v1beta/models/{m}:{action} */
+  ROUTE_OAI_CHAT,
+  ROUTE_OAI_EMBED,
+  ROUTE_OAI_MODELS,
+  ROUTE_OAI_MODEL,
+};
+
+enum { API_GEMINI = 0, API_OPENAI };
+
+/* An OpenAI request translated to Gemini's (openai.c). */
+typedef struct oai_req {
+  char model[128];
+  int stream, include_usage;
+  int base64;  /* embeddings: encoding_format "base64" */
+  char *gbody; /* the generateContent / batchEmbedContents body (malloc'd) */
+  size_t gbody_len;
+} oai_req;
+
+/* A chat.completions stream being translated. */
+typedef struct oai_stream {
+  char id[96];
+  unsigned next_call, ncalls;
+  int role_sent, include_usage;
+  int base64;   /* embeddings as base64 float32 */
+  cJSON *usage; /* the last usageMetadata, as OpenAI usage */
+} oai_stream;
 
 /* One HTTP request.  Fields above `mu` belong to the polling thread; those
  * below are shared with the runner's loop thread under `mu`. */
@@ -76,6 +106,9 @@ struct hreq {
   char model[128];
   int sse;
   int pin;
+  int api; /* API_GEMINI or API_OPENAI */
+  oai_stream oai;
+  int64_t est_tokens;
   caller *cl;
   int64_t started_ms; /* monotonic */
   gkp__dynbuf body;
@@ -128,6 +161,25 @@ void routes_submit(hreq *q);
  * (+ RetryInfo when retry_s > 0).  malloc'd. */
 char *routes_error_json(int code, const char *status, const char *message, int64_t retry_s,
                         size_t *len);
+
+/* ---- openai.c ---- */
+/* Translate a request; 0, or an HTTP status with a message. */
+int oai_chat_request(const char *body, size_t len, oai_req *out, char *msg, size_t msglen);
+int oai_embed_request(const char *body, size_t len, oai_req *out, char *msg, size_t msglen);
+/* Translate a whole Gemini answer (malloc'd JSON). */
+char *oai_chat_response(const char *gjson, size_t len, const char *model, size_t *outlen);
+char *oai_embed_response(const char *gjson, size_t len, const char *model, int64_t tokens,
+                         int base64, size_t *outlen);
+/* Appends the chunk(s) of one Gemini stream event ("data: ...\n\n"). */
+void oai_chat_chunk(oai_stream *st, const char *gjson, size_t len, const char *model,
+                    gkp__dynbuf *out);
+/* Ends a stream: the usage chunk (if asked) and [DONE] when ok. */
+void oai_stream_end(oai_stream *st, const char *model, int ok, gkp__dynbuf *out);
+/* OpenAI error bodies. */
+char *oai_error_json(int code, const char *message, size_t *len);
+char *oai_error_from_gemini(int code, const char *gjson, size_t glen, size_t *len);
+/* GET /v1/models (only NULL) or /v1/models/{only}; NULL if none. */
+char *oai_models_json(char *const *models, size_t n, const caller *cl, const char *only);
 
 /* ---- callers.c ---- */
 int callers_init(gkp__front *f, gkp_error *err);

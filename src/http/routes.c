@@ -67,7 +67,15 @@ static const char *status_name(int code) {
   }
 }
 
-/* Replies with a Gemini-format error now (polling thread). */
+/* An error body in the request's API format (malloc'd). */
+static char *error_body(const hreq *q, int code, const char *msg, int64_t retry_s, size_t *len) {
+  if (q->api == API_OPENAI) {
+    return oai_error_json(code, msg, len);
+  }
+  return routes_error_json(code, status_name(code), msg, retry_s, len);
+}
+
+/* Replies with an error in the request's API format now (polling thread). */
 static int reply_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int reply_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...) {
@@ -77,7 +85,7 @@ static int reply_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  char *body = routes_error_json(code, status_name(code), msg, retry_s, &len);
+  char *body = error_body(q, code, msg, retry_s, &len);
   front_reply(q, code, JSON_TYPE, body != NULL ? body : "", len, retry_s);
   free(body);
   if (q->cl != NULL) {
@@ -150,6 +158,17 @@ static int model_get(hreq *q) {
   return reply_json(q, 200, model_resource(q->model));
 }
 
+static int oai_models(hreq *q) {
+  char *s = oai_models_json(q->f->models, q->f->nmodels, q->cl,
+                            q->route == ROUTE_OAI_MODEL ? q->model : NULL);
+  if (s == NULL) {
+    return reply_error(q, 404, 0, "The model '%s' does not exist", q->model);
+  }
+  front_reply(q, 200, JSON_TYPE, s, strlen(s), 0);
+  free(s);
+  return 1;
+}
+
 /* ---- routing -------------------------------------------------------------------- */
 
 static const char *header(hreq *q, const char *name) {
@@ -172,8 +191,32 @@ static const char *presented_token(hreq *q) {
 
 /* Splits "/v1beta/models[/{m}[:{action}]]" into the request.  Returns the
  * route or ROUTE_NONE. */
+static int parse_openai_path(hreq *q, const char *url) {
+  q->api = API_OPENAI;
+  if (strcmp(url, "/v1/chat/completions") == 0) {
+    return ROUTE_OAI_CHAT;
+  }
+  if (strcmp(url, "/v1/embeddings") == 0) {
+    return ROUTE_OAI_EMBED;
+  }
+  if (strcmp(url, "/v1/models") == 0 || strcmp(url, "/v1/models/") == 0) {
+    return ROUTE_OAI_MODELS;
+  }
+  if (strncmp(url, "/v1/models/", 11) == 0 && strchr(url + 11, ':') == NULL &&
+      strlen(url + 11) < sizeof q->model) {
+    snprintf(q->model, sizeof q->model, "%s", url + 11);
+    return ROUTE_OAI_MODEL;
+  }
+  q->api = API_GEMINI;
+  return ROUTE_NONE;
+}
+
 static int parse_path(hreq *q, const char *url) {
   const char *p;
+  int route = parse_openai_path(q, url);
+  if (route != ROUTE_NONE) {
+    return route;
+  }
   if (strncmp(url, "/v1beta/", 8) == 0) {
     p = url + 8;
   } else if (strncmp(url, "/v1/", 4) == 0) {
@@ -265,6 +308,18 @@ int routes_begin(hreq *q, const char *method, const char *url) {
     }
     return q->route == ROUTE_MODELS ? models_list(q) : model_get(q);
   }
+  if (q->route == ROUTE_OAI_MODELS || q->route == ROUTE_OAI_MODEL) {
+    if (!is_get) {
+      return reply_error(q, 405, 0, "use GET for %.200s", url);
+    }
+    return oai_models(q);
+  }
+  if (q->route == ROUTE_OAI_CHAT || q->route == ROUTE_OAI_EMBED) {
+    if (!is_post) {
+      return reply_error(q, 405, 0, "use POST for %.200s", url);
+    }
+    return body_too_large(q);
+  }
   if (!is_post) {
     return reply_error(q, 405, 0, "use POST for %.200s", url);
   }
@@ -315,8 +370,11 @@ static int sink_raw(void *ud, gkp__job *job, const char *model, const char *key_
   snprintf(q->key_id, sizeof q->key_id, "%s", key_id);
   if (!is_stream(q)) {
     free(q->reply);
-    q->reply = malloc(len + 1);
-    if (q->reply != NULL) {
+    if (q->route == ROUTE_OAI_CHAT) {
+      q->reply = oai_chat_response(json, len, model, &q->reply_len);
+    } else if (q->route == ROUTE_OAI_EMBED) {
+      q->reply = oai_embed_response(json, len, model, q->est_tokens, q->oai.base64, &q->reply_len);
+    } else if ((q->reply = malloc(len + 1)) != NULL) {
       memcpy(q->reply, json, len);
       q->reply_len = len;
     }
@@ -325,7 +383,11 @@ static int sink_raw(void *ud, gkp__job *job, const char *model, const char *key_
   }
   q->streaming = 1;
   q->ready = 1;
-  frame_event(q, json, len);
+  if (q->api == API_OPENAI) {
+    oai_chat_chunk(&q->oai, json, len, model, &q->out);
+  } else {
+    frame_event(q, json, len);
+  }
   pthread_mutex_unlock(&q->mu);
   front_wake(q);
   return 0;
@@ -375,6 +437,12 @@ static void failed_reply(hreq *q, const gkp__job_info *in) {
   int code = 503;
   free(q->reply);
   q->reply = NULL;
+  if (in->refused_status > 0 && in->error_body != NULL && q->api == API_OPENAI) {
+    q->status = in->refused_status; /* Google's message in OpenAI's format */
+    q->reply = oai_error_from_gemini(in->refused_status, in->error_body, in->error_body_len,
+                                     &q->reply_len);
+    return;
+  }
   if (in->refused_status > 0 && in->error_body != NULL) {
     q->status = in->refused_status; /* Google's own answer, unchanged */
     q->reply = malloc(in->error_body_len + 1);
@@ -399,7 +467,7 @@ static void failed_reply(hreq *q, const gkp__job_info *in) {
   }
   q->status = code;
   q->retry_after_s = retry;
-  q->reply = routes_error_json(code, status_name(code), in->error, retry, &q->reply_len);
+  q->reply = error_body(q, code, in->error, retry, &q->reply_len);
 }
 
 static void sink_done(void *ud, gkp__job *job, const gkp__job_info *in) {
@@ -415,15 +483,20 @@ static void sink_done(void *ud, gkp__job *job, const gkp__job_info *in) {
   if (q->streaming) {
     if (in->status != GKP__JOB_DONE) {
       size_t len;
-      char *e = routes_error_json(in->status == GKP__JOB_CANCELLED ? 499 : 503,
-                                  in->status == GKP__JOB_CANCELLED ? "CANCELLED" : "UNAVAILABLE",
-                                  in->error, 0, &len);
-      if (e != NULL) {
+      int code = in->status == GKP__JOB_CANCELLED ? 499 : 503;
+      char *e = error_body(q, code, in->error, 0, &len);
+      if (e != NULL && q->api == API_OPENAI) {
+        gkp__dynbuf_adds(&q->out, "data: ");
+        gkp__dynbuf_add(&q->out, e, len);
+        gkp__dynbuf_adds(&q->out, "\n\n");
+      } else if (e != NULL) {
         frame_event(q, e, len);
       }
       free(e);
     }
-    if (!q->sse) {
+    if (q->api == API_OPENAI) {
+      oai_stream_end(&q->oai, q->model_used, in->status == GKP__JOB_DONE, &q->out);
+    } else if (!q->sse) {
       gkp__dynbuf_adds(&q->out, "]");
     }
   } else if (in->status == GKP__JOB_DONE) {
@@ -461,7 +534,7 @@ void routes_submit(hreq *q) {
   if (job == NULL) {
     int code = err.code == -ENOENT ? 404 : 400;
     q->status = code;
-    q->reply = routes_error_json(code, status_name(code), err.msg, 0, &q->reply_len);
+    q->reply = error_body(q, code, err.msg, 0, &q->reply_len);
     q->finished = 1;
     q->ready = 1;
   }
@@ -473,10 +546,46 @@ void routes_submit(hreq *q) {
   }
 }
 
+/* Turns an OpenAI request into the Gemini one it stands for.  Returns 0,
+ * or 1 after replying with an error. */
+static int translate_openai(hreq *q) {
+  oai_req o;
+  char msg[GKP_MSG_MAX];
+  int rc = q->route == ROUTE_OAI_CHAT
+               ? oai_chat_request(gkp__dynbuf_ptr(&q->body), gkp__dynbuf_len(&q->body), &o, msg,
+                                  sizeof msg)
+               : oai_embed_request(gkp__dynbuf_ptr(&q->body), gkp__dynbuf_len(&q->body), &o, msg,
+                                   sizeof msg);
+  if (rc != 0) {
+    free(o.gbody);
+    return reply_error(q, rc, 0, "%s", msg);
+  }
+  snprintf(q->model, sizeof q->model, "%s", o.model);
+  if (!gkp_model_known(q->f->pool, q->model) || !callers_allows(q->cl, q->model) ||
+      gkp__gemini_model_path(q->model) == NULL) {
+    free(o.gbody);
+    return reply_error(q, 404, 0, "The model '%s' does not exist or you do not have access to it",
+                       q->model);
+  }
+  snprintf(q->action, sizeof q->action, "%s",
+           q->route == ROUTE_OAI_EMBED ? "batchEmbedContents"
+           : o.stream                  ? "streamGenerateContent"
+                                       : "generateContent");
+  q->sse = 1;
+  q->oai.include_usage = o.include_usage;
+  q->oai.base64 = o.base64;
+  q->est_tokens = gkp__raw_estimate_tokens(o.gbody, o.gbody_len);
+  gkp__dynbuf_reset(&q->body);
+  gkp__dynbuf_init(&q->body, o.gbody_len + 1);
+  gkp__dynbuf_add(&q->body, o.gbody, o.gbody_len);
+  free(o.gbody);
+  return 0;
+}
+
 void routes_body_done(hreq *q) {
   gkp__front *f = q->f;
   q->submitted = 1;
-  if (q->route != ROUTE_ACTION) {
+  if (q->route != ROUTE_ACTION && q->route != ROUTE_OAI_CHAT && q->route != ROUTE_OAI_EMBED) {
     reply_error(q, 404, 0, "no such method");
     return;
   }
@@ -491,6 +600,9 @@ void routes_body_done(hreq *q) {
   if (!ok) {
     reply_error(q, 400, 0,
                 "Invalid JSON payload received: the request body must be one JSON object");
+    return;
+  }
+  if (q->api == API_OPENAI && translate_openai(q)) {
     return;
   }
   if (q->cl != NULL) {
