@@ -314,6 +314,8 @@ int routes_begin(hreq *q, const char *method, const char *url) {
     }
     return oai_models(q);
   }
+  const char *fb = header(q, "x-pool-fallback");
+  q->pin = fb != NULL && strcasecmp(fb, "off") == 0;
   if (q->route == ROUTE_OAI_CHAT || q->route == ROUTE_OAI_EMBED) {
     if (!is_post) {
       return reply_error(q, 405, 0, "use POST for %.200s", url);
@@ -337,8 +339,6 @@ int routes_begin(hreq *q, const char *method, const char *url) {
   }
   const char *alt = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "alt");
   q->sse = alt != NULL && strcmp(alt, "sse") == 0;
-  const char *fb = header(q, "x-pool-fallback");
-  q->pin = fb != NULL && strcasecmp(fb, "off") == 0;
   return 0;
 }
 
