@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/serve.h"
 #include "common/timeutil.h"
 #include "config/config.h"
 #include "fs/fs.h"
@@ -42,6 +43,7 @@ typedef struct mount_opts {
   int foreground, debug, single;
   size_t max_prompt;
   char fuse_opts[2048]; /* passed to libfuse */
+  const char *listen;   /* --listen ADDR: the HTTP front too */
 } mount_opts;
 
 static const char MOUNT_USAGE[] =
@@ -49,6 +51,7 @@ static const char MOUNT_USAGE[] =
     "  -f            stay in the foreground (log to stderr)\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -s            single-threaded\n"
+    "  --listen ADDR also serve the HTTP front (see gemini-pool serve) from this daemon\n"
     "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), allow_other,\n"
     "                allow_root, and other libfuse mount options\n"
     "Unmount with fusermount3 -u MOUNTPOINT (or Ctrl-C / SIGTERM on the daemon).\n";
@@ -139,6 +142,11 @@ static int parse_args(mount_opts *o, int argc, char **argv) {
       o->debug = o->foreground = 1;
     } else if (strcmp(a, "-s") == 0) {
       o->single = 1;
+    } else if (strcmp(a, "--listen") == 0 || strncmp(a, "--listen=", 9) == 0) {
+      int missing = 0;
+      if ((o->listen = cli_value("--listen", argc, argv, &i, &missing)) == NULL) {
+        return -1;
+      }
     } else if (strcmp(a, "-o") == 0) {
       if (i + 1 >= argc) {
         cli_error("mount: -o needs a list of options");
@@ -260,12 +268,28 @@ static void fs_fini(void) {
   pthread_cond_destroy(&fs.spool_cv);
 }
 
+static void front_log_line(void *ud, const char *line) {
+  (void)ud;
+  fs_log(GKP_LOG_INFO, "%s", line);
+}
+
+/* The HTTP front over the mount's pool and runner (--listen). */
+static gkp__front *mount_front(const mount_opts *o) {
+  gkp__front_opts fo = {.listen = o->listen, .log = front_log_line};
+  gkp__front *front = cli_front_start(fs.pool, fs.runner, &fo);
+  if (front == NULL) {
+    fs_log(GKP_LOG_ERROR, "--listen %s: the HTTP front did not start (see above)", o->listen);
+  }
+  return front;
+}
+
 /* Everything after the mount: returns the exit code. */
 static int serve(const mount_opts *o, struct fuse_session *se, const char *config,
                  const char *state, const char *statedir, const char *mnt) {
   gkp_options po = {.config_path = config, .state_path = state, .log = fs_log_pool};
   gkp__runner_opts ro = {.stream = 1};
   gkp_error err;
+  gkp__front *front = NULL;
   int code = CLI_FAILED, rc;
 
   if (fs_init(o, statedir, mnt) != 0) {
@@ -289,6 +313,9 @@ static int serve(const mount_opts *o, struct fuse_session *se, const char *confi
     goto out;
   }
   fs_spool_restore();
+  if (o->listen != NULL && (front = mount_front(o)) == NULL) {
+    goto out;
+  }
   if (pthread_create(&hup_thread, NULL, hup_main, NULL) == 0) {
     hup_started = 1;
   }
@@ -318,6 +345,7 @@ out:
     pthread_join(hup_thread, NULL);
     hup_started = 0;
   }
+  gkp__front_stop(front);      /* before the runner its requests use */
   gkp__runner_free(fs.runner); /* running jobs end as cancelled: requeued next time */
   fs.runner = NULL;
   fs_spool_stop(); /* writes the answers that finished */
