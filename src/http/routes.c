@@ -366,8 +366,10 @@ static int sink_raw(void *ud, gkp__job *job, const char *model, const char *key_
   hreq *q = ud;
   (void)job;
   pthread_mutex_lock(&q->mu);
-  snprintf(q->model_used, sizeof q->model_used, "%s", model);
-  snprintf(q->key_id, sizeof q->key_id, "%s", key_id);
+  if (!q->streaming) { /* the stream's headers may be going out already */
+    snprintf(q->model_used, sizeof q->model_used, "%s", model);
+    snprintf(q->key_id, sizeof q->key_id, "%s", key_id);
+  }
   if (!is_stream(q)) {
     free(q->reply);
     if (q->route == ROUTE_OAI_CHAT) {
@@ -474,10 +476,10 @@ static void sink_done(void *ud, gkp__job *job, const gkp__job_info *in) {
   hreq *q = ud;
   leave_waiting(q);
   pthread_mutex_lock(&q->mu);
-  if (q->key_id[0] == '\0') {
+  if (q->key_id[0] == '\0' && !q->streaming) {
     snprintf(q->key_id, sizeof q->key_id, "%s", in->key_id);
   }
-  if (q->model_used[0] == '\0') {
+  if (q->model_used[0] == '\0' && !q->streaming) {
     snprintf(q->model_used, sizeof q->model_used, "%s", in->model_used);
   }
   if (q->streaming) {

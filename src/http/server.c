@@ -251,6 +251,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   return MHD_YES;
 }
 
+/* How a request ended, for its log line ("" when it completed). */
+static const char *toe_text(enum MHD_RequestTerminationCode toe) {
+  switch (toe) {
+  case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+    return "";
+  case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+    return " (closed: idle timeout)";
+  case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+    return " (closed: shutting down)";
+  case MHD_REQUEST_TERMINATED_READ_ERROR:
+    return " (closed: read error)";
+  case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+    return " (closed by the client)";
+  default:
+    return " (closed: connection error)";
+  }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   gkp__front *f = cls;
@@ -284,13 +302,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (q->job != NULL) {
     gkp__job_cancel(q->job); /* its on_done follows and lets go of the job */
   }
-  int status = q->status;
-  pthread_mutex_unlock(&q->mu);
   snprintf(line, sizeof line, "http: client=%s %s %s model=%s key=%s status=%d ms=%lld%s",
            q->cl != NULL ? q->cl->cfg->id : "-", q->method, q->path,
            q->model_used[0] ? q->model_used : (q->model[0] ? q->model : "-"),
-           q->key_id[0] ? q->key_id : "-", status, (long long)(gkp__mono_ms() - q->started_ms),
-           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+           q->key_id[0] ? q->key_id : "-", q->status, (long long)(gkp__mono_ms() - q->started_ms),
+           toe_text(toe));
+  pthread_mutex_unlock(&q->mu);
   front_log(f, line);
   front_req_unref(q);
   front_publish(f, 0);

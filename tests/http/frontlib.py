@@ -111,6 +111,14 @@ class Front:
     def threads(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/task"))
 
+    def sanitizer_report(self) -> str:
+        """Stops the daemon and returns what a sanitizer said in its log ("" if
+        nothing): leaks show up only at exit."""
+        self.stop()
+        m = re.search(r"(ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|"
+                      r"WARNING: ThreadSanitizer|runtime error:).*", self.log(), re.S)
+        return m.group(0)[:3000] if m else ""
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -119,7 +127,8 @@ class Front:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.err.close()
+        if not self.err.closed:
+            self.err.close()
 
 
 def generate_url(front: Front, model: str = "gemini-2.5-flash", action: str = "generateContent",

@@ -112,4 +112,8 @@ r = subprocess.run(["curl", "-s", "--unix-socket", sock, "-d", json.dumps(user("
 t.check(b"You asked: over unix" in r.stdout, "a request over the unix socket", r.stdout[:300])
 t.check(oct(os.stat(sock).st_mode & 0o777) == "0o700" or
         (os.stat(sock).st_mode & 0o077) == 0, "the socket is its owner's only")
+rep = front.sanitizer_report()
+t.check(rep == "", "no sanitizer report from the daemon (front)", rep)
+rep = f2.sanitizer_report()
+t.check(rep == "", "no sanitizer report from the daemon (f2)", rep)
 t.done()

@@ -89,4 +89,6 @@ t.check(r.status == 200 and all(isinstance(d["embedding"], str) for d in r.json(
         "embeddings as base64", r)
 r = http(front.url + "/v1/models/" + M)
 t.check(r.status == 200 and r.json()["id"] == M, "GET /v1/models/{id}", r)
+rep = front.sanitizer_report()
+t.check(rep == "", "no sanitizer report from the daemon (front)", rep)
 t.done()
