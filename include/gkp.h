@@ -31,6 +31,14 @@ extern "C" {
 
 #define GKP_VERSION "0.1.0"
 
+/* Marks the functions libgkp exports; everything else in the library is
+ * hidden (it is built with -fvisibility=hidden). */
+#if defined(__GNUC__) || defined(__clang__)
+#define GKP_API __attribute__((visibility("default")))
+#else
+#define GKP_API
+#endif
+
 /* Sizes of fixed buffers that appear in the API. */
 #define GKP_ID_MAX 64      /* key ids, project ids and model ids, with NUL */
 #define GKP_MSG_MAX 512    /* error messages, with NUL */
@@ -71,26 +79,48 @@ typedef struct gkp_pool gkp_pool;
  * the state file and attaches every configured key to it.  On failure *out is
  * NULL, nothing is left open, and err says which file, where, and the fix.
  */
-int gkp_pool_open(gkp_pool **out, const gkp_options *opts, gkp_error *err);
+GKP_API int gkp_pool_open(gkp_pool **out, const gkp_options *opts, gkp_error *err);
 
 /* Like gkp_pool_open, with the configuration given as JSON text.  `dir` is
  * where a .env file is looked for (NULL: none); `name` is used in messages. */
-int gkp_pool_open_text(gkp_pool **out, const char *json, size_t len, const char *name,
-                       const char *dir, const gkp_options *opts, gkp_error *err);
+GKP_API int gkp_pool_open_text(gkp_pool **out, const char *json, size_t len, const char *name,
+                               const char *dir, const gkp_options *opts, gkp_error *err);
 
 /* Releases the leases this pool still holds and closes it.  NULL is a no-op. */
-void gkp_pool_close(gkp_pool *pool);
+GKP_API void gkp_pool_close(gkp_pool *pool);
 
 /* Re-reads the configuration file.  On error the running configuration is
  * kept and err says why.  Disabled keys are enabled again by a reload. */
-int gkp_pool_reload(gkp_pool *pool, gkp_error *err);
+GKP_API int gkp_pool_reload(gkp_pool *pool, gkp_error *err);
 
 /* The path of the state file and of the configuration file in use. */
-const char *gkp_pool_state_path(const gkp_pool *pool);
-const char *gkp_pool_config_path(const gkp_pool *pool);
+GKP_API const char *gkp_pool_state_path(const gkp_pool *pool);
+GKP_API const char *gkp_pool_config_path(const gkp_pool *pool);
+
+/* How the configuration in use was found.  A file from the current
+ * directory is used only if the user owns it, nobody else can write it, and
+ * it sends no key from the environment to a host other than Google's or
+ * loopback; a program may want to say which file it uses when it is not
+ * the XDG one. */
+enum gkp_config_origin {
+  GKP_CONFIG_GIVEN = 0, /* gkp_options.config_path */
+  GKP_CONFIG_ENV,       /* $GEMINI_POOL_CONFIG */
+  GKP_CONFIG_CWD,       /* ./keys.json */
+  GKP_CONFIG_XDG,       /* $XDG_CONFIG_HOME/gemini-pool/keys.json */
+  GKP_CONFIG_TEXT,      /* gkp_pool_open_text */
+};
+GKP_API int gkp_pool_config_origin(const gkp_pool *pool);
 
 /* The current time according to the pool's clock. */
-int64_t gkp_pool_now(const gkp_pool *pool);
+GKP_API int64_t gkp_pool_now(const gkp_pool *pool);
+
+/* Replaces, in the NUL-terminated `text`, every stretch that holds a run of
+ * 8 or more characters of any configured key by "…" (in place: the text
+ * never grows).  For text that came from outside (an upstream's error
+ * message may echo a key, whole or altered) before it is stored or shown;
+ * the library does it for everything it stores.  Returns how many
+ * stretches were replaced. */
+GKP_API size_t gkp_redact(gkp_pool *pool, char *text);
 
 /* ---- Models ------------------------------------------------------------ */
 
@@ -104,18 +134,18 @@ typedef struct gkp_limits {
 } gkp_limits;
 
 /* Whether the pool knows a model (built-in table or "models" in the config). */
-int gkp_model_known(const gkp_pool *pool, const char *model);
+GKP_API int gkp_model_known(const gkp_pool *pool, const char *model);
 
 /* The model to try after `model`, or NULL at the end of the chain. */
-const char *gkp_model_fallback(const gkp_pool *pool, const char *model);
+GKP_API const char *gkp_model_fallback(const gkp_pool *pool, const char *model);
 
 /* The configured limits of a model (not the learned ones). */
-int gkp_model_limits(const gkp_pool *pool, const char *model, gkp_limits *out);
+GKP_API int gkp_model_limits(const gkp_pool *pool, const char *model, gkp_limits *out);
 
 /* The effective limits for the project of `key_id` on `model`: a limit
  * learned from a 429's quotaValue replaces the configured one. */
-int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model, gkp_limits *out,
-                         gkp_error *err);
+GKP_API int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model,
+                                 gkp_limits *out, gkp_error *err);
 
 /* ---- Reservations ------------------------------------------------------ */
 
@@ -160,19 +190,20 @@ typedef struct gkp_wait {
  * key is eligible now, with *wait (if given) saying when one may be and why;
  * other negative errno values for state file trouble.
  */
-int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease *lease,
-                gkp_wait *wait, gkp_error *err);
+GKP_API int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease *lease,
+                        gkp_wait *wait, gkp_error *err);
 
 /* Extends a lease by GKP_LEASE_TTL_MS from now.  -ESTALE if it was reclaimed. */
-int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err);
+GKP_API int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err);
 
 /* Ends a reservation.  If the request was never sent (`sent` == 0), the counts
  * taken by gkp_reserve are given back.  Releasing twice is harmless. */
-int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err);
+GKP_API int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err);
 
 /* Copies the secret API key of `key_id` into buf (NUL-terminated).
  * -ENOENT for an unknown id, -ERANGE if buf is too small. */
-int gkp_key_secret(const gkp_pool *pool, const char *key_id, char *buf, size_t len, gkp_error *err);
+GKP_API int gkp_key_secret(const gkp_pool *pool, const char *key_id, char *buf, size_t len,
+                           gkp_error *err);
 
 /* What a successful request used, from usageMetadata. */
 typedef struct gkp_usage {
@@ -184,8 +215,8 @@ typedef struct gkp_usage {
 /* Records a successful (2xx) answer for a lease: corrects the TPM window
  * with the real prompt token count, proves the project has access to the
  * model, and ends an unknown-429 or server-error streak. */
-int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage,
-                     gkp_error *err);
+GKP_API int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage,
+                             gkp_error *err);
 
 /* ---- Errors ------------------------------------------------------------ */
 
@@ -228,7 +259,7 @@ typedef struct gkp_verdict {
 /* The name of a kind ("rpm", "tpm", "rpd", "no_free_tier", "billing",
  * "unknown_429", "invalid_key", "model_not_found", "bad_request", "server"),
  * "none" for GKP_KIND_NONE. */
-const char *gkp_kind_name(int kind);
+GKP_API const char *gkp_kind_name(int kind);
 
 /*
  * Classifies an error response from its HTTP status and raw body (any framing:
@@ -237,7 +268,7 @@ const char *gkp_kind_name(int kind);
  * an error envelope (an error mid-stream) is classified by the envelope.
  * Pure: applies nothing.  Always fills *out.
  */
-void gkp_classify(int http_status, const char *body, size_t len, gkp_verdict *out);
+GKP_API void gkp_classify(int http_status, const char *body, size_t len, gkp_verdict *out);
 
 /*
  * Classifies an error response received with `lease` and applies its rule:
@@ -245,11 +276,12 @@ void gkp_classify(int http_status, const char *body, size_t len, gkp_verdict *ou
  * Fills *out (if given) with the verdict and the cooldown end.  Does not
  * release the lease.
  */
-int gkp_report_error(gkp_pool *pool, const gkp_lease *lease, int http_status, const char *body,
-                     size_t len, gkp_verdict *out, gkp_error *err);
+GKP_API int gkp_report_error(gkp_pool *pool, const gkp_lease *lease, int http_status,
+                             const char *body, size_t len, gkp_verdict *out, gkp_error *err);
 
 /* Applies an already classified verdict for `lease` (as gkp_report_error). */
-int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gkp_error *err);
+GKP_API int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v,
+                              gkp_error *err);
 
 /* ---- Administration ---------------------------------------------------- */
 
@@ -258,37 +290,37 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
  * key when model is NULL.  `kind` is recorded as the cooldown's kind.  Replaces
  * any cooldown in place (an explicit override may shorten one).
  */
-int gkp_set_cooldown(gkp_pool *pool, const char *key_id, const char *model, int64_t until_ms,
-                     int kind, gkp_error *err);
+GKP_API int gkp_set_cooldown(gkp_pool *pool, const char *key_id, const char *model,
+                             int64_t until_ms, int kind, gkp_error *err);
 
 /* Disables a key with a reason; only gkp_reset or a reload enables it again. */
-int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_error *err);
+GKP_API int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_error *err);
 
 /* Clears cooldowns, streaks and the disabled flag of one key (or all when
  * key_id is NULL or "all").  Counts are kept: quota used is quota used. */
-int gkp_reset(gkp_pool *pool, const char *key_id, gkp_error *err);
+GKP_API int gkp_reset(gkp_pool *pool, const char *key_id, gkp_error *err);
 
 /* Number of keys eligible for `model` right now for a small request
  * (negative errno on failure, -ENOENT for an unknown model). */
-int gkp_count_available(gkp_pool *pool, const char *model, gkp_error *err);
+GKP_API int gkp_count_available(gkp_pool *pool, const char *model, gkp_error *err);
 
 /* Removes cooldowns and leases that have expired; returns how many. */
-int gkp_clear_expired(gkp_pool *pool, gkp_error *err);
+GKP_API int gkp_clear_expired(gkp_pool *pool, gkp_error *err);
 
 /* Number of configured keys, and the id of the i-th (config order). */
-size_t gkp_key_count(const gkp_pool *pool);
-const char *gkp_key_id(const gkp_pool *pool, size_t i);
+GKP_API size_t gkp_key_count(const gkp_pool *pool);
+GKP_API const char *gkp_key_id(const gkp_pool *pool, size_t i);
 
 /* The next midnight in America/Los_Angeles strictly after `now_ms`, and the
  * last one at or before it (DST-aware). */
-int64_t gkp_next_pacific_midnight(int64_t now_ms);
-int64_t gkp_last_pacific_midnight(int64_t now_ms);
+GKP_API int64_t gkp_next_pacific_midnight(int64_t now_ms);
+GKP_API int64_t gkp_last_pacific_midnight(int64_t now_ms);
 
 /*
  * The whole pool as a JSON document (the status/pool.json schema), read from
  * the state file under its lock.  *out is malloc'd; the caller frees it.
  */
-int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err);
+GKP_API int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err);
 
 /* ---- Running a whole task ---------------------------------------------- */
 
@@ -343,10 +375,11 @@ typedef struct gkp_task_result {
  * could not start (unknown profile or model, bad image, empty prompt).
  * Safe to call from several threads at once on one pool.
  */
-int gkp_run_task(gkp_pool *pool, const gkp_task *task, gkp_task_result *res, gkp_error *err);
+GKP_API int gkp_run_task(gkp_pool *pool, const gkp_task *task, gkp_task_result *res,
+                         gkp_error *err);
 
 /* Frees what gkp_run_task put in *res.  Safe on a zeroed result. */
-void gkp_task_result_free(gkp_task_result *res);
+GKP_API void gkp_task_result_free(gkp_task_result *res);
 
 #ifdef __cplusplus
 }

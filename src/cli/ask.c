@@ -379,15 +379,174 @@ static const struct quality *find_quality(const char *name) {
   return NULL;
 }
 
+/* The inputs of a task: its text (with the quality's note), the context
+ * file and the image file.  Returns 0, or -1 after printing why. */
+typedef struct ask_inputs {
+  gkp__dynbuf task, context, image;
+} ask_inputs;
+
+static int read_inputs(const ask *a, const struct quality *q, ask_inputs *in) {
+  if (strcmp(a->task, "-") == 0 ? read_file("-", &in->task, "task from") != 0
+                                : gkp__dynbuf_adds(&in->task, a->task) != 0) {
+    return -1;
+  }
+  if (gkp__dynbuf_len(&in->task) == 0) {
+    cli_error("ask: the task is empty");
+    return -1;
+  }
+  if (q != NULL && gkp__dynbuf_printf(&in->task, "\n\n%s", q->note) != 0) {
+    return -1;
+  }
+  if (a->context_file != NULL && read_file(a->context_file, &in->context, "context file") != 0) {
+    return -1;
+  }
+  if (a->image_file != NULL && read_file(a->image_file, &in->image, "image file") != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+/* Where the answer streams: stdout or --output.  Returns 0, or -1 after
+ * printing why. */
+static int open_answer(ask *a) {
+  a->out = stdout;
+  if (a->output != NULL && !a->json) {
+    a->out = fopen(a->output, "w+");
+    if (a->out == NULL) {
+      cli_error("ask: cannot write %s: %s", a->output, strerror(errno));
+      return -1;
+    }
+  }
+  struct stat sb;
+  /* A regular file can be rewound when a retry's answer differs from what
+   * was written -- but only back to where this run started writing, and not
+   * when it is opened for appending (`>>`: others may write to it too). */
+  int fl = fcntl(fileno(a->out), F_GETFL);
+  a->out_start = lseek(fileno(a->out), 0, SEEK_CUR);
+  a->out_seekable = fstat(fileno(a->out), &sb) == 0 && S_ISREG(sb.st_mode) && fl >= 0 &&
+                    !(fl & O_APPEND) && a->out_start >= 0;
+  a->progress = isatty(STDERR_FILENO);
+  return 0;
+}
+
+/* The job to submit: options first, then the quality's defaults, then the
+ * "flash" profile.  `tools` has room for three. */
+static gkp__job_spec job_spec(const ask *a, const struct quality *q, ask_inputs *in,
+                              const char **tools) {
+  gkp__job_spec spec = {
+      .profile = a->profile,
+      .model = a->model != NULL ? a->model : (q != NULL ? q->model : NULL),
+      .prompt = gkp__dynbuf_ptr(&in->task),
+      .prompt_len = gkp__dynbuf_len(&in->task),
+      .context = a->context_file != NULL ? gkp__dynbuf_ptr(&in->context) : NULL,
+      .context_len = gkp__dynbuf_len(&in->context),
+      .system = a->system,
+      .image = a->image_file != NULL ? gkp__dynbuf_ptr(&in->image) : NULL,
+      .image_len = gkp__dynbuf_len(&in->image),
+      .thinking = a->thinking != NULL ? a->thinking : (q != NULL ? q->thinking : NULL),
+      .capture_thinking = a->capture_thinking,
+      .max_wait_ms = a->max_wait_ms,
+      .deadline_ms = a->timeout_ms,
+  };
+  if (spec.profile == NULL && spec.model == NULL) {
+    spec.profile = "flash";
+  }
+  if (a->enable_tools) {
+    spec.ntools = tools_for(gkp__dynbuf_ptr(&in->task), tools);
+    spec.tools = tools;
+  }
+  return spec;
+}
+
+/* --json: the result document, on stdout or in --output.  Returns the exit
+ * code. */
+static int print_json(const ask *a, const gkp__job_info *r, int code) {
+  cJSON *o = result_json(r, gkp__dynbuf_ptr(&a->image_paths));
+  cJSON_AddStringToObject(o, "text", r->text);
+  if (a->capture_thinking) {
+    cJSON_AddStringToObject(o, "thoughts", r->thoughts);
+  }
+  char *doc = cJSON_Print(o);
+  if (a->output != NULL) {
+    FILE *f = fopen(a->output, "w");
+    if (f == NULL) {
+      cli_error("ask: cannot write %s: %s", a->output, strerror(errno));
+      code = CLI_FAILED;
+    } else {
+      fprintf(f, "%s\n", doc);
+      fclose(f);
+    }
+  } else {
+    printf("%s\n", doc);
+  }
+  cJSON_free(doc);
+  cJSON_Delete(o);
+  return code;
+}
+
+/* The end of a streamed answer: a final newline on a terminal, the
+ * thoughts, and why it failed.  Returns the exit code. */
+static int finish_text(const ask *a, const gkp__job_info *r, int code) {
+  if (r->text_len > 0 && r->text[r->text_len - 1] != '\n' && a->out == stdout &&
+      isatty(STDOUT_FILENO)) {
+    fputc('\n', a->out);
+  }
+  fflush(a->out);
+  if (a->capture_thinking && r->thoughts_len > 0) {
+    fprintf(stderr, "--- thinking ---\n%s\n--- end of thinking ---\n", r->thoughts);
+  }
+  if (a->restarted_unseekable && code == CLI_OK) {
+    cli_error("ask: the answer was interrupted and its retry differed; what was printed "
+              "above is incomplete. The complete answer: run with --output FILE or "
+              "--json, or see executions.jsonl");
+    code = CLI_FAILED;
+  }
+  if (r->status != GKP__JOB_DONE) {
+    cli_error("%s", r->error[0] ? r->error : gkp__job_status_name(r->status));
+  }
+  return code;
+}
+
+/* Submits the job on a new *runner (the caller frees it) and waits for its
+ * end (a.result).  Returns CLI_OK, or an exit code after printing why. */
+static int run_job(ask *a, gkp_pool *pool, const gkp__job_spec *spec, gkp__runner **runner) {
+  gkp__job *job;
+  gkp_error err;
+
+  if (gkp__runner_new(pool, NULL, runner, &err) != 0) {
+    cli_error("%s", err.msg);
+    return CLI_FAILED;
+  }
+  gkp__job_sink sink = {.on_text = on_text,
+                        .on_restart = on_restart,
+                        .on_image = on_image,
+                        .on_state = on_state,
+                        .on_done = on_done};
+  job = gkp__runner_submit(*runner, spec, &sink, a, &err);
+  if (job == NULL) {
+    cli_error("ask: %s", err.msg);
+    return CLI_USAGE;
+  }
+  pthread_mutex_lock(&a->mu);
+  while (!a->finished) {
+    pthread_cond_wait(&a->cv, &a->mu);
+  }
+  pthread_mutex_unlock(&a->mu);
+  gkp__job_release(job);
+  if (!a->has_result) {
+    cli_error("ask: out of memory");
+    return CLI_FAILED;
+  }
+  return CLI_OK;
+}
+
 int cmd_ask(int argc, char **argv) {
   ask a = {.max_wait_ms = -1};
-  gkp__dynbuf task, context, image;
+  ask_inputs in;
   const struct quality *q = NULL;
   const char *tools[3];
   gkp_pool *pool = NULL;
   gkp__runner *runner = NULL;
-  gkp__job *job = NULL;
-  gkp_error err;
   int rc = parse_args(&a, argc, argv), code = CLI_USAGE;
 
   if (rc != 0) {
@@ -396,9 +555,9 @@ int cmd_ask(int argc, char **argv) {
     }
     return rc > 0 ? CLI_OK : CLI_USAGE;
   }
-  gkp__dynbuf_init(&task, MAX_TASK);
-  gkp__dynbuf_init(&context, MAX_TASK);
-  gkp__dynbuf_init(&image, (size_t)20 * 1024 * 1024);
+  gkp__dynbuf_init(&in.task, MAX_TASK);
+  gkp__dynbuf_init(&in.context, MAX_TASK);
+  gkp__dynbuf_init(&in.image, (size_t)20 * 1024 * 1024);
   gkp__dynbuf_init(&a.image_paths, 1 << 20);
   pthread_mutex_init(&a.mu, NULL);
   pthread_cond_init(&a.cv, NULL);
@@ -407,158 +566,39 @@ int cmd_ask(int argc, char **argv) {
     cli_error("ask: unknown --quality '%s' (draft, standard, production, research)", a.quality);
     goto out;
   }
-  if (strcmp(a.task, "-") == 0 ? read_file("-", &task, "task from") != 0
-                               : gkp__dynbuf_adds(&task, a.task) != 0) {
-    goto out;
-  }
-  if (gkp__dynbuf_len(&task) == 0) {
-    cli_error("ask: the task is empty");
-    goto out;
-  }
-  if (q != NULL && gkp__dynbuf_printf(&task, "\n\n%s", q->note) != 0) {
-    goto out;
-  }
-  if (a.context_file != NULL && read_file(a.context_file, &context, "context file") != 0) {
-    goto out;
-  }
-  if (a.image_file != NULL && read_file(a.image_file, &image, "image file") != 0) {
+  if (read_inputs(&a, q, &in) != 0) {
     goto out;
   }
   pool = cli_open_pool(&a.common);
-  if (pool == NULL) {
+  if (pool == NULL || open_answer(&a) != 0) {
     goto out;
   }
-  a.out = stdout;
-  if (a.output != NULL && !a.json) {
-    a.out = fopen(a.output, "w+");
-    if (a.out == NULL) {
-      cli_error("ask: cannot write %s: %s", a.output, strerror(errno));
-      goto out;
-    }
-  }
-  struct stat sb;
-  /* A regular file can be rewound when a retry's answer differs from what
-   * was written -- but only back to where this run started writing, and not
-   * when it is opened for appending (`>>`: others may write to it too). */
-  int fl = fcntl(fileno(a.out), F_GETFL);
-  a.out_start = lseek(fileno(a.out), 0, SEEK_CUR);
-  a.out_seekable = fstat(fileno(a.out), &sb) == 0 && S_ISREG(sb.st_mode) && fl >= 0 &&
-                   !(fl & O_APPEND) && a.out_start >= 0;
-  a.progress = isatty(STDERR_FILENO);
-
-  gkp__job_spec spec = {
-      .profile = a.profile,
-      .model = a.model != NULL ? a.model : (q != NULL ? q->model : NULL),
-      .prompt = gkp__dynbuf_ptr(&task),
-      .prompt_len = gkp__dynbuf_len(&task),
-      .context = a.context_file != NULL ? gkp__dynbuf_ptr(&context) : NULL,
-      .context_len = gkp__dynbuf_len(&context),
-      .system = a.system,
-      .image = a.image_file != NULL ? gkp__dynbuf_ptr(&image) : NULL,
-      .image_len = gkp__dynbuf_len(&image),
-      .thinking = a.thinking != NULL ? a.thinking : (q != NULL ? q->thinking : NULL),
-      .capture_thinking = a.capture_thinking,
-      .max_wait_ms = a.max_wait_ms,
-      .deadline_ms = a.timeout_ms,
-  };
-  if (spec.profile == NULL && spec.model == NULL) {
-    spec.profile = "flash";
-  }
-  if (a.enable_tools) {
-    spec.ntools = tools_for(gkp__dynbuf_ptr(&task), tools);
-    spec.tools = tools;
-  }
-  if (a.image_file != NULL && spec.context == NULL && gkp__dynbuf_len(&image) == 0) {
+  gkp__job_spec spec = job_spec(&a, q, &in, tools);
+  if (a.image_file != NULL && spec.context == NULL && gkp__dynbuf_len(&in.image) == 0) {
     cli_error("ask: image file %s is empty", a.image_file);
     goto out;
   }
-  if (gkp__runner_new(pool, NULL, &runner, &err) != 0) {
-    cli_error("%s", err.msg);
-    code = CLI_FAILED;
-    goto out;
-  }
-  gkp__job_sink sink = {.on_text = on_text,
-                        .on_restart = on_restart,
-                        .on_image = on_image,
-                        .on_state = on_state,
-                        .on_done = on_done};
-  job = gkp__runner_submit(runner, &spec, &sink, &a, &err);
-  if (job == NULL) {
-    cli_error("ask: %s", err.msg);
-    goto out;
-  }
-  pthread_mutex_lock(&a.mu);
-  while (!a.finished) {
-    pthread_cond_wait(&a.cv, &a.mu);
-  }
-  pthread_mutex_unlock(&a.mu);
-  gkp__job_release(job);
-  job = NULL;
-  if (!a.has_result) {
-    cli_error("ask: out of memory");
-    code = CLI_FAILED;
+  if ((code = run_job(&a, pool, &spec, &runner)) != CLI_OK) {
     goto out;
   }
   clear_progress(&a);
   gkp__job_info *r = &a.result;
   code = r->status == GKP__JOB_DONE ? CLI_OK : CLI_FAILED;
-  if (a.json) {
-    cJSON *o = result_json(r, gkp__dynbuf_ptr(&a.image_paths));
-    cJSON_AddStringToObject(o, "text", r->text);
-    if (a.capture_thinking) {
-      cJSON_AddStringToObject(o, "thoughts", r->thoughts);
-    }
-    char *doc = cJSON_Print(o);
-    if (a.output != NULL) {
-      FILE *f = fopen(a.output, "w");
-      if (f == NULL) {
-        cli_error("ask: cannot write %s: %s", a.output, strerror(errno));
-        code = CLI_FAILED;
-      } else {
-        fprintf(f, "%s\n", doc);
-        fclose(f);
-      }
-    } else {
-      printf("%s\n", doc);
-    }
-    cJSON_free(doc);
-    cJSON_Delete(o);
-  } else {
-    if (r->text_len > 0 && r->text[r->text_len - 1] != '\n' && a.out == stdout &&
-        isatty(STDOUT_FILENO)) {
-      fputc('\n', a.out);
-    }
-    fflush(a.out);
-    if (a.capture_thinking && r->thoughts_len > 0) {
-      fprintf(stderr, "--- thinking ---\n%s\n--- end of thinking ---\n", r->thoughts);
-    }
-    if (a.restarted_unseekable && code == CLI_OK) {
-      cli_error("ask: the answer was interrupted and its retry differed; what was printed "
-                "above is incomplete. The complete answer: run with --output FILE or "
-                "--json, or see executions.jsonl");
-      code = CLI_FAILED;
-    }
-    if (r->status != GKP__JOB_DONE) {
-      cli_error("%s", r->error[0] ? r->error : gkp__job_status_name(r->status));
-    }
-  }
+  code = a.json ? print_json(&a, r, code) : finish_text(&a, r, code);
   if (a.image_failed && code == CLI_OK) {
     code = CLI_FAILED; /* the reason was printed by on_image */
   }
   log_execution(pool, &a, r, a.task[0] == '-' && a.task[1] == '\0' ? "(stdin)" : a.task);
   gkp__job_info_free(r);
 out:
-  if (job != NULL) {
-    gkp__job_release(job);
-  }
   gkp__runner_free(runner);
   if (a.out != NULL && a.out != stdout) {
     fclose(a.out);
   }
   gkp_pool_close(pool);
-  gkp__dynbuf_reset(&task);
-  gkp__dynbuf_reset(&context);
-  gkp__dynbuf_reset(&image);
+  gkp__dynbuf_reset(&in.task);
+  gkp__dynbuf_reset(&in.context);
+  gkp__dynbuf_reset(&in.image);
   gkp__dynbuf_reset(&a.image_paths);
   pthread_mutex_destroy(&a.mu);
   pthread_cond_destroy(&a.cv);

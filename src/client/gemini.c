@@ -18,6 +18,8 @@
 #include "client/sse.h"
 #include "common/dynbuf.h"
 #include "common/err.h"
+#include "common/timeutil.h"
+#include "common/util.h"
 
 #define MODELS_PAGE_SIZE 1000
 #define MODELS_MAX_PAGES 100
@@ -57,12 +59,6 @@ struct gkp__gemini_call {
   char *page_token;
   int pages;
 };
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *gkp__gemini_status_name(int status) {
   static const char *const names[] = {"ok",        "http_error", "stream_error", "transport",
@@ -306,7 +302,7 @@ static int http_data(void *ud, const char *bytes, size_t len) {
 /* Calls the user's completion callback for the mode, then frees the call. */
 static void finish(gkp__gemini_call *c, gkp__gemini_outcome *o, int64_t count) {
   o->state = &c->st;
-  o->elapsed_ms = mono_ms() - c->start_mono;
+  o->elapsed_ms = gkp__mono_ms() - c->start_mono;
   if (o->message == NULL) {
     o->message = "";
   }
@@ -478,15 +474,11 @@ static int models_add_page(gkp__gemini_call *c, const cJSON *root) {
     if (!cJSON_IsString(name) || name->valuestring == NULL) {
       return -EBADMSG;
     }
-    if (c->nmodels == c->amodels) {
-      size_t a = c->amodels ? c->amodels * 2 : 64;
-      gkp__gemini_model *p = realloc(c->models, a * sizeof *p);
-      if (p == NULL) {
-        return -ENOMEM;
-      }
-      c->models = p;
-      c->amodels = a;
+    gkp__gemini_model *p = gkp__grow(c->models, &c->amodels, c->nmodels + 1, sizeof *p, 64);
+    if (p == NULL) {
+      return -ENOMEM;
     }
+    c->models = p;
     const char *id = name->valuestring;
     if (strncmp(id, "models/", 7) == 0) {
       id += 7;
@@ -692,7 +684,7 @@ static int call_new(gkp__loop *loop, const gkp__gemini_endpoint *ep, int mode,
   c->ep = *ep;
   c->ep.base_url = NULL;
   c->ep.api_key = NULL;
-  c->start_mono = mono_ms();
+  c->start_mono = gkp__mono_ms();
   gkp__dynbuf_init(&c->body, GKP__GEMINI_MAX_ERROR_BODY);
   gkp__dynbuf_init(&c->err_json, GKP__GEMINI_MAX_ERROR_BODY);
   gkp__gemini_state_init(&c->st);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/timeutil.h"
 
 #ifndef CURL_WRITEFUNC_ERROR /* before curl 7.87 any short count is an error */
 #define CURL_WRITEFUNC_ERROR 0
@@ -30,12 +31,6 @@ struct gkp__http_req {
   char errbuf[CURL_ERROR_SIZE];
   char errtext[128];
 };
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Wipes and frees the header lines (one of them may hold an API key). */
 static void free_headers(struct curl_slist *h) {
@@ -189,7 +184,7 @@ static const char *describe_failure(gkp__http_req *req, CURLcode rc, int64_t ela
 /* The loop's completion callback: reports on_done once and frees. */
 static void xfer_done(gkp__loop_xfer *x, CURLcode rc, int aborted) {
   gkp__http_req *req = (gkp__http_req *)x;
-  int64_t elapsed = mono_ms() - req->start_mono;
+  int64_t elapsed = gkp__mono_ms() - req->start_mono;
   gkp__http_result r = {0};
   r.curl_code = rc;
   r.bytes = req->bytes;
@@ -314,7 +309,7 @@ int gkp__http_start(gkp__loop *loop, const gkp__http_opts *opts, const gkp__http
   req->loop = loop;
   req->cb = *cb;
   req->ud = ud;
-  req->start_mono = mono_ms();
+  req->start_mono = gkp__mono_ms();
   apply_defaults(req, opts);
   int rc = -ENOMEM;
   if (opts->body != NULL) {

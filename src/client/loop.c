@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/timeutil.h"
 
 /* The longest single sleep; the loop wakes for anything that matters anyway. */
 #define LOOP_MAX_SLEEP_MS 3600000
@@ -87,15 +88,7 @@ static __thread const gkp__loop *current_loop;
 /* ---- clocks ---------------------------------------------------------------- */
 
 int64_t gkp__loop_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return gkp__now_ms();
 }
 
 /* ---- life cycle ------------------------------------------------------------ */
@@ -120,7 +113,7 @@ int gkp__loop_new(gkp__loop **out, const gkp__loop_opts *opts, gkp_error *err) {
   }
   loop->timer_free = NO_SLOT;
   loop->handle_free = NO_SLOT;
-  loop->mono_offset = mono_ms() - gkp__loop_now_ms();
+  loop->mono_offset = gkp__mono_ms() - gkp__loop_now_ms();
   pthread_mutex_init(&loop->mu, NULL);
   pthread_mutex_init(&loop->stop_mu, NULL);
   loop->multi = curl_multi_init();
@@ -333,7 +326,7 @@ static int timer_reserve(gkp__loop *loop) {
  */
 static int64_t mono_deadline(gkp__loop *loop, int64_t when_ms) {
   int64_t now_real = gkp__loop_now_ms();
-  int64_t offset = mono_ms() - now_real;
+  int64_t offset = gkp__mono_ms() - now_real;
   if (offset - loop->mono_offset > CLOCK_STEP_MS || loop->mono_offset - offset > CLOCK_STEP_MS) {
     loop->mono_offset = offset;
   }
@@ -393,7 +386,7 @@ size_t gkp__loop_timer_count(const gkp__loop *loop) {
 /* Fires the timers due now that existed when this turn began. */
 static void run_timers(gkp__loop *loop) {
   uint64_t seq_limit = loop->timer_seq;
-  int64_t now = mono_ms();
+  int64_t now = gkp__mono_ms();
   while (loop->heap_len > 0) {
     timer_slot *t = &loop->timers[loop->heap[0]];
     if (t->due > now || t->seq > seq_limit) {
@@ -412,7 +405,7 @@ static int sleep_ms(const gkp__loop *loop) {
     return LOOP_MAX_SLEEP_MS;
   }
   const timer_slot *t = &loop->timers[loop->heap[0]];
-  int64_t d = t->due - mono_ms();
+  int64_t d = t->due - gkp__mono_ms();
   if (d < 0) {
     return 0;
   }

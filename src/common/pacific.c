@@ -18,6 +18,8 @@
 
 #include <stdint.h>
 
+#include "common/util.h"
+
 #define MS_PER_HOUR INT64_C(3600000)
 #define MS_PER_DAY INT64_C(86400000)
 
@@ -26,20 +28,11 @@
 #define SAFE_MAX (INT64_MAX - 3 * MS_PER_DAY)
 #define SAFE_MIN (INT64_MIN + 3 * MS_PER_DAY)
 
-/* Floor division for a positive divisor. */
-static int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if (a % b != 0 && a < 0) {
-    q--;
-  }
-  return q;
-}
-
 /* Days since 1970-01-01 of the proleptic Gregorian date y-m-d
  * (Howard Hinnant's days_from_civil). */
 static int64_t days_from_civil(int64_t y, int m, int d) {
   y -= m <= 2;
-  int64_t era = floor_div(y, 400);
+  int64_t era = gkp__floor_div(y, 400);
   int64_t yoe = y - era * 400;                                  /* [0, 399] */
   int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; /* [0, 365] */
   int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;          /* [0, 146096] */
@@ -49,7 +42,7 @@ static int64_t days_from_civil(int64_t y, int m, int d) {
 /* The year of the date `days` days after 1970-01-01. */
 static int64_t year_of_days(int64_t days) {
   int64_t z = days + 719468;
-  int64_t era = floor_div(z, 146097);
+  int64_t era = gkp__floor_div(z, 146097);
   int64_t doe = z - era * 146097;                                      /* [0, 146096] */
   int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
   int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
@@ -78,7 +71,7 @@ static int64_t midnight_of_day(int64_t day) {
 /* The Pacific day whose midnight is the last one at or before now_ms
  * (now_ms within [SAFE_MIN, SAFE_MAX]). */
 static int64_t pacific_day(int64_t now_ms) {
-  int64_t day = floor_div(now_ms - 8 * MS_PER_HOUR, MS_PER_DAY);
+  int64_t day = gkp__floor_div(now_ms - 8 * MS_PER_HOUR, MS_PER_DAY);
   while (midnight_of_day(day + 1) <= now_ms) {
     day++;
   }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/util.h"
 
 /* A .env larger than this is surely not one. */
 #define DOTENV_MAX_BYTES (1024 * 1024)
@@ -54,21 +55,20 @@ static int dotenv_set(gkp__dotenv *env, const char *name, size_t name_len, const
       return 0;
     }
   }
-  if (env->n == env->cap) {
-    size_t cap = env->cap ? env->cap * 2 : 8;
-    char **names = realloc(env->names, cap * sizeof *names);
-    if (names != NULL) {
-      env->names = names;
-    }
-    char **values = names ? realloc(env->values, cap * sizeof *values) : NULL;
-    if (values == NULL) {
-      explicit_bzero(v, value_len);
-      free(v);
-      return -ENOMEM;
-    }
-    env->values = values;
-    env->cap = cap;
+  /* names and values grow in step, from the same capacity. */
+  size_t ncap = env->cap, vcap = env->cap;
+  char **names = gkp__grow(env->names, &ncap, env->n + 1, sizeof *names, 8);
+  if (names != NULL) {
+    env->names = names;
   }
+  char **values = names ? gkp__grow(env->values, &vcap, env->n + 1, sizeof *values, 8) : NULL;
+  if (values == NULL) {
+    explicit_bzero(v, value_len);
+    free(v);
+    return -ENOMEM;
+  }
+  env->values = values;
+  env->cap = ncap;
   char *n = strndup(name, name_len);
   if (n == NULL) {
     explicit_bzero(v, value_len);

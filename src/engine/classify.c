@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 #define MAX_VIOLATIONS 16 /* QuotaFailure violations looked at */
 #define MAX_DEPTH 64      /* nesting that repair_json follows */
 #define MAX_SEARCHES 8    /* "error" members tried when the body does not start with one */
@@ -119,10 +121,6 @@ static size_t find_bytes(span t, size_t from, const char *needle, size_t m) {
     }
   }
   return SIZE_MAX;
-}
-
-static void copy_str(char *dst, size_t size, const char *src) {
-  snprintf(dst, size, "%s", src != NULL ? src : "");
 }
 
 /* ---- Durations ----------------------------------------------------------- */
@@ -665,8 +663,8 @@ static void add_violations(struct evidence *ev, const cJSON *violations) {
       continue;
     }
     struct violation *v = &ev->v[ev->nv++];
-    copy_str(v->id, sizeof v->id, string_member(item, "quotaId"));
-    copy_str(v->metric, sizeof v->metric, string_member(item, "quotaMetric"));
+    gkp__strlcpy(v->id, string_member(item, "quotaId"), sizeof v->id);
+    gkp__strlcpy(v->metric, string_member(item, "quotaMetric"), sizeof v->metric);
     v->value = quota_value(cJSON_GetObjectItemCaseSensitive(item, "quotaValue"));
   }
 }
@@ -684,7 +682,7 @@ static void add_detail(struct evidence *ev, const cJSON *detail) {
   }
   if (reason != NULL && (ev->reason[0] == '\0' || (strncmp(reason, "API_KEY", 7) == 0 &&
                                                    strncmp(ev->reason, "API_KEY", 7) != 0))) {
-    copy_str(ev->reason, sizeof ev->reason, reason);
+    gkp__strlcpy(ev->reason, reason, sizeof ev->reason);
   }
 }
 
@@ -698,7 +696,7 @@ static void gather(struct evidence *ev, const cJSON *err) {
   if (cJSON_IsNumber(code) && code->valuedouble >= 100 && code->valuedouble < 600) {
     ev->code = (int)code->valuedouble;
   }
-  copy_str(ev->rpc, sizeof ev->rpc, string_member(err, "status"));
+  gkp__strlcpy(ev->rpc, string_member(err, "status"), sizeof ev->rpc);
   ev->message = string_member(err, "message");
   const cJSON *details = cJSON_GetObjectItemCaseSensitive(err, "details");
   const cJSON *detail;

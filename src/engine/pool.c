@@ -11,7 +11,10 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/securedir.h"
 #include "common/timeutil.h"
+#include "common/util.h"
+#include "engine/bounds.h"
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
 
@@ -79,33 +82,15 @@ int gkp__lease_live(const gkp__lease_rec *l, int64_t now_ms) {
 
 /* ---- opening ----------------------------------------------------------- */
 
-static int mkdirs(char *dir, gkp_error *err) {
-  for (char *p = dir + 1; *p != '\0'; p++) {
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        int e = errno;
-        *p = '/';
-        return gkp__err(err, -e, "cannot create directory %s: %s", dir, strerror(e));
-      }
-      *p = '/';
-    }
-  }
-  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-    return gkp__err(err, -errno, "cannot create directory %s: %s", dir, strerror(errno));
-  }
-  return 0;
-}
-
 /* Works out the state file's path (explicit, $GEMINI_POOL_STATE,
- * $XDG_STATE_HOME/gemini-pool/state.db or ~/.local/state/...) and creates
- * its directory.  Returns a malloc'd path or NULL with err set. */
+ * $XDG_STATE_HOME/gemini-pool/state.db or ~/.local/state/...), creates its
+ * directory and checks that it belongs to the user alone.  Returns a
+ * malloc'd path or NULL with err set. */
 static char *state_path(const char *explicit_path, gkp_error *err) {
   char buf[4096];
   const char *env = getenv("GEMINI_POOL_STATE");
   const char *xdg = getenv("XDG_STATE_HOME");
   const char *home = getenv("HOME");
-  char *slash;
 
   if (explicit_path != NULL && explicit_path[0] != '\0') {
     snprintf(buf, sizeof buf, "%s", explicit_path);
@@ -121,13 +106,8 @@ static char *state_path(const char *explicit_path, gkp_error *err) {
              "or pass --state FILE");
     return NULL;
   }
-  slash = strrchr(buf, '/');
-  if (slash != NULL && slash != buf) {
-    *slash = '\0';
-    if (mkdirs(buf, err) != 0) {
-      return NULL;
-    }
-    *slash = '/';
+  if (gkp__secure_parent(buf, 1, "the state directory", err) != 0) {
+    return NULL;
   }
   return strdup(buf);
 }
@@ -230,16 +210,16 @@ fail:
 int gkp_pool_open(gkp_pool **out, const gkp_options *opts, gkp_error *err) {
   char path[4096];
   gkp__config *cfg = NULL;
-  int rc;
+  int rc, origin = GKP_CONFIG_GIVEN;
 
   *out = NULL;
   gkp__err_clear(err);
-  rc = gkp__config_find(opts != NULL ? opts->config_path : NULL, path, sizeof path, err);
+  rc = gkp__config_locate(opts != NULL ? opts->config_path : NULL, path, sizeof path, &origin, err);
   if (rc != 0) {
     return rc;
   }
-  rc = gkp__config_load(path, opts != NULL ? opts->log : NULL, opts != NULL ? opts->log_ud : NULL,
-                        &cfg, err);
+  rc = gkp__config_load_from(path, origin, opts != NULL ? opts->log : NULL,
+                             opts != NULL ? opts->log_ud : NULL, &cfg, err);
   if (rc != 0) {
     return rc;
   }
@@ -321,7 +301,8 @@ int gkp_pool_reload(gkp_pool *pool, gkp_error *err) {
   if (pool->config_path == NULL) {
     return gkp__err(err, -EINVAL, "this pool was opened from text; there is no file to re-read");
   }
-  rc = gkp__config_load(pool->config_path, pool->log, pool->log_ud, &cfg, err);
+  rc = gkp__config_load_from(pool->config_path, pool->cfg->origin, pool->log, pool->log_ud, &cfg,
+                             err);
   if (rc != 0) {
     return rc;
   }
@@ -367,6 +348,18 @@ const char *gkp_pool_state_path(const gkp_pool *pool) {
 
 const char *gkp_pool_config_path(const gkp_pool *pool) {
   return pool->config_path != NULL ? pool->config_path : pool->cfg->path;
+}
+
+size_t gkp_redact(gkp_pool *pool, char *text) {
+  size_t n;
+  pthread_rwlock_rdlock(&pool->cfg_lock);
+  n = gkp__config_redact(pool->cfg, text);
+  pthread_rwlock_unlock(&pool->cfg_lock);
+  return n;
+}
+
+int gkp_pool_config_origin(const gkp_pool *pool) {
+  return pool->cfg->origin;
 }
 
 /* ---- models ------------------------------------------------------------ */
@@ -534,15 +527,11 @@ static const char *wait_words(int reason) {
 }
 
 static int own_add(gkp_pool *pool, uint64_t id) {
-  if (pool->nown == pool->capown) {
-    size_t cap = pool->capown ? pool->capown * 2 : 16;
-    uint64_t *n = realloc(pool->own, cap * sizeof *n);
-    if (n == NULL) {
-      return -ENOMEM;
-    }
-    pool->own = n;
-    pool->capown = cap;
+  uint64_t *n = gkp__grow(pool->own, &pool->capown, pool->nown + 1, sizeof *n, 16);
+  if (n == NULL) {
+    return -ENOMEM;
   }
+  pool->own = n;
   pool->own[pool->nown++] = id;
   return 0;
 }
@@ -587,9 +576,7 @@ int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease
   if (wait != NULL) {
     memset(wait, 0, sizeof *wait);
   }
-  if (est_tokens < 0) {
-    est_tokens = 0;
-  }
+  est_tokens = gkp__clamp64(est_tokens, 0, GKP__TOKENS_MAX);
   mi = gkp__pool_begin_model(pool, model, err);
   if (mi < 0) {
     return mi;
@@ -735,16 +722,15 @@ int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *us
   p->streak_server = 0;
   p->last_error[0] = '\0';
   if (usage != NULL) {
-    if (usage->prompt_tokens >= 0) {
-      gkp__correct_tokens(p, lease->started_ms, usage->prompt_tokens - lease->est_tokens);
-      p->tokens_in_total += (uint64_t)usage->prompt_tokens;
+    /* The counts come from the answer: bounded before they are stored. */
+    int64_t in = gkp__clamp64(usage->prompt_tokens, -1, GKP__TOKENS_MAX);
+    int64_t out = gkp__clamp64(usage->candidates_tokens, 0, GKP__TOKENS_MAX);
+    int64_t thoughts = gkp__clamp64(usage->thoughts_tokens, 0, GKP__TOKENS_MAX);
+    if (in >= 0) {
+      gkp__correct_tokens(p, lease->started_ms, in - lease->est_tokens);
+      p->tokens_in_total += (uint64_t)in;
     }
-    if (usage->candidates_tokens > 0) {
-      p->tokens_out_total += (uint64_t)usage->candidates_tokens;
-    }
-    if (usage->thoughts_tokens > 0) {
-      p->tokens_out_total += (uint64_t)usage->thoughts_tokens;
-    }
+    p->tokens_out_total += (uint64_t)out + (uint64_t)thoughts;
   }
   gkp__store_commit(pool->st);
   gkp__store_unlock(pool->st);

@@ -6,10 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
+#include "common/util.h"
 
 /* The time at which a bucket for second `sec` stops counting. */
 static int64_t bucket_end_ms(int64_t sec) {
@@ -37,7 +34,7 @@ int64_t gkp__day_count(const gkp__pm_rec *p, int64_t now_ms) {
 }
 
 static gkp__bucket *bucket_for(gkp__pm_rec *p, int64_t ms, int create) {
-  int64_t sec = floor_div(ms, 1000);
+  int64_t sec = gkp__floor_div(ms, 1000);
   gkp__bucket *b = &p->win[(uint64_t)sec % GKP__WIN_SLOTS];
   if (b->sec != sec) {
     if (!create) {

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/util.h"
+#include "engine/bounds.h"
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
 
@@ -60,6 +62,7 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
   if (lease == NULL || lease->id == 0 || v == NULL) {
     return gkp__err(err, -EINVAL, "not a lease of this pool");
   }
+  gkp_redact(pool, v->message); /* it came from outside: stored and shown */
   rc = gkp__store_lock(pool->st, err);
   if (rc != 0) {
     return rc;
@@ -74,7 +77,7 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
   switch (v->kind) {
   case GKP_KIND_RPM:
   case GKP_KIND_TPM: {
-    int64_t d = v->retry_ms >= 0 ? max64(v->retry_ms, SECOND) : MINUTE;
+    int64_t d = v->retry_ms >= 0 ? gkp__clamp64(v->retry_ms, SECOND, GKP__DELAY_MAX_MS) : MINUTE;
     until = cool_pm(p, now + d, v->kind);
     break;
   }
@@ -112,12 +115,13 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
     break; /* model not found, bad request: no penalty */
   }
   if (v->learned_limit >= 0) {
+    int64_t limit = gkp__clamp64(v->learned_limit, 0, GKP__LIMIT_MAX);
     if (v->learned_metric == GKP_KIND_RPM) {
-      p->learned[0] = v->learned_limit;
+      p->learned[0] = limit;
     } else if (v->learned_metric == GKP_KIND_TPM) {
-      p->learned[1] = v->learned_limit;
+      p->learned[1] = limit;
     } else if (v->learned_metric == GKP_KIND_RPD) {
-      p->learned[2] = v->learned_limit;
+      p->learned[2] = limit;
     }
   }
   if (v->kind > GKP_KIND_NONE && v->kind < GKP_KIND_COUNT) {
@@ -190,8 +194,11 @@ int gkp_set_cooldown(gkp_pool *pool, const char *key_id, const char *model, int6
 }
 
 int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_error *err) {
+  char why[GKP_REASON_MAX];
   int ki, rc;
   gkp__err_clear(err);
+  gkp__strlcpy(why, reason != NULL ? reason : "disabled by hand", sizeof why);
+  gkp_redact(pool, why);
   pthread_rwlock_rdlock(&pool->cfg_lock);
   ki = find_key(pool, key_id, err);
   if (ki < 0 || (rc = gkp__store_lock(pool->st, err)) != 0) {
@@ -201,8 +208,7 @@ int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_
   int ks = pool->key_slot[ki];
   gkp__store_change(pool->st, ks, -1);
   pool->st->keys[ks].disabled = 1;
-  gkp__strlcpy(pool->st->keys[ks].disabled_reason, reason != NULL ? reason : "disabled by hand",
-               sizeof pool->st->keys[ks].disabled_reason);
+  gkp__strlcpy(pool->st->keys[ks].disabled_reason, why, sizeof pool->st->keys[ks].disabled_reason);
   gkp__store_commit(pool->st);
   gkp__store_unlock(pool->st);
   pthread_rwlock_unlock(&pool->cfg_lock);

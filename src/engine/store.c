@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/util.h"
 
 /* Keeps the compiler from moving stores across a journal step.  A killed
  * process cannot tear an aligned word store, and the kernel keeps every
@@ -24,18 +25,6 @@
 static size_t layout_size(void) {
   return sizeof(gkp__store_hdr) + sizeof(gkp__key_rec) * GKP__MAX_KEYS +
          sizeof(gkp__pm_rec) * GKP__MAX_PM;
-}
-
-void gkp__strlcpy(char *dst, const char *src, size_t size) {
-  size_t n;
-  if (size == 0) {
-    return;
-  }
-  n = src != NULL ? strnlen(src, size - 1) : 0;
-  if (n > 0) {
-    memcpy(dst, src, n);
-  }
-  dst[n] = '\0';
 }
 
 static int str_ok(const char *s, size_t size) {
@@ -79,6 +68,11 @@ static int pm_rec_ok(const gkp__pm_rec *p) {
   if (p->day_count < 0 || p->day_count > COUNT_MAX) {
     return 0;
   }
+  for (int i = 0; i < 3; i++) {
+    if (p->learned[i] < -1 || p->learned[i] > COUNT_MAX) {
+      return 0;
+    }
+  }
   for (int i = 0; i < GKP__WIN_SLOTS; i++) {
     const gkp__bucket *b = &p->win[i];
     if (b->sec < -COUNT_MAX || b->sec > COUNT_MAX || b->reqs < 0 || b->reqs > COUNT_MAX ||
@@ -89,9 +83,10 @@ static int pm_rec_ok(const gkp__pm_rec *p) {
   return p->cooldown_kind >= 0 && p->cooldown_kind < GKP_KIND_COUNT;
 }
 
-/* Checks that a mapped file is a state file of this layout and that every
- * record is sane.  Returns NULL if valid, else what is wrong. */
-static const char *validate(const gkp__store_hdr *h, size_t size) {
+/* Checks that a mapped file is a state file of this layout whose header and
+ * journal are sane (so that rolling the journal back is safe).  Returns NULL
+ * if so, else what is wrong. */
+static const char *validate_header(const gkp__store_hdr *h, size_t size) {
   if (size < sizeof *h) {
     return "shorter than its header";
   }
@@ -118,6 +113,13 @@ static const char *validate(const gkp__store_hdr *h, size_t size) {
        (h->journal.pm_slot >= 0 && !pm_rec_ok(&h->journal.pm_copy)))) {
     return "its journal is damaged";
   }
+  return NULL;
+}
+
+/* Checks every record in use.  Returns NULL if all are sane, else what is
+ * wrong.  Called after an unfinished change was rolled back: the records it
+ * was modifying are only checked as they are restored. */
+static const char *validate_records(const gkp__store_hdr *h) {
   const gkp__key_rec *keys = (const gkp__key_rec *)(h + 1);
   const gkp__pm_rec *pms = (const gkp__pm_rec *)(keys + GKP__MAX_KEYS);
   for (uint32_t i = 0; i < h->nkeys; i++) {
@@ -142,8 +144,10 @@ static int create_file(const char *path, int64_t now_ms, gkp_error *err) {
   gkp__store_hdr h;
   int fd, rc = 0;
 
-  snprintf(tmp, sizeof tmp, "%s.new-%ld", path, (long)getpid());
-  fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  /* An unpredictable name, created exclusively: nothing planted there is
+   * followed or reused. */
+  snprintf(tmp, sizeof tmp, "%s.new-XXXXXX", path);
+  fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) {
     return gkp__err(err, -errno, "%s: cannot create the state file: %s", tmp, strerror(errno));
   }
@@ -172,7 +176,9 @@ static int create_file(const char *path, int64_t now_ms, gkp_error *err) {
   return rc;
 }
 
-/* Maps an open state file.  Returns 0, or a positive 1 with *why set when the
+static void rollback(gkp__store *st);
+
+/* Maps an open state file (under its lock).  Returns 0, or a positive 1 with *why set when the
  * file is not a valid state file, or a negative errno. */
 static int map_file(gkp__store *st, const char **why, gkp_error *err) {
   struct stat sb;
@@ -180,6 +186,9 @@ static int map_file(gkp__store *st, const char **why, gkp_error *err) {
 
   if (fstat(st->fd, &sb) != 0) {
     return gkp__err(err, -errno, "%s: %s", st->path, strerror(errno));
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    return gkp__err(err, -EINVAL, "%s: not a regular file; name the state file itself", st->path);
   }
   if ((size_t)sb.st_size != layout_size()) {
     *why = (size_t)sb.st_size < layout_size() ? "truncated" : "of an unexpected size";
@@ -194,14 +203,22 @@ static int map_file(gkp__store *st, const char **why, gkp_error *err) {
   }
   st->size = layout_size();
   st->hdr = p;
-  *why = validate(st->hdr, st->size);
+  *why = validate_header(st->hdr, st->size);
+  if (*why == NULL) {
+    st->keys = (gkp__key_rec *)(st->hdr + 1);
+    st->pms = (gkp__pm_rec *)(st->keys + GKP__MAX_KEYS);
+    /* A change a killed process left half done is undone first: its
+     * half-written records are not damage. */
+    rollback(st);
+    *why = validate_records(st->hdr);
+  }
   if (*why != NULL) {
     munmap(p, st->size);
     st->hdr = NULL;
+    st->keys = NULL;
+    st->pms = NULL;
     return 1;
   }
-  st->keys = (gkp__key_rec *)(st->hdr + 1);
-  st->pms = (gkp__pm_rec *)(st->keys + GKP__MAX_KEYS);
   return 0;
 }
 
@@ -224,13 +241,20 @@ int gkp__store_open(const char *path, int64_t now_ms, gkp__store **out, char *mo
 
   for (int attempt = 0; attempt < 3; attempt++) {
     const char *why = NULL;
-    st->fd = open(path, O_RDWR | O_CLOEXEC);
+    st->fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (st->fd < 0 && errno == ENOENT) {
       rc = create_file(path, now_ms, err);
       if (rc < 0) {
         goto fail;
       }
       continue;
+    }
+    if (st->fd < 0 && errno == ELOOP) {
+      rc = gkp__err(err, -ELOOP,
+                    "%s: is a symbolic link, and the state file is never opened through one; "
+                    "remove the link (or pass --state with the real file)",
+                    path);
+      goto fail;
     }
     if (st->fd < 0) {
       rc = gkp__err(err, -errno, "%s: cannot open the state file: %s", path, strerror(errno));

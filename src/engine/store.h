@@ -166,7 +166,4 @@ int gkp__store_attach_key(gkp__store *st, const char *id, const char *project, g
  * negative errno. */
 int gkp__store_attach_pm(gkp__store *st, const char *project, const char *model, gkp_error *err);
 
-/* Copies a bounded string into a fixed field, always NUL-terminated. */
-void gkp__strlcpy(char *dst, const char *src, size_t size);
-
 #endif

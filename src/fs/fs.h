@@ -2,7 +2,8 @@
  * fs.h - the FUSE filesystem (gemini-pool mount): shared types of its modules.
  *
  * Modules:
- *   fs_main.c    the command: options, mount, daemon, signals, shutdown
+ *   fs_main.c    fs_mount_run (fs_mount.h, the entry point the command line
+ *                calls with parsed options): mount, daemon, signals, shutdown
  *   fs_ops.c     the operations table; handles, attributes, lookup, directories
  *   fs_io.c      open, read, write, flush (which submits), release, poll
  *   fs_names.c   create, unlink, rename
@@ -13,6 +14,10 @@
  *   fs_map.c     hash maps
  *   fs_log.c     logging (stderr in the foreground, a log file otherwise)
  *
+ * The filesystem uses common, config, engine and runner, never cli; the
+ * command line sees only fs_mount.h.  docs/ARCHITECTURE.md has the whole
+ * module graph, the threads, the lock order and a job's life cycle.
+ *
  * Threads and locks:
  * - libfuse's worker threads (a bounded pool) run the operations.  They
  *   never wait for a job: a read with nothing to return is *parked* (its
@@ -21,6 +26,7 @@
  * - The runner's event-loop thread calls the sink (fs_jobs.c): new text,
  *   state changes, completion.  It answers parked reads itself.
  * - The spool thread writes finished jobs to disk.
+ * - The SIGHUP thread (fs_main.c) reloads the configuration.
  * - fs.mu guards the whole tree (every structure below unless noted).  It is
  *   held for memory work only (and for reading a finished job's prompt back
  *   from the spool), never across network I/O and never while calling into
@@ -43,16 +49,17 @@
 #include <sys/types.h>
 
 #include "fs/fs_map.h"
+#include "fs/fs_mount.h"
 #include "gkp.h"
 #include "runner/runner.h"
 
 /* ---- limits and names ---------------------------------------------------- */
 
-#define FS_DEFAULT_MAX_PROMPT ((size_t)1 << 20) /* -o max_prompt */
-#define FS_SCRATCH_MAX ((size_t)64 << 20)       /* scratch files (editor swap files) */
-#define FS_NAME_MAX 200                         /* names in profile directories */
-#define FS_MAX_IMAGES 200                       /* images per job */
-#define FS_MAX_TEXT ((size_t)64 << 20)          /* an answer */
+/* FS_DEFAULT_MAX_PROMPT and FS_SCRATCH_MAX (scratch files, editor swap
+ * files) are in fs_mount.h. */
+#define FS_NAME_MAX 200                /* names in profile directories */
+#define FS_MAX_IMAGES 200              /* images per job */
+#define FS_MAX_TEXT ((size_t)64 << 20) /* an answer */
 
 /*
  * Inode numbers: (group << 8) | sub.  Group 0 holds the fixed nodes (the
@@ -345,7 +352,7 @@ void fs_run_trim(fs_run *r);
 void fs_image_name(const fs_slot *s, const fs_run *r, size_t i, char *buf, size_t len);
 
 /* Reads the profile list (and keys and models) from the configuration and
- * syncs the tree.  Takes cfg_lock, then fs.mu. */
+ * syncs the tree.  Takes cfg_lock and drops it, then takes fs.mu. */
 int fs_tree_sync_config(void);
 /* Frees the whole tree (at the end, once nothing else runs). */
 void fs_tree_free(void);
@@ -405,7 +412,10 @@ void fs_job_stop_parked(void);
 
 /* The mutex that serialises the spool files of one job name. */
 pthread_mutex_t *fs_spool_lock(const char *profile, const char *name);
-int fs_spool_start(void);
+/* Checks (creating it 0700) that the spool directory belongs to the user
+ * alone, and starts the spool thread.  Returns 0 or a negative errno with
+ * err set. */
+int fs_spool_start(gkp_error *err);
 /* Drains the queue and stops the thread. */
 void fs_spool_stop(void);
 /* Writes the prompt of a new run, removing the files of the previous one

@@ -120,90 +120,151 @@ static int open_output(fs_slot *s, unsigned sub, fs_handle *h) {
   return EAGAIN;
 }
 
+/*
+ * The steps of open.  Each runs under fs.mu, stores the new handle (if any)
+ * in *hp and returns 0 or a positive errno; a handle left with an error is
+ * freed by the caller.  A missing handle without an error means ENOMEM.
+ */
+
+/* The fixed nodes: README, ctl and the files of status/. */
+static int open_fixed(fuse_ino_t ino, int wr, fs_handle **hp, int *render) {
+  if (ino == FS_INO_ROOT || ino == FS_INO_STATUS || ino == FS_INO_ST_KEYS ||
+      ino == FS_INO_ST_MODELS) {
+    return EISDIR;
+  }
+  if (ino == FS_INO_CTL) {
+    *hp = fs_handle_new(FS_H_CTL);
+    *render = 1;
+    return 0;
+  }
+  if (wr) {
+    return EACCES;
+  }
+  *hp = fs_handle_new(FS_H_BUF);
+  *render = 1;
+  return 0;
+}
+
+/* A prompt or scratch file: O_TRUNC empties it, else its content is
+ * brought back into memory. */
+static int open_file(fs_file *f, const struct fuse_file_info *fi, int wr, fs_handle **hp) {
+  fs_handle *h = *hp = fs_handle_new(FS_H_FILE);
+  if (h == NULL) {
+    return 0;
+  }
+  h->file = f;
+  f->refs++;
+  if (wr && (fi->flags & O_TRUNC) && fs_file_len(f) > 0) {
+    fs_file_clear(f);
+    f->dirty = 1;
+    f->mtime_ms = f->ctime_ms = gkp__now_ms();
+  } else {
+    fs_file_load(f); /* a finished job's prompt, kept on disk */
+  }
+  if (wr && (fi->flags & O_TRUNC)) {
+    f->too_big = 0;
+  }
+  return 0;
+}
+
+/* A job's output: .out and images (read as they come), .json and .err
+ * (rendered now). */
+static int open_slot(fs_slot *s, fuse_ino_t ino, const struct fuse_file_info *fi, int wr,
+                     fs_handle **hp) {
+  unsigned sub = FS_INO_SUB(ino);
+  fs_handle *h;
+  if (wr) {
+    return fs_attr_of(ino, &(struct stat){0}) != 0 ? ENOENT : EACCES;
+  }
+  if (s->run == NULL) {
+    return ENOENT;
+  }
+  if (sub == FS_SUB_OUT || sub >= FS_SUB_IMG0) {
+    if ((h = *hp = fs_handle_new(sub == FS_SUB_OUT ? FS_H_OUT : FS_H_IMAGE)) == NULL) {
+      return 0;
+    }
+    h->image = sub >= FS_SUB_IMG0 ? sub - FS_SUB_IMG0 : 0;
+    int err = open_output(s, sub, h);
+    h->nonblock = (fi->flags & O_NONBLOCK) != 0;
+    return err;
+  }
+  if (sub == FS_SUB_JSON) {
+    if ((h = *hp = fs_handle_new(FS_H_BUF)) == NULL || (h->buf = fs_job_json(s->run, 0)) == NULL) {
+      return ENOMEM;
+    }
+    h->len = strlen(h->buf);
+    h->buf[h->len++] = '\n'; /* replaces the NUL: a text file ends with a newline */
+    return 0;
+  }
+  if (sub == FS_SUB_ERR) {
+    if (s->run->status != GKP__JOB_FAILED) {
+      return ENOENT;
+    }
+    if ((h = *hp = fs_handle_new(FS_H_BUF)) == NULL) {
+      return 0;
+    }
+    if ((h->buf = fs_job_err_text(s->run)) == NULL) {
+      return ENOMEM;
+    }
+    h->len = strlen(h->buf);
+    return 0;
+  }
+  return ENOENT;
+}
+
+/* Any node but the fixed ones. */
+static int open_object(fuse_ino_t ino, const struct fuse_file_info *fi, int wr, fs_handle **hp,
+                       int *render) {
+  fs_obj *o = fs_obj_get(FS_INO_GROUP(ino));
+  if (o == NULL) {
+    return ENOENT;
+  }
+  switch (o->type) {
+  case FS_T_DIR:
+    return EISDIR;
+  case FS_T_FILE:
+    return FS_INO_SUB(ino) == 0 ? open_file((fs_file *)o, fi, wr, hp) : ENOENT;
+  case FS_T_ST_KEY:
+  case FS_T_ST_MODEL:
+    if (wr) {
+      return EACCES;
+    }
+    *hp = fs_handle_new(FS_H_BUF);
+    *render = 1;
+    return 0;
+  case FS_T_SLOT:
+    return open_slot((fs_slot *)o, ino, fi, wr, hp);
+  default:
+    return ENOENT;
+  }
+}
+
+/* How the kernel is to treat the open file. */
+static void open_flags(const fs_handle *h, struct fuse_file_info *fi) {
+  if (h->kind == FS_H_FILE) {
+    fi->keep_cache = 0;
+    return;
+  }
+  /* Sizes are not known in advance: every read reaches us, no seeking.
+   * An answer that is already complete (and an image) has a size and
+   * never changes: it may be seeked, so that cmp -s, wc -c and tail -c,
+   * which trust st_size of a regular file, see it right. */
+  fi->direct_io = 1;
+  fi->nonseekable = h->kind == FS_H_BUF || h->kind == FS_H_CTL || (h->kind == FS_H_OUT && !h->done);
+  /* Only a prompt's close means something (it submits): spare the others
+   * a FLUSH round trip. */
+  fi->noflush = h->kind != FS_H_CTL;
+}
+
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  int acc = fi->flags & O_ACCMODE, wr = acc != O_RDONLY, err = 0, render = 0;
+  int wr = (fi->flags & O_ACCMODE) != O_RDONLY, err, render = 0;
   fs_handle *h = NULL;
 
   pthread_mutex_lock(&fs.mu);
   if (FS_INO_GROUP(ino) == 0) {
-    if (ino == FS_INO_ROOT || ino == FS_INO_STATUS || ino == FS_INO_ST_KEYS ||
-        ino == FS_INO_ST_MODELS) {
-      err = EISDIR;
-    } else if (ino == FS_INO_CTL) {
-      h = fs_handle_new(FS_H_CTL);
-      render = 1;
-    } else if (wr) {
-      err = EACCES;
-    } else {
-      h = fs_handle_new(FS_H_BUF);
-      render = 1;
-    }
+    err = open_fixed(ino, wr, &h, &render);
   } else {
-    fs_obj *o = fs_obj_get(FS_INO_GROUP(ino));
-    unsigned sub = FS_INO_SUB(ino);
-    if (o == NULL) {
-      err = ENOENT;
-    } else if (o->type == FS_T_DIR) {
-      err = EISDIR;
-    } else if (o->type == FS_T_FILE && sub == 0) {
-      fs_file *f = (fs_file *)o;
-      if ((h = fs_handle_new(FS_H_FILE)) != NULL) {
-        h->file = f;
-        f->refs++;
-        if (wr && (fi->flags & O_TRUNC) && fs_file_len(f) > 0) {
-          fs_file_clear(f);
-          f->dirty = 1;
-          f->mtime_ms = f->ctime_ms = gkp__now_ms();
-        } else {
-          fs_file_load(f); /* a finished job's prompt, kept on disk */
-        }
-        if (wr && (fi->flags & O_TRUNC)) {
-          f->too_big = 0;
-        }
-      }
-    } else if (o->type == FS_T_ST_KEY || o->type == FS_T_ST_MODEL) {
-      if (wr) {
-        err = EACCES;
-      } else {
-        h = fs_handle_new(FS_H_BUF);
-        render = 1;
-      }
-    } else if (o->type == FS_T_SLOT) {
-      fs_slot *s = (fs_slot *)o;
-      if (wr) {
-        err = fs_attr_of(ino, &(struct stat){0}) != 0 ? ENOENT : EACCES;
-      } else if (s->run == NULL) {
-        err = ENOENT;
-      } else if (sub == FS_SUB_OUT || sub >= FS_SUB_IMG0) {
-        h = fs_handle_new(sub == FS_SUB_OUT ? FS_H_OUT : FS_H_IMAGE);
-        if (h != NULL) {
-          h->image = sub >= FS_SUB_IMG0 ? sub - FS_SUB_IMG0 : 0;
-          err = open_output(s, sub, h);
-          h->nonblock = (fi->flags & O_NONBLOCK) != 0;
-        }
-      } else if (sub == FS_SUB_JSON) {
-        if ((h = fs_handle_new(FS_H_BUF)) != NULL && (h->buf = fs_job_json(s->run, 0)) != NULL) {
-          h->len = strlen(h->buf);
-          h->buf[h->len++] = '\n'; /* replaces the NUL: a text file ends with a newline */
-        } else {
-          err = ENOMEM;
-        }
-      } else if (sub == FS_SUB_ERR) {
-        if (s->run->status != GKP__JOB_FAILED) {
-          err = ENOENT;
-        } else if ((h = fs_handle_new(FS_H_BUF)) != NULL) {
-          if ((h->buf = fs_job_err_text(s->run)) != NULL) {
-            h->len = strlen(h->buf);
-          } else {
-            err = ENOMEM;
-          }
-        }
-      } else {
-        err = ENOENT;
-      }
-    } else {
-      err = ENOENT;
-    }
+    err = open_object(ino, fi, wr, &h, &render);
   }
   if (err == 0 && h == NULL) {
     err = ENOMEM;
@@ -233,20 +294,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
       return;
     }
   }
-  if (h->kind != FS_H_FILE) {
-    /* Sizes are not known in advance: every read reaches us, no seeking.
-     * An answer that is already complete (and an image) has a size and
-     * never changes: it may be seeked, so that cmp -s, wc -c and tail -c,
-     * which trust st_size of a regular file, see it right. */
-    fi->direct_io = 1;
-    fi->nonseekable =
-        h->kind == FS_H_BUF || h->kind == FS_H_CTL || (h->kind == FS_H_OUT && !h->done);
-    /* Only a prompt's close means something (it submits): spare the others
-     * a FLUSH round trip. */
-    fi->noflush = h->kind != FS_H_CTL;
-  } else {
-    fi->keep_cache = 0;
-  }
+  open_flags(h, fi);
   fi->fh = (uint64_t)(uintptr_t)h;
   if (fuse_reply_open(req, fi) != 0) {
     pthread_mutex_lock(&fs.mu);

@@ -20,14 +20,11 @@
 #include <unistd.h>
 
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "fs/fs.h"
 
 const double fs_hist_bounds[FS_HIST_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                                     2.5,   5,    10,    30,   60,  120,  300};
-
-static void copy_id(char *dst, const char *src) {
-  snprintf(dst, GKP_ID_MAX, "%s", src != NULL ? src : "");
-}
 
 /* ---- the outbox ---------------------------------------------------------------- */
 
@@ -483,9 +480,9 @@ void fs_job_account(const fs_run *r) {
 /* Copies the runner's view of a job into the run (fs.mu held). */
 static void take_info(fs_run *r, const gkp__job_info *info) {
   r->status = info->status;
-  copy_id(r->model_requested, info->model_requested);
-  copy_id(r->model_used, info->model_used);
-  copy_id(r->key_id, info->key_id);
+  gkp__strlcpy(r->model_requested, info->model_requested, sizeof r->model_requested);
+  gkp__strlcpy(r->model_used, info->model_used, sizeof r->model_used);
+  gkp__strlcpy(r->key_id, info->key_id, sizeof r->key_id);
   r->tokens_in = info->tokens_in;
   r->tokens_out = info->tokens_out;
   if (info->nattempts != r->nattempts) {

@@ -78,7 +78,9 @@ int fs_log_open(int foreground, const char *path) {
     log_stderr = 1;
     return 0;
   }
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  /* In the state directory, which belongs to the user alone; never through
+   * a symbolic link. */
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     return -errno;
   }

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
-#include "cli/serve.h"
 #include "common/timeutil.h"
 #include "config/config.h"
 #include "fs/fs.h"
@@ -37,143 +36,14 @@ extern char **environ;
 
 fs_state fs;
 
-typedef struct mount_opts {
-  cli_common common;
-  const char *mountpoint;
-  int foreground, debug, single;
-  size_t max_prompt;
-  char fuse_opts[2048]; /* passed to libfuse */
-  const char *listen;   /* --listen ADDR: the HTTP front too */
-} mount_opts;
-
-static const char MOUNT_USAGE[] =
-    "usage: gemini-pool mount MOUNTPOINT [-f] [-d] [-s] [-o OPTS] [--config F] [--state F]\n"
-    "  -f            stay in the foreground (log to stderr)\n"
-    "  -d            debug: log every FUSE request (implies -f)\n"
-    "  -s            single-threaded\n"
-    "  --listen ADDR also serve the HTTP front (see gemini-pool serve) from this daemon\n"
-    "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), allow_other,\n"
-    "                allow_root, and other libfuse mount options\n"
-    "Unmount with fusermount3 -u MOUNTPOINT (or Ctrl-C / SIGTERM on the daemon).\n";
-
-/* "1048576", "512k", "8M", "1G" -> bytes; 0 on a bad value. */
-static size_t parse_size(const char *s) {
-  char *end;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (end == s) {
-    return 0;
-  }
-  switch (*end) {
-  case 'k':
-  case 'K':
-    v <<= 10;
-    end++;
-    break;
-  case 'm':
-  case 'M':
-    v <<= 20;
-    end++;
-    break;
-  case 'g':
-  case 'G':
-    v <<= 30;
-    end++;
-    break;
-  default:
-    break;
-  }
-  if (*end == 'i' || *end == 'B') {
-    end++;
-  }
-  if (*end == 'B') {
-    end++;
-  }
-  return *end == '\0' ? (size_t)v : 0;
-}
-
-/* Takes our own options out of a -o list; the rest goes to libfuse. */
-static int parse_o(mount_opts *o, const char *list) {
-  char *copy = strdup(list), *save = NULL, *opt;
-  if (copy == NULL) {
-    return -1;
-  }
-  for (opt = strtok_r(copy, ",", &save); opt != NULL; opt = strtok_r(NULL, ",", &save)) {
-    if (strncmp(opt, "max_prompt=", 11) == 0) {
-      o->max_prompt = parse_size(opt + 11);
-      if (o->max_prompt == 0 || o->max_prompt > FS_SCRATCH_MAX) {
-        cli_error("mount: -o max_prompt=%s: give a size from 1 to 64M (e.g. 4M)", opt + 11);
-        free(copy);
-        return -1;
-      }
-    } else if (strcmp(opt, "debug") == 0) {
-      o->debug = o->foreground = 1;
-    } else if (strcmp(opt, "default_permissions") == 0) {
-      continue; /* always on */
-    } else {
-      size_t n = strlen(o->fuse_opts);
-      if (n + strlen(opt) + 2 > sizeof o->fuse_opts) {
-        cli_error("mount: -o: too many options");
-        free(copy);
-        return -1;
-      }
-      snprintf(o->fuse_opts + n, sizeof o->fuse_opts - n, "%s%s", n ? "," : "", opt);
-    }
-  }
-  free(copy);
-  return 0;
-}
-
-/* Returns 0, 1 for --help, -1 on a usage error (printed). */
-static int parse_args(mount_opts *o, int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    int rc = cli_common_option(&o->common, argc, argv, &i);
-    const char *a = argv[i];
-    if (rc < 0) {
-      return -1;
-    }
-    if (rc > 0) {
-      continue;
-    }
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      return 1;
-    } else if (strcmp(a, "-f") == 0 || strcmp(a, "--foreground") == 0) {
-      o->foreground = 1;
-    } else if (strcmp(a, "-d") == 0 || strcmp(a, "--debug") == 0) {
-      o->debug = o->foreground = 1;
-    } else if (strcmp(a, "-s") == 0) {
-      o->single = 1;
-    } else if (strcmp(a, "--listen") == 0 || strncmp(a, "--listen=", 9) == 0) {
-      int missing = 0;
-      if ((o->listen = cli_value("--listen", argc, argv, &i, &missing)) == NULL) {
-        return -1;
-      }
-    } else if (strcmp(a, "-o") == 0) {
-      if (i + 1 >= argc) {
-        cli_error("mount: -o needs a list of options");
-        return -1;
-      }
-      if (parse_o(o, argv[++i]) != 0) {
-        return -1;
-      }
-    } else if (strncmp(a, "-o", 2) == 0) {
-      if (parse_o(o, a + 2) != 0) {
-        return -1;
-      }
-    } else if (a[0] == '-' && a[1] != '\0') {
-      cli_error("mount: unknown option '%s' (see gemini-pool mount --help)", a);
-      return -1;
-    } else if (o->mountpoint == NULL) {
-      o->mountpoint = a;
-    } else {
-      cli_error("mount: one mountpoint only ('%s' and '%s')", o->mountpoint, a);
-      return -1;
-    }
-  }
-  if (o->mountpoint == NULL) {
-    cli_error("mount: a MOUNTPOINT is required (see gemini-pool mount --help)");
-    return -1;
-  }
-  return 0;
+/* A failure before the daemon leaves its terminal: one line into err. */
+static void fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
 }
 
 /* An absolute version of a path (the daemon changes to /). */
@@ -200,7 +70,7 @@ static void clear_stale_mount(const char *mnt) {
   if (statvfs(mnt, &sv) == 0 || errno != ENOTCONN) {
     return;
   }
-  fprintf(stderr, "gemini-pool: %s is a mount left by a daemon that stopped; unmounting it\n", mnt);
+  fs_log(GKP_LOG_INFO, "%s is a mount left by a daemon that stopped; unmounting it", mnt);
   if (geteuid() == 0 && umount2(mnt, MNT_DETACH) == 0) {
     return;
   }
@@ -239,7 +109,7 @@ static void *hup_main(void *arg) {
 
 /* ---- serving --------------------------------------------------------------------- */
 
-static int fs_init(const mount_opts *o, const char *statedir, const char *mnt) {
+static int fs_init(const fs_mount_opts *o, const char *statedir, const char *mnt) {
   memset(&fs, 0, sizeof fs);
   pthread_mutex_init(&fs.mu, NULL);
   pthread_mutex_init(&fs.spool_qmu, NULL);
@@ -268,33 +138,23 @@ static void fs_fini(void) {
   pthread_cond_destroy(&fs.spool_cv);
 }
 
-static void front_log_line(void *ud, const char *line) {
-  (void)ud;
+/* The log of an fs_mount_extra: the mount's. */
+static void extra_log(const char *line) {
   fs_log(GKP_LOG_INFO, "%s", line);
 }
 
-/* The HTTP front over the mount's pool and runner (--listen). */
-static gkp__front *mount_front(const mount_opts *o) {
-  gkp__front_opts fo = {.listen = o->listen, .log = front_log_line};
-  gkp__front *front = cli_front_start(fs.pool, fs.runner, &fo);
-  if (front == NULL) {
-    fs_log(GKP_LOG_ERROR, "--listen %s: the HTTP front did not start (see above)", o->listen);
-  }
-  return front;
-}
-
-/* Everything after the mount: returns the exit code. */
-static int serve(const mount_opts *o, struct fuse_session *se, const char *config,
+/* Everything after the mount: returns 0 after a clean unmount, else -1. */
+static int serve(const fs_mount_opts *o, struct fuse_session *se, const char *config,
                  const char *state, const char *statedir, const char *mnt) {
   gkp_options po = {.config_path = config, .state_path = state, .log = fs_log_pool};
   gkp__runner_opts ro = {.stream = 1};
   gkp_error err;
-  gkp__front *front = NULL;
-  int code = CLI_FAILED, rc;
+  void *extra = NULL;
+  int code = -1, rc;
 
   if (fs_init(o, statedir, mnt) != 0) {
     fs_log(GKP_LOG_ERROR, "out of memory");
-    return CLI_FAILED;
+    return -1;
   }
   if (gkp_pool_open(&fs.pool, &po, &err) != 0) {
     fs_log(GKP_LOG_ERROR, "%s", err.msg);
@@ -308,12 +168,13 @@ static int serve(const mount_opts *o, struct fuse_session *se, const char *confi
     fs_log(GKP_LOG_ERROR, "out of memory");
     goto out;
   }
-  if ((rc = fs_spool_start()) != 0) {
-    fs_log(GKP_LOG_ERROR, "cannot use the spool directory %s: %s", fs.spool_dir, strerror(-rc));
+  if ((rc = fs_spool_start(&err)) != 0) {
+    fs_log(GKP_LOG_ERROR, "%s", err.msg);
     goto out;
   }
   fs_spool_restore();
-  if (o->listen != NULL && (front = mount_front(o)) == NULL) {
+  if (o->extra != NULL &&
+      (extra = o->extra->start(o->extra->ud, fs.pool, fs.runner, extra_log)) == NULL) {
     goto out;
   }
   if (pthread_create(&hup_thread, NULL, hup_main, NULL) == 0) {
@@ -331,7 +192,7 @@ static int serve(const mount_opts *o, struct fuse_session *se, const char *confi
     struct fuse_loop_config cfg = {.clone_fd = 0, .max_idle_threads = 10};
     rc = fuse_session_loop_mt(se, &cfg);
   }
-  code = rc == 0 ? CLI_OK : CLI_FAILED;
+  code = rc == 0 ? 0 : -1;
   fs_log(GKP_LOG_INFO, "unmounting %s", mnt);
 
 out:
@@ -345,7 +206,9 @@ out:
     pthread_join(hup_thread, NULL);
     hup_started = 0;
   }
-  gkp__front_stop(front);      /* before the runner its requests use */
+  if (extra != NULL) {
+    o->extra->stop(o->extra->ud, extra); /* before the runner it uses */
+  }
   gkp__runner_free(fs.runner); /* running jobs end as cancelled: requeued next time */
   fs.runner = NULL;
   fs_spool_stop(); /* writes the answers that finished */
@@ -365,85 +228,123 @@ static void raise_fd_limit(void) {
   }
 }
 
-int cmd_mount(int argc, char **argv) {
-  mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT};
-  char found[4096], fopts[2300];
-  char *config = NULL, *state = NULL, *statedir = NULL, *mnt = NULL;
-  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-  struct fuse_session *se = NULL;
-  gkp_options po = {0};
+/* The absolute paths the daemon (which runs in /) works with. */
+typedef struct mount_paths {
+  char found[4096]; /* the configuration file as found */
+  char *config;     /* its real path (NULL: use found) */
+  char *state;      /* the state file asked for, or NULL for the default */
+  char *statedir;   /* the directory of the state file the pool uses */
+  char *mnt;        /* the mountpoint's real path */
+} mount_paths;
+
+static void paths_free(mount_paths *p) {
+  free(p->config);
+  free(p->state);
+  free(p->statedir);
+  free(p->mnt);
+}
+
+static const char *paths_config(const mount_paths *p) {
+  return p->config != NULL ? p->config : p->found;
+}
+
+/* Pool warnings while the command still has its terminal. */
+static void log_pool_warning(void *ud, int level, const char *line) {
+  if (level >= GKP_LOG_WARN) {
+    fs_log_pool(ud, level, line);
+  }
+}
+
+/* Says which configuration is used when it comes from the current directory
+ * (or from $GEMINI_POOL_CONFIG, on a terminal), as every command does. */
+static void say_config(const gkp_pool *pool) {
+  int origin = gkp_pool_config_origin(pool);
+  if (origin == GKP_CONFIG_CWD || (origin == GKP_CONFIG_ENV && isatty(STDERR_FILENO))) {
+    fs_log(GKP_LOG_INFO, "configuration: %s (%s)", gkp_pool_config_path(pool),
+           origin == GKP_CONFIG_ENV ? "named by $GEMINI_POOL_CONFIG"
+                                    : "found in the current directory");
+  }
+}
+
+/* Finds the configuration and the state file (opening the pool once, so
+ * that every mistake in them is reported here) and the mountpoint. */
+static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size_t errlen) {
+  gkp_options po = {.log = log_pool_warning};
   gkp_pool *pool = NULL;
-  gkp_error err;
-  sigset_t block;
-  int rc = parse_args(&o, argc, argv), code = CLI_FAILED;
+  gkp_error e;
   const char *st;
 
-  if (rc != 0) {
-    fputs(MOUNT_USAGE, rc > 0 ? stdout : stderr);
-    return rc > 0 ? CLI_OK : CLI_USAGE;
-  }
-  fs_log_open(1, NULL);
-
-  /* The daemon runs in /: every path must be absolute. */
-  if (gkp__config_find(o.common.config, found, sizeof found, &err) != 0) {
-    cli_error("%s", err.msg);
-    return CLI_FAILED;
-  }
-  config = realpath(found, NULL);
-  st = o.common.state != NULL ? o.common.state : getenv("GEMINI_POOL_STATE");
+  st = o->state != NULL ? o->state : getenv("GEMINI_POOL_STATE");
   if (st != NULL && st[0] != '\0') {
-    state = absolute(st);
+    p->state = absolute(st);
   }
-  po.config_path = config != NULL ? config : found;
-  po.state_path = state;
-  po.log = cli_log;
-  if (gkp_pool_open(&pool, &po, &err) != 0) {
-    cli_error("%s", err.msg);
-    goto out;
+  /* Found as every command finds it (a ./keys.json is used only under the
+   * trust rules); the daemon then names its real path. */
+  po.config_path = o->config;
+  po.state_path = p->state;
+  if (gkp_pool_open(&pool, &po, &e) != 0) {
+    fail(err, errlen, "%s", e.msg);
+    return -1;
   }
-  statedir = strdup(gkp_pool_state_path(pool));
+  say_config(pool);
+  snprintf(p->found, sizeof p->found, "%s", gkp_pool_config_path(pool));
+  p->config = realpath(p->found, NULL);
+  p->statedir = strdup(gkp_pool_state_path(pool));
   gkp_pool_close(pool);
-  if (statedir == NULL) {
-    goto out;
+  if (p->statedir == NULL) {
+    fail(err, errlen, "mount: out of memory");
+    return -1;
   }
-  char *slash = strrchr(statedir, '/');
+  char *slash = strrchr(p->statedir, '/');
   if (slash == NULL) {
-    free(statedir);
-    statedir = absolute(".");
-  } else if (slash == statedir) {
+    free(p->statedir);
+    p->statedir = absolute(".");
+  } else if (slash == p->statedir) {
     slash[1] = '\0';
   } else {
     *slash = '\0';
   }
 
-  clear_stale_mount(o.mountpoint);
-  mnt = realpath(o.mountpoint, NULL);
-  if (mnt == NULL) {
-    cli_error("mount: %s: %s (create the directory first)", o.mountpoint, strerror(errno));
-    goto out;
+  clear_stale_mount(o->mountpoint);
+  p->mnt = realpath(o->mountpoint, NULL);
+  if (p->mnt == NULL) {
+    fail(err, errlen, "mount: %s: %s (create the directory first)", o->mountpoint, strerror(errno));
+    return -1;
   }
   struct stat sb;
-  if (stat(mnt, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-    cli_error("mount: %s is not a directory", mnt);
-    goto out;
+  if (stat(p->mnt, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    fail(err, errlen, "mount: %s is not a directory", p->mnt);
+    return -1;
   }
+  return 0;
+}
+
+/* A FUSE session with our options, its signal handlers installed, mounted
+ * on mnt; NULL (err set) on failure. */
+static struct fuse_session *mount_session(const fs_mount_opts *o, const char *mnt,
+                                          struct fuse_args *args, char *err, size_t errlen) {
+  char fopts[2300];
+  struct fuse_session *se;
+  sigset_t block;
+  const char *extra = o->fuse_opts != NULL ? o->fuse_opts : "";
 
   /* Private to the user unless -o allow_other; the kernel checks modes. */
   snprintf(fopts, sizeof fopts, "default_permissions,fsname=gemini-pool,subtype=gemini-pool%s%s",
-           o.fuse_opts[0] ? "," : "", o.fuse_opts);
-  if (fuse_opt_add_arg(&args, "gemini-pool") != 0 || fuse_opt_add_arg(&args, "-o") != 0 ||
-      fuse_opt_add_arg(&args, fopts) != 0 || (o.debug && fuse_opt_add_arg(&args, "-d") != 0)) {
-    cli_error("mount: out of memory");
-    goto out;
+           extra[0] ? "," : "", extra);
+  if (fuse_opt_add_arg(args, "gemini-pool") != 0 || fuse_opt_add_arg(args, "-o") != 0 ||
+      fuse_opt_add_arg(args, fopts) != 0 || (o->debug && fuse_opt_add_arg(args, "-d") != 0)) {
+    fail(err, errlen, "mount: out of memory");
+    return NULL;
   }
-  se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, NULL);
+  se = fuse_session_new(args, &fs_ops, sizeof fs_ops, NULL);
   if (se == NULL) {
-    cli_error("mount: libfuse refused the options (%s)", fopts);
-    goto out;
+    fail(err, errlen, "mount: libfuse refused the options (%s)", fopts);
+    return NULL;
   }
   if (fuse_set_signal_handlers(se) != 0) {
-    cli_error("mount: cannot install signal handlers");
-    goto out;
+    fail(err, errlen, "mount: cannot install signal handlers");
+    fuse_session_destroy(se);
+    return NULL;
   }
   /* SIGHUP (reload) is taken by a thread of its own: block it everywhere. */
   sigemptyset(&block);
@@ -451,37 +352,59 @@ int cmd_mount(int argc, char **argv) {
   sigaddset(&block, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &block, NULL);
   if (fuse_session_mount(se, mnt) != 0) {
-    cli_error("mount: cannot mount on %s (is /dev/fuse there, and fusermount3 installed?)", mnt);
+    fail(err, errlen, "mount: cannot mount on %s (is /dev/fuse there, and fusermount3 installed?)",
+         mnt);
     fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    return NULL;
+  }
+  return se;
+}
+
+/* In the background the log moves to mount.log beside the state file. */
+static void log_to_file(const fs_mount_opts *o, const mount_paths *p) {
+  char logpath[PATH_MAX];
+  if (o->foreground || o->debug) {
+    return;
+  }
+  snprintf(logpath, sizeof logpath, "%s/mount.log", p->statedir);
+  int rc = fs_log_open(0, logpath);
+  if (rc != 0) {
+    fs_log(GKP_LOG_WARN, "mount: cannot write the log %s: %s; its lines are lost", logpath,
+           strerror(-rc));
+  } else {
+    fprintf(stderr, "gemini-pool: mounted at %s; log: %s\n", p->mnt, logpath);
+  }
+}
+
+int fs_mount_run(const fs_mount_opts *o, char *err, size_t errlen) {
+  mount_paths p = {.config = NULL};
+  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+  struct fuse_session *se = NULL;
+  int code = -1;
+
+  err[0] = '\0';
+  fs_log_open(1, NULL);
+  if (resolve_paths(o, &p, err, errlen) != 0) {
     goto out;
   }
-  if (!o.foreground) {
-    char logpath[PATH_MAX];
-    snprintf(logpath, sizeof logpath, "%s/mount.log", statedir);
-    if (fs_log_open(0, logpath) != 0) {
-      cli_error("mount: cannot write the log %s: %s; its lines are lost", logpath, strerror(errno));
-    } else {
-      fprintf(stderr, "gemini-pool: mounted at %s; log: %s\n", mnt, logpath);
-    }
+  se = mount_session(o, p.mnt, &args, err, errlen);
+  if (se == NULL) {
+    goto out;
   }
+  log_to_file(o, &p);
   raise_fd_limit();
-  if (fuse_daemonize(o.foreground) != 0) {
+  if (fuse_daemonize(o->foreground || o->debug) != 0) {
     fuse_session_unmount(se);
-    fuse_remove_signal_handlers(se);
-    goto out;
+  } else {
+    code = serve(o, se, paths_config(&p), p.state, p.statedir, p.mnt);
   }
-  code = serve(&o, se, po.config_path, state, statedir, mnt);
   fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
 
 out:
-  if (se != NULL) {
-    fuse_session_destroy(se);
-  }
   fuse_opt_free_args(&args);
   fs_log_close();
-  free(config);
-  free(state);
-  free(statedir);
-  free(mnt);
+  paths_free(&p);
   return code;
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "fs/fs.h"
 #include "fs/fs_ops.h"
 
@@ -490,15 +491,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 /* ---- directories ---------------------------------------------------------------------------- */
 
 static int listing_add(fs_listing *l, const char *name, fuse_ino_t ino, mode_t mode) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 32;
-    fs_dent *v = realloc(l->v, cap * sizeof *v);
-    if (v == NULL) {
-      return -ENOMEM;
-    }
-    l->v = v;
-    l->cap = cap;
+  fs_dent *v = gkp__grow(l->v, &l->cap, l->n + 1, sizeof *v, 32);
+  if (v == NULL) {
+    return -ENOMEM;
   }
+  l->v = v;
   if ((l->v[l->n].name = strdup(name)) == NULL) {
     return -ENOMEM;
   }

@@ -17,7 +17,10 @@
  * submitted again at start; an old answer is never taken for a new prompt's.
  * The prompt is rewritten in place (its header says how long it must be: a
  * write cut short is seen and ignored); results and images are written as
- * .<file>.tmp and renamed, so a reader holding the old one keeps it.  Two
+ * .<file>.XXXXXX.tmp (a new file with an unpredictable name) and renamed,
+ * so a reader holding the old one keeps it.  No file of the spool is opened
+ * through a symbolic link, and the spool directory belongs to the user alone
+ * (checked at start).  Two
  * files per job, because creating files is what costs on a busy disk.
  *
  * The files of one name are serialised by fs_spool_lock(profile, name).
@@ -40,6 +43,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/securedir.h"
 #include "common/timeutil.h"
 #include "fs/fs.h"
 
@@ -94,7 +98,7 @@ uint64_t fs_spool_run_id(void) {
 
 static int spool_path(char *buf, size_t len, const char *profile, const char *name, const char *ext,
                       int tmp) {
-  int n = tmp ? snprintf(buf, len, "%s/%s/.%s.%s.tmp", fs.spool_dir, profile, name, ext)
+  int n = tmp ? snprintf(buf, len, "%s/%s/.%s.%s.XXXXXX.tmp", fs.spool_dir, profile, name, ext)
               : snprintf(buf, len, "%s/%s/%s.%s", fs.spool_dir, profile, name, ext);
   return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
 }
@@ -122,10 +126,19 @@ static int write_iov(int fd, struct iovec *iov, int n) {
   return 0;
 }
 
-/* Opens a spool file for writing, creating the profile's directory if
- * needed.  Returns an fd or a negative errno. */
-static int open_for_write(const char *path, const char *profile) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+/* Opens a spool file for writing: in place, never through a symbolic link,
+ * or (`tmp`) as a new file whose XXXXXX mkostemps makes unpredictable.
+ * Creates the profile's directory if needed.  Returns an fd or a negative
+ * errno. */
+static int open_once(char *path, int tmp) {
+  if (tmp) {
+    return mkostemps(path, 4, O_CLOEXEC);
+  }
+  return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+}
+
+static int open_for_write(char *path, const char *profile, int tmp) {
+  int fd = open_once(path, tmp);
   if (fd < 0 && errno == ENOENT) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", fs.spool_dir, profile);
@@ -135,7 +148,7 @@ static int open_for_write(const char *path, const char *profile) {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
       return -errno;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    fd = open_once(path, tmp);
   }
   return fd >= 0 ? fd : -errno;
 }
@@ -149,7 +162,7 @@ static int write_file(const char *profile, const char *name, const char *ext, st
       spool_path(final, sizeof final, profile, name, ext, 0) != 0) {
     return -ENAMETOOLONG;
   }
-  if ((fd = open_for_write(path, profile)) < 0) {
+  if ((fd = open_for_write(path, profile, replace)) < 0) {
     return fd;
   }
   rc = write_iov(fd, iov, n);
@@ -214,7 +227,7 @@ int fs_spool_open(const fs_slot *s, const char *ext) {
   if (spool_path(path, sizeof path, s->profile, s->name, ext, 0) != 0) {
     return -ENAMETOOLONG;
   }
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   return fd >= 0 ? fd : -errno;
 }
 
@@ -317,11 +330,12 @@ void fs_spool_queue(fs_run *r) {
   pthread_mutex_unlock(&fs.spool_qmu);
 }
 
-int fs_spool_start(void) {
+int fs_spool_start(gkp_error *err) {
   int rc;
   pthread_once(&stripes_once, stripes_init);
-  if (mkdir(fs.spool_dir, 0700) != 0 && errno != EEXIST) {
-    return -errno;
+  rc = gkp__secure_dir(fs.spool_dir, 1, "the spool directory", err);
+  if (rc != 0) {
+    return rc;
   }
   rc = pthread_create(&fs.spool_thread, NULL, spool_main, NULL);
   if (rc != 0) {
@@ -349,7 +363,7 @@ void fs_spool_stop(void) {
  * prompt (malloc'd; only "" when !want) and its run id, or NULL if missing
  * or cut short. */
 static char *read_prompt(const char *path, uint64_t *run, size_t *len, int want) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   struct stat st;
   char head[96], *buf = NULL;
   ssize_t n;
@@ -403,7 +417,7 @@ char *fs_spool_read_prompt(const char *profile, const char *name, uint64_t run, 
  * the answer after it is complete.  Returns the parsed metadata, with the
  * text's offset in *off and its length in *len, or NULL. */
 static cJSON *read_result(const char *path, size_t *off, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   struct stat st;
   size_t cap = 65536, got = 0;
   char *buf = NULL, *nl = NULL;

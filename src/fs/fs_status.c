@@ -14,6 +14,7 @@
 
 #include "common/dynbuf.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "engine/status.h"
 #include "fs/fs.h"
@@ -466,16 +467,12 @@ static int render_jobs(char **out, size_t *len) {
       if (r == NULL) {
         continue;
       }
-      if (n == cap) {
-        size_t nc = cap ? cap * 2 : 256;
-        job_line *nl = realloc(lines, nc * sizeof *nl);
-        if (nl == NULL) {
-          rc = -ENOMEM;
-          break;
-        }
-        lines = nl;
-        cap = nc;
+      job_line *nl = gkp__grow(lines, &cap, n + 1, sizeof *nl, 256);
+      if (nl == NULL) {
+        rc = -ENOMEM;
+        break;
       }
+      lines = nl;
       if (r->error != NULL) {
         snprintf(err, sizeof err, "%s", r->error);
         for (char *c = err; *c != '\0'; c++) {
@@ -522,14 +519,9 @@ static int render_jobs(char **out, size_t *len) {
 /* ---- the entry point ---------------------------------------------------------------------- */
 
 static int copy_text(const char *text, size_t n, char **out, size_t *len) {
-  *out = malloc(n + 1);
-  if (*out == NULL) {
-    return -ENOMEM;
-  }
-  memcpy(*out, text, n);
-  (*out)[n] = '\0';
+  *out = gkp__dup_n(text, n);
   *len = n;
-  return 0;
+  return *out != NULL ? 0 : -ENOMEM;
 }
 
 int fs_status_render(fuse_ino_t ino, char **out, size_t *len) {

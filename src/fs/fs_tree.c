@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "fs/fs.h"
 
@@ -19,16 +20,11 @@ static int buf_reserve(fs_buf *b, size_t need) {
   if (need <= b->cap) {
     return 0;
   }
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) {
-    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  }
-  char *p = realloc(b->p, cap);
+  char *p = gkp__grow(b->p, &b->cap, need, 1, 256);
   if (p == NULL) {
     return -ENOMEM;
   }
   b->p = p;
-  b->cap = cap;
   return 0;
 }
 

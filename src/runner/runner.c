@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "runner/job.h"
 
@@ -235,6 +236,7 @@ static void job_finish(gkp__job *job, int status, const char *error) {
   job->status = status;
   job->finished_ms = gkp_pool_now(r->pool);
   gkp__strlcpy(job->error, error != NULL ? error : "", sizeof job->error);
+  gkp_redact(r->pool, job->error); /* it may quote an upstream */
   pthread_mutex_unlock(&job->mu);
 
   pthread_mutex_lock(&r->stats_mu);
@@ -308,16 +310,12 @@ static int build_body(gkp__job *job, gkp_error *err) {
 static int add_attempt(gkp__job *job, int http_status, int kind) {
   gkp__attempt *a;
   pthread_mutex_lock(&job->mu);
-  if (job->nattempts == job->capattempts) {
-    size_t cap = job->capattempts ? job->capattempts * 2 : 4;
-    gkp__attempt *n = realloc(job->attempts, cap * sizeof *n);
-    if (n == NULL) {
-      pthread_mutex_unlock(&job->mu);
-      return -ENOMEM;
-    }
-    job->attempts = n;
-    job->capattempts = cap;
+  gkp__attempt *n = gkp__grow(job->attempts, &job->capattempts, job->nattempts + 1, sizeof *n, 4);
+  if (n == NULL) {
+    pthread_mutex_unlock(&job->mu);
+    return -ENOMEM;
   }
+  job->attempts = n;
   a = &job->attempts[job->nattempts++];
   memset(a, 0, sizeof *a);
   gkp__strlcpy(a->key_id, job->lease.key_id, sizeof a->key_id);
@@ -497,6 +495,77 @@ static void job_fallback(gkp__job *job, const char *why) {
   job_try(job);
 }
 
+/* The request was cancelled or aborted (by the owner, the deadline or a
+ * receiver that refused more): the job ends. */
+static void attempt_cancelled(gkp__job *job, const gkp__gemini_outcome *o) {
+  add_attempt(job, o->http_status, GKP_KIND_NONE);
+  end_lease(job, 1);
+  job_finish(job, job->timed_out ? GKP__JOB_FAILED : GKP__JOB_CANCELLED,
+             job->timed_out ? "timed out before the answer was complete" : "cancelled");
+}
+
+/* Google answered (GKP__GEMINI_OK, or GKP__GEMINI_CONTENT: an answer it
+ * refused to finish): the usage is recorded and the job ends. */
+static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
+  gkp__runner *r = job->runner;
+  gkp_usage u = {-1, -1, -1};
+  if (job->has_usage) {
+    u.prompt_tokens = job->usage.prompt;
+    u.candidates_tokens = job->usage.candidates;
+    u.thoughts_tokens = job->usage.thoughts;
+  }
+  gkp_record_usage(r->pool, &job->lease, &u, NULL);
+  add_attempt(job, o->http_status, GKP_KIND_NONE);
+  pthread_mutex_lock(&job->mu);
+  gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
+  gkp__strlcpy(job->key_id, job->lease.key_id, sizeof job->key_id);
+  job->tokens_in = u.prompt_tokens;
+  job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
+  pthread_mutex_unlock(&job->mu);
+  end_lease(job, 1);
+  if (o->status == GKP__GEMINI_CONTENT) {
+    job_finish(job, GKP__JOB_FAILED, o->message);
+    return;
+  }
+  /* The whole answer is shorter than what an earlier attempt delivered. */
+  if (!job->attempt_synced) {
+    restart_text(job);
+  }
+  for (size_t i = 0; i < job->nimages; i++) {
+    if (!job->released && job->sink.on_image != NULL) {
+      job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
+                         job->images[i].len);
+    }
+  }
+  job_finish(job, GKP__JOB_DONE, NULL);
+}
+
+/* The pool's verdict on a failed request (its rule applied), with the
+ * attempt counted and the lease released.  `msg` receives the line that
+ * describes the failure. */
+static void attempt_verdict(gkp__job *job, const gkp__gemini_outcome *o, gkp_verdict *v, char *msg,
+                            size_t msglen) {
+  gkp__runner *r = job->runner;
+  if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
+    gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, v, NULL);
+  } else {
+    const char *m = o->message != NULL ? o->message : "transport failure";
+    gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), v, NULL);
+    gkp__strlcpy(v->message, m, sizeof v->message);
+    gkp_redact(r->pool, v->message);
+  }
+  if (r->opts.fixed_429_cooldown_ms > 0 && v->http_status == 429) {
+    /* The reactive policy of simpler pools (for comparison in benchmarks). */
+    gkp_set_cooldown(r->pool, job->lease.key_id, job->model,
+                     gkp_pool_now(r->pool) + r->opts.fixed_429_cooldown_ms, v->kind, NULL);
+  }
+  add_attempt(job, v->http_status, v->kind);
+  end_lease(job, 1);
+  drop_images(job);
+  snprintf(msg, msglen, "%s on %s (%s): %s", gkp_kind_name(v->kind), job->model, job->lease.key_id,
+           v->message);
+}
+
 /* A raw job keeps the last error JSON Google sent, for its caller. */
 static void raw_note_error(gkp__job *job, const gkp__gemini_outcome *o) {
   if (!job->raw || o->body == NULL || o->body_len == 0) {
@@ -516,76 +585,15 @@ static int cb_event(void *ud, const char *json, size_t len) {
   return job->sink.on_raw(job->sink_ud, job, job->model, job->lease.key_id, json, len);
 }
 
-static void cb_done(void *ud, const gkp__gemini_outcome *o) {
-  gkp__job *job = ud;
+/* The request failed: the job fails, falls back to the next model, or
+ * waits in its queue for another key. */
+static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
   gkp__runner *r = job->runner;
   gkp_verdict v;
   char msg[GKP_MSG_MAX];
 
-  job->call = NULL;
-  pthread_mutex_lock(&r->stats_mu);
-  r->stats.running--;
-  pthread_mutex_unlock(&r->stats_mu);
-  if (o->status == GKP__GEMINI_CANCELLED || o->status == GKP__GEMINI_ABORTED) {
-    add_attempt(job, o->http_status, GKP_KIND_NONE);
-    end_lease(job, 1);
-    job_finish(job, job->timed_out ? GKP__JOB_FAILED : GKP__JOB_CANCELLED,
-               job->timed_out ? "timed out before the answer was complete" : "cancelled");
-    return;
-  }
-  if (o->status == GKP__GEMINI_OK || o->status == GKP__GEMINI_CONTENT) {
-    gkp_usage u = {-1, -1, -1};
-    if (job->has_usage) {
-      u.prompt_tokens = job->usage.prompt;
-      u.candidates_tokens = job->usage.candidates;
-      u.thoughts_tokens = job->usage.thoughts;
-    }
-    gkp_record_usage(r->pool, &job->lease, &u, NULL);
-    add_attempt(job, o->http_status, GKP_KIND_NONE);
-    pthread_mutex_lock(&job->mu);
-    gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
-    gkp__strlcpy(job->key_id, job->lease.key_id, sizeof job->key_id);
-    job->tokens_in = u.prompt_tokens;
-    job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
-    pthread_mutex_unlock(&job->mu);
-    end_lease(job, 1);
-    if (o->status == GKP__GEMINI_CONTENT) {
-      job_finish(job, GKP__JOB_FAILED, o->message);
-      return;
-    }
-    /* The whole answer is shorter than what an earlier attempt delivered. */
-    if (!job->attempt_synced) {
-      restart_text(job);
-    }
-    for (size_t i = 0; i < job->nimages; i++) {
-      if (!job->released && job->sink.on_image != NULL) {
-        job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
-                           job->images[i].len);
-      }
-    }
-    job_finish(job, GKP__JOB_DONE, NULL);
-    return;
-  }
-
-  /* An error: classify it and apply its rule. */
   raw_note_error(job, o);
-  if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
-    gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, &v, NULL);
-  } else {
-    const char *m = o->message != NULL ? o->message : "transport failure";
-    gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), &v, NULL);
-    gkp__strlcpy(v.message, m, sizeof v.message);
-  }
-  if (r->opts.fixed_429_cooldown_ms > 0 && v.http_status == 429) {
-    /* The reactive policy of simpler pools (for comparison in benchmarks). */
-    gkp_set_cooldown(r->pool, job->lease.key_id, job->model,
-                     gkp_pool_now(r->pool) + r->opts.fixed_429_cooldown_ms, v.kind, NULL);
-  }
-  add_attempt(job, v.http_status, v.kind);
-  end_lease(job, 1);
-  drop_images(job);
-  snprintf(msg, sizeof msg, "%s on %s (%s): %s", gkp_kind_name(v.kind), job->model,
-           job->lease.key_id, v.message);
+  attempt_verdict(job, o, &v, msg, sizeof msg);
   gkp__strlcpy(job->last_error, msg, sizeof job->last_error);
   job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
   if (job->raw && job->raw_sent) {
@@ -618,6 +626,24 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
     return;
   }
   dispatch_all(r);
+}
+
+/* The end of a request (loop thread). */
+static void cb_done(void *ud, const gkp__gemini_outcome *o) {
+  gkp__job *job = ud;
+  gkp__runner *r = job->runner;
+
+  job->call = NULL;
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.running--;
+  pthread_mutex_unlock(&r->stats_mu);
+  if (o->status == GKP__GEMINI_CANCELLED || o->status == GKP__GEMINI_ABORTED) {
+    attempt_cancelled(job, o);
+  } else if (o->status == GKP__GEMINI_OK || o->status == GKP__GEMINI_CONTENT) {
+    attempt_answered(job, o);
+  } else {
+    attempt_failed(job, o);
+  }
 }
 
 /* ---- dispatching ------------------------------------------------------------- */
@@ -671,7 +697,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
     rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
                                 &cb, job, &job->call, &err);
   }
-  memset(secret, 0, sizeof secret);
+  explicit_bzero(secret, sizeof secret);
   if (rc != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
@@ -861,15 +887,6 @@ void gkp__job_release(gkp__job *job) {
 
 /* ---- submission ---------------------------------------------------------------- */
 
-static char *dup_n(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d != NULL) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 static unsigned tool_bits(const char *const *tools, size_t n) {
   unsigned bits = 0;
   for (size_t i = 0; i < n; i++) {
@@ -926,12 +943,19 @@ out:
   return rc;
 }
 
-/* A new job's common fields (not yet submitted). */
-static gkp__job *job_alloc(gkp__runner *r, int64_t deadline_ms, const gkp__job_sink *sink,
-                           void *ud) {
-  gkp__job *job = calloc(1, sizeof *job);
+gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__job_sink *sink,
+                             void *ud, gkp_error *err) {
+  gkp__job *job;
   int64_t now = gkp_pool_now(r->pool);
+
+  gkp__err_clear(err);
+  if (s->prompt == NULL || s->prompt_len == 0) {
+    gkp__err(err, -EINVAL, "the prompt is empty");
+    return NULL;
+  }
+  job = calloc(1, sizeof *job);
   if (job == NULL) {
+    gkp__err(err, -ENOMEM, "out of memory");
     return NULL;
   }
   atomic_init(&job->refs, 2); /* the owner's and the loop's */
@@ -940,19 +964,38 @@ static gkp__job *job_alloc(gkp__runner *r, int64_t deadline_ms, const gkp__job_s
   gkp__dynbuf_init(&job->text, GKP__MAX_ANSWER);
   gkp__dynbuf_init(&job->attempt_text, GKP__MAX_ANSWER);
   gkp__dynbuf_init(&job->thoughts, GKP__MAX_ANSWER);
-  gkp__dynbuf_init(&job->raw_error, GKP__GEMINI_MAX_ERROR_BODY);
   job->tokens_in = job->tokens_out = -1;
   job->created_ms = now;
-  job->deadline_ms = now + (deadline_ms > 0 ? deadline_ms : r->opts.default_deadline_ms);
+  job->deadline_ms = now + (s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms);
+  job->capture_thinking = s->capture_thinking;
   if (sink != NULL) {
     job->sink = *sink;
   }
   job->sink_ud = ud;
-  return job;
-}
-
-/* Hands a prepared job to the loop.  Returns it, or NULL with err set. */
-static gkp__job *job_submit(gkp__runner *r, gkp__job *job, gkp_error *err) {
+  if (job_settings(job, s, err) != 0) {
+    job_free(job);
+    return NULL;
+  }
+  job->prompt = gkp__dup_n(s->prompt, s->prompt_len);
+  job->context = s->context != NULL ? gkp__dup_n(s->context, s->context_len) : NULL;
+  if (s->image != NULL) {
+    job->image = malloc(s->image_len > 0 ? s->image_len : 1);
+    if (job->image != NULL) {
+      memcpy(job->image, s->image, s->image_len);
+      job->image_len = s->image_len;
+    }
+  }
+  if (job->prompt == NULL || (s->context != NULL && job->context == NULL) ||
+      (s->image != NULL && job->image == NULL)) {
+    job_free(job);
+    gkp__err(err, -ENOMEM, "out of memory");
+    return NULL;
+  }
+  /* Refuse a bad image or an oversized prompt now, not later. */
+  if (build_body(job, err) != 0) {
+    job_free(job);
+    return NULL;
+  }
   pthread_mutex_lock(&r->stats_mu);
   r->stats.submitted++;
   pthread_mutex_unlock(&r->stats_mu);
@@ -977,6 +1020,9 @@ static int raw_action_ok(const char *a) {
 
 gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const gkp__job_sink *sink,
                                  void *ud, gkp_error *err) {
+  int64_t now = gkp_pool_now(r->pool);
+  gkp__job *job;
+
   gkp__err_clear(err);
   if (!raw_action_ok(s->action)) {
     gkp__err(err, -EINVAL, "unknown method '%s'", s->action != NULL ? s->action : "");
@@ -986,11 +1032,24 @@ gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const g
     gkp__err(err, -EINVAL, "the request body is empty");
     return NULL;
   }
-  gkp__job *job = job_alloc(r, s->deadline_ms, sink, ud);
-  if (job == NULL) {
+  if ((job = calloc(1, sizeof *job)) == NULL) {
     gkp__err(err, -ENOMEM, "out of memory");
     return NULL;
   }
+  atomic_init(&job->refs, 2); /* the owner's and the loop's */
+  job->runner = r;
+  pthread_mutex_init(&job->mu, NULL);
+  gkp__dynbuf_init(&job->text, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->attempt_text, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->thoughts, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->raw_error, GKP__GEMINI_MAX_ERROR_BODY);
+  job->tokens_in = job->tokens_out = -1;
+  job->created_ms = now;
+  job->deadline_ms = now + (s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms);
+  if (sink != NULL) {
+    job->sink = *sink;
+  }
+  job->sink_ud = ud;
   gkp__job_spec js = {.profile = s->profile, .model = s->model, .max_wait_ms = s->max_wait_ms};
   if (job_settings(job, &js, err) != 0) {
     job_free(job);
@@ -1000,7 +1059,7 @@ gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const g
   job->pin_model = s->pin_model;
   job->raw_stream = strcmp(s->action, "streamGenerateContent") == 0;
   job->raw_action = strdup(s->action);
-  job->body = dup_n(s->body, s->body_len);
+  job->body = gkp__dup_n(s->body, s->body_len);
   job->body_len = s->body_len;
   job->prompt = strdup("");
   if (job->raw_action == NULL || job->body == NULL || job->prompt == NULL) {
@@ -1009,49 +1068,15 @@ gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const g
     return NULL;
   }
   job->est_tokens = gkp__raw_estimate_tokens(s->body, s->body_len);
-  return job_submit(r, job, err);
-}
-
-gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__job_sink *sink,
-                             void *ud, gkp_error *err) {
-  gkp__job *job;
-
-  gkp__err_clear(err);
-  if (s->prompt == NULL || s->prompt_len == 0) {
-    gkp__err(err, -EINVAL, "the prompt is empty");
-    return NULL;
-  }
-  job = job_alloc(r, s->deadline_ms, sink, ud);
-  if (job == NULL) {
-    gkp__err(err, -ENOMEM, "out of memory");
-    return NULL;
-  }
-  job->capture_thinking = s->capture_thinking;
-  if (job_settings(job, s, err) != 0) {
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.submitted++;
+  pthread_mutex_unlock(&r->stats_mu);
+  if (gkp__loop_post(r->loop, job_begin, job) != 0) {
     job_free(job);
+    gkp__err(err, -ESHUTDOWN, "the runner is shutting down");
     return NULL;
   }
-  job->prompt = dup_n(s->prompt, s->prompt_len);
-  job->context = s->context != NULL ? dup_n(s->context, s->context_len) : NULL;
-  if (s->image != NULL) {
-    job->image = malloc(s->image_len > 0 ? s->image_len : 1);
-    if (job->image != NULL) {
-      memcpy(job->image, s->image, s->image_len);
-      job->image_len = s->image_len;
-    }
-  }
-  if (job->prompt == NULL || (s->context != NULL && job->context == NULL) ||
-      (s->image != NULL && job->image == NULL)) {
-    job_free(job);
-    gkp__err(err, -ENOMEM, "out of memory");
-    return NULL;
-  }
-  /* Refuse a bad image or an oversized prompt now, not later. */
-  if (build_body(job, err) != 0) {
-    job_free(job);
-    return NULL;
-  }
-  return job_submit(r, job, err);
+  return job;
 }
 
 int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
@@ -1064,14 +1089,14 @@ int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
   out->model_used = strdup(in.model_used);
   out->key_id = strdup(in.key_id);
   out->error = strdup(in.error);
-  out->text = dup_n(in.text != NULL ? in.text : "", in.text_len);
-  out->thoughts = dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
+  out->text = gkp__dup_n(in.text != NULL ? in.text : "", in.text_len);
+  out->thoughts = gkp__dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
   gkp__attempt *a = malloc(sizeof *a * (in.nattempts > 0 ? in.nattempts : 1));
   if (a != NULL && in.nattempts > 0) {
     memcpy(a, in.attempts, sizeof *a * in.nattempts);
   }
   out->attempts = a;
-  out->error_body = NULL;
+  out->error_body = NULL; /* on_done only */
   out->error_body_len = 0;
   pthread_mutex_unlock(&job->mu);
   if (out->model_requested == NULL || out->model_used == NULL || out->key_id == NULL ||

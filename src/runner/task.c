@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/util.h"
 #include "engine/pool_impl.h"
 #include "runner/runner.h"
 
@@ -72,15 +73,6 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
   w->res->nimages++;
 }
 
-static char *dup_n(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d != NULL) {
-    memcpy(d, s != NULL ? s : "", n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
   waiter *w = ud;
   gkp_task_result *res = w->res;
@@ -93,9 +85,9 @@ static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
   res->tokens_in = info->tokens_in;
   res->tokens_out = info->tokens_out;
   res->latency_ms = info->latency_ms;
-  res->text = dup_n(info->text, info->text_len);
+  res->text = gkp__dup_n(info->text, info->text_len);
   res->text_len = res->text != NULL ? info->text_len : 0;
-  res->thoughts = dup_n(info->thoughts, info->thoughts_len);
+  res->thoughts = gkp__dup_n(info->thoughts, info->thoughts_len);
   pthread_mutex_lock(&w->mu);
   w->done = 1;
   pthread_cond_signal(&w->cv);

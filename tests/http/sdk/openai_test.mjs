@@ -10,7 +10,7 @@ const M = 'gemini-2.5-flash';
 async function replay(spec) {
   const resp = await fetch(`${EMU}/_emu/replay`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', 'x-emu-token': process.env.EMU_TOKEN },
     body: JSON.stringify(spec),
   });
   assert.equal(resp.status, 200);

@@ -70,7 +70,7 @@ for _ in $(seq 1 500); do
 done
 FRONT_URL=$(sed -n 's/.*serving the Gemini API on \(http:[^ ]*\).*/\1/p' "$work/serve.log")
 [ -n "$FRONT_URL" ] || { cat "$work/serve.log" >&2; exit 1; }
-export FRONT_URL EMU_URL
+export FRONT_URL EMU_URL EMU_TOKEN
 
 failed=0
 node "$HERE/genai_test.mjs" || failed=1
