@@ -572,17 +572,32 @@ static void raw_note_error(gkp__job *job, const gkp__gemini_outcome *o) {
     return;
   }
   gkp__dynbuf_clear(&job->raw_error);
-  gkp__dynbuf_add(&job->raw_error, o->body, o->body_len);
+  /* It came from outside and goes out again: any stretch of a key it echoes
+   * is redacted (the buffer is NUL-terminated; the text never grows). */
+  if (gkp__dynbuf_add(&job->raw_error, o->body, o->body_len) == 0 &&
+      gkp_redact(job->runner->pool, job->raw_error.buf) > 0) {
+    job->raw_error.len = strlen(job->raw_error.buf);
+  }
 }
 
-/* One JSON value of a raw answer: to the sink, unchanged. */
+/* One JSON value of a raw answer: to the sink as Google sent it, except
+ * that any stretch of a configured key an upstream echoed is redacted. */
 static int cb_event(void *ud, const char *json, size_t len) {
   gkp__job *job = ud;
   job->raw_sent = 1;
   if (job->released || job->sink.on_raw == NULL) {
     return 0;
   }
-  return job->sink.on_raw(job->sink_ud, job, job->model, job->lease.key_id, json, len);
+  char *copy = gkp__dup_n(json, len);
+  if (copy == NULL) {
+    return -ENOMEM;
+  }
+  if (gkp_redact(job->runner->pool, copy) > 0) {
+    len = strlen(copy);
+  }
+  int rc = job->sink.on_raw(job->sink_ud, job, job->model, job->lease.key_id, copy, len);
+  free(copy);
+  return rc;
 }
 
 /* The request failed: the job fails, falls back to the next model, or

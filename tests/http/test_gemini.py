@@ -75,6 +75,21 @@ t.check(r.status == 200 and r.body == answer_raw,
         "an answer with thought parts, a functionCall and grounding reaches the caller "
         "unchanged", r)
 
+# A key an upstream echoes (in an answer or in an error) never reaches the caller.
+echo = {"candidates": [{"content": {"role": "model", "parts": [
+    {"text": "your key is FAKE-KEY-0002, and k1's FAKE-KEY-0001"}]},
+    "finishReason": "STOP", "index": 0}]}
+emu.replay(status=200, body_json=echo, model=M, action="generateContent", count=1)
+r = http(generate_url(front, M), user("echo"))
+t.check(r.status == 200 and b"FAKE-KEY" not in r.body and b"your key is" in r.body,
+        "a key echoed in an answer is redacted", r)
+emu.replay(status=400, body_json={"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                            "message": "bad request for key FAKE-KEY-0001"}},
+           model=M, count=1)
+r = http(generate_url(front, M), user("echo error"))
+t.check(r.status == 400 and b"FAKE-KEY" not in r.body and b"bad request for key" in r.body,
+        "a key echoed in an error is redacted", r)
+
 # ---- streaming: SSE and the JSON-array form ---------------------------------------------
 r = http(generate_url(front, M, "streamGenerateContent", "?alt=sse"), user("stream me"))
 events = sse_events(r.body)
