@@ -509,12 +509,17 @@ static void attempt_cancelled(gkp__job *job, const gkp__gemini_outcome *o) {
 static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
   gkp__runner *r = job->runner;
   gkp_usage u = {-1, -1, -1};
+  /* countTokens does not spend the model's generation quota: what its
+   * reservation took is given back. */
+  int counted = !(job->raw && strcmp(job->raw_action, "countTokens") == 0);
   if (job->has_usage) {
     u.prompt_tokens = job->usage.prompt;
     u.candidates_tokens = job->usage.candidates;
     u.thoughts_tokens = job->usage.thoughts;
   }
-  gkp_record_usage(r->pool, &job->lease, &u, NULL);
+  if (counted) {
+    gkp_record_usage(r->pool, &job->lease, &u, NULL);
+  }
   add_attempt(job, o->http_status, GKP_KIND_NONE);
   pthread_mutex_lock(&job->mu);
   gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
@@ -522,7 +527,7 @@ static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
   job->tokens_in = u.prompt_tokens;
   job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
   pthread_mutex_unlock(&job->mu);
-  end_lease(job, 1);
+  end_lease(job, counted);
   if (o->status == GKP__GEMINI_CONTENT) {
     job_finish(job, GKP__JOB_FAILED, o->message);
     return;

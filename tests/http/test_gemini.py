@@ -105,8 +105,19 @@ t.check(isinstance(arr, list) and len(arr) >= 2 and
         "streamGenerateContent without alt=sse answers a JSON array", r)
 
 # ---- countTokens, embeddings, models ------------------------------------------------------
+
+
+def requests_total(p) -> int:
+    doc = p.status()
+    return sum(p.model(doc, k["id"], M).get("requests_total", 0) for k in doc["keys"])
+
+
+before = requests_total(pool)
 r = http(generate_url(front, M, "countTokens"), user("count these words"))
 t.check(r.status == 200 and r.json().get("totalTokens", 0) > 0, "countTokens", r)
+after = requests_total(pool)
+t.check(before == after, "countTokens does not spend the model's request quota",
+        (before, after))
 r = http(generate_url(front, "gemini-embedding-001", "embedContent"),
          {"content": {"parts": [{"text": "embed me"}]}})
 t.check(r.status == 200 and len(r.json()["embedding"]["values"]) > 0, "embedContent", r)
