@@ -143,7 +143,8 @@ GKP_API const char *gkp_model_fallback(const gkp_pool *pool, const char *model);
 GKP_API int gkp_model_limits(const gkp_pool *pool, const char *model, gkp_limits *out);
 
 /* The effective limits for the project of `key_id` on `model`: a limit
- * learned from a 429's quotaValue replaces the configured one. */
+ * learned from a 429's quotaValue replaces the configured one until the next
+ * midnight Pacific after it was learned (or a gkp_reset). */
 GKP_API int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model,
                                  gkp_limits *out, gkp_error *err);
 
@@ -197,8 +198,25 @@ GKP_API int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, g
 GKP_API int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err);
 
 /* Ends a reservation.  If the request was never sent (`sent` == 0), the counts
- * taken by gkp_reserve are given back.  Releasing twice is harmless. */
+ * taken by gkp_reserve (RPM, TPM, RPD, totals) and the key's last use are
+ * given back.  Releasing twice is harmless. */
 GKP_API int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err);
+
+/*
+ * Ends a reservation whose request never reached the server (the name did
+ * not resolve, the connection or the TLS handshake failed: nothing was
+ * written).  Gives its counts back as gkp_release(.., 0) does, penalises no
+ * key, and notes the endpoint `url` as unreachable for `reason` (e.g.
+ * "connection refused") since the first such failure; gkp_status_json shows
+ * it until an answer from the server (gkp_record_usage, or an error report
+ * with an HTTP status) notes the endpoint reachable again.
+ */
+GKP_API int gkp_release_unreached(gkp_pool *pool, const gkp_lease *lease, const char *url,
+                                  const char *reason, gkp_error *err);
+
+/* When the endpoint was first seen unreachable in the current outage (0: it
+ * was reachable at the last contact), with the reason in buf (if given). */
+GKP_API int64_t gkp_endpoint_down_since(gkp_pool *pool, char *buf, size_t len);
 
 /* Copies the secret API key of `key_id` into buf (NUL-terminated).
  * -ENOENT for an unknown id, -ERANGE if buf is too small. */
@@ -233,6 +251,8 @@ enum gkp_kind {
   GKP_KIND_MODEL_NOT_FOUND, /* 404 */
   GKP_KIND_BAD_REQUEST,     /* the request itself is wrong */
   GKP_KIND_SERVER,          /* 5xx, timeouts, resets, malformed bodies */
+  GKP_KIND_UNREACHABLE,     /* nothing reached the server (resolve, connect, TLS):
+                               never a key's fault, never counted */
   GKP_KIND_COUNT
 };
 
@@ -257,7 +277,8 @@ typedef struct gkp_verdict {
 } gkp_verdict;
 
 /* The name of a kind ("rpm", "tpm", "rpd", "no_free_tier", "billing",
- * "unknown_429", "invalid_key", "model_not_found", "bad_request", "server"),
+ * "unknown_429", "invalid_key", "model_not_found", "bad_request", "server",
+ * "unreachable"),
  * "none" for GKP_KIND_NONE. */
 GKP_API const char *gkp_kind_name(int kind);
 
@@ -296,8 +317,9 @@ GKP_API int gkp_set_cooldown(gkp_pool *pool, const char *key_id, const char *mod
 /* Disables a key with a reason; only gkp_reset or a reload enables it again. */
 GKP_API int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_error *err);
 
-/* Clears cooldowns, streaks and the disabled flag of one key (or all when
- * key_id is NULL or "all").  Counts are kept: quota used is quota used. */
+/* Clears cooldowns, streaks, learned limits and the disabled flag of one key
+ * and its project (or all when key_id is NULL or "all").  Counts are kept:
+ * quota used is quota used. */
 GKP_API int gkp_reset(gkp_pool *pool, const char *key_id, gkp_error *err);
 
 /* Number of keys eligible for `model` right now for a small request

@@ -18,7 +18,7 @@
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
 
-static const gkp__pm_rec empty_pm = {.learned = {-1, -1, -1}};
+const gkp__pm_rec gkp__empty_pm = {.learned = {-1, -1, -1}};
 
 void gkp__pool_log(const gkp_pool *pool, int level, const char *fmt, ...) {
   char line[1024];
@@ -60,22 +60,38 @@ static int key_index(const gkp_pool *pool, const char *id) {
   return -1;
 }
 
-void gkp__effective(const gkp__pm_rec *p, const gkp_limits *cfg, gkp_limits *out) {
+int64_t gkp__learned_until(const gkp__pm_rec *p, int i) {
+  if (p->learned[i] < 0 || p->learned_at[i] <= 0) {
+    return 0;
+  }
+  return gkp_next_pacific_midnight(p->learned_at[i]);
+}
+
+void gkp__effective(const gkp__pm_rec *p, const gkp_limits *cfg, int64_t now, gkp_limits *out) {
+  int64_t *field[3] = {&out->rpm, &out->tpm, &out->rpd};
   *out = *cfg;
-  if (p->learned[0] >= 0) {
-    out->rpm = p->learned[0];
-  }
-  if (p->learned[1] >= 0) {
-    out->tpm = p->learned[1];
-  }
-  if (p->learned[2] >= 0) {
-    out->rpd = p->learned[2];
+  for (int i = 0; i < 3; i++) {
+    /* A learned limit heals at the next midnight Pacific: Google's limits
+     * change, and a value seen once must not cap the project for good. */
+    if (p->learned[i] >= 0 && now < gkp__learned_until(p, i)) {
+      *field[i] = p->learned[i];
+    }
   }
 }
 
 int gkp__lease_live(const gkp__lease_rec *l, int64_t now_ms) {
-  if (l->id == 0 || l->expires_ms <= now_ms) {
+  if (l->id == 0) {
     return 0;
+  }
+  if (l->expires_ms <= now_ms) {
+    /* The wall clock says its time is up.  The boot clock, which no
+     * wall-clock step moves, must agree -- unless its deadline is not of
+     * this boot (further away than a whole lease lifetime). */
+    int64_t boot = gkp__boot_ms();
+    int boot_valid = l->boot_expires_ms > 0 && l->boot_expires_ms - boot <= GKP_LEASE_TTL_MS;
+    if (!boot_valid || l->boot_expires_ms <= boot) {
+      return 0;
+    }
   }
   return kill(l->pid, 0) == 0 || errno != ESRCH;
 }
@@ -475,10 +491,18 @@ int gkp__key_eligible(gkp_pool *pool, int ki, int mi, int64_t est, int64_t now, 
   int ks = pool->key_slot[ki];
   gkp__key_rec *k = &pool->st->keys[ks];
   int ps = pm_slot_of(pool, ki, mi);
-  const gkp__pm_rec *p = ps >= 0 ? &pool->st->pms[ps] : &empty_pm;
+  const gkp__pm_rec *p = ps >= 0 ? &pool->st->pms[ps] : &gkp__empty_pm;
   gkp_limits lim;
   int64_t t;
   int why;
+
+  if (ps >= 0 && gkp__window_from_future(p, now)) {
+    /* The wall clock stepped back: bring the window's buckets to the present
+     * so that they expire a window from now, not a step from now. */
+    gkp__store_change(pool->st, -1, ps);
+    gkp__window_restamp(&pool->st->pms[ps], now);
+    gkp__store_commit(pool->st);
+  }
 
   *reason = GKP_WAIT_NONE;
   *ready = now;
@@ -492,7 +516,7 @@ int gkp__key_eligible(gkp_pool *pool, int ki, int mi, int64_t est, int64_t now, 
   if (p->cooldown_until_ms > now) {
     hold(ready, reason, p->cooldown_until_ms, GKP_WAIT_COOLDOWN);
   }
-  gkp__effective(p, &pool->cfg->models[mi].limits, &lim);
+  gkp__effective(p, &pool->cfg->models[mi].limits, now, &lim);
   if (!gkp__quota_fits(p, &lim, est, now, &t, &why)) {
     hold(ready, reason, t, why);
   }
@@ -624,22 +648,30 @@ int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease
   }
   gkp__key_rec *k = &pool->st->keys[ks];
   uint64_t id = pool->st->hdr->next_lease_id++;
+  gkp__lease_rec *l = NULL;
   gkp__store_change(pool->st, ks, ps);
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
+  for (int i = 0; i < GKP__MAX_LEASES && l == NULL; i++) {
     if (k->leases[i].id == 0) {
-      k->leases[i].id = id;
-      k->leases[i].pid = pool->pid;
-      k->leases[i].started_ms = now;
-      k->leases[i].expires_ms = now + GKP_LEASE_TTL_MS;
-      k->leases[i].est_tokens = est_tokens;
-      k->leases[i].pm_slot = (uint32_t)ps;
-      k->nleases++;
-      break;
+      l = &k->leases[i];
     }
+  }
+  if (l != NULL) {
+    l->id = id;
+    l->pid = pool->pid;
+    l->started_ms = now;
+    l->expires_ms = now + GKP_LEASE_TTL_MS;
+    l->boot_expires_ms = gkp__boot_ms() + GKP_LEASE_TTL_MS;
+    l->est_tokens = est_tokens;
+    l->pm_slot = (uint32_t)ps;
+    l->prev_used_ms = k->last_used_ms;
+    k->nleases++;
   }
   k->last_used_ms = now;
   k->requests_total++;
-  gkp__count_request(&pool->st->pms[ps], now, est_tokens);
+  int64_t day = gkp__count_request(&pool->st->pms[ps], now, est_tokens);
+  if (l != NULL) {
+    l->day_ms = day;
+  }
   gkp__store_commit(pool->st);
 
   lease->id = id;
@@ -673,6 +705,7 @@ int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err) {
     if (k->leases[i].id == lease->id) {
       gkp__store_change(pool->st, (int)lease->key_slot, -1);
       k->leases[i].expires_ms = gkp_pool_now(pool) + GKP_LEASE_TTL_MS;
+      k->leases[i].boot_expires_ms = gkp__boot_ms() + GKP_LEASE_TTL_MS;
       gkp__store_commit(pool->st);
       gkp__err_clear(err);
       rc = 0;
@@ -683,30 +716,83 @@ int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err) {
   return rc;
 }
 
+/* Ends a lease inside a transaction; see gkp_release. */
+static void release_locked(gkp_pool *pool, const gkp_lease *lease, int sent) {
+  gkp__key_rec *k = &pool->st->keys[lease->key_slot];
+  const gkp__lease_rec *l = NULL;
+  for (int i = 0; i < GKP__MAX_LEASES; i++) {
+    if (k->leases[i].id == lease->id) {
+      l = &k->leases[i];
+    }
+  }
+  if (l != NULL) {
+    int64_t prev_used = l->prev_used_ms, day = l->day_ms;
+    gkp__store_change(pool->st, (int)lease->key_slot, sent ? -1 : (int)lease->pm_slot);
+    if (!sent) {
+      /* Nothing reached the server: as if the reservation never happened,
+       * unless a later reservation has used the key since. */
+      gkp__uncount_request(&pool->st->pms[lease->pm_slot], lease->started_ms, day,
+                           lease->est_tokens);
+      if (k->requests_total > 0) {
+        k->requests_total--;
+      }
+      if (k->last_used_ms == lease->started_ms) {
+        k->last_used_ms = prev_used;
+      }
+    }
+    drop_lease(k, lease->id);
+    gkp__store_commit(pool->st);
+  }
+  own_remove(pool, lease->id);
+}
+
 int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err) {
   int rc = lease_ok(pool, lease, err);
   if (rc != 0 || (rc = gkp__store_lock(pool->st, err)) != 0) {
     return rc;
   }
-  gkp__key_rec *k = &pool->st->keys[lease->key_slot];
-  int found = 0;
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    found |= k->leases[i].id == lease->id;
-  }
-  if (found) {
-    gkp__store_change(pool->st, (int)lease->key_slot, sent ? -1 : (int)lease->pm_slot);
-    drop_lease(k, lease->id);
-    if (!sent) {
-      gkp__uncount_request(&pool->st->pms[lease->pm_slot], lease->started_ms, lease->est_tokens);
-      if (k->requests_total > 0) {
-        k->requests_total--;
-      }
-    }
-    gkp__store_commit(pool->st);
-  }
-  own_remove(pool, lease->id);
+  release_locked(pool, lease, sent);
   gkp__store_unlock(pool->st);
   return 0;
+}
+
+/* Notes the endpoint reachable (an answer came).  Inside a transaction. */
+void gkp__endpoint_reached(gkp_pool *pool) {
+  pool->st->hdr->down_since_ms = 0;
+}
+
+int gkp_release_unreached(gkp_pool *pool, const gkp_lease *lease, const char *url,
+                          const char *reason, gkp_error *err) {
+  int rc = lease_ok(pool, lease, err);
+  if (rc != 0 || (rc = gkp__store_lock(pool->st, err)) != 0) {
+    return rc;
+  }
+  release_locked(pool, lease, 0);
+  gkp__store_hdr *h = pool->st->hdr;
+  int64_t now = gkp_pool_now(pool), since = h->down_since_ms > 0 ? h->down_since_ms : now;
+  h->down_since_ms = 0; /* strings first, the time last: see store.h */
+  gkp__strlcpy(h->down_url, url != NULL ? url : "", sizeof h->down_url);
+  gkp__strlcpy(h->down_reason, reason != NULL ? reason : "", sizeof h->down_reason);
+  h->down_last_ms = now;
+  h->down_since_ms = since;
+  gkp__store_unlock(pool->st);
+  return 0;
+}
+
+int64_t gkp_endpoint_down_since(gkp_pool *pool, char *buf, size_t len) {
+  int64_t since = 0;
+  if (buf != NULL && len > 0) {
+    buf[0] = '\0';
+  }
+  if (gkp__store_lock(pool->st, NULL) == 0) {
+    const gkp__store_hdr *h = pool->st->hdr;
+    since = h->down_since_ms;
+    if (since > 0 && buf != NULL && len > 0) {
+      snprintf(buf, len, "%.*s", (int)sizeof h->down_reason - 1, h->down_reason);
+    }
+    gkp__store_unlock(pool->st);
+  }
+  return since;
 }
 
 int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage,
@@ -716,6 +802,7 @@ int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *us
     return rc;
   }
   gkp__pm_rec *p = &pool->st->pms[lease->pm_slot];
+  gkp__endpoint_reached(pool);
   gkp__store_change(pool->st, -1, (int)lease->pm_slot);
   p->proven = 1;
   p->streak_429 = 0;

@@ -48,10 +48,22 @@ void gkp__pool_end(gkp_pool *pool);
 /* Index of a model in the pool's configuration, or -1. */
 int gkp__pool_model_index(const gkp_pool *pool, const char *model);
 
-/* The limits that apply to a pm record: learned ones replace configured ones. */
-void gkp__effective(const gkp__pm_rec *p, const gkp_limits *cfg, gkp_limits *out);
+/* A pm record with nothing in it (for pairs not in the state yet). */
+extern const gkp__pm_rec gkp__empty_pm;
 
-/* Whether a lease is still held (not expired, owner alive). */
+/* When learned limit i (0 rpm, 1 tpm, 2 rpd) of a pm record stops applying:
+ * the next midnight Pacific after it was learned; 0 if there is none. */
+int64_t gkp__learned_until(const gkp__pm_rec *p, int i);
+
+/* The limits that apply to a pm record at `now`: learned ones replace
+ * configured ones until they heal (gkp__learned_until). */
+void gkp__effective(const gkp__pm_rec *p, const gkp_limits *cfg, int64_t now, gkp_limits *out);
+
+/* Notes that an answer came from the endpoint.  Inside a transaction. */
+void gkp__endpoint_reached(gkp_pool *pool);
+
+/* Whether a lease is still held: its owner is alive and its time has not
+ * run out on both the wall clock and the boot clock. */
 int gkp__lease_live(const gkp__lease_rec *l, int64_t now_ms);
 
 /* Whether config key ki can take a request of `est` tokens on model mi now.

@@ -29,8 +29,50 @@ void gkp__window_totals(const gkp__pm_rec *p, int64_t now_ms, int64_t *reqs, int
   *tokens = t;
 }
 
+/* The day a request started at now_ms is counted in: today, or the later
+ * day the record already counts if the wall clock stepped back across a
+ * midnight.  Days never go backwards, so the count never flips. */
+int64_t gkp__count_day(const gkp__pm_rec *p, int64_t now_ms) {
+  int64_t day = gkp_last_pacific_midnight(now_ms);
+  return p->day_start_ms > day ? p->day_start_ms : day;
+}
+
 int64_t gkp__day_count(const gkp__pm_rec *p, int64_t now_ms) {
-  return p->day_start_ms == gkp_last_pacific_midnight(now_ms) ? p->day_count : 0;
+  return p->day_start_ms >= gkp_last_pacific_midnight(now_ms) ? p->day_count : 0;
+}
+
+int64_t gkp__day_reset_ms(const gkp__pm_rec *p, int64_t now_ms) {
+  return gkp_next_pacific_midnight(p->day_start_ms > now_ms ? p->day_start_ms : now_ms);
+}
+
+void gkp__window_restamp(gkp__pm_rec *p, int64_t now_ms) {
+  int64_t now_sec = gkp__floor_div(now_ms, 1000), reqs = 0, tokens = 0;
+  gkp__bucket *here = &p->win[(uint64_t)now_sec % GKP__WIN_SLOTS];
+  for (int i = 0; i < GKP__WIN_SLOTS; i++) {
+    gkp__bucket *b = &p->win[i];
+    if (b->sec > now_sec || (b == here && b->sec == now_sec)) {
+      reqs += b->reqs;
+      tokens += b->tokens;
+      b->sec = 0;
+      b->reqs = 0;
+      b->tokens = 0;
+    }
+  }
+  if (reqs > 0 || tokens > 0 || here->sec > now_sec) {
+    here->sec = now_sec;
+    here->reqs = reqs;
+    here->tokens = tokens;
+  }
+}
+
+int gkp__window_from_future(const gkp__pm_rec *p, int64_t now_ms) {
+  int64_t now_sec = gkp__floor_div(now_ms, 1000);
+  for (int i = 0; i < GKP__WIN_SLOTS; i++) {
+    if (p->win[i].sec > now_sec && (p->win[i].reqs > 0 || p->win[i].tokens > 0)) {
+      return 1;
+    }
+  }
+  return 0;
 }
 
 static gkp__bucket *bucket_for(gkp__pm_rec *p, int64_t ms, int create) {
@@ -48,9 +90,13 @@ static gkp__bucket *bucket_for(gkp__pm_rec *p, int64_t ms, int create) {
   return b;
 }
 
-void gkp__count_request(gkp__pm_rec *p, int64_t now_ms, int64_t tokens) {
-  gkp__bucket *b = bucket_for(p, now_ms, 1);
-  int64_t day = gkp_last_pacific_midnight(now_ms);
+int64_t gkp__count_request(gkp__pm_rec *p, int64_t now_ms, int64_t tokens) {
+  int64_t day = gkp__count_day(p, now_ms);
+  gkp__bucket *b;
+  if (gkp__window_from_future(p, now_ms)) {
+    gkp__window_restamp(p, now_ms); /* never overwrite a bucket still counting */
+  }
+  b = bucket_for(p, now_ms, 1);
   b->reqs += 1;
   b->tokens += tokens > 0 ? tokens : 0;
   if (p->day_start_ms != day) {
@@ -59,9 +105,10 @@ void gkp__count_request(gkp__pm_rec *p, int64_t now_ms, int64_t tokens) {
   }
   p->day_count++;
   p->requests_total++;
+  return day;
 }
 
-void gkp__uncount_request(gkp__pm_rec *p, int64_t started_ms, int64_t tokens) {
+void gkp__uncount_request(gkp__pm_rec *p, int64_t started_ms, int64_t day_ms, int64_t tokens) {
   gkp__bucket *b = bucket_for(p, started_ms, 0);
   if (b != NULL) {
     b->reqs = b->reqs > 0 ? b->reqs - 1 : 0;
@@ -70,7 +117,7 @@ void gkp__uncount_request(gkp__pm_rec *p, int64_t started_ms, int64_t tokens) {
       b->tokens = 0;
     }
   }
-  if (p->day_start_ms == gkp_last_pacific_midnight(started_ms) && p->day_count > 0) {
+  if (p->day_start_ms == day_ms && p->day_count > 0) {
     p->day_count--;
   }
   if (p->requests_total > 0) {
@@ -114,7 +161,11 @@ static int64_t window_ready_ms(const gkp__pm_rec *p, int64_t now_ms, int use_tok
   for (int i = 0; i < n; i++) {
     total -= use_tokens ? live[i].tokens : live[i].reqs;
     if (total <= allowed) {
-      return bucket_end_ms(live[i].sec);
+      /* A bucket from the future (the wall clock stepped back) is moved to
+       * the present when the next request is counted; until then it is
+       * judged as if it were the present second. */
+      int64_t now_sec = gkp__floor_div(now_ms, 1000);
+      return bucket_end_ms(live[i].sec < now_sec ? live[i].sec : now_sec);
     }
   }
   return now_ms;
@@ -139,7 +190,7 @@ int gkp__quota_fits(const gkp__pm_rec *p, const gkp_limits *lim, int64_t est, in
   }
   gkp__window_totals(p, now_ms, &reqs, &tokens);
   if (lim->rpd > 0 && gkp__day_count(p, now_ms) + 1 > lim->rpd) {
-    *ready_ms = gkp_next_pacific_midnight(now_ms);
+    *ready_ms = gkp__day_reset_ms(p, now_ms);
     *reason = GKP_WAIT_QUOTA;
     return 0;
   }

@@ -115,14 +115,18 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
     break; /* model not found, bad request: no penalty */
   }
   if (v->learned_limit >= 0) {
-    int64_t limit = gkp__clamp64(v->learned_limit, 0, GKP__LIMIT_MAX);
-    if (v->learned_metric == GKP_KIND_RPM) {
-      p->learned[0] = limit;
-    } else if (v->learned_metric == GKP_KIND_TPM) {
-      p->learned[1] = limit;
-    } else if (v->learned_metric == GKP_KIND_RPD) {
-      p->learned[2] = limit;
+    int i = v->learned_metric == GKP_KIND_RPM   ? 0
+            : v->learned_metric == GKP_KIND_TPM ? 1
+            : v->learned_metric == GKP_KIND_RPD ? 2
+                                                : -1;
+    if (i >= 0) {
+      /* Applies until the next midnight Pacific (gkp__effective). */
+      p->learned[i] = gkp__clamp64(v->learned_limit, 0, GKP__LIMIT_MAX);
+      p->learned_at[i] = now;
     }
+  }
+  if (v->http_status > 0) {
+    gkp__endpoint_reached(pool);
   }
   if (v->kind > GKP_KIND_NONE && v->kind < GKP_KIND_COUNT) {
     p->errors[v->kind]++;
@@ -215,8 +219,8 @@ int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_
   return 0;
 }
 
-/* Clears one key's disabled flag and cooldowns, and those of its project's
- * models.  Inside a transaction. */
+/* Clears one key's disabled flag and cooldowns, and the cooldowns and learned
+ * limits of its project's models.  Inside a transaction. */
 static void reset_key(gkp_pool *pool, int ki) {
   int ks = pool->key_slot[ki];
   gkp__key_rec *k = &pool->st->keys[ks];
@@ -235,6 +239,10 @@ static void reset_key(gkp_pool *pool, int ki) {
       p->streak_429 = 0;
       p->streak_server = 0;
       p->last_error[0] = '\0';
+      for (int i = 0; i < 3; i++) {
+        p->learned[i] = -1; /* back to the configured limits */
+        p->learned_at[i] = 0;
+      }
       gkp__store_commit(pool->st);
     }
   }
@@ -325,8 +333,8 @@ int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model, 
   rc = gkp__store_lock(pool->st, err);
   if (rc == 0) {
     int ps = gkp__store_find_pm(pool->st, pool->cfg->keys[ki].project, model);
-    gkp__pm_rec none = {.learned = {-1, -1, -1}};
-    gkp__effective(ps >= 0 ? &pool->st->pms[ps] : &none, &pool->cfg->models[mi].limits, out);
+    gkp__effective(ps >= 0 ? &pool->st->pms[ps] : &gkp__empty_pm, &pool->cfg->models[mi].limits,
+                   gkp_pool_now(pool), out);
     gkp__store_unlock(pool->st);
   }
   pthread_rwlock_unlock(&pool->cfg_lock);

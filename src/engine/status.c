@@ -3,6 +3,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,23 @@ static double unix_s_ceil(int64_t ms) {
   return (double)((ms + 999) / 1000);
 }
 
+/* {"rpd": {"value", "at", "until"}, ...}: the limits learned from Google's
+ * 429s that still apply at `now`. */
+static cJSON *learned_entry(const gkp__pm_rec *p, int64_t now) {
+  static const char *const names[3] = {"rpm", "tpm", "rpd"};
+  cJSON *o = cJSON_CreateObject();
+  for (int i = 0; i < 3; i++) {
+    int64_t until = gkp__learned_until(p, i);
+    if (p->learned[i] >= 0 && now < until) {
+      cJSON *l = cJSON_AddObjectToObject(o, names[i]);
+      cJSON_AddNumberToObject(l, "value", (double)p->learned[i]);
+      cJSON_AddItemToObject(l, "at", time_or_null(p->learned_at[i]));
+      cJSON_AddItemToObject(l, "until", time_or_null(until));
+    }
+  }
+  return o;
+}
+
 /* One key's entry for one model. */
 static cJSON *model_entry(const gkp__key_rec *k, const gkp__pm_rec *p, const gkp_limits *cfg,
                           int64_t now) {
@@ -37,7 +55,7 @@ static cJSON *model_entry(const gkp__key_rec *k, const gkp__pm_rec *p, const gkp
   int64_t reqs, tokens, until = 0;
   int kind = GKP_KIND_NONE;
 
-  gkp__effective(p, cfg, &lim);
+  gkp__effective(p, cfg, now, &lim);
   gkp__window_totals(p, now, &reqs, &tokens);
   if (p->cooldown_until_ms > now) {
     until = p->cooldown_until_ms;
@@ -57,6 +75,7 @@ static cJSON *model_entry(const gkp__key_rec *k, const gkp__pm_rec *p, const gkp
   cJSON_AddItemToObject(m, "cooldown_kind",
                         kind != GKP_KIND_NONE ? cJSON_CreateString(gkp_kind_name(kind))
                                               : cJSON_CreateNull());
+  cJSON_AddItemToObject(m, "learned", learned_entry(p, now));
   cJSON_AddItemToObject(m, "last_error", str_or_null(p->last_error));
   cJSON_AddNumberToObject(m, "requests_total", (double)p->requests_total);
   cJSON_AddNumberToObject(m, "input_tokens_total", (double)p->tokens_in_total);
@@ -98,8 +117,7 @@ static cJSON *key_entry(gkp_pool *pool, int ki, int64_t now) {
   for (size_t mi = 0; mi < pool->cfg->nmodels; mi++) {
     const gkp__model_cfg *mc = &pool->cfg->models[mi];
     int ps = gkp__store_find_pm(pool->st, kc->project, mc->id);
-    gkp__pm_rec none = {.learned = {-1, -1, -1}};
-    const gkp__pm_rec *p = ps >= 0 ? &pool->st->pms[ps] : &none;
+    const gkp__pm_rec *p = ps >= 0 ? &pool->st->pms[ps] : &gkp__empty_pm;
     any_cooling |= p->cooldown_until_ms > now;
     cJSON_AddItemToObject(models, mc->id, model_entry(k, p, &mc->limits, now));
   }
@@ -117,6 +135,24 @@ static cJSON *key_entry(gkp_pool *pool, int ki, int64_t now) {
                             ? cJSON_CreateString(gkp_kind_name(k->cooldown_kind))
                             : cJSON_CreateNull());
   cJSON_AddItemToObject(o, "models", models);
+  return o;
+}
+
+/* The endpoint: {"url", "unreachable", "since", "last_failure", "error"}.
+ * `url` is the configured one unless an outage is on record.  Inside a
+ * transaction. */
+static cJSON *endpoint_entry(gkp_pool *pool) {
+  const gkp__store_hdr *h = pool->st->hdr;
+  cJSON *o = cJSON_CreateObject();
+  char url[sizeof h->down_url], reason[sizeof h->down_reason];
+  int down = h->down_since_ms > 0;
+  snprintf(url, sizeof url, "%.*s", (int)sizeof url - 1, h->down_url);
+  snprintf(reason, sizeof reason, "%.*s", (int)sizeof reason - 1, h->down_reason);
+  cJSON_AddStringToObject(o, "url", down && url[0] != '\0' ? url : pool->cfg->base_url);
+  cJSON_AddBoolToObject(o, "unreachable", down);
+  cJSON_AddItemToObject(o, "since", time_or_null(down ? h->down_since_ms : 0));
+  cJSON_AddItemToObject(o, "last_failure", time_or_null(down ? h->down_last_ms : 0));
+  cJSON_AddItemToObject(o, "error", str_or_null(down ? reason : NULL));
   return o;
 }
 
@@ -138,6 +174,7 @@ int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err) {
   cJSON_AddStringToObject(doc, "state_file", pool->st->path);
   rc = gkp__store_lock(pool->st, err);
   if (rc == 0) {
+    cJSON_AddItemToObject(doc, "endpoint", endpoint_entry(pool));
     keys = cJSON_AddArrayToObject(doc, "keys");
     for (size_t ki = 0; ki < pool->cfg->nkeys; ki++) {
       cJSON_AddItemToArray(keys, key_entry(pool, (int)ki, now));

@@ -35,7 +35,10 @@
 #define GKP__MAX_LEASES 16
 #define GKP__WIN_SLOTS 64 /* one-second buckets; a window spans at most 62 */
 #define GKP__STORE_MAGIC "GKPSTATE"
-#define GKP__STORE_VERSION 1u
+/* Format 2 added the lease's boot-clock deadline, previous last use and
+ * counted day, the time each learned limit was learned, and the endpoint
+ * record in the header; a format-1 file is not readable by this version. */
+#define GKP__STORE_VERSION 2u
 
 typedef struct gkp__lease_rec {
   uint64_t id; /* 0: free slot */
@@ -44,6 +47,11 @@ typedef struct gkp__lease_rec {
   int64_t est_tokens;
   int32_t pid;
   uint32_t pm_slot;
+  /* The same deadline on the boot clock (CLOCK_BOOTTIME): a lease expires
+   * only when both clocks say so, so a wall-clock step never reaps it. */
+  int64_t boot_expires_ms;
+  int64_t prev_used_ms; /* the key's last_used_ms before this lease */
+  int64_t day_ms;       /* the Pacific day its request was counted in */
 } gkp__lease_rec;
 
 typedef struct gkp__key_rec {
@@ -78,7 +86,9 @@ typedef struct gkp__pm_rec {
   uint32_t reserved0;
   int64_t day_start_ms; /* the Pacific midnight day_count counts from */
   int64_t day_count;
-  int64_t learned[3]; /* rpm, tpm, rpd learned from quotaValue; -1: none */
+  int64_t learned[3];    /* rpm, tpm, rpd learned from quotaValue; -1: none */
+  int64_t learned_at[3]; /* when each was learned; it applies until the next
+                            Pacific midnight after that */
   uint64_t requests_total;
   uint64_t tokens_in_total;
   uint64_t tokens_out_total;
@@ -110,6 +120,14 @@ typedef struct gkp__store_hdr {
   uint64_t next_lease_id;
   uint32_t nkeys; /* high-water mark of used key slots */
   uint32_t npm;   /* high-water mark of used pm slots */
+  /* The API endpoint as last seen unreachable (nothing could be sent).
+   * Written under the lock outside the journal: since_ms is cleared first
+   * and set last, and readers bound the strings, so a torn write shows at
+   * worst a stale reason. */
+  int64_t down_since_ms; /* 0: the last contact reached the server */
+  int64_t down_last_ms;  /* the latest failure */
+  char down_url[256];
+  char down_reason[GKP_REASON_MAX];
   gkp__journal journal;
 } gkp__store_hdr;
 
