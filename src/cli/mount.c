@@ -171,6 +171,12 @@ static void front_stop(void *ud, void *front) {
   gkp__front_stop(front);
 }
 
+/* status/metrics: the front's callers, one series per client. */
+static char *front_metrics(void *ud, void *front) {
+  (void)ud;
+  return cli_front_metrics(front);
+}
+
 int cmd_mount(int argc, char **argv) {
   mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT};
   char err[4096 + 512];
@@ -188,7 +194,8 @@ int cmd_mount(int argc, char **argv) {
                       .single = o.single,
                       .max_prompt = o.max_prompt,
                       .fuse_opts = o.fuse_opts};
-  fs_mount_extra extra = {.start = front_start, .stop = front_stop, .ud = &o};
+  fs_mount_extra extra = {
+      .start = front_start, .stop = front_stop, .metrics = front_metrics, .ud = &o};
   if (o.listen != NULL) {
     fo.extra = &extra;
   }

@@ -218,3 +218,37 @@ void cli_status_print_clients(gkp_pool *pool, FILE *out) {
   }
   cJSON_Delete(usage);
 }
+
+char *cli_front_metrics(gkp__front *front) {
+  static const struct {
+    const char *field, *name, *type, *help;
+  } series[] = {
+      {"requests", "gemini_pool_http_client_requests_total", "counter",
+       "Requests admitted from a client of the HTTP front."},
+      {"minute", "gemini_pool_http_client_requests_last_minute", "gauge",
+       "A client's requests in the last 60 s (its rpm applies to this)."},
+      {"today", "gemini_pool_http_client_requests_today", "gauge",
+       "A client's requests since midnight Pacific (its rpd applies to this)."},
+      {"rejected", "gemini_pool_http_client_rejected_total", "counter",
+       "A client's requests refused for its own rpm or rpd."},
+      {"waiting", "gemini_pool_http_client_waiting", "gauge",
+       "A client's requests waiting for a key."},
+  };
+  char *json = gkp__front_clients_json(front);
+  cJSON *doc = json != NULL ? cJSON_Parse(json) : NULL, *c;
+  const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "clients");
+  size_t cap = 2048 + (size_t)cJSON_GetArraySize(list) * 1024, len = 0;
+  char *out = cJSON_GetArraySize(list) > 0 ? malloc(cap) : NULL;
+  free(json);
+  for (size_t s = 0; out != NULL && s < sizeof series / sizeof series[0]; s++) {
+    len += (size_t)snprintf(out + len, cap - len, "# HELP %s %s\n# TYPE %s %s\n", series[s].name,
+                            series[s].help, series[s].name, series[s].type);
+    cJSON_ArrayForEach(c, list) {
+      const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
+      len += (size_t)snprintf(out + len, cap - len, "%s{client=\"%s\"} %lld\n", series[s].name,
+                              cJSON_IsString(id) ? id->valuestring : "", num(c, series[s].field));
+    }
+  }
+  cJSON_Delete(doc);
+  return out;
+}

@@ -17,6 +17,10 @@ gkp__front *cli_front_start(gkp_pool *pool, gkp__runner *runner, const gkp__fron
  * running front keeps beside the state file), added to the JSON document as
  * "http_clients" / printed as a few lines.  Nothing when there is none. */
 void cli_status_add_clients(gkp_pool *pool, char **doc);
+
+/* The front's callers in the Prometheus text format (for the mount's
+ * status/metrics); malloc'd, NULL when there are none. */
+char *cli_front_metrics(gkp__front *front);
 void cli_status_print_clients(gkp_pool *pool, FILE *out);
 
 #endif

@@ -277,6 +277,10 @@ typedef struct fs_state {
   int spool_stop;
   pthread_t spool_thread;
   int spool_started;
+
+  /* What else the daemon serves (fs_mount_extra), while it runs. */
+  const fs_mount_extra *extra;
+  void *extra_handle;
 } fs_state;
 
 extern fs_state fs;

@@ -177,6 +177,10 @@ static int serve(const fs_mount_opts *o, struct fuse_session *se, const char *co
       (extra = o->extra->start(o->extra->ud, fs.pool, fs.runner, extra_log)) == NULL) {
     goto out;
   }
+  pthread_mutex_lock(&fs.mu);
+  fs.extra = o->extra;
+  fs.extra_handle = extra;
+  pthread_mutex_unlock(&fs.mu);
   if (pthread_create(&hup_thread, NULL, hup_main, NULL) == 0) {
     hup_started = 1;
   }
@@ -207,6 +211,10 @@ out:
     hup_started = 0;
   }
   if (extra != NULL) {
+    pthread_mutex_lock(&fs.mu);
+    fs.extra = NULL;
+    fs.extra_handle = NULL;
+    pthread_mutex_unlock(&fs.mu);
     o->extra->stop(o->extra->ud, extra); /* before the runner it uses */
   }
   gkp__runner_free(fs.runner); /* running jobs end as cancelled: requeued next time */

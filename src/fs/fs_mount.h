@@ -24,6 +24,9 @@ typedef struct fs_mount_extra {
   void *(*start)(void *ud, struct gkp_pool *pool, struct gkp__runner *runner,
                  void (*log)(const char *line));
   void (*stop)(void *ud, void *handle);
+  /* Optional: lines in the Prometheus text format appended to status/metrics
+   * (malloc'd; NULL for none).  Any thread. */
+  char *(*metrics)(void *ud, void *handle);
   void *ud;
 } fs_mount_extra;
 
