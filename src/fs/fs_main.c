@@ -5,8 +5,10 @@
  * Order of events: the configuration is checked and the mount made while
  * the command still has its terminal, so every mistake is seen; then the
  * process becomes a daemon (unless -f) and only then opens the pool for
- * good (a lease names its owner's pid), starts the runner and the spool
- * thread, brings finished jobs back and queues unfinished ones, and serves.
+ * good (a lease names its owner's pid), opens the job store and starts its
+ * thread, queues unfinished jobs again, and serves.  The state directory's
+ * lock (mount.lock) is taken before the mount and held for the daemon's
+ * life: one daemon per state.
  * SIGINT/SIGTERM (or fusermount3 -u) end the loop: waiting readers get EIO,
  * the mount goes, jobs still running are cancelled (their prompts stay on
  * disk and run again at the next start), finished answers are written, and
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -82,6 +85,65 @@ static void clear_stale_mount(const char *mnt) {
   }
 }
 
+/* ---- one daemon per state ----------------------------------------------------------- */
+
+static int lock_fd = -1;
+
+/* Takes the state directory's lock for the daemon's life (released when the
+ * process ends, however it ends): a second mount on the same state would
+ * run every job twice.  Returns 0, or -1 with the reason in err. */
+static int lock_state(const char *statedir, const char *state, const char *mnt, char *err,
+                      size_t errlen) {
+  char path[PATH_MAX], owner[PATH_MAX + 64] = "";
+  snprintf(path, sizeof path, "%s/mount.lock", statedir);
+  lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock_fd < 0) {
+    fail(err, errlen, "mount: cannot open the lock %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
+    return 0;
+  }
+  ssize_t n = errno == EWOULDBLOCK ? pread(lock_fd, owner, sizeof owner - 1, 0) : -1;
+  long pid = 0;
+  int at = 0;
+  if (n > 0) {
+    owner[n] = '\0';
+    owner[strcspn(owner, "\n")] = '\0';
+    sscanf(owner, "%ld %n", &pid, &at);
+  }
+  if (pid > 0) {
+    fail(err, errlen, "mount: state %s is already served by pid %ld at %s; not mounting %s", state,
+         pid, owner + at, mnt);
+  } else {
+    fail(err, errlen,
+         "mount: state %s is already served by another gemini-pool mount (lock %s); not "
+         "mounting %s",
+         state, path, mnt);
+  }
+  close(lock_fd);
+  lock_fd = -1;
+  return -1;
+}
+
+/* Records the daemon's pid and mountpoint in the lock (after it forked). */
+static void lock_record(const char *mnt) {
+  char line[PATH_MAX + 64];
+  int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), mnt);
+  if (lock_fd >= 0 && ftruncate(lock_fd, 0) == 0 && n > 0) {
+    if (pwrite(lock_fd, line, (size_t)n, 0) != n) {
+      fs_log(GKP_LOG_WARN, "cannot record the daemon in its lock file: %s", strerror(errno));
+    }
+  }
+}
+
+static void lock_release(void) {
+  if (lock_fd >= 0) {
+    close(lock_fd);
+    lock_fd = -1;
+  }
+}
+
 /* ---- SIGHUP ------------------------------------------------------------------- */
 
 static pthread_t hup_thread;
@@ -112,8 +174,8 @@ static void *hup_main(void *arg) {
 static int fs_init(const fs_mount_opts *o, const char *statedir, const char *mnt) {
   memset(&fs, 0, sizeof fs);
   pthread_mutex_init(&fs.mu, NULL);
-  pthread_mutex_init(&fs.spool_qmu, NULL);
-  pthread_cond_init(&fs.spool_cv, NULL);
+  pthread_mutex_init(&fs.store_qmu, NULL);
+  pthread_cond_init(&fs.store_cv, NULL);
   fs.next_group = 1;
   fs.next_run_id = 1;
   fs.next_parked_id = 1;
@@ -121,21 +183,27 @@ static int fs_init(const fs_mount_opts *o, const char *statedir, const char *mnt
   fs.gid = getgid();
   fs.max_prompt = o->max_prompt;
   fs.start_ms = gkp__now_ms();
+  fs.max_answer = o->max_answer > 0 ? o->max_answer : FS_MAX_TEXT;
+  fs.keep_ms = o->keep_ms;
+  fs.status_public = o->status_public;
   fs.spool_dir = malloc(strlen(statedir) + 8);
-  if (fs.spool_dir == NULL) {
+  fs.db_path = malloc(strlen(statedir) + 16);
+  if (fs.spool_dir == NULL || fs.db_path == NULL) {
     return -ENOMEM;
   }
   sprintf(fs.spool_dir, "%s/spool", statedir);
+  sprintf(fs.db_path, "%s/jobs.db", statedir);
   fs.readme = fs_readme_text(mnt);
   return fs.readme != NULL ? 0 : -ENOMEM;
 }
 
 static void fs_fini(void) {
   free(fs.spool_dir);
+  free(fs.db_path);
   free(fs.readme);
   pthread_mutex_destroy(&fs.mu);
-  pthread_mutex_destroy(&fs.spool_qmu);
-  pthread_cond_destroy(&fs.spool_cv);
+  pthread_mutex_destroy(&fs.store_qmu);
+  pthread_cond_destroy(&fs.store_cv);
 }
 
 /* The log of an fs_mount_extra: the mount's. */
@@ -168,11 +236,13 @@ static int serve(const fs_mount_opts *o, struct fuse_session *se, const char *co
     fs_log(GKP_LOG_ERROR, "out of memory");
     goto out;
   }
-  if ((rc = fs_spool_start(&err)) != 0) {
+  if ((rc = fs_store_start(&err)) != 0) {
     fs_log(GKP_LOG_ERROR, "%s", err.msg);
     goto out;
   }
-  fs_spool_restore();
+  if (fs_store_restore() != 0) {
+    goto out;
+  }
   if (o->extra != NULL &&
       (extra = o->extra->start(o->extra->ud, fs.pool, fs.runner, extra_log)) == NULL) {
     goto out;
@@ -219,7 +289,7 @@ out:
   }
   gkp__runner_free(fs.runner); /* running jobs end as cancelled: requeued next time */
   fs.runner = NULL;
-  fs_spool_stop(); /* writes the answers that finished */
+  fs_store_stop(); /* commits the answers that finished */
   fs_handles_free();
   fs_tree_free();
   gkp_pool_close(fs.pool); /* flushes the state file */
@@ -242,6 +312,7 @@ typedef struct mount_paths {
   char *config;     /* its real path (NULL: use found) */
   char *state;      /* the state file asked for, or NULL for the default */
   char *statedir;   /* the directory of the state file the pool uses */
+  char *statefile;  /* the state file the pool uses */
   char *mnt;        /* the mountpoint's real path */
 } mount_paths;
 
@@ -249,6 +320,7 @@ static void paths_free(mount_paths *p) {
   free(p->config);
   free(p->state);
   free(p->statedir);
+  free(p->statefile);
   free(p->mnt);
 }
 
@@ -298,8 +370,9 @@ static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size
   snprintf(p->found, sizeof p->found, "%s", gkp_pool_config_path(pool));
   p->config = realpath(p->found, NULL);
   p->statedir = strdup(gkp_pool_state_path(pool));
+  p->statefile = strdup(gkp_pool_state_path(pool));
   gkp_pool_close(pool);
-  if (p->statedir == NULL) {
+  if (p->statedir == NULL || p->statefile == NULL) {
     fail(err, errlen, "mount: out of memory");
     return -1;
   }
@@ -393,7 +466,8 @@ int fs_mount_run(const fs_mount_opts *o, char *err, size_t errlen) {
 
   err[0] = '\0';
   fs_log_open(1, NULL);
-  if (resolve_paths(o, &p, err, errlen) != 0) {
+  if (resolve_paths(o, &p, err, errlen) != 0 ||
+      lock_state(p.statedir, p.statefile, p.mnt, err, errlen) != 0) {
     goto out;
   }
   se = mount_session(o, p.mnt, &args, err, errlen);
@@ -405,6 +479,7 @@ int fs_mount_run(const fs_mount_opts *o, char *err, size_t errlen) {
   if (fuse_daemonize(o->foreground || o->debug) != 0) {
     fuse_session_unmount(se);
   } else {
+    lock_record(p.mnt);
     code = serve(o, se, paths_config(&p), p.state, p.statedir, p.mnt);
   }
   fuse_remove_signal_handlers(se);
@@ -413,6 +488,7 @@ int fs_mount_run(const fs_mount_opts *o, char *err, size_t errlen) {
 out:
   fuse_opt_free_args(&args);
   fs_log_close();
+  lock_release();
   paths_free(&p);
   return code;
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import shutil
 import subprocess
 import sys
@@ -95,17 +96,16 @@ for name in ("status/pool", "status/pool.json", "status/jobs", "status/metrics",
 t.check(b"invalid argument" in err, "job.err says why", err[:300])
 seen = scan_runs(shown, runs)
 t.check(not seen, "no run of a key in .err, the job's metadata or status/", seen)
-deadline = time.monotonic() + 5 * SLOW
-spool = os.path.join(os.path.dirname(pool.state_file), "spool")
-while time.monotonic() < deadline and not os.path.exists(os.path.join(spool, "flash-2.5",
-                                                                      "job.result")):
-    time.sleep(0.05)
 subprocess.run(["fusermount3", "-u", mnt])
 daemon.wait(timeout=30)
 log.close()
-t.check(os.path.exists(os.path.join(spool, "flash-2.5", "job.result")), "the job is spooled")
+jobs_db = os.path.join(os.path.dirname(pool.state_file), "jobs.db")
+stored = sqlite3.connect(jobs_db).execute(
+    "SELECT count(*) FROM jobs WHERE profile = 'flash-2.5' AND name = 'job' AND meta IS NOT NULL"
+).fetchone()[0]
+t.check(stored == 1, "the job is kept in the job store", stored)
 found = scan_tree(os.path.dirname(pool.state_file), runs)
 with open(log_path, "rb") as f:
     found += [("daemon log", r) for r in scan_runs(f.read(), runs)]
-t.check(not found, "no run of a key in the spool, the state file or the daemon's log", found)
+t.check(not found, "no run of a key in the job store, the state file or the daemon's log", found)
 t.done()

@@ -11,6 +11,7 @@ written through a link or into a file someone planted.
 from __future__ import annotations
 
 import os
+import sqlite3
 import shutil
 import subprocess
 import sys
@@ -99,7 +100,6 @@ spool_flash = os.path.join(state_dir, "spool", "flash")
 os.makedirs(spool_flash, mode=0o700)
 os.chmod(os.path.join(state_dir, "spool"), 0o700)
 prompt_target = victim("victim-prompt")
-tmp_target = victim("victim-tmp")
 log_target = victim("victim-log")
 os.symlink(prompt_target, os.path.join(spool_flash, "planted.prompt"))
 os.symlink(log_target, os.path.join(state_dir, "mount.log"))
@@ -121,8 +121,6 @@ if not mounted:
     t.check(False, "the daemon mounts (in the background)", r)
     t.done()
 
-# Planted once the daemon runs (it clears leftover temporary files when it starts).
-os.symlink(tmp_target, os.path.join(spool_flash, ".answer.result.tmp"))
 with open(os.path.join(mnt, "flash", "answer"), "w") as f:
     f.write("an answer that must not land in the planted file")
 with open(os.path.join(mnt, "flash", "answer.out"), "rb") as f:
@@ -135,13 +133,27 @@ try:
         f.read()
 except OSError:
     pass  # refusing the job is fine; writing through the link is not
-deadline = time.monotonic() + 5 * SLOW
-while time.monotonic() < deadline and not [n for n in os.listdir(spool_flash)
-                                           if n.startswith("answer.result")]:
-    time.sleep(0.05)
-t.check(os.path.exists(os.path.join(spool_flash, "answer.result")),
-        "the answer is spooled", os.listdir(spool_flash))
-t.check(untouched(tmp_target), "a link at the old temporary name .answer.result.tmp: untouched")
-t.check(untouched(prompt_target), "a link at a spooled prompt's name: untouched")
 subprocess.run(["fusermount3", "-u", mnt])
+deadline = time.monotonic() + 10 * SLOW
+while time.monotonic() < deadline and os.path.exists(os.path.join(mnt, "README")):
+    time.sleep(0.05)
+stored = sqlite3.connect(os.path.join(state_dir, "jobs.db")).execute(
+    "SELECT count(*) FROM jobs WHERE name = 'answer' AND meta IS NOT NULL").fetchone()[0]
+t.check(stored == 1, "the answer is kept in the job store", stored)
+t.check(untouched(prompt_target), "a link at an old spooled prompt's name: untouched (not imported)")
+t.check(not os.path.exists(os.path.join(state_dir, "spool")), "the old spool is removed")
+
+# ---- a link at the job store ----------------------------------------------------------
+db_target = victim("victim-jobs-db")
+state2 = os.path.join(t.dir, "state2")
+os.makedirs(state2, mode=0o700)
+os.symlink(db_target, os.path.join(state2, "jobs.db"))
+mnt2 = os.path.join(t.dir, "mnt2")
+os.makedirs(mnt2)
+r = subprocess.run(pool.cmd("mount", mnt2, "-f", "--config", pool.config_file, "--state",
+                            os.path.join(state2, "state.db")), env=pool.env,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+subprocess.run(["fusermount3", "-u", "-z", mnt2], stderr=subprocess.DEVNULL)
+t.check(r.returncode != 0, "a mount whose jobs.db is a planted link refuses to serve", r)
+t.check(untouched(db_target), "... and the link's target is untouched")
 t.done()
