@@ -57,6 +57,7 @@ typedef struct gkp__config {
   size_t secrets_len;
   uint64_t *runs; /* every 8-byte run of every secret, sorted, undumpable */
   size_t nruns;
+  int refs; /* references the engine holds to this snapshot (atomic) */
 } gkp__config;
 
 /*

@@ -55,13 +55,13 @@ static void die_mid_change(const char *state) {
   if (pid == 0) {
     gkp__store *st;
     gkp_error err;
-    if (gkp__store_open(state, 0, &st, NULL, &err) != 0 || gkp__store_lock(st, &err) != 0) {
+    if (gkp__store_open(state, 0, NULL, NULL, &st, &err) != 0 || gkp__store_lock(st, &err) < 0) {
       _exit(2);
     }
-    gkp__store_change(st, -1, 0);
-    st->pms[0].win[0].tokens = INT64_C(1) << 60;
-    st->pms[0].day_count = -5;
-    st->pms[0].learned[0] = INT64_C(1) << 60;
+    gkp__store_save_recs(st, -1, 0);
+    st->pms[0].c.win.b[0].tokens = INT64_C(1) << 60;
+    st->pms[0].c.day_count = -5;
+    st->pms[0].c.learned[0] = INT64_C(1) << 60;
     raise(SIGKILL);
     _exit(3);
   }
