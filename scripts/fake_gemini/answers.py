@@ -266,3 +266,17 @@ def make_png(seed: bytes, size: int = 32, pad: int = 0) -> bytes:
     if room > 0:
         head += _png_chunk(b"fkPd", bytes(room))
     return head + _png_chunk(b"IEND", b"")
+
+
+def embedding(text: str, dimensions: int | None = None) -> list:
+    """A deterministic unit vector for `text` (8 values unless asked otherwise): the
+    same text always gets the same vector, different texts different ones."""
+    n = min(dimensions or 8, 3072)
+    digest = b""
+    counter = 0
+    while len(digest) < 2 * n:
+        digest += hashlib.sha256(f"{counter}:{text}".encode("utf-8")).digest()
+        counter += 1
+    raw = [int.from_bytes(digest[2 * i:2 * i + 2], "big") / 32768.0 - 1.0 for i in range(n)]
+    norm = sum(v * v for v in raw) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in raw]

@@ -31,6 +31,7 @@ SSE_TYPE = "text/event-stream"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 GENERATE_ACTIONS = ("generateContent", "streamGenerateContent")
+EMBED_ACTIONS = ("embedContent", "batchEmbedContents")
 MIN_REDACTED_LEN = 8  # a presented unknown key shorter than this is not scrubbed
 NOT_FOUND_HTML = ("<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 404 "
                   "(Not Found)!!1</title>\n  <p><b>404.</b> <ins>That\u2019s an error.</ins>\n"
@@ -170,6 +171,7 @@ class Emulator:
             "x_goog_api_client": self.redact(headers.get("x-goog-api-client", ""),
                                              secret) or None,
             "ms": round((time.monotonic() - call.started) * 1000, 1),
+            "body_sha256": hashlib.sha256(call.body).hexdigest() if call.body else None,
         }
         self.log.add(entry)
         call.recorded = True
@@ -287,8 +289,17 @@ class Emulator:
     def _model_action(self, call: Call):
         key = call.key
         doc = prompts.parse_json(call.body)
+        embeds = None
         if call.action == "countTokens":
             prompt = prompts.parse_count_tokens(doc)
+        elif call.action in EMBED_ACTIONS:
+            spec = self.catalog.get(call.model)
+            if spec is None or not spec.supports(call.action):
+                raise errors.model_not_found(call.model, call.version, call.action)
+            embeds = ([prompts.parse_embed(doc)] if call.action == "embedContent"
+                      else prompts.parse_batch_embed(doc))
+            prompt = prompts.Prompt(text="\n".join(e.text for e in embeds),
+                                    text_bytes=sum(e.text_bytes for e in embeds))
         elif call.action in GENERATE_ACTIONS:
             prompt = prompts.parse_generate(doc)
         else:
@@ -320,6 +331,11 @@ class Emulator:
         violations = self.quota.admit(key.project, call.model, prompt.tokens, limits, now)
         if violations:
             raise errors.quota_exceeded(call.model, violations, now)
+        if embeds is not None:
+            vectors = [{"values": answers.embedding(e.text, e.max_output_tokens)} for e in embeds]
+            body = ({"embedding": vectors[0]} if call.action == "embedContent"
+                    else {"embeddings": vectors})
+            return Plain(200, errors.render(body), "ok", faultable=True)
         answer = answers.build_answer(prompt, spec, key.name, key.project,
                                       call.plan.answer_bytes, self.redact,
                                       call.plan.image_count, call.plan.image_bytes)

@@ -94,14 +94,15 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               Limits(10, 250000, 100), input_token_limit=32768,
               output_token_limit=32768, thinking=False,
               methods=("generateContent", "countTokens", "batchGenerateContent")),
-    # Listed like the real catalogue but not a generateContent model: asking it to
-    # generate gives the real 404 "not supported for generateContent".
+    # Not a generateContent model: asking it to generate gives the real 404 "not
+    # supported for generateContent".  embedContent and batchEmbedContents are served
+    # (deterministic vectors) under the free-tier limits of SPEC.md §2.
     ModelSpec("gemini-embedding-001", "Gemini Embedding 001",
-              "Obtain a distributed representation of a text (emulated; embedContent "
-              "itself is not served)", Limits(None, None, None), input_token_limit=2048,
+              "Obtain a distributed representation of a text (emulated)",
+              Limits(100, 30000, 1000), input_token_limit=2048,
               output_token_limit=1, thinking=False,
-              methods=("embedContent", "countTextTokens", "countTokens",
-                       "asyncBatchEmbedContent")),
+              methods=("embedContent", "batchEmbedContents", "countTextTokens",
+                       "countTokens", "asyncBatchEmbedContent")),
 )
 
 

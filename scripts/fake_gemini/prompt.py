@@ -165,6 +165,32 @@ def parse_count_tokens(doc) -> Prompt:
     return prompt
 
 
+def parse_embed(doc, where_prefix: str = "") -> Prompt:
+    """Validate an EmbedContentRequest: one `content`, optional taskType, title,
+    outputDimensionality."""
+    if not isinstance(doc, dict):
+        raise errors.invalid_json("Root element must be a message.")
+    content = _get(doc, "content")
+    if content is None:
+        raise errors.bad_request(f"* {where_prefix}content: content is not specified\n")
+    prompt = Prompt()
+    prompt.text = "\n".join(_parse_content(content, f"{where_prefix}content", prompt))
+    dims = _get(doc, "outputDimensionality")
+    prompt.max_output_tokens = dims if isinstance(dims, int) and dims > 0 else None
+    return prompt
+
+
+def parse_batch_embed(doc) -> list:
+    """Validate a BatchEmbedContentsRequest: `requests`, each an EmbedContentRequest."""
+    if not isinstance(doc, dict):
+        raise errors.invalid_json("Root element must be a message.")
+    requests = _get(doc, "requests")
+    if not isinstance(requests, list) or not requests:
+        raise errors.bad_request("* BatchEmbedContentsRequest.requests: requests is not "
+                                 "specified\n")
+    return [parse_embed(r, f"requests[{i}].") for i, r in enumerate(requests)]
+
+
 def _parse_contents(contents, where: str, prompt: Prompt) -> list:
     if not isinstance(contents, list):
         raise _invalid_value(where, CONTENT_TYPE, contents)

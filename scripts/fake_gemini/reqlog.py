@@ -3,7 +3,8 @@
 Fields: ts (emulator clock), seq, method, path (raw, query string included, with the
 value of any ``key=`` parameter and every known key replaced by ``REDACTED``),
 key_in_url, key_name, project, model, action, status, kind, prompt_tokens, stream,
-sse, user_agent, x_goog_api_client, ms. Requests to ``/_emu/`` are not logged.
+sse, user_agent, x_goog_api_client, ms, body_sha256 (of the request body as received,
+so a test can tell it arrived byte for byte). Requests to ``/_emu/`` are not logged.
 No key string ever enters the log.
 """
 
@@ -15,7 +16,7 @@ import threading
 
 LOG_FIELDS = ("ts", "seq", "method", "path", "key_in_url", "key_name", "project", "model",
               "action", "status", "kind", "prompt_tokens", "stream", "sse", "user_agent",
-              "x_goog_api_client", "ms")
+              "x_goog_api_client", "ms", "body_sha256")
 
 
 class RequestLog:

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/serve.h"
 #include "client/gemini.h"
 #include "engine/engine.h"
 #include "engine/status.h"
@@ -55,12 +56,14 @@ int cmd_status(int argc, char **argv) {
   if (gkp_status_json(pool, &doc, &err) != 0) {
     cli_error("%s", err.msg);
   } else if (json) {
+    cli_status_add_clients(pool, &doc);
     printf("%s\n", doc);
     code = CLI_OK;
   } else {
     char *table = gkp__status_table(doc, gkp_pool_now(pool));
     if (table != NULL) {
       fputs(table, stdout);
+      cli_status_print_clients(pool, stdout);
       code = CLI_OK;
     }
     free(table);

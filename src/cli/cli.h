@@ -51,6 +51,7 @@ int cmd_status(int argc, char **argv);
 int cmd_reset(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_mount(int argc, char **argv); /* parses, then calls fs_mount_run */
+int cmd_serve(int argc, char **argv);
 
 /* Appends one JSON line to executions.jsonl beside the state file. */
 void cli_log_execution(gkp_pool *pool, const char *json_line);

@@ -22,6 +22,7 @@ static const char *USAGE =
     "                  [--system-prompt S] [--quality draft|standard|production|research]\n"
     "                  [--enable-tools] [--capture-thinking] [--json]\n"
     "                  [--max-wait SECONDS] [--timeout SECONDS]\n"
+    "  gemini-pool serve --listen ADDR                 the HTTP front (Gemini REST API)\n"
     "  gemini-pool status [--json]                     the pool, from the state file\n"
     "  gemini-pool keys check                          validate every key (models.list)\n"
     "  gemini-pool reset [KEY_ID|all]                  clear cooldowns, re-enable keys\n"
@@ -175,6 +176,9 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "keys") == 0) {
     return cmd_keys(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "serve") == 0) {
+    return cmd_serve(argc - 1, argv + 1);
   }
   if (strcmp(cmd, "mount") == 0) {
     return cmd_mount(argc - 1, argv + 1);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/serve.h"
 #include "fs/fs_mount.h"
 
 typedef struct mount_opts {
@@ -18,6 +19,7 @@ typedef struct mount_opts {
   long long keep_ms;
   int status_public;
   char fuse_opts[2048]; /* passed to libfuse */
+  const char *listen;   /* --listen ADDR: the HTTP front too */
 } mount_opts;
 
 static const char MOUNT_USAGE[] =
@@ -25,6 +27,7 @@ static const char MOUNT_USAGE[] =
     "  -f            stay in the foreground (log to stderr)\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -s            single-threaded\n"
+    "  --listen ADDR also serve the HTTP front (see gemini-pool serve) from this daemon\n"
     "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), max_answer=SIZE\n"
     "                (default 64M: a longer answer fails the job), max_images=SIZE\n"
     "                (default 64M: the images of one job), max_memory=SIZE (default\n"
@@ -186,6 +189,11 @@ static int parse_args(mount_opts *o, int argc, char **argv) {
       o->debug = o->foreground = 1;
     } else if (strcmp(a, "-s") == 0) {
       o->single = 1;
+    } else if (strcmp(a, "--listen") == 0 || strncmp(a, "--listen=", 9) == 0) {
+      int missing = 0;
+      if ((o->listen = cli_value("--listen", argc, argv, &i, &missing)) == NULL) {
+        return -1;
+      }
     } else if (strcmp(a, "-o") == 0) {
       if (i + 1 >= argc) {
         cli_error("mount: -o needs a list of options");
@@ -215,6 +223,34 @@ static int parse_args(mount_opts *o, int argc, char **argv) {
   return 0;
 }
 
+/* The mount's log, for the front's lines (one daemon, one front). */
+static void (*mount_log)(const char *line);
+
+static void front_log(void *ud, const char *line) {
+  (void)ud;
+  mount_log(line);
+}
+
+/* --listen: the HTTP front in the mount's daemon, over its pool and runner. */
+static void *front_start(void *ud, struct gkp_pool *pool, struct gkp__runner *runner,
+                         void (*log)(const char *line)) {
+  const mount_opts *o = ud;
+  gkp__front_opts fo = {.listen = o->listen, .log = front_log};
+  mount_log = log;
+  return cli_front_start(pool, runner, &fo);
+}
+
+static void front_stop(void *ud, void *front) {
+  (void)ud;
+  gkp__front_stop(front);
+}
+
+/* status/metrics: the front's callers, one series per client. */
+static char *front_metrics(void *ud, void *front) {
+  (void)ud;
+  return cli_front_metrics(front);
+}
+
 int cmd_mount(int argc, char **argv) {
   mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT,
                   .max_answer = FS_MAX_TEXT,
@@ -241,6 +277,11 @@ int cmd_mount(int argc, char **argv) {
                       .keep_ms = o.keep_ms,
                       .status_public = o.status_public,
                       .fuse_opts = o.fuse_opts};
+  fs_mount_extra extra = {
+      .start = front_start, .stop = front_stop, .metrics = front_metrics, .ud = &o};
+  if (o.listen != NULL) {
+    fo.extra = &extra;
+  }
   if (fs_mount_run(&fo, err, sizeof err) != 0) {
     if (err[0] != '\0') {
       cli_error("%s", err);

@@ -25,7 +25,7 @@
 #define MODELS_MAX_PAGES 100
 #define MODEL_ID_MAX 128
 
-enum { MODE_GENERATE, MODE_COUNT, MODE_MODELS };
+enum { MODE_GENERATE, MODE_COUNT, MODE_MODELS, MODE_RAW };
 
 struct gkp__gemini_call {
   gkp__loop *loop;
@@ -211,6 +211,47 @@ static int sse_event(void *ud, const char *data, size_t len) {
   return handle_json(ud, data, len);
 }
 
+/*
+ * One JSON value of a 2xx answer in raw mode (an SSE event, or the whole
+ * body): an error envelope stops the call; anything else updates the usage
+ * and goes to on_event as received.  Returns 0 to go on.
+ */
+static int raw_json(gkp__gemini_call *c, const char *json, size_t len) {
+  uint64_t usage_updates = c->st.usage_updates;
+  cJSON *root = cJSON_ParseWithLength(json, len);
+  const cJSON *first = cJSON_IsArray(root) ? cJSON_GetArrayItem(root, 0) : root;
+  int is_error = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(first, "error"));
+  int valid = root != NULL;
+  cJSON_Delete(root);
+  if (!valid) {
+    set_fail(c, GKP__GEMINI_MALFORMED, "malformed answer: not JSON");
+    return -EBADMSG;
+  }
+  /* Usage and error details: the parser knows GenerateContentResponse; other
+   * answers (countTokens, embeddings) are not its business. */
+  gkp__gemini_parse(json, len, NULL, NULL, &c->st, NULL);
+  if (is_error) {
+    c->st.is_error = 1;
+    note_stream_error(c, json, len);
+    return -ECANCELED;
+  }
+  if (c->st.usage_updates != usage_updates && c->cb.on_usage != NULL) {
+    c->cb.on_usage(c->ud, &c->st.usage);
+  }
+  if (c->cb.on_event != NULL) {
+    int rc = c->cb.on_event(c->ud, json, len);
+    if (rc != 0) {
+      set_fail(c, GKP__GEMINI_ABORTED, "aborted by the event receiver (%d)", rc);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static int raw_sse_event(void *ud, const char *data, size_t len) {
+  return raw_json(ud, data, len);
+}
+
 static void http_status(void *ud, int status) {
   gkp__gemini_call *c = ud;
   c->status = status;
@@ -236,7 +277,7 @@ static int http_data(void *ud, const char *bytes, size_t len) {
     gkp__dynbuf_add(&c->body, bytes, len); /* beyond the cap: dropped */
     return 0;
   }
-  if (c->mode == MODE_GENERATE && c->stream) {
+  if ((c->mode == MODE_GENERATE || c->mode == MODE_RAW) && c->stream) {
     int rc = gkp__sse_feed(&c->sse, bytes, len);
     if (rc == -EFBIG) {
       size_t cap = c->ep.max_event_bytes ? c->ep.max_event_bytes : GKP__SSE_MAX_EVENT;
@@ -269,6 +310,7 @@ static void finish(gkp__gemini_call *c, gkp__gemini_outcome *o, int64_t count) {
   c->req = NULL;
   switch (c->mode) {
   case MODE_GENERATE:
+  case MODE_RAW:
     c->cb.on_done(c->ud, o);
     break;
   case MODE_COUNT:
@@ -377,6 +419,25 @@ static void generate_outcome(gkp__gemini_call *c, gkp__gemini_outcome *o) {
     o->status = GKP__GEMINI_CONTENT;
   } else {
     o->status = GKP__GEMINI_MALFORMED;
+  }
+}
+
+/* The end of a complete 2xx raw answer: a stream must end on an event
+ * boundary; a whole body is judged and delivered as one value. */
+static void raw_outcome(gkp__gemini_call *c, gkp__gemini_outcome *o) {
+  if (c->stream) {
+    if (gkp__sse_finish(&c->sse) != 0) {
+      set_fail(c, GKP__GEMINI_MALFORMED,
+               "malformed answer: the stream ended mid-event (truncated)");
+    }
+  } else {
+    raw_json(c, gkp__dynbuf_ptr(&c->body), gkp__dynbuf_len(&c->body));
+  }
+  o->status = c->fail != 0 ? c->fail : GKP__GEMINI_OK;
+  o->message = c->msg;
+  if (c->fail == GKP__GEMINI_STREAM_ERROR) {
+    o->body = gkp__dynbuf_ptr(&c->err_json);
+    o->body_len = gkp__dynbuf_len(&c->err_json);
   }
 }
 
@@ -555,6 +616,9 @@ static void http_done(void *ud, const gkp__http_result *r) {
     case MODE_COUNT:
       count = count_outcome(c, &o);
       break;
+    case MODE_RAW:
+      raw_outcome(c, &o);
+      break;
     default:
       if (models_outcome(c, &o)) {
         return; /* the next page is on its way */
@@ -708,6 +772,33 @@ int gkp__gemini_call_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, cons
   gkp__sse_init(&c->sse, ep->max_event_bytes, sse_event, sse_event, c);
   return post_model(c, ep, model, stream ? "streamGenerateContent" : "generateContent",
                     stream ? "?alt=sse" : "", body, body_len, out, err);
+}
+
+int gkp__gemini_raw_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, const char *model,
+                          const char *action, const char *body, size_t body_len, int stream,
+                          const gkp__gemini_callbacks *cb, void *ud, gkp__gemini_call **out,
+                          gkp_error *err) {
+  if (out != NULL) {
+    *out = NULL;
+  }
+  if (cb == NULL || cb->on_done == NULL || body == NULL || action == NULL) {
+    return gkp__err(err, -EINVAL, "Gemini call without a body or a completion callback");
+  }
+  for (const char *p = action; *p != '\0'; p++) {
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))) {
+      return gkp__err(err, -EINVAL, "invalid method name \"%.40s\"", action);
+    }
+  }
+  gkp__gemini_call *c;
+  int rc = call_new(loop, ep, MODE_RAW, &c, err);
+  if (rc < 0) {
+    return rc;
+  }
+  c->cb = *cb;
+  c->ud = ud;
+  c->stream = stream != 0;
+  gkp__sse_init(&c->sse, ep->max_event_bytes, raw_sse_event, raw_sse_event, c);
+  return post_model(c, ep, model, action, stream ? "?alt=sse" : "", body, body_len, out, err);
 }
 
 int gkp__gemini_count_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, const char *model,

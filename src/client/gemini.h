@@ -277,6 +277,9 @@ typedef struct gkp__gemini_callbacks {
   void (*on_usage)(void *ud, const gkp__gemini_usage *usage);
   /* Exactly once; the call is freed right after it returns. */
   void (*on_done)(void *ud, const gkp__gemini_outcome *o);
+  /* Raw calls only (gkp__gemini_raw_start): one JSON value of the answer
+   * exactly as received (an SSE event's data, or the whole body). */
+  int (*on_event)(void *ud, const char *json, size_t len);
 } gkp__gemini_callbacks;
 
 typedef struct gkp__gemini_call gkp__gemini_call;
@@ -300,6 +303,23 @@ int gkp__gemini_call_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, cons
                            const char *body, size_t body_len, int stream,
                            const gkp__gemini_callbacks *cb, void *ud, gkp__gemini_call **out,
                            gkp_error *err);
+
+/*
+ * Starts a raw call: POST {base}/v1beta/models/{model}:{action} (with
+ * ?alt=sse when `stream`) sending `body` as given.  The answer is not
+ * interpreted beyond what pooling needs: each 2xx JSON value (every SSE
+ * event, or the whole body) goes to on_event unchanged, usageMetadata to
+ * on_usage; an error envelope, in a non-2xx answer or inside a 2xx one, ends
+ * the call (HTTP_ERROR / STREAM_ERROR) without reaching on_event; a stream
+ * cut mid-event or a body that is not JSON is MALFORMED.  There is no
+ * judging of finish or block reasons: the caller sees them as Google sent
+ * them.  `action` is letters only ("generateContent", "embedContent", ...).
+ * Otherwise as gkp__gemini_call_start.
+ */
+int gkp__gemini_raw_start(gkp__loop *loop, const gkp__gemini_endpoint *ep, const char *model,
+                          const char *action, const char *body, size_t body_len, int stream,
+                          const gkp__gemini_callbacks *cb, void *ud, gkp__gemini_call **out,
+                          gkp_error *err);
 
 /*
  * Cancels any call of this module (generation, countTokens, models.list).

@@ -57,6 +57,10 @@ static const gkp__model_cfg builtin_models[] = {
      .fallback = NULL,
      .image_output = 1,
      .thinking_level = -1},
+    {.id = "gemini-embedding-001", /* embedContent, batchEmbedContents */
+     .limits = {100, 30000, 1000},
+     .fallback = NULL,
+     .thinking_level = -1},
 };
 
 #define NBUILTIN (sizeof builtin_models / sizeof builtin_models[0])
@@ -334,17 +338,21 @@ static int check_chains(const gkp__cfg_ctx *ctx, const gkp__config *cfg,
     if (j < 0) {
       continue;
     }
-    /* j is on the loop: blame the first link the file set (the table has
-     * no loops), and list the loop from there. */
-    long blame = j;
+    /* j is on the loop: blame the link the file set (the table has no
+     * loops) that comes first in the model list, so the message does not
+     * depend on where the walk happened to stop, and list the loop from
+     * there. */
+    long blame = -1;
     long k = j;
     do {
-      if (origin[k] != FB_TABLE) {
+      if (origin[k] != FB_TABLE && (blame < 0 || k < blame)) {
         blame = k;
-        break;
       }
       k = model_index(cfg, cfg->models[k].fallback);
     } while (k != j);
+    if (blame < 0) {
+      blame = j;
+    }
     char chain[320] = "";
     size_t len = 0;
     k = blame;

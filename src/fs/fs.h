@@ -316,6 +316,10 @@ typedef struct fs_state {
   int store_stop;
   pthread_t store_thread;
   int store_started;
+
+  /* What else the daemon serves (fs_mount_extra), while it runs. */
+  const fs_mount_extra *extra;
+  void *extra_handle;
 } fs_state;
 
 extern fs_state fs;

@@ -208,12 +208,18 @@ static void fs_fini(void) {
   pthread_cond_destroy(&fs.store_cv);
 }
 
+/* The log of an fs_mount_extra: the mount's. */
+static void extra_log(const char *line) {
+  fs_log(GKP_LOG_INFO, "%s", line);
+}
+
 /* Everything after the mount: returns 0 after a clean unmount, else -1. */
 static int serve(const fs_mount_opts *o, struct fuse_session *se, const char *config,
                  const char *state, const char *statedir, const char *mnt) {
   gkp_options po = {.config_path = config, .state_path = state, .log = fs_log_pool};
   gkp__runner_opts ro = {.stream = 1};
   gkp_error err;
+  void *extra = NULL;
   int code = -1, rc;
 
   if (fs_init(o, statedir, mnt) != 0) {
@@ -239,6 +245,14 @@ static int serve(const fs_mount_opts *o, struct fuse_session *se, const char *co
   if (fs_store_restore() != 0) {
     goto out;
   }
+  if (o->extra != NULL &&
+      (extra = o->extra->start(o->extra->ud, fs.pool, fs.runner, extra_log)) == NULL) {
+    goto out;
+  }
+  pthread_mutex_lock(&fs.mu);
+  fs.extra = o->extra;
+  fs.extra_handle = extra;
+  pthread_mutex_unlock(&fs.mu);
   if (pthread_create(&hup_thread, NULL, hup_main, NULL) == 0) {
     hup_started = 1;
   }
@@ -267,6 +281,13 @@ out:
     pthread_kill(hup_thread, SIGUSR2);
     pthread_join(hup_thread, NULL);
     hup_started = 0;
+  }
+  if (extra != NULL) {
+    pthread_mutex_lock(&fs.mu);
+    fs.extra = NULL;
+    fs.extra_handle = NULL;
+    pthread_mutex_unlock(&fs.mu);
+    o->extra->stop(o->extra->ud, extra); /* before the runner it uses */
   }
   gkp__runner_free(fs.runner); /* running jobs end as cancelled: requeued next time */
   fs.runner = NULL;

@@ -18,22 +18,40 @@
 #define FS_MIN_MAX_MEMORY ((size_t)1 << 20)      /* the smallest -o max_memory */
 #define FS_DEFAULT_KEEP_MS (30 * 86400 * 1000LL) /* -o keep: 30 days */
 
+struct gkp_pool;
+struct gkp__runner;
+
+/* Something else the daemon serves over the mount's pool and runner (the
+ * HTTP front of --listen), started after the mount and stopped before the
+ * runner.  `log` writes one line to the mount's log. */
+typedef struct fs_mount_extra {
+  /* Returns a handle, or NULL to end the mount (after logging why). */
+  void *(*start)(void *ud, struct gkp_pool *pool, struct gkp__runner *runner,
+                 void (*log)(const char *line));
+  void (*stop)(void *ud, void *handle);
+  /* Optional: lines in the Prometheus text format appended to status/metrics
+   * (malloc'd; NULL for none).  Any thread. */
+  char *(*metrics)(void *ud, void *handle);
+  void *ud;
+} fs_mount_extra;
+
 /* What `gemini-pool mount` was asked to do.  Strings are borrowed for the
  * duration of fs_mount_run. */
 typedef struct fs_mount_opts {
-  const char *config;     /* --config FILE, or NULL for the usual search */
-  const char *state;      /* --state FILE, or NULL for $GEMINI_POOL_STATE or the default */
-  const char *mountpoint; /* an existing directory */
-  int foreground;         /* stay attached, log to stderr */
-  int debug;              /* log every FUSE request (implies foreground) */
-  int single;             /* one FUSE worker thread */
-  size_t max_prompt;      /* 1 .. FS_SCRATCH_MAX */
-  size_t max_answer;      /* 1 .. FS_MAX_TEXT: a longer answer fails its job */
-  size_t max_images;      /* 1 .. FS_MAX_IMAGE_BYTES: more image bytes fail the job */
-  size_t max_memory;      /* >= FS_MIN_MAX_MEMORY: prompts, scratch files, answers, images */
-  long long keep_ms;      /* finished jobs are removed this long after they ended (0: never) */
-  int status_public;      /* status/ readable by every user (else by the mounting user) */
-  const char *fuse_opts;  /* "" or comma-separated options for libfuse */
+  const char *config;          /* --config FILE, or NULL for the usual search */
+  const char *state;           /* --state FILE, or NULL for $GEMINI_POOL_STATE or the default */
+  const char *mountpoint;      /* an existing directory */
+  int foreground;              /* stay attached, log to stderr */
+  int debug;                   /* log every FUSE request (implies foreground) */
+  int single;                  /* one FUSE worker thread */
+  size_t max_prompt;           /* 1 .. FS_SCRATCH_MAX */
+  size_t max_answer;           /* 1 .. FS_MAX_TEXT: a longer answer fails its job */
+  size_t max_images;           /* 1 .. FS_MAX_IMAGE_BYTES: more image bytes fail the job */
+  size_t max_memory;           /* >= FS_MIN_MAX_MEMORY: prompts, scratch files, answers, images */
+  long long keep_ms;           /* finished jobs are removed this long after they ended (0: never) */
+  int status_public;           /* status/ readable by every user (else by the mounting user) */
+  const char *fuse_opts;       /* "" or comma-separated options for libfuse */
+  const fs_mount_extra *extra; /* NULL: none */
 } fs_mount_opts;
 
 /* Checks the configuration, mounts, becomes a daemon unless o->foreground,

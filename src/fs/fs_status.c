@@ -195,6 +195,20 @@ static void metrics_pool(gkp__dynbuf *b, const cJSON *doc, double now_s) {
   }
 }
 
+/* The lines of what else the daemon serves (the HTTP front's callers). */
+static void metrics_extra(gkp__dynbuf *b) {
+  char *lines = NULL;
+  pthread_mutex_lock(&fs.mu);
+  if (fs.extra != NULL && fs.extra->metrics != NULL) {
+    lines = fs.extra->metrics(fs.extra->ud, fs.extra_handle);
+  }
+  pthread_mutex_unlock(&fs.mu);
+  if (lines != NULL) {
+    gkp__dynbuf_adds(b, lines);
+    free(lines);
+  }
+}
+
 static void metrics_jobs(gkp__dynbuf *b) {
   uint64_t by_status[5] = {0}, hist[FS_HIST_BUCKETS], finished[5];
   double sum;
@@ -288,6 +302,7 @@ static int render_metrics(char **out, size_t *len) {
     cJSON_Delete(doc);
   }
   metrics_jobs(&b);
+  metrics_extra(&b);
   return finish(&b, out, len);
 }
 

@@ -91,6 +91,15 @@ struct gkp__job {
   int64_t tokens_in, tokens_out;
   int64_t created_ms, finished_ms;
   char error[GKP_MSG_MAX];
+
+  /* Raw requests (gkp__runner_submit_raw). */
+  int raw;
+  char *raw_action;
+  int raw_stream;
+  int pin_model;
+  int raw_sent;          /* answer bytes went to the sink */
+  int refused_status;    /* Google refused the request: its status */
+  gkp__dynbuf raw_error; /* the last error JSON */
 };
 
 #endif

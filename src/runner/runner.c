@@ -66,6 +66,20 @@ const char *gkp__job_status_name(int status) {
 
 /* ---- info for sinks ------------------------------------------------------ */
 
+/* The raw job's part of the info (on_done; the loop thread). */
+static void raw_info(gkp__job *job, gkp__job_info *out) {
+  if (!job->raw) {
+    return;
+  }
+  out->refused_status = job->refused_status;
+  if (gkp__dynbuf_len(&job->raw_error) > 0) {
+    out->error_body = gkp__dynbuf_ptr(&job->raw_error);
+    out->error_body_len = gkp__dynbuf_len(&job->raw_error);
+  }
+  out->retry_at_ms = job->chain_next_ms != INT64_MAX ? job->chain_next_ms : 0;
+  out->raw_sent = job->raw_sent;
+}
+
 static void job_info(gkp__job *job, gkp__job_info *out) {
   memset(out, 0, sizeof *out);
   out->status = job->status;
@@ -85,6 +99,7 @@ static void job_info(gkp__job *job, gkp__job_info *out) {
   out->text_len = gkp__dynbuf_len(&job->text);
   out->thoughts = gkp__dynbuf_ptr(&job->thoughts);
   out->thoughts_len = gkp__dynbuf_len(&job->thoughts);
+  raw_info(job, out);
 }
 
 static void notify_state(gkp__job *job) {
@@ -189,6 +204,8 @@ static void job_free(gkp__job *job) {
   free(job->system);
   free(job->image);
   free(job->body);
+  free(job->raw_action);
+  gkp__dynbuf_reset(&job->raw_error);
   gkp__dynbuf_reset(&job->text);
   gkp__dynbuf_reset(&job->attempt_text);
   gkp__dynbuf_reset(&job->thoughts);
@@ -269,6 +286,9 @@ static void job_finish(gkp__job *job, int status, const char *error) {
 static int build_body(gkp__job *job, gkp_error *err) {
   gkp_pool *pool = job->runner->pool;
   gkp__gemini_image img = {.data = job->image, .len = job->image_len};
+  if (job->raw) {
+    return 0; /* the caller's body, sent as is */
+  }
   gkp__gemini_request req = {
       .text = job->prompt,
       .context = job->context,
@@ -465,7 +485,7 @@ static void job_fallback(gkp__job *job, const char *why) {
 
   const gkp__config *cfg = gkp__pool_config(r->pool);
   int mi = gkp__config_model_index(cfg, job->model);
-  next = mi >= 0 ? cfg->models[mi].fallback : NULL;
+  next = job->pin_model || mi < 0 ? NULL : cfg->models[mi].fallback;
   if (next != NULL) {
     gkp__strlcpy(job->model, next, sizeof job->model);
   }
@@ -550,12 +570,17 @@ static void attempt_cancelled(gkp__job *job, const gkp__gemini_outcome *o) {
 static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
   gkp__runner *r = job->runner;
   gkp_usage u = {-1, -1, -1};
+  /* countTokens does not spend the model's generation quota: what its
+   * reservation took is given back. */
+  int counted = !(job->raw && strcmp(job->raw_action, "countTokens") == 0);
   if (job->has_usage) {
     u.prompt_tokens = job->usage.prompt;
     u.candidates_tokens = job->usage.candidates;
     u.thoughts_tokens = job->usage.thoughts;
   }
-  gkp_record_usage(r->pool, &job->lease, &u, NULL);
+  if (counted) {
+    gkp_record_usage(r->pool, &job->lease, &u, NULL);
+  }
   add_attempt(job, o->http_status, GKP_KIND_NONE);
   pthread_mutex_lock(&job->mu);
   gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
@@ -563,7 +588,7 @@ static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
   job->tokens_in = u.prompt_tokens;
   job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
   pthread_mutex_unlock(&job->mu);
-  end_lease(job, 1);
+  end_lease(job, counted);
   if (o->status == GKP__GEMINI_CONTENT) {
     job_finish(job, GKP__JOB_FAILED, o->message);
     return;
@@ -607,6 +632,40 @@ static void attempt_verdict(gkp__job *job, const gkp__gemini_outcome *o, gkp_ver
            v->message);
 }
 
+/* A raw job keeps the last error JSON Google sent, for its caller. */
+static void raw_note_error(gkp__job *job, const gkp__gemini_outcome *o) {
+  if (!job->raw || o->body == NULL || o->body_len == 0) {
+    return;
+  }
+  gkp__dynbuf_clear(&job->raw_error);
+  /* It came from outside and goes out again: any stretch of a key it echoes
+   * is redacted (the buffer is NUL-terminated; the text never grows). */
+  if (gkp__dynbuf_add(&job->raw_error, o->body, o->body_len) == 0 &&
+      gkp_redact(job->runner->pool, job->raw_error.buf) > 0) {
+    job->raw_error.len = strlen(job->raw_error.buf);
+  }
+}
+
+/* One JSON value of a raw answer: to the sink as Google sent it, except
+ * that any stretch of a configured key an upstream echoed is redacted. */
+static int cb_event(void *ud, const char *json, size_t len) {
+  gkp__job *job = ud;
+  job->raw_sent = 1;
+  if (job->released || job->sink.on_raw == NULL) {
+    return 0;
+  }
+  char *copy = gkp__dup_n(json, len);
+  if (copy == NULL) {
+    return -ENOMEM;
+  }
+  if (gkp_redact(job->runner->pool, copy) > 0) {
+    len = strlen(copy);
+  }
+  int rc = job->sink.on_raw(job->sink_ud, job, job->model, job->lease.key_id, copy, len);
+  free(copy);
+  return rc;
+}
+
 /* The request failed: the job fails, falls back to the next model, or
  * waits in its queue for another key. */
 static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
@@ -614,10 +673,19 @@ static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
   gkp_verdict v;
   char msg[GKP_MSG_MAX];
 
+  raw_note_error(job, o);
   attempt_verdict(job, o, &v, msg, sizeof msg);
   gkp__strlcpy(job->last_error, msg, sizeof job->last_error);
   job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
+  if (job->raw && job->raw_sent) {
+    /* Part of an answer went out: a retry would repeat or change it. */
+    char broke[GKP_MSG_MAX];
+    snprintf(broke, sizeof broke, "the answer broke off after it had begun: %.400s", msg);
+    job_finish(job, GKP__JOB_FAILED, broke);
+    return;
+  }
   if (v.action == GKP_ACT_FAIL) {
+    job->refused_status = job->raw ? v.http_status : 0;
     snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status, v.message);
     job_finish(job, GKP__JOB_FAILED, msg);
     return;
@@ -736,8 +804,11 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   ep.api_key = secret;
   ep.low_speed_time_s = r->stall_timeout_s;
   ep.timeout_ms = -1; /* a stream still receiving is never cut; the job's deadline may */
-  gkp__gemini_callbacks cb = {
-      .on_text = cb_text, .on_image = cb_image, .on_usage = cb_usage, .on_done = cb_done};
+  gkp__gemini_callbacks cb = {.on_text = cb_text,
+                              .on_image = cb_image,
+                              .on_usage = cb_usage,
+                              .on_done = cb_done,
+                              .on_event = cb_event};
   job->has_usage = 0;
   gkp__dynbuf_clear(&job->attempt_text);
   pthread_mutex_lock(&job->mu);
@@ -745,8 +816,13 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   pthread_mutex_unlock(&job->mu);
   job->attempt_synced = gkp__dynbuf_len(&job->text) == 0;
   job->attempt_started_ms = gkp__mono_ms();
-  rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
-                              &cb, job, &job->call, &err);
+  if (job->raw) {
+    rc = gkp__gemini_raw_start(r->loop, &ep, job->model, job->raw_action, job->body, job->body_len,
+                               job->raw_stream, &cb, job, &job->call, &err);
+  } else {
+    rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
+                                &cb, job, &job->call, &err);
+  }
   explicit_bzero(secret, sizeof secret);
   if (rc != 0) {
     end_lease(job, 0);
@@ -1123,6 +1199,79 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
   return job;
 }
 
+static int raw_action_ok(const char *a) {
+  static const char *const ok[] = {"generateContent", "streamGenerateContent", "countTokens",
+                                   "embedContent", "batchEmbedContents"};
+  for (size_t i = 0; a != NULL && i < sizeof ok / sizeof ok[0]; i++) {
+    if (strcmp(a, ok[i]) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const gkp__job_sink *sink,
+                                 void *ud, gkp_error *err) {
+  int64_t now = gkp_pool_now(r->pool);
+  gkp__job *job;
+
+  gkp__err_clear(err);
+  if (!raw_action_ok(s->action)) {
+    gkp__err(err, -EINVAL, "unknown method '%s'", s->action != NULL ? s->action : "");
+    return NULL;
+  }
+  if (s->body == NULL || s->body_len == 0) {
+    gkp__err(err, -EINVAL, "the request body is empty");
+    return NULL;
+  }
+  if ((job = calloc(1, sizeof *job)) == NULL) {
+    gkp__err(err, -ENOMEM, "out of memory");
+    return NULL;
+  }
+  atomic_init(&job->refs, 2); /* the owner's and the loop's */
+  job->runner = r;
+  pthread_mutex_init(&job->mu, NULL);
+  gkp__dynbuf_init(&job->text, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->attempt_text, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->thoughts, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->raw_error, GKP__GEMINI_MAX_ERROR_BODY);
+  job->tokens_in = job->tokens_out = -1;
+  job->created_ms = now;
+  int64_t limit = s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms;
+  job->deadline_ms = limit > 0 ? now + limit : 0;
+  if (sink != NULL) {
+    job->sink = *sink;
+  }
+  job->sink_ud = ud;
+  gkp__job_spec js = {.profile = s->profile, .model = s->model, .max_wait_ms = s->max_wait_ms};
+  if (job_settings(job, &js, err) != 0) {
+    job_free(job);
+    return NULL;
+  }
+  job->raw = 1;
+  job->pin_model = s->pin_model;
+  job->raw_stream = strcmp(s->action, "streamGenerateContent") == 0;
+  job->raw_action = strdup(s->action);
+  job->body = gkp__dup_n(s->body, s->body_len);
+  job->body_len = s->body_len;
+  job->prompt = strdup("");
+  if (job->raw_action == NULL || job->body == NULL || job->prompt == NULL) {
+    job_free(job);
+    gkp__err(err, -ENOMEM, "out of memory");
+    return NULL;
+  }
+  job->est_tokens = gkp__raw_estimate_tokens(s->body, s->body_len);
+  pthread_mutex_lock(&r->stats_mu);
+  r->stats.submitted++;
+  pthread_mutex_unlock(&r->stats_mu);
+  if (gkp__loop_post(r->loop, job_begin, job) != 0) {
+    job_free(job);
+    gkp__err(err, -ESHUTDOWN, "the runner is shutting down");
+    return NULL;
+  }
+  return job;
+}
+
 int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
   gkp__job_info in;
   pthread_mutex_lock(&job->mu);
@@ -1140,6 +1289,8 @@ int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
     memcpy(a, in.attempts, sizeof *a * in.nattempts);
   }
   out->attempts = a;
+  out->error_body = NULL; /* on_done only */
+  out->error_body_len = 0;
   pthread_mutex_unlock(&job->mu);
   if (out->model_requested == NULL || out->model_used == NULL || out->key_id == NULL ||
       out->error == NULL || out->text == NULL || out->thoughts == NULL || a == NULL) {

@@ -75,6 +75,13 @@ typedef struct gkp__job_info {
   size_t text_len;
   const char *thoughts; /* thought summaries (capture_thinking) */
   size_t thoughts_len;
+  /* Raw jobs (gkp__runner_submit_raw), in on_done; zero/NULL in snapshots. */
+  int refused_status;     /* Google refused the request itself (a 400, say): its HTTP
+                             status, and its error JSON below; 0 otherwise */
+  const char *error_body; /* the last error JSON Google sent, or NULL */
+  size_t error_body_len;
+  int64_t retry_at_ms; /* exhausted: when the first key frees up (0: unknown) */
+  int raw_sent;        /* answer bytes went to the sink before the job ended */
 } gkp__job_info;
 
 /* Where a job's output goes.  All callbacks are optional; loop thread. */
@@ -90,6 +97,11 @@ typedef struct gkp__job_sink {
   void (*on_state)(void *ud, gkp__job *job, const gkp__job_info *info);
   /* Exactly once, at the end (done, failed or cancelled). */
   void (*on_done)(void *ud, gkp__job *job, const gkp__job_info *info);
+  /* Raw jobs: one JSON value of Google's answer, unchanged (an SSE event's
+   * data when streaming, else the whole body), with the model and key id
+   * that produced it.  Non-zero aborts the job (cancelled). */
+  int (*on_raw)(void *ud, gkp__job *job, const char *model, const char *key_id, const char *json,
+                size_t len);
 } gkp__job_sink;
 
 typedef struct gkp__runner_opts {
@@ -119,6 +131,36 @@ void gkp__runner_free(gkp__runner *r);
  */
 gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *spec, const gkp__job_sink *sink,
                              void *ud, gkp_error *err);
+
+/*
+ * A raw request: a Gemini REST body passed through unchanged.  The job
+ * selects keys, waits, retries and falls back by the same rules as
+ * gkp__runner_submit, sending `body` to {base}/v1beta/models/{m}:{action}
+ * for each model m of the chain.  Its token estimate comes from the body's
+ * text parts.  "streamGenerateContent" is always asked for as SSE and each
+ * event reaches on_raw as it arrives; once any answer byte went out, a
+ * failure ends the job (never a second attempt joined to the first).
+ */
+typedef struct gkp__raw_spec {
+  const char *profile; /* its max_wait applies; may be NULL */
+  const char *model;   /* required: a configured model */
+  const char *action;  /* "generateContent", "streamGenerateContent", "countTokens",
+                          "embedContent", "batchEmbedContents" */
+  const char *body;    /* the request JSON, sent as is */
+  size_t body_len;
+  int pin_model;       /* no fallback to other models */
+  int64_t max_wait_ms; /* < 0: the profile's (default 120 s) */
+  int64_t deadline_ms; /* <= 0: the runner's default */
+} gkp__raw_spec;
+
+/* As gkp__runner_submit, for a raw request; refuses an unknown model or
+ * action, an empty body. */
+gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *spec,
+                                 const gkp__job_sink *sink, void *ud, gkp_error *err);
+
+/* Input tokens of a raw request body, estimated before sending: the UTF-8
+ * bytes of every "text" string / 4, rounded up, plus 258 per inline file. */
+int64_t gkp__raw_estimate_tokens(const char *body, size_t len);
 
 /* Cancels a job: a running request is aborted, a waiting job leaves the
  * queue; the sink sees on_done(cancelled) unless the job already ended.

@@ -177,7 +177,7 @@ static void c_models(void *ud, const gkp__gemini_outcome *o, const gkp__gemini_m
   pthread_mutex_unlock(&r->mu);
 }
 
-static const gkp__gemini_callbacks rec_cb = {c_text, c_image, c_usage, c_done};
+static const gkp__gemini_callbacks rec_cb = {c_text, c_image, c_usage, c_done, NULL};
 
 static void start_on_loop(gkp__loop *loop, void *ud) {
   crec *r = ud;

@@ -28,6 +28,7 @@ static void test_builtin_table(void **state) {
       {"gemma-3-12b-it", 30, 15000, 14400, "gemma-3-27b-it", 0, -1},
       {"gemma-3-27b-it", 30, 15000, 14400, "gemini-3.1-flash-lite-preview", 0, -1},
       {"gemini-2.5-flash-image", -1, -1, -1, NULL, 1, -1},
+      {"gemini-embedding-001", 100, 30000, 1000, NULL, 0, -1},
   };
   size_t n = sizeof want / sizeof want[0];
   assert_int_equal(gkp__builtin_model_count(), n);

@@ -1,0 +1,196 @@
+/*
+ * front_impl.h - the structures the parts of the HTTP front share.
+ */
+#ifndef GKP_HTTP_FRONT_IMPL_H
+#define GKP_HTTP_FRONT_IMPL_H
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/dynbuf.h"
+#include "config/clients.h"
+#include "http/front.h"
+
+/* What a stream may hold for a caller slower than Google. */
+#define FRONT_MAX_STREAM_BUF ((size_t)64 * 1024 * 1024)
+
+typedef struct hconn hconn;
+typedef struct hreq hreq;
+
+/* A caller of `clients` and what it used (under the front's mutex). */
+typedef struct caller {
+  const gkp__client_cfg *cfg;
+  int64_t minute[60]; /* requests admitted in each second of the last minute */
+  int64_t minute_at[60];
+  int64_t day_start_ms; /* the midnight Pacific `today` counts from */
+  int64_t today;
+  uint64_t requests, rejected, errors;
+  unsigned waiting;            /* its requests waiting for a key in the runner */
+  hreq *held_head, *held_tail; /* requests held back for fairness */
+} caller;
+
+struct gkp__front {
+  struct MHD_Daemon *d;
+  gkp_pool *pool;
+  gkp__runner *runner;
+  gkp__front_opts opts;
+  char address[300];
+  char *unix_path;
+  gkp__clients *clients; /* NULL: none configured */
+  caller *callers;
+  char **models; /* configured model ids */
+  size_t nmodels;
+  pthread_mutex_t mu; /* connections, callers */
+  hconn *conns;
+  size_t nconns;
+  pthread_t watchdog;
+  int watchdog_started;
+  atomic_int stopping;
+  _Atomic int64_t published_ms; /* when http-clients.json was last written */
+};
+
+/* One connection (MHD's socket context). */
+struct hconn {
+  int fd;
+  int64_t opened_ms; /* monotonic */
+  atomic_int got_request;
+  hreq *req; /* the request being served, or NULL (under the front's mutex) */
+  hconn *prev, *next;
+};
+
+enum {
+  ROUTE_NONE = 0,
+  ROUTE_MODELS, /* Gemini: GET /v1beta/models */
+  ROUTE_MODEL,  /* Gemini: GET /v1beta/models/{m} */
+  ROUTE_ACTION, /* Gemini: POST /v1beta/models/{m}:{action} */
+  ROUTE_OAI_CHAT,
+  ROUTE_OAI_EMBED,
+  ROUTE_OAI_MODELS,
+  ROUTE_OAI_MODEL,
+};
+
+enum { API_GEMINI = 0, API_OPENAI };
+
+/* An OpenAI request translated to Gemini's (openai.c). */
+typedef struct oai_req {
+  char model[128];
+  int stream, include_usage;
+  int base64;  /* embeddings: encoding_format "base64" */
+  char *gbody; /* the generateContent / batchEmbedContents body (malloc'd) */
+  size_t gbody_len;
+} oai_req;
+
+/* A chat.completions stream being translated. */
+typedef struct oai_stream {
+  char id[96];
+  unsigned next_call, ncalls;
+  int role_sent, include_usage;
+  int base64;   /* embeddings as base64 float32 */
+  cJSON *usage; /* the last usageMetadata, as OpenAI usage */
+} oai_stream;
+
+/* One HTTP request.  Fields above `mu` belong to the polling thread; those
+ * below are shared with the runner's loop thread under `mu`. */
+struct hreq {
+  gkp__front *f;
+  struct MHD_Connection *conn;
+  hconn *hc;
+  atomic_int refs; /* the connection's and the job's */
+  int route;
+  char path[256]; /* for the log, without the query */
+  char method[8];
+  char action[32];
+  char model[128];
+  int sse;
+  int pin;
+  int api; /* API_GEMINI or API_OPENAI */
+  oai_stream oai;
+  int64_t est_tokens;
+  caller *cl;
+  int64_t started_ms; /* monotonic */
+  gkp__dynbuf body;
+  int too_big;
+  int submitted;
+  int replied;     /* a response was queued */
+  hreq *held_next; /* in its caller's held queue */
+  int held;
+
+  pthread_mutex_t mu;
+  gkp__job *job; /* until the job ended */
+  int suspended;
+  int ready;    /* something to queue (a stream's start or the whole reply) */
+  int finished; /* the job ended */
+  int streaming;
+  int waiting; /* counted in its caller's `waiting` */
+  int status;
+  char *reply; /* a whole reply body (JSON) */
+  size_t reply_len;
+  int64_t retry_after_s; /* > 0: a Retry-After header */
+  char key_id[GKP_ID_MAX];
+  char model_used[GKP_ID_MAX];
+  gkp__dynbuf out; /* stream bytes not yet sent */
+  size_t out_off;
+  unsigned events;
+};
+
+/* ---- server.c ---- */
+/* Resumes a suspended request (any thread; takes q->mu). */
+void front_wake(hreq *q);
+/* Drops a reference to a request. */
+void front_req_unref(hreq *q);
+/* Queues a whole reply now (polling thread; q->mu not held). */
+int front_reply(hreq *q, int status, const char *ctype, const char *body, size_t len,
+                int64_t retry_after_s);
+/* Suspends the request until front_wake (polling thread). */
+void front_suspend(hreq *q);
+
+/* ---- routes.c ---- */
+/* Decides a request from its method, path and headers, before its body:
+ * returns 0 to read the body, or non-zero after queueing the reply. */
+int routes_begin(hreq *q, const char *method, const char *url);
+/* The whole body is in: answers, or submits the job and suspends. */
+void routes_body_done(hreq *q);
+/* The request was resumed with something ready: queues it. */
+void routes_resumed(hreq *q);
+/* Submits a held request (its caller's turn came). */
+void routes_submit(hreq *q);
+/* A Gemini-format error body: {"error":{"code":..,"message":..,"status":..}}
+ * (+ RetryInfo when retry_s > 0).  malloc'd. */
+char *routes_error_json(int code, const char *status, const char *message, int64_t retry_s,
+                        size_t *len);
+
+/* ---- openai.c ---- */
+/* Translate a request; 0, or an HTTP status with a message. */
+int oai_chat_request(const char *body, size_t len, oai_req *out, char *msg, size_t msglen);
+int oai_embed_request(const char *body, size_t len, oai_req *out, char *msg, size_t msglen);
+/* Translate a whole Gemini answer (malloc'd JSON). */
+char *oai_chat_response(const char *gjson, size_t len, const char *model, size_t *outlen);
+char *oai_embed_response(const char *gjson, size_t len, const char *model, int64_t tokens,
+                         int base64, size_t *outlen);
+/* Appends the chunk(s) of one Gemini stream event ("data: ...\n\n"). */
+void oai_chat_chunk(oai_stream *st, const char *gjson, size_t len, const char *model,
+                    gkp__dynbuf *out);
+/* Ends a stream: the usage chunk (if asked) and [DONE] when ok. */
+void oai_stream_end(oai_stream *st, const char *model, int ok, gkp__dynbuf *out);
+/* OpenAI error bodies. */
+char *oai_error_json(int code, const char *message, size_t *len);
+char *oai_error_from_gemini(int code, const char *gjson, size_t glen, size_t *len);
+/* GET /v1/models (only NULL) or /v1/models/{only}; NULL if none. */
+char *oai_models_json(char *const *models, size_t n, const caller *cl, const char *only);
+
+/* ---- callers.c ---- */
+int callers_init(gkp__front *f, gkp_error *err);
+void callers_free(gkp__front *f);
+/* Finds the caller of a presented token (constant time in the token);
+ * NULL if none. */
+caller *callers_find(gkp__front *f, const char *token);
+/* Admits one request of c now, or returns the seconds until it may
+ * (its rpm or rpd spent).  Under the front's mutex. */
+int64_t callers_admit(gkp__front *f, caller *c);
+/* Whether the client may use the profile/model (its allowed profiles). */
+int callers_allows(const caller *c, const char *model);
+
+#endif
