@@ -13,8 +13,12 @@
  *   person can act on.  The library never prints and never exits; warnings go
  *   to the log callback given in gkp_options (or nowhere).
  * - Strings passed in are borrowed for the duration of the call.  Strings
- *   returned by pointer are owned by the pool and stay valid until the next
- *   gkp_pool_reload() or gkp_pool_close() unless documented otherwise.
+ *   returned by pointer are owned by the pool and stay valid until the
+ *   second gkp_pool_reload() after the call, or gkp_pool_close(), unless
+ *   documented otherwise.
+ * - A pool belongs to the process that opened it: after fork(), calls in
+ *   the child fail with -ECHILD (open another pool there); gkp_pool_close
+ *   in the child only frees memory.
  * - Times are milliseconds since the Unix epoch (int64_t) unless named *_s.
  * - API keys never appear in any message, log line or status document the
  *   library produces; a key is named by its id.
@@ -29,7 +33,7 @@
 extern "C" {
 #endif
 
-#define GKP_VERSION "0.1.0"
+#define GKP_VERSION "0.2.0"
 
 /* Marks the functions libgkp exports; everything else in the library is
  * hidden (it is built with -fvisibility=hidden). */
@@ -128,11 +132,10 @@ GKP_API int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char 
 /* ---- Reservations ------------------------------------------------------ */
 
 /* A reservation of one key for one request on one model.  Filled by
- * gkp_reserve; the caller keeps it until gkp_release. */
+ * gkp_reserve; the caller keeps it until gkp_release.  Opaque to the state
+ * backend's storage: it names the lease by its id and the key by its id. */
 typedef struct gkp_lease {
-  uint64_t id;       /* unique within the state file */
-  uint32_t key_slot; /* internal */
-  uint32_t pm_slot;  /* internal */
+  uint64_t id; /* unique within the state */
   int64_t started_ms;
   int64_t est_tokens;
   char key_id[GKP_ID_MAX];
@@ -156,9 +159,15 @@ typedef struct gkp_wait {
   char next_key_id[GKP_ID_MAX]; /* the key that frees up first ("" if none) */
 } gkp_wait;
 
-/* Lease lifetime: a lease not released within this time (or whose owner
- * process died) is reclaimed.  gkp_lease_renew extends it. */
-#define GKP_LEASE_TTL_MS (10 * 60 * 1000)
+/* Lease lifetime.  A lease not renewed within this time is reclaimed, and
+ * so is one whose holder is known to be gone (same machine boot, same pid
+ * namespace, and its pid free or reused); a holder in another pid namespace
+ * or container is never judged by its pid, its lease simply expires.  A
+ * request that runs longer must be kept alive with gkp_lease_renew (the
+ * runner behind gkp_run_task and the filesystem does so every
+ * GKP_LEASE_RENEW_MS). */
+#define GKP_LEASE_TTL_MS (60 * 1000)
+#define GKP_LEASE_RENEW_MS (20 * 1000)
 
 /*
  * Reserves the least recently used eligible key for one request on `model`
@@ -171,7 +180,9 @@ typedef struct gkp_wait {
 GKP_API int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease *lease,
                         gkp_wait *wait, gkp_error *err);
 
-/* Extends a lease by GKP_LEASE_TTL_MS from now.  -ESTALE if it was reclaimed. */
+/* Extends a lease by GKP_LEASE_TTL_MS from now; call it at least every
+ * GKP_LEASE_RENEW_MS while the request runs.  -ESTALE if it was reclaimed
+ * (the key may be serving someone else: the request should be abandoned). */
 GKP_API int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err);
 
 /* Ends a reservation.  If the request was never sent (`sent` == 0), the counts
@@ -314,7 +325,7 @@ typedef struct gkp_task {
   const char *thinking; /* "minimal" | "low" | "medium" | "high" | NULL */
   int capture_thinking; /* keep thought summaries (gkp_task_result.thoughts) */
   int64_t max_wait_ms;  /* how long to wait for a key per model; < 0: the profile's */
-  int64_t timeout_ms;   /* the whole task; <= 0: 10 minutes */
+  int64_t timeout_ms;   /* the whole task; <= 0: no limit (a stalled request still fails) */
   /* Called (from another thread) with answer text as it streams in.  If a
    * retry produced a different answer than what was streamed, on_restart is
    * called first: throw away what on_text delivered.  Both may be NULL. */

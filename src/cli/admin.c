@@ -8,7 +8,7 @@
 
 #include "cli/cli.h"
 #include "client/gemini.h"
-#include "engine/pool_impl.h"
+#include "engine/engine.h"
 #include "engine/status.h"
 
 /* Parses the common options plus the given flags; returns 0, 1 after
@@ -193,9 +193,9 @@ int cmd_keys(int argc, char **argv) {
     ck.keys[i].owner = &ck;
     snprintf(ck.keys[i].id, sizeof ck.keys[i].id, "%s", gkp_key_id(ck.pool, i));
   }
-  pthread_rwlock_rdlock(&ck.pool->cfg_lock);
-  snprintf(ck.base, sizeof ck.base, "%s", ck.pool->cfg->base_url);
-  pthread_rwlock_unlock(&ck.pool->cfg_lock);
+  const gkp__config *cfg = gkp__pool_config(ck.pool);
+  snprintf(ck.base, sizeof ck.base, "%s", cfg->base_url);
+  gkp__config_unref(cfg);
   if (ck.keys == NULL || gkp__loop_new(&ck.loop, NULL, &err) != 0 ||
       gkp__loop_start(ck.loop, &err) != 0 || gkp__loop_post(ck.loop, start_all, &ck) != 0) {
     cli_error("keys check: %s", ck.keys == NULL ? "out of memory" : err.msg);

@@ -52,6 +52,7 @@ typedef struct gkp__config {
   size_t nmodels;
   gkp__profile_cfg *profiles; /* default directories plus "profiles" */
   size_t nprofiles;
+  int refs; /* references the engine holds to this snapshot (atomic) */
 } gkp__config;
 
 /*

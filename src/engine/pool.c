@@ -1,8 +1,8 @@
 /*
- * pool.c - opening a pool, reserving and releasing keys, recording usage.
+ * pool.c - opening a pool, configuration snapshots, and the lease verbs of
+ * the public API (passed on to the state backend).
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +14,6 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 #include "engine/pool_impl.h"
-#include "engine/quota.h"
-
-static const gkp__pm_rec empty_pm = {.learned = {-1, -1, -1}};
 
 void gkp__pool_log(const gkp_pool *pool, int level, const char *fmt, ...) {
   char line[1024];
@@ -34,51 +31,69 @@ int64_t gkp_pool_now(const gkp_pool *pool) {
   return pool->clock != NULL ? pool->clock(pool->clock_ud) : gkp__now_ms();
 }
 
-int gkp__pool_model_index(const gkp_pool *pool, const char *model) {
-  if (model == NULL) {
-    return -1;
+int gkp__pool_check_fork(const gkp_pool *pool, gkp_error *err) {
+  if ((int)getpid() != pool->pid) {
+    return gkp__err(err, -ECHILD,
+                    "this pool was opened by process %d, before a fork(); a child process must "
+                    "open its own pool (gkp_pool_open)",
+                    pool->pid);
   }
-  for (size_t i = 0; i < pool->cfg->nmodels; i++) {
-    if (strcmp(pool->cfg->models[i].id, model) == 0) {
+  return 0;
+}
+
+/* ---- configuration snapshots ----------------------------------------------------- */
+
+const gkp__config *gkp__config_ref(const gkp__config *cfg) {
+  __atomic_add_fetch(&((gkp__config *)cfg)->refs, 1, __ATOMIC_RELAXED);
+  return cfg;
+}
+
+void gkp__config_unref(const gkp__config *cfg) {
+  if (cfg != NULL && __atomic_sub_fetch(&((gkp__config *)cfg)->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    gkp__config_free((gkp__config *)cfg);
+  }
+}
+
+const gkp__config *gkp__pool_config(gkp_pool *pool) {
+  const gkp__config *c;
+  pthread_mutex_lock(&pool->cfg_mu);
+  c = gkp__config_ref(pool->cfg);
+  pthread_mutex_unlock(&pool->cfg_mu);
+  return c;
+}
+
+int gkp__config_model_index(const gkp__config *cfg, const char *model) {
+  for (size_t i = 0; model != NULL && i < cfg->nmodels; i++) {
+    if (strcmp(cfg->models[i].id, model) == 0) {
       return (int)i;
     }
   }
   return -1;
 }
 
-static int key_index(const gkp_pool *pool, const char *id) {
-  if (id == NULL) {
-    return -1;
-  }
-  for (size_t i = 0; i < pool->cfg->nkeys; i++) {
-    if (strcmp(pool->cfg->keys[i].id, id) == 0) {
+static int config_key_index(const gkp__config *cfg, const char *id) {
+  for (size_t i = 0; id != NULL && i < cfg->nkeys; i++) {
+    if (strcmp(cfg->keys[i].id, id) == 0) {
       return (int)i;
     }
   }
   return -1;
 }
 
-void gkp__effective(const gkp__pm_rec *p, const gkp_limits *cfg, gkp_limits *out) {
-  *out = *cfg;
-  if (p->learned[0] >= 0) {
-    out->rpm = p->learned[0];
+void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_error *err),
+                            void (*free_fn)(void *runner), gkp_error *err) {
+  void *r;
+  pthread_mutex_lock(&pool->task_mu);
+  if (pool->task_runner == NULL) {
+    pool->task_runner = make(pool, err);
+    pool->task_runner_free = free_fn;
   }
-  if (p->learned[1] >= 0) {
-    out->tpm = p->learned[1];
-  }
-  if (p->learned[2] >= 0) {
-    out->rpd = p->learned[2];
-  }
+  r = pool->task_runner;
+  pthread_mutex_unlock(&pool->task_mu);
+  return r;
 }
 
-int gkp__lease_live(const gkp__lease_rec *l, int64_t now_ms) {
-  if (l->id == 0 || l->expires_ms <= now_ms) {
-    return 0;
-  }
-  return kill(l->pid, 0) == 0 || errno != ESRCH;
-}
-
-/* ---- opening ----------------------------------------------------------- */
+/* ---- opening ------------------------------------------------------------------------ */
 
 static int mkdirs(char *dir, gkp_error *err) {
   for (char *p = dir + 1; *p != '\0'; p++) {
@@ -133,58 +148,17 @@ static char *state_path(const char *explicit_path, gkp_error *err) {
   return strdup(buf);
 }
 
-/* Sizes the per-config caches and attaches every configured key to the
- * store.  Called with the configuration installed; takes the store lock. */
-static int attach_config(gkp_pool *pool, gkp_error *err) {
-  gkp__config *cfg = pool->cfg;
-  size_t nk = cfg->nkeys, nm = cfg->nmodels;
-  int *ks = malloc(sizeof(int) * (nk > 0 ? nk : 1));
-  int *pc = malloc(sizeof(int) * (nk * nm > 0 ? nk * nm : 1));
-  int rc;
-
-  if (ks == NULL || pc == NULL) {
-    free(ks);
-    free(pc);
-    return gkp__err(err, -ENOMEM, "out of memory");
-  }
-  for (size_t i = 0; i < nk * nm; i++) {
-    pc[i] = -1;
-  }
-  rc = gkp__store_lock(pool->st, err);
-  if (rc != 0) {
-    free(ks);
-    free(pc);
-    return rc;
-  }
-  for (size_t i = 0; i < nk; i++) {
-    rc = gkp__store_attach_key(pool->st, cfg->keys[i].id, cfg->keys[i].project, err);
-    if (rc < 0) {
-      gkp__store_unlock(pool->st);
-      free(ks);
-      free(pc);
-      return rc;
-    }
-    ks[i] = rc;
-  }
-  free(pool->key_slot);
-  free(pool->pm_cache);
-  pool->key_slot = ks;
-  pool->pm_cache = pc;
-  gkp__store_unlock(pool->st);
-  return 0;
-}
-
 static int pool_open(gkp_pool **out, gkp__config *cfg, char *config_path, const gkp_options *opts,
                      gkp_error *err) {
   gkp_options none = {0};
   gkp_pool *pool;
-  char moved[4096];
   char *spath;
   int rc;
 
   if (opts == NULL) {
     opts = &none;
   }
+  cfg->refs = 1;
   pool = calloc(1, sizeof *pool);
   if (pool == NULL) {
     gkp__config_free(cfg);
@@ -198,8 +172,8 @@ static int pool_open(gkp_pool **out, gkp__config *cfg, char *config_path, const 
   pool->log = opts->log;
   pool->log_ud = opts->log_ud;
   pool->pid = (int)getpid();
-  pool->rng = (uint64_t)gkp__now_ms() * 6364136223846793005ull ^ (uint64_t)pool->pid;
-  pthread_rwlock_init(&pool->cfg_lock, NULL);
+  pthread_mutex_init(&pool->cfg_mu, NULL);
+  pthread_mutex_init(&pool->reload_mu, NULL);
   pthread_mutex_init(&pool->task_mu, NULL);
 
   spath = state_path(opts->state_path, err);
@@ -207,17 +181,13 @@ static int pool_open(gkp_pool **out, gkp__config *cfg, char *config_path, const 
     rc = err != NULL ? err->code : -ENOENT;
     goto fail;
   }
-  rc = gkp__store_open(spath, gkp_pool_now(pool), &pool->st, moved, err);
+  rc = gkp__file_backend_open(spath, opts->clock, opts->clock_ud, opts->log, opts->log_ud,
+                              &pool->be, err);
   free(spath);
   if (rc != 0) {
     goto fail;
   }
-  if (moved[0] != '\0') {
-    gkp__pool_log(pool, GKP_LOG_WARN,
-                  "%s: the state file was damaged; moved it to %s and started a fresh one",
-                  pool->st->path, moved);
-  }
-  rc = attach_config(pool, err);
+  rc = pool->be->ops->attach(pool->be, cfg, 0, err);
   if (rc != 0) {
     goto fail;
   }
@@ -263,62 +233,36 @@ int gkp_pool_open_text(gkp_pool **out, const char *json, size_t len, const char 
   return pool_open(out, cfg, NULL, opts, err);
 }
 
-/* Drops a lease from the key record (inside a change). */
-static int drop_lease(gkp__key_rec *k, uint64_t id) {
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    if (k->leases[i].id == id) {
-      memset(&k->leases[i], 0, sizeof k->leases[i]);
-      if (k->nleases > 0) {
-        k->nleases--;
-      }
-      return 1;
-    }
-  }
-  return 0;
-}
-
 void gkp_pool_close(gkp_pool *pool) {
+  int forked;
   if (pool == NULL) {
     return;
   }
-  if (pool->task_runner != NULL) {
+  forked = (int)getpid() != pool->pid;
+  /* A forked child has no runner thread to stop: it only lets go of memory. */
+  if (pool->task_runner != NULL && !forked) {
     pool->task_runner_free(pool->task_runner);
   }
-  if (pool->st != NULL && pool->nown > 0 && gkp__store_lock(pool->st, NULL) == 0) {
-    for (size_t i = 0; i < pool->nown; i++) {
-      for (uint32_t s = 0; s < pool->st->hdr->nkeys; s++) {
-        gkp__key_rec *k = &pool->st->keys[s];
-        int found = 0;
-        for (int l = 0; l < GKP__MAX_LEASES; l++) {
-          found |= k->leases[l].id == pool->own[i];
-        }
-        if (found) {
-          gkp__store_change(pool->st, (int)s, -1);
-          drop_lease(k, pool->own[i]);
-          gkp__store_commit(pool->st);
-          break;
-        }
-      }
-    }
-    gkp__store_unlock(pool->st);
+  if (pool->be != NULL) {
+    pool->be->ops->close(pool->be, forked);
   }
-  gkp__store_close(pool->st);
-  gkp__config_free(pool->cfg);
-  pthread_rwlock_destroy(&pool->cfg_lock);
+  gkp__config_unref(pool->cfg);
+  gkp__config_unref(pool->prev_cfg);
+  pthread_mutex_destroy(&pool->cfg_mu);
+  pthread_mutex_destroy(&pool->reload_mu);
   pthread_mutex_destroy(&pool->task_mu);
   free(pool->config_path);
-  free(pool->key_slot);
-  free(pool->pm_cache);
-  free(pool->own);
   free(pool);
 }
 
 int gkp_pool_reload(gkp_pool *pool, gkp_error *err) {
   gkp__config *cfg = NULL, *old;
-  int *old_ks, *old_pc;
   int rc;
 
   gkp__err_clear(err);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
+    return rc;
+  }
   if (pool->config_path == NULL) {
     return gkp__err(err, -EINVAL, "this pool was opened from text; there is no file to re-read");
   }
@@ -326,424 +270,134 @@ int gkp_pool_reload(gkp_pool *pool, gkp_error *err) {
   if (rc != 0) {
     return rc;
   }
-  pthread_rwlock_wrlock(&pool->cfg_lock);
-  old = pool->cfg;
-  old_ks = pool->key_slot;
-  old_pc = pool->pm_cache;
-  pool->cfg = cfg;
-  pool->key_slot = NULL;
-  pool->pm_cache = NULL;
-  rc = attach_config(pool, err);
-  if (rc != 0) {
-    pool->cfg = old;
-    pool->key_slot = old_ks;
-    pool->pm_cache = old_pc;
-    pthread_rwlock_unlock(&pool->cfg_lock);
-    gkp__config_free(cfg);
-    return rc;
+  cfg->refs = 1;
+  pthread_mutex_lock(&pool->reload_mu);
+  rc = pool->be->ops->attach(pool->be, cfg, 1, err);
+  if (rc == 0) {
+    pthread_mutex_lock(&pool->cfg_mu);
+    old = pool->prev_cfg;
+    pool->prev_cfg = pool->cfg;
+    pool->cfg = cfg;
+    pthread_mutex_unlock(&pool->cfg_mu);
+    gkp__config_unref(old);
+  } else {
+    gkp__config_unref(cfg);
   }
-  free(old_ks);
-  free(old_pc);
-  /* A reload re-enables disabled keys: the user may have fixed them. */
-  if (gkp__store_lock(pool->st, NULL) == 0) {
-    for (size_t i = 0; i < cfg->nkeys; i++) {
-      gkp__key_rec *k = &pool->st->keys[pool->key_slot[i]];
-      if (k->disabled) {
-        gkp__store_change(pool->st, pool->key_slot[i], -1);
-        k->disabled = 0;
-        k->disabled_reason[0] = '\0';
-        gkp__store_commit(pool->st);
-      }
-    }
-    gkp__store_unlock(pool->st);
-  }
-  pthread_rwlock_unlock(&pool->cfg_lock);
-  gkp__config_free(old);
-  return 0;
+  pthread_mutex_unlock(&pool->reload_mu);
+  return rc;
 }
 
 const char *gkp_pool_state_path(const gkp_pool *pool) {
-  return pool->st->path;
+  return pool->be->ops->where(pool->be);
 }
 
 const char *gkp_pool_config_path(const gkp_pool *pool) {
-  return pool->config_path != NULL ? pool->config_path : pool->cfg->path;
+  const char *p;
+  if (pool->config_path != NULL) {
+    return pool->config_path;
+  }
+  pthread_mutex_lock(&((gkp_pool *)pool)->cfg_mu);
+  p = pool->cfg->path;
+  pthread_mutex_unlock(&((gkp_pool *)pool)->cfg_mu);
+  return p;
 }
 
-/* ---- models ------------------------------------------------------------ */
+/* ---- models and keys (read from a snapshot) ------------------------------------------ */
 
 int gkp_model_known(const gkp_pool *pool, const char *model) {
-  return gkp__pool_model_index(pool, model) >= 0;
+  const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
+  int known = gkp__config_model_index(c, model) >= 0;
+  gkp__config_unref(c);
+  return known;
 }
 
 const char *gkp_model_fallback(const gkp_pool *pool, const char *model) {
-  int mi = gkp__pool_model_index(pool, model);
-  return mi >= 0 ? pool->cfg->models[mi].fallback : NULL;
+  const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
+  int mi = gkp__config_model_index(c, model);
+  /* The snapshot outlives this call by at least one reload (prev_cfg). */
+  const char *fb = mi >= 0 ? c->models[mi].fallback : NULL;
+  gkp__config_unref(c);
+  return fb;
 }
 
 int gkp_model_limits(const gkp_pool *pool, const char *model, gkp_limits *out) {
-  int mi = gkp__pool_model_index(pool, model);
-  if (mi < 0) {
-    return -ENOENT;
+  const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
+  int mi = gkp__config_model_index(c, model);
+  if (mi >= 0) {
+    *out = c->models[mi].limits;
   }
-  *out = pool->cfg->models[mi].limits;
-  return 0;
+  gkp__config_unref(c);
+  return mi >= 0 ? 0 : -ENOENT;
 }
 
 size_t gkp_key_count(const gkp_pool *pool) {
-  return pool->cfg->nkeys;
+  const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
+  size_t n = c->nkeys;
+  gkp__config_unref(c);
+  return n;
 }
 
 const char *gkp_key_id(const gkp_pool *pool, size_t i) {
-  return i < pool->cfg->nkeys ? pool->cfg->keys[i].id : NULL;
+  const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
+  const char *id = i < c->nkeys ? c->keys[i].id : NULL;
+  gkp__config_unref(c);
+  return id;
 }
 
 int gkp_key_secret(const gkp_pool *pool, const char *key_id, char *buf, size_t len,
                    gkp_error *err) {
-  gkp_pool *p = (gkp_pool *)pool;
-  int ki, rc = 0;
-  pthread_rwlock_rdlock(&p->cfg_lock);
-  ki = key_index(pool, key_id);
+  const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
+  int ki = config_key_index(c, key_id), rc = 0;
   if (ki < 0) {
     rc = gkp__err(err, -ENOENT, "unknown key id '%s'", key_id != NULL ? key_id : "");
-  } else if (strlen(pool->cfg->keys[ki].secret) + 1 > len) {
+  } else if (strlen(c->keys[ki].secret) + 1 > len) {
     rc = gkp__err(err, -ERANGE, "buffer too small for the secret of key '%s'", key_id);
   } else {
-    memcpy(buf, pool->cfg->keys[ki].secret, strlen(pool->cfg->keys[ki].secret) + 1);
+    memcpy(buf, c->keys[ki].secret, strlen(c->keys[ki].secret) + 1);
   }
-  pthread_rwlock_unlock(&p->cfg_lock);
+  gkp__config_unref(c);
   return rc;
 }
 
-/* ---- eligibility --------------------------------------------------------- */
-
-/* The pm slot of (config key ki, model mi), or -1 if it has no record yet.
- * Inside a transaction. */
-static int pm_slot_of(gkp_pool *pool, int ki, int mi) {
-  int *c = &pool->pm_cache[(size_t)ki * pool->cfg->nmodels + (size_t)mi];
-  if (*c < 0) {
-    *c = gkp__store_find_pm(pool->st, pool->cfg->keys[ki].project, pool->cfg->models[mi].id);
-  }
-  return *c;
-}
-
-/* The pm slot, created if needed.  Inside a transaction. */
-static int pm_attach(gkp_pool *pool, int ki, int mi, gkp_error *err) {
-  int slot = pm_slot_of(pool, ki, mi);
-  if (slot < 0) {
-    slot =
-        gkp__store_attach_pm(pool->st, pool->cfg->keys[ki].project, pool->cfg->models[mi].id, err);
-    if (slot >= 0) {
-      pool->pm_cache[(size_t)ki * pool->cfg->nmodels + (size_t)mi] = slot;
-    }
-  }
-  return slot;
-}
-
-/* Removes leases whose owner died or whose time ran out; returns how many
- * live ones remain.  Inside a transaction. */
-int gkp__reap_leases(gkp_pool *pool, int ks, int64_t now, int *reaped) {
-  gkp__key_rec *k = &pool->st->keys[ks];
-  int live = 0;
-  if (k->nleases == 0) {
-    return 0;
-  }
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    gkp__lease_rec *l = &k->leases[i];
-    if (l->id == 0) {
-      continue;
-    }
-    if (gkp__lease_live(l, now)) {
-      live++;
-    } else {
-      gkp__store_change(pool->st, ks, -1);
-      memset(l, 0, sizeof *l);
-      k->nleases = k->nleases > 0 ? k->nleases - 1 : 0;
-      gkp__store_commit(pool->st);
-      if (reaped != NULL) {
-        (*reaped)++;
-      }
-    }
-  }
-  return live;
-}
-
-/* Notes a condition that keeps a key from being eligible until `ready`. */
-static void hold(int64_t *ready, int *reason, int64_t when, int why) {
-  if (*reason == GKP_WAIT_NONE || when > *ready) {
-    *ready = when;
-    *reason = why;
-  }
-}
-
-/* Whether config key ki can take a request of `est` tokens on model mi now.
- * Returns 1, or 0 with *ready / *reason.  Inside a transaction. */
-int gkp__key_eligible(gkp_pool *pool, int ki, int mi, int64_t est, int64_t now, int64_t *ready,
-                      int *reason) {
-  int ks = pool->key_slot[ki];
-  gkp__key_rec *k = &pool->st->keys[ks];
-  int ps = pm_slot_of(pool, ki, mi);
-  const gkp__pm_rec *p = ps >= 0 ? &pool->st->pms[ps] : &empty_pm;
-  gkp_limits lim;
-  int64_t t;
-  int why;
-
-  *reason = GKP_WAIT_NONE;
-  *ready = now;
-  if (k->disabled) {
-    hold(ready, reason, INT64_MAX, GKP_WAIT_NEVER);
-    return 0;
-  }
-  if (k->cooldown_until_ms > now) {
-    hold(ready, reason, k->cooldown_until_ms, GKP_WAIT_COOLDOWN);
-  }
-  if (p->cooldown_until_ms > now) {
-    hold(ready, reason, p->cooldown_until_ms, GKP_WAIT_COOLDOWN);
-  }
-  gkp__effective(p, &pool->cfg->models[mi].limits, &lim);
-  if (!gkp__quota_fits(p, &lim, est, now, &t, &why)) {
-    hold(ready, reason, t, why);
-  }
-  if (gkp__reap_leases(pool, ks, now, NULL) >= pool->cfg->keys[ki].max_inflight) {
-    int64_t soonest = INT64_MAX;
-    for (int i = 0; i < GKP__MAX_LEASES; i++) {
-      if (k->leases[i].id != 0 && k->leases[i].expires_ms < soonest) {
-        soonest = k->leases[i].expires_ms;
-      }
-    }
-    /* A busy key usually frees up long before its lease expires: the
-     * expiry is only an upper bound, reported when nothing else holds it. */
-    if (*reason == GKP_WAIT_NONE) {
-      *ready = soonest;
-      *reason = GKP_WAIT_BUSY;
-    }
-  }
-  return *reason == GKP_WAIT_NONE;
-}
-
-static const char *wait_words(int reason) {
-  switch (reason) {
-  case GKP_WAIT_BUSY:
-    return "every key is busy";
-  case GKP_WAIT_COOLDOWN:
-    return "keys are cooling down";
-  case GKP_WAIT_QUOTA:
-    return "the quota is used up";
-  default:
-    return "no key can serve it";
-  }
-}
-
-static int own_add(gkp_pool *pool, uint64_t id) {
-  uint64_t *n = gkp__grow(pool->own, &pool->capown, pool->nown + 1, sizeof *n, 16);
-  if (n == NULL) {
-    return -ENOMEM;
-  }
-  pool->own = n;
-  pool->own[pool->nown++] = id;
-  return 0;
-}
-
-static void own_remove(gkp_pool *pool, uint64_t id) {
-  for (size_t i = 0; i < pool->nown; i++) {
-    if (pool->own[i] == id) {
-      pool->own[i] = pool->own[--pool->nown];
-      return;
-    }
-  }
-}
-
-int gkp__pool_begin_model(gkp_pool *pool, const char *model, gkp_error *err) {
-  int mi, rc;
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  mi = gkp__pool_model_index(pool, model);
-  if (mi < 0) {
-    pthread_rwlock_unlock(&pool->cfg_lock);
-    return gkp__err(err, -ENOENT, "unknown model '%s': add it under \"models\" in %s",
-                    model != NULL ? model : "", gkp_pool_config_path(pool));
-  }
-  rc = gkp__store_lock(pool->st, err);
-  if (rc != 0) {
-    pthread_rwlock_unlock(&pool->cfg_lock);
-    return rc;
-  }
-  return mi;
-}
-
-void gkp__pool_end(gkp_pool *pool) {
-  gkp__store_unlock(pool->st);
-  pthread_rwlock_unlock(&pool->cfg_lock);
-}
+/* ---- leases --------------------------------------------------------------------------- */
 
 int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease *lease,
                 gkp_wait *wait, gkp_error *err) {
-  int64_t now = gkp_pool_now(pool), best_used = 0, next = INT64_MAX;
-  int mi, best = -1, next_reason = GKP_WAIT_NONE, next_key = -1, rc;
-
+  int rc;
   gkp__err_clear(err);
   if (wait != NULL) {
     memset(wait, 0, sizeof *wait);
   }
-  if (est_tokens < 0) {
-    est_tokens = 0;
-  }
-  mi = gkp__pool_begin_model(pool, model, err);
-  if (mi < 0) {
-    return mi;
-  }
-  for (size_t ki = 0; ki < pool->cfg->nkeys; ki++) {
-    int64_t ready;
-    int reason;
-    if (gkp__key_eligible(pool, (int)ki, mi, est_tokens, now, &ready, &reason)) {
-      int64_t used = pool->st->keys[pool->key_slot[ki]].last_used_ms;
-      if (best < 0 || used < best_used) {
-        best = (int)ki;
-        best_used = used;
-      }
-    } else if (next_key < 0 || ready < next) {
-      next = ready;
-      next_reason = reason;
-      next_key = (int)ki;
-    }
-  }
-  if (best < 0) {
-    char when[40];
-    if (wait != NULL) {
-      wait->reason = next_reason;
-      wait->next_ms = next;
-      gkp__strlcpy(wait->next_key_id, next_key >= 0 ? pool->cfg->keys[next_key].id : "",
-                   sizeof wait->next_key_id);
-    }
-    if (next == INT64_MAX || next_key < 0) {
-      rc = gkp__err(err, -EAGAIN, "no key can serve %s: %s (all %zu keys)", model,
-                    wait_words(next_reason), pool->cfg->nkeys);
-    } else {
-      rc = gkp__err(err, -EAGAIN, "no key is free for %s: %s; the first frees up at %s (%s)", model,
-                    wait_words(next_reason), gkp__hms_utc(next, when, sizeof when),
-                    pool->cfg->keys[next_key].id);
-    }
-    gkp__pool_end(pool);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
     return rc;
   }
-
-  int ks = pool->key_slot[best];
-  int ps = pm_attach(pool, best, mi, err);
-  if (ps < 0 || own_add(pool, pool->st->hdr->next_lease_id) != 0) {
-    gkp__pool_end(pool);
-    return ps < 0 ? ps : gkp__err(err, -ENOMEM, "out of memory");
-  }
-  gkp__key_rec *k = &pool->st->keys[ks];
-  uint64_t id = pool->st->hdr->next_lease_id++;
-  gkp__store_change(pool->st, ks, ps);
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    if (k->leases[i].id == 0) {
-      k->leases[i].id = id;
-      k->leases[i].pid = pool->pid;
-      k->leases[i].started_ms = now;
-      k->leases[i].expires_ms = now + GKP_LEASE_TTL_MS;
-      k->leases[i].est_tokens = est_tokens;
-      k->leases[i].pm_slot = (uint32_t)ps;
-      k->nleases++;
-      break;
-    }
-  }
-  k->last_used_ms = now;
-  k->requests_total++;
-  gkp__count_request(&pool->st->pms[ps], now, est_tokens);
-  gkp__store_commit(pool->st);
-
-  lease->id = id;
-  lease->key_slot = (uint32_t)ks;
-  lease->pm_slot = (uint32_t)ps;
-  lease->started_ms = now;
-  lease->est_tokens = est_tokens;
-  gkp__strlcpy(lease->key_id, k->id, sizeof lease->key_id);
-  gkp__strlcpy(lease->project, k->project, sizeof lease->project);
-  gkp__strlcpy(lease->model, model, sizeof lease->model);
-  gkp__pool_end(pool);
-  return 0;
-}
-
-static int lease_ok(const gkp_pool *pool, const gkp_lease *lease, gkp_error *err) {
-  if (lease == NULL || lease->id == 0 || lease->key_slot >= pool->st->hdr->nkeys ||
-      lease->pm_slot >= pool->st->hdr->npm) {
-    return gkp__err(err, -EINVAL, "not a lease of this pool");
-  }
-  return 0;
+  return pool->be->ops->reserve(pool->be, model, est_tokens < 0 ? 0 : est_tokens, lease, wait, err);
 }
 
 int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err) {
-  int rc = lease_ok(pool, lease, err);
-  if (rc != 0 || (rc = gkp__store_lock(pool->st, err)) != 0) {
+  int rc;
+  gkp__err_clear(err);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
     return rc;
   }
-  gkp__key_rec *k = &pool->st->keys[lease->key_slot];
-  rc = gkp__err(err, -ESTALE, "the lease on key '%s' was reclaimed", lease->key_id);
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    if (k->leases[i].id == lease->id) {
-      gkp__store_change(pool->st, (int)lease->key_slot, -1);
-      k->leases[i].expires_ms = gkp_pool_now(pool) + GKP_LEASE_TTL_MS;
-      gkp__store_commit(pool->st);
-      gkp__err_clear(err);
-      rc = 0;
-      break;
-    }
-  }
-  gkp__store_unlock(pool->st);
-  return rc;
+  return pool->be->ops->renew(pool->be, lease, err);
 }
 
 int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err) {
-  int rc = lease_ok(pool, lease, err);
-  if (rc != 0 || (rc = gkp__store_lock(pool->st, err)) != 0) {
+  int rc;
+  gkp__err_clear(err);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
     return rc;
   }
-  gkp__key_rec *k = &pool->st->keys[lease->key_slot];
-  int found = 0;
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    found |= k->leases[i].id == lease->id;
-  }
-  if (found) {
-    gkp__store_change(pool->st, (int)lease->key_slot, sent ? -1 : (int)lease->pm_slot);
-    drop_lease(k, lease->id);
-    if (!sent) {
-      gkp__uncount_request(&pool->st->pms[lease->pm_slot], lease->started_ms, lease->est_tokens);
-      if (k->requests_total > 0) {
-        k->requests_total--;
-      }
-    }
-    gkp__store_commit(pool->st);
-  }
-  own_remove(pool, lease->id);
-  gkp__store_unlock(pool->st);
-  return 0;
+  return pool->be->ops->release(pool->be, lease, sent, err);
 }
 
 int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage,
                      gkp_error *err) {
-  int rc = lease_ok(pool, lease, err);
-  if (rc != 0 || (rc = gkp__store_lock(pool->st, err)) != 0) {
+  int rc;
+  gkp__err_clear(err);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
     return rc;
   }
-  gkp__pm_rec *p = &pool->st->pms[lease->pm_slot];
-  gkp__store_change(pool->st, -1, (int)lease->pm_slot);
-  p->proven = 1;
-  p->streak_429 = 0;
-  p->streak_server = 0;
-  p->last_error[0] = '\0';
-  if (usage != NULL) {
-    if (usage->prompt_tokens >= 0) {
-      gkp__correct_tokens(p, lease->started_ms, usage->prompt_tokens - lease->est_tokens);
-      p->tokens_in_total += (uint64_t)usage->prompt_tokens;
-    }
-    if (usage->candidates_tokens > 0) {
-      p->tokens_out_total += (uint64_t)usage->candidates_tokens;
-    }
-    if (usage->thoughts_tokens > 0) {
-      p->tokens_out_total += (uint64_t)usage->thoughts_tokens;
-    }
-  }
-  gkp__store_commit(pool->st);
-  gkp__store_unlock(pool->st);
-  return 0;
+  return pool->be->ops->record_usage(pool->be, lease, usage, err);
 }

@@ -1,5 +1,11 @@
 /*
- * pool_impl.h - the pool object, shared by the engine's modules.
+ * pool_impl.h - the pool object, private to the engine (pool.c, rules.c,
+ * status.c).  Front ends use engine/engine.h.
+ *
+ * Locks: cfg_mu only guards the swap of the configuration pointer (held for
+ * a few instructions); reload_mu serialises reloads; the backend has its own
+ * (for the mapped file: its mutex, then the file's flock).  No lock is held
+ * while another is taken, except reload_mu around a backend verb.
  */
 #ifndef GKP_ENGINE_POOL_IMPL_H
 #define GKP_ENGINE_POOL_IMPL_H
@@ -8,26 +14,23 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "engine/store.h"
+#include "engine/backend.h"
+#include "engine/engine.h"
 #include "gkp.h"
 
 struct gkp_pool {
-  gkp__config *cfg; /* replaced by reload under cfg_lock (write) */
-  pthread_rwlock_t cfg_lock;
-  gkp__store *st;
+  pthread_mutex_t cfg_mu;
+  gkp__config *cfg;      /* the snapshot in use; the pool holds a reference */
+  gkp__config *prev_cfg; /* the one before, kept so pointers stay valid a reload longer */
+  pthread_mutex_t reload_mu;
+  gkp__backend *be;
   char *config_path; /* NULL when opened from text */
   gkp_clock_fn clock;
   void *clock_ud;
   gkp_log_fn log;
   void *log_ud;
-  int pid;
-  /* Everything below is guarded by the store's mutex (inside transactions). */
-  int *key_slot; /* store slot of cfg->keys[i] */
-  int *pm_cache; /* pm slot of (cfg key i, cfg model m), -1 unknown */
-  uint64_t *own; /* ids of leases this pool holds */
-  size_t nown, capown;
-  uint64_t rng;
-  /* A runner made on demand by gkp_run_task, freed at close (runner.c). */
+  int pid; /* the process that opened it */
+  /* A runner made on demand by gkp_run_task, freed at close. */
   pthread_mutex_t task_mu;
   void *task_runner;
   void (*task_runner_free)(void *runner);
@@ -37,32 +40,8 @@ struct gkp_pool {
 void gkp__pool_log(const gkp_pool *pool, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Takes the configuration (read) and the state file's lock for work on
- * `model`.  Returns the model's index, or a negative errno (-ENOENT for an
- * unknown model) with nothing held. */
-int gkp__pool_begin_model(gkp_pool *pool, const char *model, gkp_error *err);
-
-/* Releases what gkp__pool_begin_model took. */
-void gkp__pool_end(gkp_pool *pool);
-
-/* Index of a model in the pool's configuration, or -1. */
-int gkp__pool_model_index(const gkp_pool *pool, const char *model);
-
-/* The limits that apply to a pm record: learned ones replace configured ones. */
-void gkp__effective(const gkp__pm_rec *p, const gkp_limits *cfg, gkp_limits *out);
-
-/* Whether a lease is still held (not expired, owner alive). */
-int gkp__lease_live(const gkp__lease_rec *l, int64_t now_ms);
-
-/* Whether config key ki can take a request of `est` tokens on model mi now.
- * Returns 1, or 0 with *ready (INT64_MAX: never) and *reason (a
- * gkp_wait_reason).  Reaps dead leases on the way.  Inside a transaction. */
-int gkp__key_eligible(gkp_pool *pool, int ki, int mi, int64_t est, int64_t now, int64_t *ready,
-                      int *reason);
-
-/* Removes the leases of key slot ks whose owner died or whose time ran out,
- * adding their number to *reaped (if given); returns how many live ones
- * remain.  Inside a transaction. */
-int gkp__reap_leases(gkp_pool *pool, int ks, int64_t now, int *reaped);
+/* 0, or -ECHILD with err set when called in a process forked after the
+ * pool was opened. */
+int gkp__pool_check_fork(const gkp_pool *pool, gkp_error *err);
 
 #endif

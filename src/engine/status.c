@@ -10,6 +10,7 @@
 #include "common/timeutil.h"
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
+#include <string.h>
 
 static cJSON *time_or_null(int64_t ms) {
   char buf[40];
@@ -30,127 +31,132 @@ static double unix_s_ceil(int64_t ms) {
 }
 
 /* One key's entry for one model. */
-static cJSON *model_entry(const gkp__key_rec *k, const gkp__pm_rec *p, const gkp_limits *cfg,
+static cJSON *model_entry(const gkp__snap_key *k, const gkp__snap_pm *p, const gkp_limits *cfg,
                           int64_t now) {
   cJSON *m = cJSON_CreateObject();
   gkp_limits lim;
-  int64_t reqs, tokens, until = 0;
+  int64_t until = 0;
   int kind = GKP_KIND_NONE;
 
-  gkp__effective(p, cfg, &lim);
-  gkp__window_totals(p, now, &reqs, &tokens);
-  if (p->cooldown_until_ms > now) {
-    until = p->cooldown_until_ms;
-    kind = p->cooldown_kind;
+  gkp__effective(&p->c, cfg, &lim);
+  if (p->c.cooldown_until_ms > now) {
+    until = p->c.cooldown_until_ms;
+    kind = p->c.cooldown_kind;
   }
-  if (k->cooldown_until_ms > now && k->cooldown_until_ms > until) {
-    until = k->cooldown_until_ms;
-    kind = k->cooldown_kind;
+  if (k->c.cooldown_until_ms > now && k->c.cooldown_until_ms > until) {
+    until = k->c.cooldown_until_ms;
+    kind = k->c.cooldown_kind;
   }
-  cJSON_AddNumberToObject(m, "requests_today", (double)gkp__day_count(p, now));
+  cJSON_AddNumberToObject(m, "requests_today", (double)p->requests_today);
   cJSON_AddItemToObject(m, "rpd_limit", limit_or_null(lim.rpd));
-  cJSON_AddNumberToObject(m, "requests_last_minute", (double)reqs);
+  cJSON_AddNumberToObject(m, "requests_last_minute", (double)p->reqs_minute);
   cJSON_AddItemToObject(m, "rpm_limit", limit_or_null(lim.rpm));
-  cJSON_AddNumberToObject(m, "input_tokens_last_minute", (double)tokens);
+  cJSON_AddNumberToObject(m, "input_tokens_last_minute", (double)p->tokens_minute);
   cJSON_AddItemToObject(m, "tpm_limit", limit_or_null(lim.tpm));
   cJSON_AddNumberToObject(m, "cooldown_until", until > 0 ? unix_s_ceil(until) : 0);
   cJSON_AddItemToObject(m, "cooldown_kind",
                         kind != GKP_KIND_NONE ? cJSON_CreateString(gkp_kind_name(kind))
                                               : cJSON_CreateNull());
-  cJSON_AddItemToObject(m, "last_error", str_or_null(p->last_error));
-  cJSON_AddNumberToObject(m, "requests_total", (double)p->requests_total);
-  cJSON_AddNumberToObject(m, "input_tokens_total", (double)p->tokens_in_total);
-  cJSON_AddNumberToObject(m, "output_tokens_total", (double)p->tokens_out_total);
-  cJSON_AddBoolToObject(m, "proven_access", p->proven != 0);
+  cJSON_AddItemToObject(m, "last_error", str_or_null(p->c.last_error));
+  cJSON_AddNumberToObject(m, "requests_total", (double)p->c.requests_total);
+  cJSON_AddNumberToObject(m, "input_tokens_total", (double)p->c.tokens_in_total);
+  cJSON_AddNumberToObject(m, "output_tokens_total", (double)p->c.tokens_out_total);
+  cJSON_AddBoolToObject(m, "proven_access", p->c.proven != 0);
   cJSON *errs = cJSON_AddObjectToObject(m, "errors");
-  for (int e = GKP_KIND_RPM; e < GKP_KIND_COUNT; e++) {
-    cJSON_AddNumberToObject(errs, gkp_kind_name(e), (double)p->errors[e]);
+  for (int e = GKP_KIND_RPM; e < GKP_KIND_COUNT && e < GKP__ERROR_KINDS; e++) {
+    cJSON_AddNumberToObject(errs, gkp_kind_name(e), (double)p->c.errors[e]);
   }
   return m;
 }
 
 /* "ready | busy | cooling | disabled" for a key. */
-static const char *key_state(const gkp__key_rec *k, int inflight, int any_cooling, int64_t now) {
-  if (k->disabled) {
+static const char *key_state(const gkp__snap_key *k, int any_cooling, int64_t now) {
+  if (k->c.disabled) {
     return "disabled";
   }
-  if (inflight > 0) {
+  if (k->inflight > 0) {
     return "busy";
   }
-  if (k->cooldown_until_ms > now || any_cooling) {
+  if (k->c.cooldown_until_ms > now || any_cooling) {
     return "cooling";
   }
   return "ready";
 }
 
-static cJSON *key_entry(gkp_pool *pool, int ki, int64_t now) {
-  const gkp__key_cfg *kc = &pool->cfg->keys[ki];
-  const gkp__key_rec *k = &pool->st->keys[pool->key_slot[ki]];
+static cJSON *key_entry(const gkp__snapshot *s, size_t ki) {
+  const gkp__config *cfg = s->cfg;
+  const gkp__key_cfg *kc = &cfg->keys[ki];
+  const gkp__snap_key *k = &s->keys[ki];
+  int64_t now = s->now;
   cJSON *o = cJSON_CreateObject(), *models;
-  int inflight = 0, any_cooling = 0;
+  int any_cooling = 0;
+  gkp__snap_pm none;
 
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    inflight += gkp__lease_live(&k->leases[i], now);
-  }
+  memset(&none, 0, sizeof none);
+  gkp__pm_counts_init(&none.c);
   cJSON_AddStringToObject(o, "id", kc->id);
   cJSON_AddStringToObject(o, "project", kc->project);
   models = cJSON_CreateObject();
-  for (size_t mi = 0; mi < pool->cfg->nmodels; mi++) {
-    const gkp__model_cfg *mc = &pool->cfg->models[mi];
-    int ps = gkp__store_find_pm(pool->st, kc->project, mc->id);
-    gkp__pm_rec none = {.learned = {-1, -1, -1}};
-    const gkp__pm_rec *p = ps >= 0 ? &pool->st->pms[ps] : &none;
-    any_cooling |= p->cooldown_until_ms > now;
+  for (size_t mi = 0; mi < cfg->nmodels; mi++) {
+    const gkp__model_cfg *mc = &cfg->models[mi];
+    int pi = s->pm_of[ki * cfg->nmodels + mi];
+    const gkp__snap_pm *p = pi >= 0 ? &s->pms[pi] : &none;
+    any_cooling |= p->c.cooldown_until_ms > now;
     cJSON_AddItemToObject(models, mc->id, model_entry(k, p, &mc->limits, now));
   }
-  cJSON_AddStringToObject(o, "state", key_state(k, inflight, any_cooling, now));
+  cJSON_AddStringToObject(o, "state", key_state(k, any_cooling, now));
   cJSON_AddItemToObject(o, "disabled_reason",
-                        k->disabled ? cJSON_CreateString(k->disabled_reason) : cJSON_CreateNull());
-  cJSON_AddNumberToObject(o, "inflight", inflight);
+                        k->c.disabled ? cJSON_CreateString(k->c.disabled_reason)
+                                      : cJSON_CreateNull());
+  cJSON_AddNumberToObject(o, "inflight", k->inflight);
   cJSON_AddNumberToObject(o, "max_inflight", kc->max_inflight);
-  cJSON_AddNumberToObject(o, "requests_total", (double)k->requests_total);
-  cJSON_AddItemToObject(o, "last_used", time_or_null(k->last_used_ms));
+  cJSON_AddNumberToObject(o, "requests_total", (double)k->c.requests_total);
+  cJSON_AddItemToObject(o, "last_used", time_or_null(k->c.last_used_ms));
   cJSON_AddNumberToObject(o, "cooldown_until",
-                          k->cooldown_until_ms > now ? unix_s_ceil(k->cooldown_until_ms) : 0);
+                          k->c.cooldown_until_ms > now ? unix_s_ceil(k->c.cooldown_until_ms) : 0);
   cJSON_AddItemToObject(o, "cooldown_kind",
-                        k->cooldown_until_ms > now
-                            ? cJSON_CreateString(gkp_kind_name(k->cooldown_kind))
+                        k->c.cooldown_until_ms > now
+                            ? cJSON_CreateString(gkp_kind_name(k->c.cooldown_kind))
                             : cJSON_CreateNull());
   cJSON_AddItemToObject(o, "models", models);
   return o;
 }
 
+/* The document is rendered from a snapshot after the state's lock is let
+ * go: a slow reader or a large pool never holds up the others. */
 int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err) {
-  int64_t now = gkp_pool_now(pool);
+  gkp__snapshot *s = NULL;
   cJSON *doc, *keys;
   int rc;
 
   *out = NULL;
   gkp__err_clear(err);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
+    return rc;
+  }
+  rc = pool->be->ops->snapshot(pool->be, &s, err);
+  if (rc != 0) {
+    return rc;
+  }
   doc = cJSON_CreateObject();
   if (doc == NULL) {
+    gkp__snapshot_free(s);
     return gkp__err(err, -ENOMEM, "out of memory");
   }
-  cJSON_AddItemToObject(doc, "generated_at", time_or_null(now));
-  cJSON_AddItemToObject(doc, "next_daily_reset", time_or_null(gkp_next_pacific_midnight(now)));
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  cJSON_AddStringToObject(doc, "config", gkp_pool_config_path(pool));
-  cJSON_AddStringToObject(doc, "state_file", pool->st->path);
-  rc = gkp__store_lock(pool->st, err);
-  if (rc == 0) {
-    keys = cJSON_AddArrayToObject(doc, "keys");
-    for (size_t ki = 0; ki < pool->cfg->nkeys; ki++) {
-      cJSON_AddItemToArray(keys, key_entry(pool, (int)ki, now));
-    }
-    gkp__store_unlock(pool->st);
+  cJSON_AddItemToObject(doc, "generated_at", time_or_null(s->now));
+  cJSON_AddItemToObject(doc, "next_daily_reset", time_or_null(gkp_next_pacific_midnight(s->now)));
+  cJSON_AddStringToObject(doc, "config",
+                          pool->config_path != NULL ? pool->config_path : s->cfg->path);
+  cJSON_AddStringToObject(doc, "state_file", s->where);
+  keys = cJSON_AddArrayToObject(doc, "keys");
+  for (size_t ki = 0; ki < s->cfg->nkeys; ki++) {
+    cJSON_AddItemToArray(keys, key_entry(s, ki));
   }
-  pthread_rwlock_unlock(&pool->cfg_lock);
-  if (rc == 0) {
-    *out = cJSON_Print(doc);
-    if (*out == NULL) {
-      rc = gkp__err(err, -ENOMEM, "out of memory");
-    }
-  }
+  gkp__snapshot_free(s);
+  *out = cJSON_Print(doc);
   cJSON_Delete(doc);
-  return rc;
+  if (*out == NULL) {
+    return gkp__err(err, -ENOMEM, "out of memory");
+  }
+  return 0;
 }

@@ -1,169 +1,193 @@
 /*
- * store.h - the durable, shared state of a pool.
+ * store.h - the mapped state file, the first backend's storage.
  *
- * The state file is a fixed-layout binary file mapped MAP_SHARED by every
- * process that uses the pool.  It holds one record per key (disabled flag,
- * key-wide cooldown, leases, last use) and one per (project, model) pair
- * (cooldown, request and token windows, requests today, learned limits).
+ * The state file is a binary file mapped MAP_SHARED by every process that
+ * uses the pool: a header, a region of key records and a region of
+ * (project, model) records.  Both regions grow (doubling, under the lock):
+ * a grown region is copied to the end of the file and the header switched
+ * to it in one journaled change; other processes remap when they see the
+ * header's file size or layout generation change.
  *
- * Concurrency: a transaction holds the process's mutex and an exclusive
- * flock() on the file, so threads and processes are serialised.  flock locks
- * die with their process, so a killed process never blocks the others.
+ * Concurrency: a transaction holds the store's mutex and an exclusive flock()
+ * on the file, so threads and processes are serialised.  flock locks die with
+ * their process, so a killed process never blocks the others.
  *
- * Crash safety: every change to records happens inside a "change": the
- * records about to be modified are first copied into the journal in the
- * header, the journal is marked active, the records are modified, and the
- * journal is cleared.  A process killed at any instruction leaves either no
- * active journal (the change is complete or never started) or an active one,
- * which the next transaction rolls back before doing anything else.  Since
- * MAP_SHARED pages belong to the kernel's page cache, stores a killed process
- * made are never lost.  (A power failure may lose recent changes; msync on
- * close and on demand narrows that window.)
+ * Crash safety: before a byte range is modified inside a change it is copied
+ * into the journal (gkp__store_save); gkp__store_commit empties the journal.
+ * A process killed at any instruction leaves either an empty journal or one
+ * whose ranges the next transaction copies back.  MAP_SHARED pages belong to
+ * the kernel's page cache, so stores a killed process made are never lost.
+ * The LRU links are not journaled: a header flag marks them being changed,
+ * and a transaction that finds it set rebuilds them from last_used_ms.
  *
- * This is the narrow interface a second backend (e.g. Redis) would implement.
+ * Moving aside: a file found damaged is marked retired (a word at a fixed
+ * offset every format keeps) before it is renamed; every process checks the
+ * mark when it takes the lock and moves to the file now at the path.
+ * Format versions: version 1 (fixed 256 keys / 1024 pairs) is upgraded under
+ * its lock into a version 2 file renamed over it; newer versions are refused.
  */
 #ifndef GKP_ENGINE_STORE_H
 #define GKP_ENGINE_STORE_H
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+#include "engine/owner.h"
+#include "engine/quota.h"
 #include "gkp.h"
 
-#define GKP__MAX_KEYS 256
-#define GKP__MAX_PM 1024
-#define GKP__MAX_LEASES 16
-#define GKP__WIN_SLOTS 64 /* one-second buckets; a window spans at most 62 */
 #define GKP__STORE_MAGIC "GKPSTATE"
-#define GKP__STORE_VERSION 1u
+#define GKP__STORE_VERSION 2u
+#define GKP__MAX_LEASES 16
+#define GKP__JOURNAL_ENTRIES 24
+#define GKP__JOURNAL_BYTES 8192
+#define GKP__KEYS_INITIAL 64
+#define GKP__PMS_INITIAL 256
+#define GKP__MAX_KEYS_LIMIT 1000000
+#define GKP__MAX_PM_LIMIT 4000000
 
 typedef struct gkp__lease_rec {
   uint64_t id; /* 0: free slot */
   int64_t expires_ms;
   int64_t started_ms;
   int64_t est_tokens;
-  int32_t pid;
+  gkp__owner owner;
   uint32_t pm_slot;
+  uint32_t reserved;
 } gkp__lease_rec;
 
 typedef struct gkp__key_rec {
+  int32_t lru_prev, lru_next; /* -1: none; not journaled */
   uint32_t used;
-  uint32_t disabled;
+  uint32_t nleases; /* leases in use (id != 0) */
   char id[GKP_ID_MAX];
   char project[GKP_ID_MAX];
-  char disabled_reason[GKP_REASON_MAX];
-  int64_t last_used_ms;
-  uint64_t requests_total;
-  int64_t cooldown_until_ms; /* key-wide cooldown (billing) */
-  int32_t cooldown_kind;
-  uint32_t nleases; /* leases in use (id != 0) */
+  gkp__key_counts c;
   gkp__lease_rec leases[GKP__MAX_LEASES];
 } gkp__key_rec;
 
-typedef struct gkp__bucket {
-  int64_t sec; /* the second (Unix time) this bucket counts */
-  int64_t reqs;
-  int64_t tokens;
-} gkp__bucket;
-
 typedef struct gkp__pm_rec {
   uint32_t used;
-  uint32_t proven; /* a 2xx answer proved access to the model */
+  uint32_t reserved;
   char project[GKP_ID_MAX];
   char model[GKP_ID_MAX];
-  int64_t cooldown_until_ms;
-  int32_t cooldown_kind;
-  uint32_t streak_429;    /* consecutive unknown_429s */
-  uint32_t streak_server; /* consecutive server errors */
-  uint32_t reserved0;
-  int64_t day_start_ms; /* the Pacific midnight day_count counts from */
-  int64_t day_count;
-  int64_t learned[3]; /* rpm, tpm, rpd learned from quotaValue; -1: none */
-  uint64_t requests_total;
-  uint64_t tokens_in_total;
-  uint64_t tokens_out_total;
-  uint64_t errors[GKP_KIND_COUNT];
-  char last_error[GKP_REASON_MAX];
-  gkp__bucket win[GKP__WIN_SLOTS];
+  gkp__pm_counts c;
 } gkp__pm_rec;
 
+typedef struct gkp__jentry {
+  uint64_t off; /* from the start of the file */
+  uint32_t len;
+  uint32_t data_off;
+} gkp__jentry;
+
 typedef struct gkp__journal {
-  uint32_t active;
-  int32_t key_slot; /* -1: none */
-  int32_t pm_slot;  /* -1: none */
-  uint32_t reserved0;
-  gkp__key_rec key_copy;
-  gkp__pm_rec pm_copy;
+  uint32_t n; /* valid entries; 0: nothing to roll back */
+  uint32_t bytes;
+  gkp__jentry e[GKP__JOURNAL_ENTRIES];
+  unsigned char data[GKP__JOURNAL_BYTES];
 } gkp__journal;
+
+/* The fields a region's growth changes, journaled together. */
+typedef struct gkp__layout {
+  uint64_t file_size;
+  uint64_t layout_gen; /* bumped when records are added, freed or moved */
+  uint64_t key_off, pm_off;
+  uint32_t key_cap, pm_cap;
+  uint32_t nkeys, npm; /* high-water marks of used slots */
+} gkp__layout;
 
 typedef struct gkp__store_hdr {
   char magic[8];
   uint32_t version;
+  uint32_t retired; /* offset 12 in every format: moved aside, reopen the path */
   uint32_t hdr_size;
   uint32_t key_rec_size;
   uint32_t pm_rec_size;
-  uint32_t max_keys;
-  uint32_t max_pm;
-  uint64_t file_size;
+  uint32_t lru_dirty; /* the LRU links are being changed */
   int64_t created_ms;
   uint64_t generation; /* bumped by every committed change */
   uint64_t next_lease_id;
-  uint32_t nkeys; /* high-water mark of used key slots */
-  uint32_t npm;   /* high-water mark of used pm slots */
+  int32_t lru_head, lru_tail; /* least and most recently used key slots */
+  gkp__layout lay;
   gkp__journal journal;
 } gkp__store_hdr;
 
 typedef struct gkp__store {
   char *path;
   int fd;
-  size_t size;
+  size_t size; /* mapped bytes */
   gkp__store_hdr *hdr;
   gkp__key_rec *keys;
   gkp__pm_rec *pms;
+  uint64_t seen_layout; /* layout_gen when the caller last rebuilt its indexes */
+  int moved;            /* moved to a new file since the caller last looked */
   pthread_mutex_t mu;
-  int in_tx;
 } gkp__store;
 
+/* Log lines the store has for its user (a damaged file moved, an upgrade). */
+typedef void (*gkp__store_note_fn)(void *ud, const char *line);
+
 /*
- * Opens or creates the state file at `path` (its directory must exist).  A
- * file that is not a valid state file is renamed to PATH.corrupt-UNIXTIME and
- * replaced by a fresh one; `moved_to` (if non-NULL, size >= 4096) receives
- * the new name of the old file, or "" if nothing was moved.
- * Returns 0 and *out, or a negative errno with err set.
+ * Opens or creates the state file at `path` (its directory must exist).
+ * A version 1 file is upgraded; a newer one is refused; one that is not a
+ * valid state file is moved to PATH.corrupt-UNIXTIME and replaced by a fresh
+ * one.  A file on NFS, CIFS or FUSE is refused.  `note` receives what
+ * happened (may be NULL).  Returns 0 and *out, or a negative errno with err.
  */
-int gkp__store_open(const char *path, int64_t now_ms, gkp__store **out, char *moved_to,
-                    gkp_error *err);
+int gkp__store_open(const char *path, int64_t now_ms, gkp__store_note_fn note, void *note_ud,
+                    gkp__store **out, gkp_error *err);
 
 /* Unmaps and closes (after msync).  NULL is a no-op. */
 void gkp__store_close(gkp__store *st);
 
-/* Begins a transaction: takes the mutex and the file lock, and rolls back a
- * change a dead process left unfinished.  Returns 0 or a negative errno. */
+/*
+ * Begins a transaction: takes the mutex and the file lock, follows a file
+ * that was moved aside, remaps after another process grew the file, rolls
+ * back a change a dead process left unfinished and repairs the LRU links.
+ * Returns 0, 1 when the layout changed since gkp__store_layout_seen (the
+ * caller's slot indexes are stale), or a negative errno.
+ */
 int gkp__store_lock(gkp__store *st, gkp_error *err);
 
 /* Ends a transaction. */
 void gkp__store_unlock(gkp__store *st);
 
-/* Starts a change that may modify key record `key_slot` and pm record
- * `pm_slot` (either may be -1).  Only these records may be modified until
- * gkp__store_commit.  Must be inside a transaction. */
-void gkp__store_change(gkp__store *st, int key_slot, int pm_slot);
+/* The caller has rebuilt its indexes for the current layout. */
+void gkp__store_layout_seen(gkp__store *st);
+
+/* Saves `len` bytes at `p` (inside the mapping) to the journal before they
+ * are modified.  Inside a transaction; a change saves at most
+ * GKP__JOURNAL_BYTES in GKP__JOURNAL_ENTRIES ranges. */
+void gkp__store_save(gkp__store *st, const void *p, size_t len);
 
 /* Completes the current change. */
 void gkp__store_commit(gkp__store *st);
 
-/* Finds the key record with `id`, or -1. */
-int gkp__store_find_key(const gkp__store *st, const char *id);
+/* Saves a key record, LRU links apart, and a pm record (-1: none). */
+void gkp__store_save_recs(gkp__store *st, int key_slot, int pm_slot);
 
-/* Finds the pm record of (project, model), or -1. */
-int gkp__store_find_pm(const gkp__store *st, const char *project, const char *model);
+/* A new key record (a free slot below the high-water mark if `reuse` >= 0,
+ * else a new one, growing the file).  In its own change.  Returns the slot
+ * or a negative errno. */
+int gkp__store_new_key(gkp__store *st, const char *id, const char *project, int reuse,
+                       gkp_error *err);
 
-/* Finds or creates (in its own change) a key record; updates its project.
- * Returns the slot or a negative errno (-ENOSPC when full). */
-int gkp__store_attach_key(gkp__store *st, const char *id, const char *project, gkp_error *err);
+/* Same for a pm record. */
+int gkp__store_new_pm(gkp__store *st, const char *project, const char *model, int reuse,
+                      gkp_error *err);
 
-/* Finds or creates (in its own change) a pm record.  Returns the slot or a
- * negative errno. */
-int gkp__store_attach_pm(gkp__store *st, const char *project, const char *model, gkp_error *err);
+/* Frees a key record (its slot may be reused); in its own change. */
+void gkp__store_free_key(gkp__store *st, int slot);
+
+/* Frees a pm record; in its own change. */
+void gkp__store_free_pm(gkp__store *st, int slot);
+
+/* Relinks the keys if records were added or freed (new_key, free_key leave
+ * that to the end of a batch). */
+void gkp__store_lru_repair(gkp__store *st);
+
+/* Makes key `slot` the most recently used. */
+void gkp__store_lru_touch(gkp__store *st, int slot);
 
 #endif

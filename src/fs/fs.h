@@ -352,7 +352,7 @@ void fs_run_trim(fs_run *r);
 void fs_image_name(const fs_slot *s, const fs_run *r, size_t i, char *buf, size_t len);
 
 /* Reads the profile list (and keys and models) from the configuration and
- * syncs the tree.  Takes cfg_lock and drops it, then takes fs.mu. */
+ * syncs the tree.  Reads a configuration snapshot, then takes fs.mu. */
 int fs_tree_sync_config(void);
 /* Frees the whole tree (at the end, once nothing else runs). */
 void fs_tree_free(void);

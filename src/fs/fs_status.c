@@ -15,6 +15,7 @@
 #include "common/dynbuf.h"
 #include "common/timeutil.h"
 #include "common/util.h"
+#include "engine/engine.h"
 #include "engine/pool_impl.h"
 #include "engine/status.h"
 #include "fs/fs.h"
@@ -366,10 +367,11 @@ static int render_model(const char *model, char **out, size_t *len) {
     return -EIO;
   }
   ready = gkp_count_available(fs.pool, model, &err);
-  pthread_rwlock_rdlock(&fs.pool->cfg_lock);
-  fallback = gkp_model_fallback(fs.pool, model);
+  const gkp__config *cfg = gkp__pool_config(fs.pool);
+  int mi = gkp__config_model_index(cfg, model);
+  fallback = mi >= 0 ? cfg->models[mi].fallback : NULL;
   snprintf(fb, sizeof fb, "%s", fallback != NULL ? fallback : "");
-  pthread_rwlock_unlock(&fs.pool->cfg_lock);
+  gkp__config_unref(cfg);
 
   gkp__dynbuf_init(&b, OUT_MAX);
   gkp__dynbuf_printf(&b, "model %s\n", model);

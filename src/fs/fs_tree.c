@@ -11,6 +11,7 @@
 
 #include "common/timeutil.h"
 #include "common/util.h"
+#include "engine/engine.h"
 #include "engine/pool_impl.h"
 #include "fs/fs.h"
 
@@ -483,15 +484,15 @@ int fs_tree_sync_config(void) {
   size_t np, nk, nm;
   int rc = 0;
 
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  np = pool->cfg->nprofiles;
-  nk = pool->cfg->nkeys;
-  nm = pool->cfg->nmodels;
-  profiles = copy_names(pool->cfg->profiles, np, sizeof(gkp__profile_cfg),
-                        offsetof(gkp__profile_cfg, name));
-  keys = copy_names(pool->cfg->keys, nk, sizeof(gkp__key_cfg), offsetof(gkp__key_cfg, id));
-  models = copy_names(pool->cfg->models, nm, sizeof(gkp__model_cfg), offsetof(gkp__model_cfg, id));
-  pthread_rwlock_unlock(&pool->cfg_lock);
+  const gkp__config *cfg = gkp__pool_config(pool);
+  np = cfg->nprofiles;
+  nk = cfg->nkeys;
+  nm = cfg->nmodels;
+  profiles =
+      copy_names(cfg->profiles, np, sizeof(gkp__profile_cfg), offsetof(gkp__profile_cfg, name));
+  keys = copy_names(cfg->keys, nk, sizeof(gkp__key_cfg), offsetof(gkp__key_cfg, id));
+  models = copy_names(cfg->models, nm, sizeof(gkp__model_cfg), offsetof(gkp__model_cfg, id));
+  gkp__config_unref(cfg);
 
   if (profiles == NULL || keys == NULL || models == NULL) {
     rc = -ENOMEM;

@@ -10,10 +10,10 @@
 #include "common/err.h"
 #include "common/timeutil.h"
 #include "common/util.h"
+#include "engine/engine.h"
 #include "engine/pool_impl.h"
 #include "runner/job.h"
 
-#define DEFAULT_DEADLINE_MS (10 * 60 * 1000)
 #define DEFAULT_MAX_ATTEMPTS 12
 #define SERVER_STREAK_FALLBACK 3
 #define DEFAULT_STALL_TIMEOUT_S 300
@@ -42,6 +42,7 @@ struct gkp__runner {
   int dispatch_posted;  /* a dispatch of every queue is already posted */
   long stall_timeout_s; /* per request: abort after this long without a byte
                            ($GEMINI_POOL_STALL_TIMEOUT, default 300 s) */
+  uint64_t renew_timer; /* the lease heartbeat, while a job holds a lease */
 };
 
 static void job_unref(gkp__job *job);
@@ -270,13 +271,13 @@ static int build_body(gkp__job *job, gkp_error *err) {
       .include_thoughts = job->capture_thinking,
       .thinking_style = GKP__THINKING_STYLE_NONE,
   };
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  int mi = gkp__pool_model_index(pool, job->model);
+  const gkp__config *cfg = gkp__pool_config(pool);
+  int mi = gkp__config_model_index(cfg, job->model);
   if (mi >= 0) {
-    req.image_output = pool->cfg->models[mi].image_output;
-    req.thinking_style = pool->cfg->models[mi].thinking_level;
+    req.image_output = cfg->models[mi].image_output;
+    req.thinking_style = cfg->models[mi].thinking_level;
   }
-  pthread_rwlock_unlock(&pool->cfg_lock);
+  gkp__config_unref(cfg);
   if (req.thinking_style == GKP__THINKING_STYLE_NONE) {
     req.include_thoughts = 0;
   }
@@ -451,12 +452,13 @@ static void job_fallback(gkp__job *job, const char *why) {
   char msg[GKP_MSG_MAX];
   gkp_error err;
 
-  pthread_rwlock_rdlock(&r->pool->cfg_lock);
-  next = gkp_model_fallback(r->pool, job->model);
+  const gkp__config *cfg = gkp__pool_config(r->pool);
+  int mi = gkp__config_model_index(cfg, job->model);
+  next = mi >= 0 ? cfg->models[mi].fallback : NULL;
   if (next != NULL) {
     gkp__strlcpy(job->model, next, sizeof job->model);
   }
-  pthread_rwlock_unlock(&r->pool->cfg_lock);
+  gkp__config_unref(cfg);
   if (why != NULL && why[0] != '\0' && job->chain_reason[0] == '\0') {
     gkp__strlcpy(job->chain_reason, why, sizeof job->chain_reason);
   }
@@ -598,6 +600,31 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
 
 /* ---- dispatching ------------------------------------------------------------- */
 
+/* The lease heartbeat: every lease a running request holds is renewed, so
+ * that a stream still receiving keeps its key however long it runs, while a
+ * holder that stops (killed, stuck) loses it within GKP_LEASE_TTL_MS. */
+static void renew_leases(gkp__loop *loop, void *ud) {
+  gkp__runner *r = ud;
+  int held = 0;
+  (void)loop;
+  r->renew_timer = 0;
+  for (gkp__job *job = r->all; job != NULL; job = job->all_next) {
+    if (job->has_lease) {
+      gkp_lease_renew(r->pool, &job->lease, NULL);
+      held = 1;
+    }
+  }
+  if (held) {
+    r->renew_timer = gkp__loop_timer_after(r->loop, r->opts.lease_renew_ms, renew_leases, r);
+  }
+}
+
+static void start_heartbeat(gkp__runner *r) {
+  if (r->renew_timer == 0) {
+    r->renew_timer = gkp__loop_timer_after(r->loop, r->opts.lease_renew_ms, renew_leases, r);
+  }
+}
+
 /* Tries to reserve a key and start the request.  Returns 1 if started (or
  * the job ended), 0 if it must wait (*wait says how long). */
 static int job_start(gkp__job *job, gkp_wait *wait) {
@@ -617,9 +644,10 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
     return 1;
   }
   job->has_lease = 1;
-  pthread_rwlock_rdlock(&r->pool->cfg_lock);
-  gkp__strlcpy(base, r->pool->cfg->base_url, sizeof base);
-  pthread_rwlock_unlock(&r->pool->cfg_lock);
+  start_heartbeat(r);
+  const gkp__config *cfg = gkp__pool_config(r->pool);
+  gkp__strlcpy(base, cfg->base_url, sizeof base);
+  gkp__config_unref(cfg);
   if (gkp_key_secret(r->pool, job->lease.key_id, secret, sizeof secret, &err) != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
@@ -628,6 +656,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   ep.base_url = base;
   ep.api_key = secret;
   ep.low_speed_time_s = r->stall_timeout_s;
+  ep.timeout_ms = -1; /* a stream still receiving is never cut; the job's deadline may */
   gkp__gemini_callbacks cb = {
       .on_text = cb_text, .on_image = cb_image, .on_usage = cb_usage, .on_done = cb_done};
   job->has_usage = 0;
@@ -784,7 +813,9 @@ static void job_begin(gkp__loop *loop, void *ud) {
     job_finish(job, GKP__JOB_CANCELLED, "cancelled");
     return;
   }
-  job->deadline_timer = gkp__loop_timer_add(loop, job->deadline_ms, deadline_fired, job);
+  if (job->deadline_ms > 0) {
+    job->deadline_timer = gkp__loop_timer_add(loop, job->deadline_ms, deadline_fired, job);
+  }
   job->wait_started_ms = gkp_pool_now(r->pool);
   notify_state(job);
   job_try(job);
@@ -851,13 +882,13 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
   const char *model, *system, *thinking;
   int rc = 0;
 
-  pthread_rwlock_rdlock(&pool->cfg_lock);
-  if (s->profile != NULL && (p = gkp__config_profile(pool->cfg, s->profile)) == NULL) {
+  const gkp__config *cfg = gkp__pool_config(pool);
+  if (s->profile != NULL && (p = gkp__config_profile(cfg, s->profile)) == NULL) {
     rc = gkp__err(err, -ENOENT, "unknown profile '%s'", s->profile);
     goto out;
   }
   model = s->model != NULL ? s->model : p != NULL ? p->model : NULL;
-  if (model == NULL || gkp__pool_model_index(pool, model) < 0) {
+  if (model == NULL || gkp__config_model_index(cfg, model) < 0) {
     rc = gkp__err(err, -ENOENT, "unknown model '%s': add it under \"models\" in %s",
                   model != NULL ? model : "(none)", gkp_pool_config_path(pool));
     goto out;
@@ -881,7 +912,7 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
   job->max_output_tokens = p != NULL ? p->max_output_tokens : 0;
   job->max_wait_ms = s->max_wait_ms >= 0 ? s->max_wait_ms : p != NULL ? p->max_wait_ms : 120000;
 out:
-  pthread_rwlock_unlock(&pool->cfg_lock);
+  gkp__config_unref(cfg);
   return rc;
 }
 
@@ -908,7 +939,8 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
   gkp__dynbuf_init(&job->thoughts, GKP__MAX_ANSWER);
   job->tokens_in = job->tokens_out = -1;
   job->created_ms = now;
-  job->deadline_ms = now + (s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms);
+  int64_t limit = s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms;
+  job->deadline_ms = limit > 0 ? now + limit : 0;
   job->capture_thinking = s->capture_thinking;
   if (sink != NULL) {
     job->sink = *sink;
@@ -1003,8 +1035,8 @@ int gkp__runner_new(gkp_pool *pool, const gkp__runner_opts *opts, gkp__runner **
   } else {
     r->opts.stream = 1;
   }
-  if (r->opts.default_deadline_ms <= 0) {
-    r->opts.default_deadline_ms = DEFAULT_DEADLINE_MS;
+  if (r->opts.lease_renew_ms <= 0) {
+    r->opts.lease_renew_ms = GKP_LEASE_RENEW_MS;
   }
   if (r->opts.max_attempts <= 0) {
     r->opts.max_attempts = DEFAULT_MAX_ATTEMPTS;

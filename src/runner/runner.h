@@ -38,7 +38,7 @@ typedef struct gkp__job_spec {
   const char *const *tools; /* "google_search", "code_execution", "url_context"; NULL: profile's */
   size_t ntools;
   int64_t max_wait_ms; /* < 0: the profile's (default 120 s) */
-  int64_t deadline_ms; /* whole job, from submission; <= 0: 10 minutes */
+  int64_t deadline_ms; /* whole job, from submission; <= 0: the runner default (none) */
 } gkp__job_spec;
 
 enum gkp__job_status {
@@ -93,7 +93,8 @@ typedef struct gkp__job_sink {
 } gkp__job_sink;
 
 typedef struct gkp__runner_opts {
-  int64_t default_deadline_ms; /* <= 0: 10 minutes */
+  int64_t default_deadline_ms; /* <= 0: none (a stalled request still fails) */
+  int64_t lease_renew_ms;      /* the lease heartbeat; <= 0: GKP_LEASE_RENEW_MS */
   int max_attempts;            /* <= 0: 12 */
   int stream;                  /* use streamGenerateContent (default 1 when opts is NULL) */
   /* > 0: every 429 cools (project, model) for exactly this long, whatever it

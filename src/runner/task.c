@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
+#include "engine/engine.h"
 #include "engine/pool_impl.h"
 #include "runner/runner.h"
 
@@ -24,18 +25,14 @@ static void free_runner(void *r) {
   gkp__runner_free(r);
 }
 
+static void *make_runner(gkp_pool *pool, gkp_error *err) {
+  gkp__runner *r;
+  return gkp__runner_new(pool, NULL, &r, err) == 0 ? r : NULL;
+}
+
 /* The pool's runner, started on first use. */
 static gkp__runner *pool_runner(gkp_pool *pool, gkp_error *err) {
-  pthread_mutex_lock(&pool->task_mu);
-  if (pool->task_runner == NULL) {
-    gkp__runner *r;
-    if (gkp__runner_new(pool, NULL, &r, err) == 0) {
-      pool->task_runner = r;
-      pool->task_runner_free = free_runner;
-    }
-  }
-  pthread_mutex_unlock(&pool->task_mu);
-  return pool->task_runner;
+  return gkp__pool_task_runner(pool, make_runner, free_runner, err);
 }
 
 static void on_text(void *ud, gkp__job *job, const char *text, size_t len) {

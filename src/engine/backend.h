@@ -1,0 +1,111 @@
+/*
+ * backend.h - the verbs every state backend implements.
+ *
+ * The engine (pool.c, rules.c, status.c) keeps the configuration and the
+ * public API; a backend keeps the shared state and nothing else touches it.
+ * Each verb is one atomic step against the shared state, with the time
+ * taken by the backend itself (the mapped file: the pool's clock; a network
+ * store: its own), so that a verb never mixes two instants or two views.
+ * The arithmetic (windows, day counts, eligibility, error rules) is the
+ * shared pure code of quota.h, over the plain values declared there.
+ *
+ * The first backend is the mapped state file (file_backend.c over store.c).
+ */
+#ifndef GKP_ENGINE_BACKEND_H
+#define GKP_ENGINE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "engine/quota.h"
+#include "gkp.h"
+
+/* Administrative changes (one verb). */
+enum gkp__admin_kind {
+  GKP__ADMIN_COOLDOWN, /* key (and model) cooldown until `until_ms`, any length */
+  GKP__ADMIN_DISABLE,  /* disable key with `reason` */
+  GKP__ADMIN_RESET,    /* clear cooldowns, streaks, disabled: key_id, or all when NULL */
+};
+
+typedef struct gkp__admin {
+  int kind;
+  const char *key_id;
+  const char *model; /* COOLDOWN: NULL for key-wide */
+  int64_t until_ms;
+  int cooldown_kind;
+  const char *reason;
+} gkp__admin;
+
+/* One key's state in a status snapshot. */
+typedef struct gkp__snap_key {
+  gkp__key_counts c;
+  int inflight;
+} gkp__snap_key;
+
+/* One (project, model) pair's state in a status snapshot. */
+typedef struct gkp__snap_pm {
+  int64_t requests_today;
+  int64_t reqs_minute, tokens_minute;
+  gkp__pm_counts c; /* its window is not copied */
+} gkp__snap_pm;
+
+/* The state behind a status document, copied under the lock and rendered
+ * after it.  Entries follow the configuration the backend had attached. */
+typedef struct gkp__snapshot {
+  int64_t now;
+  const gkp__config *cfg; /* a reference */
+  gkp__snap_key *keys;    /* cfg->nkeys */
+  int *pm_of;             /* cfg->nkeys * cfg->nmodels: index in pms, -1 none */
+  gkp__snap_pm *pms;
+  size_t npms;
+  char *where; /* the state's location */
+} gkp__snapshot;
+
+void gkp__snapshot_free(gkp__snapshot *s);
+
+typedef struct gkp__backend gkp__backend;
+
+typedef struct gkp__backend_ops {
+  /* Makes cfg's keys the candidates (in the backend's least recently used
+   * order) and cfg's models the known ones.  `reload`: slots of keys the
+   * configuration no longer names are reclaimed and disabled keys enabled. */
+  int (*attach)(gkp__backend *b, const gkp__config *cfg, int reload, gkp_error *err);
+  /* Leases the least recently used eligible key and counts the request, or
+   * returns -EAGAIN with *wait: the soonest time a key may be and why. */
+  int (*reserve)(gkp__backend *b, const char *model, int64_t est_tokens, gkp_lease *out,
+                 gkp_wait *wait, gkp_error *err);
+  /* Extends a lease held by this process; -ESTALE if it is gone. */
+  int (*renew)(gkp__backend *b, const gkp_lease *l, gkp_error *err);
+  /* Ends a lease; not sent: the counts are given back. */
+  int (*release)(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err);
+  int (*record_usage)(gkp__backend *b, const gkp_lease *l, const gkp_usage *u, gkp_error *err);
+  /* Applies a classified error; sets v->cooldown_until_ms. */
+  int (*apply_verdict)(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err);
+  int (*admin)(gkp__backend *b, const gkp__admin *op, gkp_error *err);
+  int (*count_available)(gkp__backend *b, const char *model, gkp_error *err);
+  int (*effective_limits)(gkp__backend *b, const char *key_id, const char *model, gkp_limits *out,
+                          gkp_error *err);
+  int (*snapshot)(gkp__backend *b, gkp__snapshot **out, gkp_error *err);
+  /* Removes expired cooldowns and leases; returns how many. */
+  int (*gc)(gkp__backend *b, gkp_error *err);
+  /* Where the state lives (a path, a URL), for messages. */
+  const char *(*where)(gkp__backend *b);
+  /* Releases the leases this process holds (unless `forked`) and frees. */
+  void (*close)(gkp__backend *b, int forked);
+} gkp__backend_ops;
+
+struct gkp__backend {
+  const gkp__backend_ops *ops;
+};
+
+/* The mapped-file backend.  `clock` NULL: the real clock.  `log` gets what
+ * the store has to say (moved aside, upgraded). */
+int gkp__file_backend_open(const char *path, gkp_clock_fn clock, void *clock_ud, gkp_log_fn log,
+                           void *log_ud, gkp__backend **out, gkp_error *err);
+
+/* Configuration snapshots are shared by reference (pool.c). */
+const gkp__config *gkp__config_ref(const gkp__config *cfg);
+void gkp__config_unref(const gkp__config *cfg);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * engine.h - what the front ends (runner, filesystem, CLI) use of the engine
+ * beyond gkp.h.  They never see the pool's insides nor take its locks.
+ *
+ * The configuration is an immutable, reference-counted snapshot: take one
+ * with gkp__pool_config, read it as long as needed, drop it with
+ * gkp__config_unref.  A reload swaps in a new snapshot; readers of the old
+ * one are never disturbed.
+ */
+#ifndef GKP_ENGINE_ENGINE_H
+#define GKP_ENGINE_ENGINE_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+#include "gkp.h"
+
+/* The configuration in use, with a reference the caller drops. */
+const gkp__config *gkp__pool_config(gkp_pool *pool);
+
+/* Drops a reference taken by gkp__pool_config.  NULL is a no-op. */
+void gkp__config_unref(const gkp__config *cfg);
+
+/* Index of a model in a configuration, or -1. */
+int gkp__config_model_index(const gkp__config *cfg, const char *model);
+
+/* The runner gkp_run_task uses, made by `make` on first use and freed by
+ * `free_fn` when the pool closes.  NULL with err if `make` failed. */
+void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_error *err),
+                            void (*free_fn)(void *runner), gkp_error *err);
+
+#endif

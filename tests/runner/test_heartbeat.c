@@ -1,0 +1,200 @@
+/*
+ * test_heartbeat.c - a request that runs for a long time keeps its lease
+ * (the runner renews it), and a holder that stops renewing loses its key
+ * within the lease's lifetime.
+ *
+ * The pools run on a clock 100 times faster than the real one, so that a
+ * 15-minute stream takes 9 s and the 60 s lease lifetime 0.6 s; the runner's
+ * heartbeat is set to 0.1 s (10 s of pool time).  One key, max_inflight 1:
+ * a second pool on the same state file polls for the key all along.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gkp.h"
+#include "runner/runner.h"
+
+#define SPEED 100
+#define T0 INT64_C(1795521600000)
+#define MIN (60 * INT64_C(1000))
+
+static const char *CONFIG = "{\"providers\":{\"gemini\":{\"keys\":["
+                            "{\"id\":\"solo\",\"api_key\":\"env:TEST_KEY_1\"}]}},"
+                            "\"models\":{\"gemini-2.5-flash\":{\"rpm\":100000,\"tpm\":100000000,"
+                            "\"rpd\":10000000}}}";
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t start_mono;
+
+/* Pool time: T0, then 100 times faster than the real clock. */
+static int64_t fast_clock(void *ud) {
+  (void)ud;
+  return T0 + (mono_ms() - start_mono) * SPEED;
+}
+
+static void emu(const char *path, const char *json) {
+  char url[512];
+  CURL *c = curl_easy_init();
+  struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+  snprintf(url, sizeof url, "%s/_emu/%s", getenv("EMU_URL"), path);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+  assert_int_equal(curl_easy_perform(c), CURLE_OK);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+}
+
+static gkp_pool *open_pool(const char *name) {
+  char state[4200];
+  gkp_options o = {.state_path = state, .clock = fast_clock};
+  gkp_pool *p;
+  gkp_error err;
+  snprintf(state, sizeof state, "%s/%s.db", getenv("TEST_STATE_DIR"), name);
+  if (gkp_pool_open_text(&p, CONFIG, strlen(CONFIG), "test.json", NULL, &o, &err) != 0) {
+    fail_msg("%s", err.msg);
+  }
+  return p;
+}
+
+/* The second pool: tries to take the key until told to stop. */
+typedef struct poller {
+  gkp_pool *pool;
+  atomic_int stop;
+  atomic_int got; /* times it was handed the key */
+  atomic_llong first_ms;
+} poller;
+
+static void *poll_key(void *ud) {
+  poller *p = ud;
+  while (!atomic_load(&p->stop)) {
+    gkp_lease l;
+    if (gkp_reserve(p->pool, "gemini-2.5-flash", 10, &l, NULL, NULL) == 0) {
+      long long zero = 0;
+      atomic_fetch_add(&p->got, 1);
+      atomic_compare_exchange_strong(&p->first_ms, &zero, (long long)fast_clock(NULL));
+      gkp_release(p->pool, &l, 0, NULL);
+    }
+    usleep(10000);
+  }
+  return NULL;
+}
+
+typedef struct done {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int finished;
+  int status;
+  int64_t at;
+} done;
+
+static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
+  done *d = ud;
+  (void)job;
+  pthread_mutex_lock(&d->mu);
+  d->finished = 1;
+  d->status = info->status;
+  d->at = fast_clock(NULL);
+  pthread_cond_signal(&d->cv);
+  pthread_mutex_unlock(&d->mu);
+}
+
+static void test_long_stream_keeps_its_lease(void **st) {
+  (void)st;
+  gkp_pool *a, *b;
+  gkp__runner *r;
+  gkp_error err;
+  pthread_t th;
+  done d = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+  start_mono = mono_ms();
+  a = open_pool("stream");
+  b = open_pool("stream");
+  emu("reset", "{}");
+  /* 9 s of real time before the answer, then slow chunks: over 15 minutes. */
+  emu("faults", "{\"scope\":\"global\",\"latency_ms\":9100,\"chunk_delay_ms\":50}");
+  gkp__runner_opts ro = {.stream = 1, .lease_renew_ms = 100};
+  assert_int_equal(gkp__runner_new(a, &ro, &r, &err), 0);
+  gkp__job_spec spec = {.model = "gemini-2.5-flash", .prompt = "Say something.", .prompt_len = 14};
+  gkp__job_sink sink = {.on_done = on_done};
+  int64_t started = fast_clock(NULL);
+  gkp__job *job = gkp__runner_submit(r, &spec, &sink, &d, &err);
+  assert_non_null(job);
+  usleep(300000); /* the job has its key */
+  poller p = {.pool = b};
+  pthread_create(&th, NULL, poll_key, &p);
+  pthread_mutex_lock(&d.mu);
+  while (!d.finished) {
+    pthread_cond_wait(&d.cv, &d.mu);
+  }
+  pthread_mutex_unlock(&d.mu);
+  atomic_store(&p.stop, 1);
+  pthread_join(th, NULL);
+  assert_int_equal(d.status, GKP__JOB_DONE);
+  assert_true(d.at - started >= 15 * MIN);
+  /* While the request ran, the other pool never had the key. */
+  long long first = atomic_load(&p.first_ms);
+  if (first != 0 && first < d.at) {
+    fail_msg("the other pool took the key %lld s into a %lld s request", (first - started) / 1000,
+             (long long)(d.at - started) / 1000);
+  }
+  gkp__job_release(job);
+  gkp__runner_free(r);
+  gkp_pool_close(a);
+  gkp_pool_close(b);
+  emu("faults", "{\"scope\":\"global\",\"latency_ms\":null,\"chunk_delay_ms\":null}");
+}
+
+static void test_holder_that_stops_renewing_loses_the_key(void **st) {
+  (void)st;
+  gkp_pool *a, *b;
+  gkp_lease l;
+  gkp_error err;
+  pthread_t th;
+  start_mono = mono_ms();
+  a = open_pool("stopped");
+  b = open_pool("stopped");
+  assert_int_equal(gkp_reserve(a, "gemini-2.5-flash", 10, &l, NULL, &err), 0);
+  int64_t taken = fast_clock(NULL);
+  poller p = {.pool = b};
+  pthread_create(&th, NULL, poll_key, &p);
+  while (atomic_load(&p.got) == 0 && fast_clock(NULL) - taken < 10 * MIN) {
+    usleep(10000);
+  }
+  atomic_store(&p.stop, 1);
+  pthread_join(th, NULL);
+  long long first = atomic_load(&p.first_ms);
+  assert_true(first != 0);
+  /* Not before the lease expired, and soon after (a poll is 1 s of pool time). */
+  assert_true(first - taken >= GKP_LEASE_TTL_MS);
+  assert_true(first - taken <= GKP_LEASE_TTL_MS + 20000);
+  assert_int_equal(gkp_lease_renew(a, &l, &err), -ESTALE);
+  gkp_release(a, &l, 1, NULL);
+  gkp_pool_close(a);
+  gkp_pool_close(b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_long_stream_keeps_its_lease),
+      cmocka_unit_test(test_holder_that_stops_renewing_loses_the_key),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
