@@ -151,6 +151,7 @@ enum gkp_wait_reason {
   GKP_WAIT_QUOTA,    /* RPM, TPM or RPD budget used up */
   GKP_WAIT_NEVER,    /* nothing will free up by itself (disabled, no free tier,
                         prompt larger than the TPM limit) */
+  GKP_WAIT_UNREACHABLE, /* the shared state's server cannot be reached: nothing is sent */
 };
 
 typedef struct gkp_wait {
