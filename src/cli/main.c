@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/util.h"
 
 static const char *USAGE =
     "usage:\n"
@@ -100,14 +101,13 @@ int cli_common_option(cli_common *c, int argc, char **argv, int *i) {
 }
 
 void cli_log_execution(gkp_pool *pool, const char *json_line) {
-  char path[4200];
-  const char *state = gkp_pool_state_path(pool), *slash = strrchr(state, '/');
+  char path[4200], dir[4096];
   int fd;
-  if (slash == NULL) {
-    snprintf(path, sizeof path, "executions.jsonl");
-  } else {
-    snprintf(path, sizeof path, "%.*s/executions.jsonl", (int)(slash - state), state);
+  if (gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir) != 0) {
+    cli_error("warning: no place for executions.jsonl: set XDG_STATE_HOME or HOME");
+    return;
   }
+  snprintf(path, sizeof path, "%s/executions.jsonl", dir);
   fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     cli_error("warning: cannot append to %s: %s", path, strerror(errno));

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "config/config.h"
 #include "fs/fs.h"
 
@@ -257,7 +258,7 @@ static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size
   p->config = realpath(p->found, NULL);
   st = o->state != NULL ? o->state : getenv("GEMINI_POOL_STATE");
   if (st != NULL && st[0] != '\0') {
-    p->state = absolute(st);
+    p->state = strstr(st, "://") != NULL ? strdup(st) : absolute(st);
   }
   po.config_path = paths_config(p);
   po.state_path = p->state;
@@ -265,20 +266,17 @@ static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size
     fail(err, errlen, "%s", e.msg);
     return -1;
   }
-  p->statedir = strdup(gkp_pool_state_path(pool));
+  char dir[4096];
+  int dir_rc = gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir);
   gkp_pool_close(pool);
+  if (dir_rc != 0) {
+    fail(err, errlen, "mount: no place for the spool: set XDG_STATE_HOME or HOME");
+    return -1;
+  }
+  p->statedir = strcmp(dir, ".") == 0 ? absolute(".") : strdup(dir);
   if (p->statedir == NULL) {
     fail(err, errlen, "mount: out of memory");
     return -1;
-  }
-  char *slash = strrchr(p->statedir, '/');
-  if (slash == NULL) {
-    free(p->statedir);
-    p->statedir = absolute(".");
-  } else if (slash == p->statedir) {
-    slash[1] = '\0';
-  } else {
-    *slash = '\0';
   }
 
   clear_stale_mount(o->mountpoint);
