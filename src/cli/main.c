@@ -24,10 +24,11 @@ static const char *USAGE =
     "  gemini-pool status [--json]                     the pool, from the state file\n"
     "  gemini-pool keys check                          validate every key (models.list)\n"
     "  gemini-pool reset [KEY_ID|all]                  clear cooldowns, re-enable keys\n"
+    "  gemini-pool state copy FROM TO                  move the state between a file and Redis\n"
     "  gemini-pool --help | --version\n"
     "\n"
     "Every command takes --config FILE (else $GEMINI_POOL_CONFIG, ./keys.json,\n"
-    "$XDG_CONFIG_HOME/gemini-pool/keys.json) and --state FILE (else $GEMINI_POOL_STATE,\n"
+    "$XDG_CONFIG_HOME/gemini-pool/keys.json) and --state FILE|URL (else $GEMINI_POOL_STATE,\n"
     "$XDG_STATE_HOME/gemini-pool/state.db).  $GOOGLE_GEMINI_BASE_URL overrides the\n"
     "API endpoint (e.g. http://127.0.0.1:PORT for scripts/fake-gemini).\n"
     "$GEMINI_POOL_STALL_TIMEOUT (seconds, default 300): a request that receives\n"
@@ -149,6 +150,9 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "reset") == 0) {
     return cmd_reset(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "state") == 0) {
+    return cmd_state(argc - 1, argv + 1);
   }
   if (strcmp(cmd, "keys") == 0) {
     return cmd_keys(argc - 1, argv + 1);

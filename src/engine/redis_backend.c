@@ -961,6 +961,116 @@ static int rb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err) {
   return 0;
 }
 
+/* ---- import -------------------------------------------------------------------------------- */
+
+/* Runs HSET on `name` with the given field/value pairs. */
+static int hset(rb *r, const char *name, int n, const char **fv, gkp_error *err) {
+  const char *av[2 + 2 * 24];
+  redisReply *x;
+  av[0] = "HSET";
+  av[1] = name;
+  for (int i = 0; i < 2 * n; i++) {
+    av[2 + i] = fv[i];
+  }
+  x = gkp__rconn_cmd(&r->conn, name, 2 + 2 * n, av, NULL, err);
+  if (x == NULL) {
+    return err != NULL && err->code != 0 ? err->code : -EIO;
+  }
+  freeReplyObject(x);
+  return 0;
+}
+
+static int import_key(rb *r, const gkp__key_cfg *kc, const gkp__key_counts *c, gkp_error *err) {
+  char k[KNAME], v[5][24];
+  kname(k, 'k', kc->project, kc->id);
+  fmt_i(v[0], c->disabled);
+  fmt_i(v[1], c->cooldown_until_ms);
+  fmt_i(v[2], c->cooldown_kind);
+  fmt_i(v[3], c->last_used_ms);
+  fmt_i(v[4], (int64_t)c->requests_total);
+  const char *fv[] = {"dis", v[0], "dreason", c->disabled_reason, "cdu", v[1], "cdk", v[2], "lu",
+                      v[3],  "rt", v[4]};
+  int rc = hset(r, k, 6, fv, err);
+  if (rc == 0 && c->last_used_ms > 0) {
+    freeReplyObject(cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", v[3], kc->id));
+  }
+  return rc;
+}
+
+static int import_pm(rb *r, const char *project, const char *model, const gkp__snap_pm *e,
+                     int64_t now, gkp_error *err) {
+  const gkp__pm_counts *p = &e->c;
+  char m[KNAME], w[KNAME], v[13][24], ef[GKP__ERROR_KINDS][8], ev[GKP__ERROR_KINDS][24];
+  const char *fv[2 * 24];
+  int n = 0, rc;
+  int64_t vals[13] = {p->cooldown_until_ms,
+                      p->cooldown_kind,
+                      p->proven,
+                      p->streak_429,
+                      p->streak_server,
+                      p->day_start_ms,
+                      p->day_count,
+                      p->learned[0],
+                      p->learned[1],
+                      p->learned[2],
+                      (int64_t)p->requests_total,
+                      (int64_t)p->tokens_in_total,
+                      (int64_t)p->tokens_out_total};
+  static const char *names[13] = {"cdu", "cdk", "prv", "s429", "ssrv", "ds",  "dc",
+                                  "lr",  "lt",  "ld",  "rt",   "tin",  "tout"};
+  kname(m, 'm', project, model);
+  kname(w, 'w', project, model);
+  for (int i = 0; i < 13; i++) {
+    fmt_i(v[i], vals[i]);
+    fv[2 * n] = names[i];
+    fv[2 * n++ + 1] = v[i];
+  }
+  fv[2 * n] = "le";
+  fv[2 * n++ + 1] = p->last_error;
+  for (int k = 1; k < GKP__ERROR_KINDS && n < 24; k++) {
+    snprintf(ef[k], sizeof ef[k], "e%d", k);
+    fmt_i(ev[k], (int64_t)p->errors[k]);
+    fv[2 * n] = ef[k];
+    fv[2 * n++ + 1] = ev[k];
+  }
+  rc = hset(r, m, n, fv, err);
+  if (rc == 0 && (e->reqs_minute > 0 || e->tokens_minute > 0)) {
+    /* The minute's totals count from now: an upper bound, never less. */
+    char rf[24], tf[24], rv[24], tv[24];
+    snprintf(rf, sizeof rf, "r%" PRId64, now / 1000);
+    snprintf(tf, sizeof tf, "t%" PRId64, now / 1000);
+    fmt_i(rv, e->reqs_minute);
+    fmt_i(tv, e->tokens_minute);
+    const char *wv[] = {rf, rv, tf, tv};
+    rc = hset(r, w, 2, wv, err);
+  }
+  return rc;
+}
+
+static int rb_import(gkp__backend *b, const gkp__snapshot *s, gkp_error *err) {
+  rb *r = (rb *)b;
+  size_t snm = s->cfg->nmodels;
+  int rc = 0;
+  pthread_mutex_lock(&r->conn.mu);
+  int64_t now = server_now(r);
+  for (size_t sk = 0; rc == 0 && sk < s->cfg->nkeys; sk++) {
+    int ki = cfg_key(r, s->cfg->keys[sk].id);
+    if (ki < 0) {
+      continue;
+    }
+    const gkp__key_cfg *kc = &r->cfg->keys[ki];
+    rc = import_key(r, kc, &s->keys[sk].c, err);
+    for (size_t sm = 0; rc == 0 && sm < snm; sm++) {
+      int pi = s->pm_of[sk * snm + sm];
+      if (pi >= 0 && model_index(r->cfg, s->cfg->models[sm].id) >= 0) {
+        rc = import_pm(r, kc->project, s->cfg->models[sm].id, &s->pms[pi], now, err);
+      }
+    }
+  }
+  pthread_mutex_unlock(&r->conn.mu);
+  return rc;
+}
+
 /* ---- open and close ------------------------------------------------------------------------ */
 
 static const char *rb_where(gkp__backend *b) {
@@ -1011,6 +1121,7 @@ static const gkp__backend_ops redis_ops = {
     .gc = rb_gc,
     .where = rb_where,
     .close = rb_close,
+    .import = rb_import,
 };
 
 int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn clock,

@@ -30,8 +30,9 @@ need_redis()
 t = T("redis-cli")
 M = "gemini-2.5-flash"
 keys = [{"key": make_secret("R1"), "name": "k1", "project": "p1"},
-        {"key": make_secret("R2"), "name": "k2", "project": "p2"}]
-emu = Emu(t, {"projects": {"p1": {}, "p2": {}}, "keys": keys})
+        {"key": make_secret("R2"), "name": "k2", "project": "p2"},
+        {"key": make_secret("R3"), "name": "k3", "project": "p3"}]
+emu = Emu(t, {"projects": {"p1": {}, "p2": {}, "p3": {}}, "keys": keys})
 PW = "s3cret-" + make_secret("PW")[-12:]
 red = Redis(t, aof=True, password=PW)
 
@@ -185,6 +186,46 @@ t.check(r.returncode != 0 and line is not None and
         f"state server 127.0.0.1:{red.port} unreachable since" in line,
         f"down past max_wait: the job fails naming the server and since when ({line})", r)
 t.check(len(emu.log()) == 1, "only the first request was sent", len(emu.log()))
+
+# ---- state copy: file -> Redis -> file ---------------------------------------------------------
+emu.reset()
+red.cli("FLUSHALL")
+fp = pool_on("", "copy", nkeys=3, dotenv=f"GKP_REDIS_PW={PW}\n")
+fp.env["GEMINI_POOL_STATE"] = fp.state_file
+emu.replay(body_file=os.path.join(ERRORS, "400_api_key_invalid_array_framed.json"), key="k1",
+           model=M, count=1)
+emu.replay(body_file=os.path.join(ERRORS, "429_per_day_free_tier.json"), key="k2", model=M,
+           count=1)
+r = fp.ask("--task", "before the move", "--model", M)
+t.check(r.returncode == 0, "a job on the file state (k1 disabled, k2 cooled, k3 answers)", r)
+
+
+def summary(doc):
+    out = {}
+    for k in doc["keys"]:
+        m = k["models"].get(M, {})
+        out[k["id"]] = (k.get("state"), k.get("disabled_reason"), m.get("requests_total"),
+                        m.get("requests_today"), m.get("cooldown_kind"),
+                        m.get("cooldown_until"))
+    return out
+
+
+src = summary(fp.status())
+t.log(f"file state: {src}")
+r = fp.run("state", "copy", fp.state_file, URL)
+t.check(r.returncode == 0 and PW not in (r.stdout + r.stderr).decode(),
+        "state copy FILE URL works and does not show the password", r)
+fp.env["GEMINI_POOL_STATE"] = URL
+on_redis = summary(fp.status())
+t.check(on_redis == src, "Redis now holds the same counts, cooldowns and disabled keys",
+        (src, on_redis))
+back = os.path.join(fp.dir, "state", "back.db")
+r = fp.run("state", "copy", URL, back)
+fp.env["GEMINI_POOL_STATE"] = back
+t.check(r.returncode == 0 and summary(fp.status()) == src,
+        "and back to a new state file, unchanged", r)
+r = fp.run("state", "copy", fp.state_file)
+t.check(r.returncode == 2 and one_line_error(r) is not None, "state copy needs FROM and TO", r)
 
 # ---- clocks 90 s apart -------------------------------------------------------------------------
 if subprocess.run(["which", "faketime"], stdout=subprocess.DEVNULL).returncode == 0:
