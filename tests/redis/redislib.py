@@ -52,7 +52,7 @@ class Redis:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", self.dir, "--save", "", "--daemonize", "no",
                 "--logfile", os.path.join(self.dir, "redis.log"),
-                "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"]
+                "--appendonly", "yes" if self.aof else "no", "--appendfsync", "everysec"]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file",
                      os.path.join(self.dir, "nodes.conf"), "--cluster-node-timeout", "2000"]
