@@ -275,63 +275,110 @@ static int rb_attach(gkp__backend *b, const gkp__config *cfg, int reload, gkp_er
 /* ---- reserve ------------------------------------------------------------------------------ */
 
 typedef struct offer {
-  int status; /* 1 leased, 2 eligible (probe), 0 not, -EAGAIN etc. */
+  int status; /* 1 leased, 2 eligible (probe), 0 none can */
   int reason;
   int64_t ready; /* server time; INT64_MAX never */
   int64_t id, now;
+  int index; /* the candidate it is about, -1: none */
 } offer;
 
-/* Offers cfg key ki to the reserve script.  Returns 0 with *o, or an error. */
-static int offer_key(rb *r, int ki, int mi, int64_t est, int probe, offer *o, gkp_error *err) {
-  const gkp__key_cfg *kc = &r->cfg->keys[ki];
-  const gkp_limits *lim = &r->cfg->models[mi].limits;
-  char k[KNAME], l[KNAME], m[KNAME], w[KNAME], seq[KNAME], now[24];
-  char a_est[24], a_max[16], a_rpm[24], a_tpm[24], a_rpd[24], a_ds[24], a_nm[24], a_ttl[24];
-  int64_t t = server_now(r);
+/* The names and arguments of one reserve call, built once per call. */
+typedef struct offer_args {
+  char (*names)[KNAME]; /* 5 per candidate */
+  char (*maxin)[16];
+  const char **av;
+} offer_args;
 
-  kname(k, 'k', kc->project, kc->id);
-  kname(l, 'l', kc->project, kc->id);
-  kname(m, 'm', kc->project, r->cfg->models[mi].id);
-  kname(w, 'w', kc->project, r->cfg->models[mi].id);
-  snprintf(seq, sizeof seq, "gkp:{%s}:seq", kc->project);
+static void offer_args_free(offer_args *a) {
+  free(a->names);
+  free(a->maxin);
+  free(a->av);
+}
+
+/* Offers cfg keys kis[0..n) in order to the reserve script, in one call
+ * (with the LRU bump) on a single server.  Returns 0 with *o, or an error. */
+static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int probe, offer *o,
+                      gkp_error *err) {
+  const gkp_limits *lim = &r->cfg->models[mi].limits;
+  const char *model = r->cfg->models[mi].id;
+  int lru = !r->conn.cluster, nkeys = 5 * n + lru, argc = nkeys + 11 + 2 * n, rc = 0;
+  char now[24], a_est[24], a_rpm[24], a_tpm[24], a_rpd[24], a_ds[24], a_nm[24], a_ttl[24], a_n[16];
+  offer_args a = {calloc((size_t)(5 * n), KNAME), calloc((size_t)n, 16),
+                  calloc((size_t)argc, sizeof(char *))};
+  int64_t t = server_now(r);
+  if (a.names == NULL || a.maxin == NULL || a.av == NULL) {
+    offer_args_free(&a);
+    return gkp__err(err, -ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < n; i++) {
+    const gkp__key_cfg *kc = &r->cfg->keys[kis[i]];
+    kname(a.names[5 * i], 'k', kc->project, kc->id);
+    kname(a.names[5 * i + 1], 'l', kc->project, kc->id);
+    kname(a.names[5 * i + 2], 'm', kc->project, model);
+    kname(a.names[5 * i + 3], 'w', kc->project, model);
+    snprintf(a.names[5 * i + 4], KNAME, "gkp:{%s}:seq", kc->project);
+    snprintf(a.maxin[i], 16, "%d", kc->max_inflight);
+    for (int j = 0; j < 5; j++) {
+      a.av[5 * i + j] = a.names[5 * i + j];
+    }
+    a.av[nkeys + 11 + i] = a.maxin[i];
+    a.av[nkeys + 11 + n + i] = kc->id;
+  }
+  if (lru) {
+    a.av[5 * n] = r->lru;
+  }
   now_arg(r, now);
   snprintf(a_est, sizeof a_est, "%" PRId64, est > 0 ? est : 0);
-  snprintf(a_max, sizeof a_max, "%d", kc->max_inflight);
   snprintf(a_rpm, sizeof a_rpm, "%" PRId64, lim->rpm);
   snprintf(a_tpm, sizeof a_tpm, "%" PRId64, lim->tpm);
   snprintf(a_rpd, sizeof a_rpd, "%" PRId64, lim->rpd);
   snprintf(a_ttl, sizeof a_ttl, "%d", r->lease_ttl_ms);
-  for (int attempt = 0; attempt < 3; attempt++) {
+  snprintf(a_n, sizeof a_n, "%d", n);
+  const char *fixed[11] = {
+      now, a_est, a_rpm, a_tpm, a_rpd, a_ds, a_nm, a_ttl, probe ? "1" : "0", lru ? "1" : "0", a_n};
+  for (int i = 0; i < 11; i++) {
+    a.av[nkeys + i] = fixed[i];
+  }
+  for (int attempt = 0;; attempt++) {
     snprintf(a_ds, sizeof a_ds, "%" PRId64, gkp_last_pacific_midnight(t));
     snprintf(a_nm, sizeof a_nm, "%" PRId64, gkp_next_pacific_midnight(t));
-    const char *av[] = {k,     l,     m,     w,     seq,
-                        now,   a_est, a_max, a_rpm, a_tpm,
-                        a_rpd, a_ds,  a_nm,  a_ttl, probe ? "1" : "0"};
-    redisReply *x = gkp__rconn_script(&r->conn, GKP__RS_RESERVE, 5, 15, av, err);
+    redisReply *x = gkp__rconn_script(&r->conn, GKP__RS_RESERVE, nkeys, argc, a.av, err);
     if (x == NULL) {
-      return err != NULL && err->code != 0 ? err->code : -EIO;
+      rc = err != NULL && err->code != 0 ? err->code : -EIO;
+      break;
     }
-    if (x->type != REDIS_REPLY_ARRAY || x->elements != 4) {
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 5) {
       freeReplyObject(x);
-      return gkp__err(err, -EPROTO, "state %s: unexpected answer to reserve", r->conn.url.where);
+      rc = gkp__err(err, -EPROTO, "state %s: unexpected answer to reserve", r->conn.url.where);
+      break;
     }
     o->status = (int)reply_int(x->element[0]);
     o->id = reply_int(x->element[1]);
     o->reason = (int)reply_int(x->element[1]);
     o->ready = reply_int(x->element[2]);
     o->now = reply_int(x->element[3]);
+    o->index = (int)reply_int(x->element[4]) - 1;
     freeReplyObject(x);
     saw_time(r, o->now);
     if (o->ready < 0) {
       o->ready = INT64_MAX;
     }
     if (o->status != -1) {
-      return 0;
+      break;
+    }
+    if (attempt == 2) {
+      rc = gkp__err(err, -EAGAIN, "state %s: the server's clock keeps crossing midnight",
+                    r->conn.url.where);
+      break;
     }
     t = o->now; /* our idea of the day was wrong: use the server's */
   }
-  return gkp__err(err, -EAGAIN, "state %s: the server's clock keeps crossing midnight",
-                  r->conn.url.where);
+  offer_args_free(&a);
+  return rc;
+}
+
+static int offer_key(rb *r, int ki, int mi, int64_t est, int probe, offer *o, gkp_error *err) {
+  return offer_keys(r, &ki, 1, mi, est, probe, o, err);
 }
 
 static const char *wait_words(int reason) {
@@ -391,8 +438,10 @@ static int took(rb *r, int ki, int mi, int64_t est, const offer *o, gkp_lease *o
   gkp__strlcpy(out->key_id, kc->id, sizeof out->key_id);
   gkp__strlcpy(out->project, kc->project, sizeof out->project);
   gkp__strlcpy(out->model, r->cfg->models[mi].id, sizeof out->model);
-  snprintf(score, sizeof score, "%" PRId64, o->now);
-  freeReplyObject(cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", score, kc->id));
+  if (r->conn.cluster) { /* on a single server the script did it */
+    snprintf(score, sizeof score, "%" PRId64, o->now);
+    freeReplyObject(cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", score, kc->id));
+  }
   if (own_add(r, out) != 0) {
     return gkp__err(err, -ENOMEM, "out of memory");
   }
@@ -403,11 +452,13 @@ static int reserve_locked(rb *r, const char *model, int64_t est, gkp_lease *out,
                           gkp_error *err) {
   int mi = model_index(r->cfg, model), next_key = -1, next_reason = GKP_WAIT_NONE;
   int64_t next = INT64_MAX;
+  int kis[PAGE];
   if (mi < 0) {
     return unknown_model(r, model, err);
   }
   for (long start = 0;; start += PAGE) {
     char a[24], b[24];
+    int n = 0;
     snprintf(a, sizeof a, "%ld", start);
     snprintf(b, sizeof b, "%ld", start + PAGE - 1);
     redisReply *x = cmd(r, r->lru, err, 4, "ZRANGE", r->lru, a, b);
@@ -416,27 +467,29 @@ static int reserve_locked(rb *r, const char *model, int64_t est, gkp_lease *out,
     }
     size_t got = x->elements;
     for (size_t i = 0; i < got; i++) {
-      int ki = cfg_key(r, x->element[i]->str), rc;
-      offer o;
-      if (ki < 0) {
-        continue;
-      }
-      rc = offer_key(r, ki, mi, est, 0, &o, err);
-      if (rc != 0) {
-        freeReplyObject(x);
-        return rc == -EAGAIN ? unreachable(r, wait, err) : rc;
-      }
-      if (o.status == 1) {
-        freeReplyObject(x);
-        return took(r, ki, mi, est, &o, out, err);
-      }
-      if (next_key < 0 || o.ready < next) {
-        next = o.ready;
-        next_reason = o.reason;
-        next_key = ki;
+      int ki = cfg_key(r, x->element[i]->str);
+      if (ki >= 0) {
+        kis[n++] = ki;
       }
     }
     freeReplyObject(x);
+    /* A cluster spreads the candidates over slots: one call each. */
+    int step = r->conn.cluster ? 1 : n;
+    for (int i = 0; i < n; i += step) {
+      offer o;
+      int rc = offer_keys(r, kis + i, step, mi, est, 0, &o, err);
+      if (rc != 0) {
+        return rc == -EAGAIN ? unreachable(r, wait, err) : rc;
+      }
+      if (o.status == 1) {
+        return took(r, kis[i + o.index], mi, est, &o, out, err);
+      }
+      if (o.index >= 0 && (next_key < 0 || o.ready < next)) {
+        next = o.ready;
+        next_reason = o.reason;
+        next_key = kis[i + o.index];
+      }
+    }
     if (got < PAGE) {
       break;
     }

@@ -595,11 +595,11 @@ redisReply *gkp__rconn_cmd(gkp__rconn *c, const char *key, int argc, const char 
 
 redisReply *gkp__rconn_script(gkp__rconn *c, int script, int nkeys, int argc, const char **argv,
                               gkp_error *err) {
-  const char *av[64];
+  const char **av = malloc(sizeof *av * (size_t)(argc + 3));
   char nk[16];
-  redisReply *r;
-  if (argc + 3 > 64) {
-    gkp__err(err, -E2BIG, "too many script arguments");
+  redisReply *r = NULL;
+  if (av == NULL) {
+    gkp__err(err, -ENOMEM, "out of memory");
     return NULL;
   }
   snprintf(nk, sizeof nk, "%d", nkeys);
@@ -610,6 +610,7 @@ redisReply *gkp__rconn_script(gkp__rconn *c, int script, int nkeys, int argc, co
   }
   for (int attempt = 0; attempt < 2; attempt++) {
     if (gkp__rconn_connect(c, err) != 0) {
+      free(av);
       return NULL;
     }
     av[1] = c->sha[script];
@@ -623,6 +624,7 @@ redisReply *gkp__rconn_script(gkp__rconn *c, int script, int nkeys, int argc, co
     const char *lv[3] = {"SCRIPT", "LOAD", gkp__redis_script_text(script)};
     freeReplyObject(gkp__rconn_cmd(c, nkeys > 0 ? argv[0] : NULL, 3, lv, NULL, err));
   }
+  free(av);
   if (r != NULL && r->type == REDIS_REPLY_ERROR) {
     gkp__err(err, -EIO, "state %s: %s", c->url.where, r->str);
     freeReplyObject(r);
