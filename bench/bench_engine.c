@@ -4,8 +4,12 @@
  * baseline that locks, parses the whole JSON state and rewrites it (write a
  * new file, rename) for every operation.
  *
+ * The same cycle, one process, with pools of 256 and 10 000 keys (one
+ * project each): selection must not cost more with more keys.
+ *
  * Usage: bench_engine [SECONDS_PER_PHASE]
- * Last line: bench-engine: cycles_per_s_1proc=N cycles_per_s_8proc=N naive_per_s=N
+ * Last line: bench-engine: cycles_per_s_1proc=N cycles_per_s_8proc=N keys_256_per_s=N
+ *            keys_10000_per_s=N naive_per_s=N
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -40,15 +44,34 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static gkp_pool *open_pool(const char *state) {
+static gkp_pool *open_config(const char *state, const char *config) {
   gkp_pool *pool;
   gkp_options o = {.state_path = state};
   gkp_error err;
-  if (gkp_pool_open_text(&pool, CONFIG, strlen(CONFIG), "bench.json", NULL, &o, &err) != 0) {
+  if (gkp_pool_open_text(&pool, config, strlen(config), "bench.json", NULL, &o, &err) != 0) {
     fprintf(stderr, "bench-engine: %s\n", err.msg);
     exit(1);
   }
   return pool;
+}
+
+static gkp_pool *open_pool(const char *state) {
+  return open_config(state, CONFIG);
+}
+
+/* A configuration of n keys (n projects) with the bench model. */
+static char *config_of(int n) {
+  size_t cap = (size_t)n * 64 + 256, len = 0;
+  char *c = malloc(cap);
+  len += (size_t)snprintf(c + len, cap - len, "{\"providers\":{\"gemini\":{\"keys\":[");
+  for (int i = 0; i < n; i++) {
+    len += (size_t)snprintf(c + len, cap - len, "%s{\"id\":\"k%d\",\"api_key\":\"FAKE-B-%d\"}",
+                            i ? "," : "", i, i);
+  }
+  snprintf(c + len, cap - len,
+           "]}},\"models\":{\"bench-model\":{\"rpm\":100000000,\"tpm\":1000000000000,"
+           "\"rpd\":1000000000000}}}");
+  return c;
 }
 
 /* Runs cycles for `secs` seconds; returns how many completed. */
@@ -82,6 +105,27 @@ static double bench_one(const char *state, double secs) {
   t = now_s() - t;
   gkp_pool_close(pool);
   return (double)n / t;
+}
+
+/* One process on a pool of n keys; every key is used once before the
+ * measurement (the first use of a key creates its records). */
+static double bench_keys(const char *state, int n, double secs) {
+  char *config = config_of(n);
+  gkp_pool *pool = open_config(state, config);
+  gkp_usage u = {.prompt_tokens = 120, .candidates_tokens = 40, .thoughts_tokens = -1};
+  for (int i = 0; i < n; i++) {
+    gkp_lease l;
+    if (gkp_reserve(pool, "bench-model", 100, &l, NULL, NULL) == 0) {
+      gkp_record_usage(pool, &l, &u, NULL);
+      gkp_release(pool, &l, 1, NULL);
+    }
+  }
+  double t = now_s();
+  long cycles = run_cycles(pool, secs);
+  t = now_s() - t;
+  gkp_pool_close(pool);
+  free(config);
+  return (double)cycles / t;
 }
 
 static double bench_many(const char *state, double secs) {
@@ -240,7 +284,7 @@ static double bench_naive(const char *path, double secs) {
 
 int main(int argc, char **argv) {
   double secs = argc > 1 ? atof(argv[1]) : 3.0;
-  char dir[] = "/tmp/gkp-bench-XXXXXX", state[4200], naive_path[4200];
+  char dir[] = "/tmp/gkp-bench-XXXXXX", state[4200], naive_path[4200], big[4200], huge[4200];
   char cmd[4300];
 
   if (mkdtemp(dir) == NULL) {
@@ -249,11 +293,18 @@ int main(int argc, char **argv) {
   }
   snprintf(state, sizeof state, "%s/state.db", dir);
   snprintf(naive_path, sizeof naive_path, "%s/naive.json", dir);
+  snprintf(big, sizeof big, "%s/keys256.db", dir);
+  snprintf(huge, sizeof huge, "%s/keys10000.db", dir);
 
   double one = bench_one(state, secs);
   printf("engine, 1 process:   %10.0f cycles/s (reserve + record usage + release)\n", one);
   double many = bench_many(state, secs);
   printf("engine, %d processes: %10.0f cycles/s aggregate, one state file\n", PROCS, many);
+  double k256 = bench_keys(big, 256, secs);
+  printf("engine, 256 keys:    %10.0f cycles/s (1 process)\n", k256);
+  double k10000 = bench_keys(huge, 10000, secs);
+  printf("engine, 10000 keys:  %10.0f cycles/s (1 process): %.0f%% of the %d-key figure\n", k10000,
+         100.0 * k10000 / one, NKEYS);
   double nv = bench_naive(naive_path, secs);
   printf("naive JSON rewrite:  %10.0f cycles/s (lock, parse, write new + rename per op)\n", nv);
   printf("ratio: 1 process %.0fx, %d processes %.0fx the naive baseline\n", one / nv, PROCS,
@@ -262,7 +313,8 @@ int main(int argc, char **argv) {
   if (system(cmd) != 0) {
     fprintf(stderr, "could not remove %s\n", dir);
   }
-  printf("bench-engine: cycles_per_s_1proc=%.0f cycles_per_s_8proc=%.0f naive_per_s=%.0f\n", one,
-         many, nv);
+  printf("bench-engine: cycles_per_s_1proc=%.0f cycles_per_s_8proc=%.0f keys_256_per_s=%.0f "
+         "keys_10000_per_s=%.0f naive_per_s=%.0f\n",
+         one, many, k256, k10000, nv);
   return 0;
 }

@@ -13,9 +13,8 @@
  *   person can act on.  The library never prints and never exits; warnings go
  *   to the log callback given in gkp_options (or nowhere).
  * - Strings passed in are borrowed for the duration of the call.  Strings
- *   returned by pointer are owned by the pool and stay valid until the
- *   second gkp_pool_reload() after the call, or gkp_pool_close(), unless
- *   documented otherwise.
+ *   returned by pointer are owned by the pool and stay valid until
+ *   gkp_pool_close(), across reloads.
  * - A pool belongs to the process that opened it: after fork(), calls in
  *   the child fail with -ECHILD (open another pool there); gkp_pool_close
  *   in the child only frees memory.

@@ -7,6 +7,7 @@
  * least recently used order, stopping at the first eligible one.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +20,16 @@
 
 /* Leases live this long unless renewed. */
 #define LEASE_TTL_MS GKP_LEASE_TTL_MS
+/* A holder found alive is taken as alive for this long (a dead one's key
+ * frees up at most this much later than it could). */
+#define ALIVE_CACHE 16
+#define ALIVE_FRESH_MS 1000
 
 /* An open-addressing index from one or two strings to a slot. */
 typedef struct sindex {
   int *slot; /* -1: empty */
   size_t mask;
+  size_t n; /* entries */
 } sindex;
 
 typedef struct fb {
@@ -46,6 +52,13 @@ typedef struct fb {
   uint32_t indexed_npm;
   uint64_t *own; /* ids of leases this process holds */
   size_t nown, capown;
+  /* Holders found alive lately: reading /proc for every busy key on every
+   * reservation would cost more than the reservation. */
+  struct alive_seen {
+    gkp__owner o;
+    int64_t at_ms; /* monotonic */
+  } alive[ALIVE_CACHE];
+  unsigned alive_next;
 } fb;
 
 static const gkp__pm_counts *empty_pm(void) {
@@ -80,6 +93,7 @@ static int sindex_init(sindex *x, size_t n) {
   }
   memset(x->slot, 0xff, sizeof(int) * cap);
   x->mask = cap - 1;
+  x->n = 0;
   return 0;
 }
 
@@ -175,15 +189,24 @@ static void own_remove(fb *f, uint64_t id) {
 
 /* ---- indexes -------------------------------------------------------------------------------- */
 
-/* Adds pm records appended since the index was built. */
+/* Adds pm records appended since the index was built (all of them again,
+ * in a larger table, when it would be more than half full). */
 static void index_new_pms(fb *f) {
   gkp__store *st = f->st;
-  while (f->indexed_npm < st->hdr->lay.npm) {
+  uint32_t npm = st->hdr->lay.npm;
+  if ((f->pms.n + (npm - f->indexed_npm) + 1) * 2 > f->pms.mask + 1) {
+    if (sindex_init(&f->pms, (size_t)npm * 2) != 0) {
+      return; /* lookups miss: records are created again, never wrong */
+    }
+    f->indexed_npm = 0;
+  }
+  while (f->indexed_npm < npm) {
     uint32_t s = f->indexed_npm++;
     size_t pos;
     if (st->pms[s].used &&
         sindex_find(&f->pms, st, same_pm, st->pms[s].project, st->pms[s].model, &pos) < 0) {
       f->pms.slot[pos] = (int)s;
+      f->pms.n++;
     }
   }
 }
@@ -226,12 +249,37 @@ static int pm_attach(fb *f, int ki, int mi, gkp_error *err) {
   return s;
 }
 
-/* Whether any of key slot s's leases is alive. */
-static int lease_live(const fb *f, const gkp__lease_rec *l, int64_t now) {
-  return l->id != 0 && l->expires_ms > now && gkp__owner_alive(&l->owner, &f->self);
+/* Whether the holder of a lease may be running (gkp__owner_alive, with
+ * recent answers remembered). */
+static int holder_alive(fb *f, const gkp__owner *o) {
+  int64_t mono = gkp__mono_ms();
+  /* A holder of this namespace whose pid is free is gone: that costs one
+   * system call and is never remembered. */
+  if (o->boot != 0 && o->boot == f->self.boot && o->pidns != 0 && o->pidns == f->self.pidns &&
+      o->pid > 0 && o->pid != f->self.pid && kill(o->pid, 0) != 0 && errno == ESRCH) {
+    return 0;
+  }
+  for (unsigned i = 0; i < ALIVE_CACHE; i++) {
+    if (f->alive[i].at_ms != 0 && mono - f->alive[i].at_ms < ALIVE_FRESH_MS &&
+        gkp__owner_same(&f->alive[i].o, o)) {
+      return 1;
+    }
+  }
+  if (!gkp__owner_alive(o, &f->self)) {
+    return 0;
+  }
+  f->alive[f->alive_next % ALIVE_CACHE].o = *o;
+  f->alive[f->alive_next % ALIVE_CACHE].at_ms = mono;
+  f->alive_next++;
+  return 1;
 }
 
-static int key_has_live_lease(const fb *f, int s, int64_t now) {
+/* Whether a lease is still held: not expired, and its holder not gone. */
+static int lease_live(fb *f, const gkp__lease_rec *l, int64_t now) {
+  return l->id != 0 && l->expires_ms > now && holder_alive(f, &l->owner);
+}
+
+static int key_has_live_lease(fb *f, int s, int64_t now) {
   const gkp__key_rec *k = &f->st->keys[s];
   for (int i = 0; k->nleases > 0 && i < GKP__MAX_LEASES; i++) {
     if (lease_live(f, &k->leases[i], now)) {
@@ -645,8 +693,11 @@ static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *
     gkp__key_rec *k = &f->st->keys[s];
     uint32_t ps = k->leases[li].pm_slot;
     int unsent = !sent && ps < f->st->hdr->lay.npm;
-    gkp__store_save_recs(f->st, s, unsent ? (int)ps : -1);
+    gkp__store_save(f->st, &k->leases[li], sizeof k->leases[li]);
+    gkp__store_save(f->st, &k->nleases, sizeof k->nleases);
     if (unsent) {
+      gkp__store_save(f->st, &k->c, sizeof k->c);
+      gkp__store_save_recs(f->st, -1, (int)ps);
       gkp__uncount_request(&f->st->pms[ps].c, l->started_ms, l->est_tokens);
       if (k->c.requests_total > 0) {
         k->c.requests_total--;

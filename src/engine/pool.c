@@ -33,8 +33,26 @@ int64_t gkp_pool_now(const gkp_pool *pool) {
   return pool->clock != NULL ? pool->clock(pool->clock_ud) : gkp__now_ms();
 }
 
+/* Bumped in every child of fork(): a pool opened in another generation was
+ * opened by an ancestor.  (Cheaper than asking for the pid on every call.) */
+static unsigned fork_generation;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void in_child(void) {
+  __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void watch_forks(void) {
+  pthread_atfork(NULL, NULL, in_child);
+}
+
+static int forked(const gkp_pool *pool) {
+  return __atomic_load_n(&fork_generation, __ATOMIC_RELAXED) != pool->fork_gen ||
+         (pool->fork_gen_unknown && (int)getpid() != pool->pid);
+}
+
 int gkp__pool_check_fork(const gkp_pool *pool, gkp_error *err) {
-  if ((int)getpid() != pool->pid) {
+  if (forked(pool)) {
     return gkp__err(err, -ECHILD,
                     "this pool was opened by process %d, before a fork(); a child process must "
                     "open its own pool (gkp_pool_open)",
@@ -80,6 +98,56 @@ static int config_key_index(const gkp__config *cfg, const char *id) {
     }
   }
   return -1;
+}
+
+/* ---- strings handed out by pointer ---------------------------------------------- */
+
+static uint64_t hash_str(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s != '\0'; s++) {
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  }
+  return h;
+}
+
+/* A copy of `s` that lives as long as the pool: ids returned by pointer
+ * outlive any reload.  The set only grows with ids never seen before. */
+static const char *intern(gkp_pool *pool, const char *s) {
+  const char *out = NULL;
+  if (s == NULL) {
+    return NULL;
+  }
+  pthread_mutex_lock(&pool->names_mu);
+  if ((pool->nnames + 1) * 2 > pool->names_cap) {
+    size_t cap = pool->names_cap ? pool->names_cap * 2 : 64;
+    char **n = calloc(cap, sizeof *n);
+    if (n == NULL) {
+      pthread_mutex_unlock(&pool->names_mu);
+      return NULL;
+    }
+    for (size_t i = 0; i < pool->names_cap; i++) {
+      if (pool->names[i] != NULL) {
+        size_t j = (size_t)hash_str(pool->names[i]) & (cap - 1);
+        while (n[j] != NULL) {
+          j = (j + 1) & (cap - 1);
+        }
+        n[j] = pool->names[i];
+      }
+    }
+    free(pool->names);
+    pool->names = n;
+    pool->names_cap = cap;
+  }
+  size_t j = (size_t)hash_str(s) & (pool->names_cap - 1);
+  while (pool->names[j] != NULL && strcmp(pool->names[j], s) != 0) {
+    j = (j + 1) & (pool->names_cap - 1);
+  }
+  if (pool->names[j] == NULL && (pool->names[j] = strdup(s)) != NULL) {
+    pool->nnames++;
+  }
+  out = pool->names[j];
+  pthread_mutex_unlock(&pool->names_mu);
+  return out;
 }
 
 void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_error *err),
@@ -179,7 +247,10 @@ static int pool_open(gkp_pool **out, gkp__config *cfg, char *config_path, const 
   pool->log = opts->log;
   pool->log_ud = opts->log_ud;
   pool->pid = (int)getpid();
+  pool->fork_gen_unknown = pthread_once(&fork_once, watch_forks) != 0;
+  pool->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
   pthread_mutex_init(&pool->cfg_mu, NULL);
+  pthread_mutex_init(&pool->names_mu, NULL);
   pthread_mutex_init(&pool->reload_mu, NULL);
   pthread_mutex_init(&pool->task_mu, NULL);
 
@@ -254,6 +325,7 @@ void gkp_pool_close(gkp_pool *pool) {
     return;
   }
   forked = (int)getpid() != pool->pid;
+
   /* A forked child has no runner thread to stop: it only lets go of memory. */
   if (pool->task_runner != NULL && !forked) {
     pool->task_runner_free(pool->task_runner);
@@ -262,8 +334,12 @@ void gkp_pool_close(gkp_pool *pool) {
     pool->be->ops->close(pool->be, forked);
   }
   gkp__config_unref(pool->cfg);
-  gkp__config_unref(pool->prev_cfg);
+  for (size_t i = 0; i < pool->names_cap; i++) {
+    free(pool->names[i]);
+  }
+  free(pool->names);
   pthread_mutex_destroy(&pool->cfg_mu);
+  pthread_mutex_destroy(&pool->names_mu);
   pthread_mutex_destroy(&pool->reload_mu);
   pthread_mutex_destroy(&pool->task_mu);
   free(pool->config_path);
@@ -290,11 +366,10 @@ int gkp_pool_reload(gkp_pool *pool, gkp_error *err) {
   rc = pool->be->ops->attach(pool->be, cfg, 1, err);
   if (rc == 0) {
     pthread_mutex_lock(&pool->cfg_mu);
-    old = pool->prev_cfg;
-    pool->prev_cfg = pool->cfg;
+    old = pool->cfg;
     pool->cfg = cfg;
     pthread_mutex_unlock(&pool->cfg_mu);
-    gkp__config_unref(old);
+    gkp__config_unref(old); /* freed when its last reader lets go */
   } else {
     gkp__config_unref(cfg);
   }
@@ -311,9 +386,9 @@ const char *gkp_pool_config_path(const gkp_pool *pool) {
   if (pool->config_path != NULL) {
     return pool->config_path;
   }
-  pthread_mutex_lock(&((gkp_pool *)pool)->cfg_mu);
-  p = pool->cfg->path;
-  pthread_mutex_unlock(&((gkp_pool *)pool)->cfg_mu);
+  const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
+  p = intern((gkp_pool *)pool, c->path);
+  gkp__config_unref(c);
   return p;
 }
 
@@ -329,8 +404,7 @@ int gkp_model_known(const gkp_pool *pool, const char *model) {
 const char *gkp_model_fallback(const gkp_pool *pool, const char *model) {
   const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
   int mi = gkp__config_model_index(c, model);
-  /* The snapshot outlives this call by at least one reload (prev_cfg). */
-  const char *fb = mi >= 0 ? c->models[mi].fallback : NULL;
+  const char *fb = mi >= 0 ? intern((gkp_pool *)pool, c->models[mi].fallback) : NULL;
   gkp__config_unref(c);
   return fb;
 }
@@ -354,7 +428,7 @@ size_t gkp_key_count(const gkp_pool *pool) {
 
 const char *gkp_key_id(const gkp_pool *pool, size_t i) {
   const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
-  const char *id = i < c->nkeys ? c->keys[i].id : NULL;
+  const char *id = i < c->nkeys ? intern((gkp_pool *)pool, c->keys[i].id) : NULL;
   gkp__config_unref(c);
   return id;
 }

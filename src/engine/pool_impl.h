@@ -20,8 +20,10 @@
 
 struct gkp_pool {
   pthread_mutex_t cfg_mu;
-  gkp__config *cfg;      /* the snapshot in use; the pool holds a reference */
-  gkp__config *prev_cfg; /* the one before, kept so pointers stay valid a reload longer */
+  gkp__config *cfg; /* the snapshot in use; the pool holds a reference */
+  pthread_mutex_t names_mu;
+  char **names; /* ids returned by pointer, kept until close (pool.c) */
+  size_t nnames, names_cap;
   pthread_mutex_t reload_mu;
   gkp__backend *be;
   char *config_path; /* NULL when opened from text */
@@ -29,7 +31,9 @@ struct gkp_pool {
   void *clock_ud;
   gkp_log_fn log;
   void *log_ud;
-  int pid; /* the process that opened it */
+  int pid;              /* the process that opened it */
+  unsigned fork_gen;    /* fork generation it was opened in (pool.c) */
+  int fork_gen_unknown; /* fork watching failed: compare pids */
   /* A runner made on demand by gkp_run_task, freed at close. */
   pthread_mutex_t task_mu;
   void *task_runner;

@@ -789,9 +789,10 @@ int gkp__store_new_key(gkp__store *st, const char *id, const char *project, int 
   st->hdr->lru_dirty = 1;
   gkp__store_save(st, l, sizeof *l);
   if (slot < 0) {
-    slot = (int)l->nkeys++;
+    slot = (int)l->nkeys++; /* appended: other processes' indexes stay valid */
+  } else {
+    l->layout_gen++; /* a reused slot: indexes that knew it as free are stale */
   }
-  l->layout_gen++;
   gkp__key_rec *k = &st->keys[slot];
   gkp__store_save_recs(st, slot, -1);
   memset(&k->used, 0, sizeof *k - offsetof(gkp__key_rec, used));
@@ -815,9 +816,10 @@ int gkp__store_new_pm(gkp__store *st, const char *project, const char *model, in
   }
   gkp__store_save(st, l, sizeof *l);
   if (slot < 0) {
-    slot = (int)l->npm++;
+    slot = (int)l->npm++; /* appended: other processes' indexes stay valid */
+  } else {
+    l->layout_gen++; /* a reused slot: indexes that knew it as free are stale */
   }
-  l->layout_gen++;
   gkp__pm_rec *p = &st->pms[slot];
   gkp__store_save(st, p, sizeof *p);
   memset(p, 0, sizeof *p);

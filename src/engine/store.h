@@ -91,7 +91,7 @@ typedef struct gkp__journal {
 /* The fields a region's growth changes, journaled together. */
 typedef struct gkp__layout {
   uint64_t file_size;
-  uint64_t layout_gen; /* bumped when records are added, freed or moved */
+  uint64_t layout_gen; /* bumped when a slot is freed or reused (not appended) */
   uint64_t key_off, pm_off;
   uint32_t key_cap, pm_cap;
   uint32_t nkeys, npm; /* high-water marks of used slots */
