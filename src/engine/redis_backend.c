@@ -697,13 +697,17 @@ static int rb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v,
   if ((rc = bad_lease(l, err)) != 0) {
     return rc;
   }
-  if (cfg_key(r, l->key_id) < 0) {
-    return gkp__err(err, -EINVAL, "not a lease of this pool");
-  }
   pthread_mutex_lock(&r->conn.mu);
-  for (int i = 0; i < 20 && (rc = verdict_once(r, l, v, err)) == 0; i++) {
+  if (cfg_key(r, l->key_id) < 0) {
+    rc = gkp__err(err, -EINVAL, "not a lease of this pool");
+  } else {
+    for (int i = 0; i < 20 && (rc = verdict_once(r, l, v, err)) == 0; i++) {
+    }
   }
   pthread_mutex_unlock(&r->conn.mu);
+  if (rc < 0) {
+    return rc;
+  }
   return rc == 1   ? 0
          : rc == 0 ? gkp__err(err, -EBUSY, "state %s: too much contention", r->conn.url.where)
                    : rc;
