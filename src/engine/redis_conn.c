@@ -452,6 +452,9 @@ static int down_err(const gkp__rconn *c, gkp_error *err) {
 /* Marks the server unreachable (keeping the first time it went). */
 static int went_down(gkp__rconn *c, const char *why, gkp_error *err) {
   int64_t now = gkp__now_ms();
+  if (why != NULL) { /* it may point into a context about to be freed */
+    gkp__strlcpy(c->down_why, why, sizeof c->down_why);
+  }
   gkp__rconn_drop(c);
   if (c->down_since_ms == 0) {
     c->down_since_ms = now;
@@ -460,9 +463,6 @@ static int went_down(gkp__rconn *c, const char *why, gkp_error *err) {
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
   }
   c->next_try_ms = now + c->backoff_ms;
-  if (why != NULL) {
-    gkp__strlcpy(c->down_why, why, sizeof c->down_why);
-  }
   return down_err(c, err);
 }
 

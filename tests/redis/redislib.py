@@ -21,11 +21,22 @@ def need_redis() -> None:
 
 
 def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free loopback port at most 55535 (a cluster node also listens on
+    port + 10000)."""
+    import random
+    while True:
+        port = random.randint(20000, 55535)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            s2 = socket.socket()
+            s2.bind(("127.0.0.1", port + 10000))
+            s2.close()
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
 
 
 class Redis:
@@ -60,7 +71,7 @@ class Redis:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.cli("PING").strip() in ("PONG", "NOAUTH Authentication required.") or \
                     "NOAUTH" in self.cli("PING"):

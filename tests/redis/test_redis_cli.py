@@ -230,17 +230,20 @@ t.check(r.returncode == 2 and one_line_error(r) is not None, "state copy needs F
 # ---- clocks 90 s apart -------------------------------------------------------------------------
 if subprocess.run(["which", "faketime"], stdout=subprocess.DEVNULL).returncode == 0:
     LITE = "gemini-3.1-flash-lite-preview"  # the end of the chain: no fallback
+    # libfaketime is preloaded: an ASan build must not insist on coming first.
+    FT = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
+                           ":verify_asan_link_order=0").lstrip(":")}
     emu.reset()
     red.cli("FLUSHALL")
     lim = {"models": {LITE: {"rpm": 2, "tpm": 250000, "rpd": 1000}}}
     p = pool_on(URL, "skew", nkeys=1, config=lim, dotenv=f"GKP_REDIS_PW={PW}\n")
-    a = p.ask("--task", "ahead", "--model", LITE, faketime="+90s")
-    b = p.ask("--task", "behind", "--model", LITE, faketime="-90s")
+    a = p.ask("--task", "ahead", "--model", LITE, faketime="+90s", env=FT)
+    b = p.ask("--task", "behind", "--model", LITE, faketime="-90s", env=FT)
     t.check(a.returncode == 0 and b.returncode == 0, "two processes 90 s apart both ask", (a, b))
-    c = p.ask("--task", "third", "--model", LITE, "--max-wait", "2", faketime="+90s")
+    c = p.ask("--task", "third", "--model", LITE, "--max-wait", "2", faketime="+90s", env=FT)
     t.check(c.returncode != 0, "a third within the server's minute is held back (RPM 2)", c)
     t.check(len(emu.log()) == 2, "only two requests reached the emulator", len(emu.log()))
-    late = p.run("status", "--json", faketime="+1d")
+    late = p.run("status", "--json", faketime="+1d", env=FT)
     doc = json.loads(late.stdout) if late.returncode == 0 else {}
     mm = p.model(doc, "k1", LITE) if doc else {}
     t.check(mm.get("requests_today") == 2,
