@@ -16,7 +16,9 @@
  *
  * Output lines are "key=value ..." for the script to pick up.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>

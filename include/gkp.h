@@ -100,8 +100,30 @@ GKP_API int gkp_pool_reload(gkp_pool *pool, gkp_error *err);
 GKP_API const char *gkp_pool_state_path(const gkp_pool *pool);
 GKP_API const char *gkp_pool_config_path(const gkp_pool *pool);
 
+/* How the configuration in use was found.  A file from the current
+ * directory is used only if the user owns it, nobody else can write it, and
+ * it sends no key from the environment to a host other than Google's or
+ * loopback; a program may want to say which file it uses when it is not
+ * the XDG one. */
+enum gkp_config_origin {
+  GKP_CONFIG_GIVEN = 0, /* gkp_options.config_path */
+  GKP_CONFIG_ENV,       /* $GEMINI_POOL_CONFIG */
+  GKP_CONFIG_CWD,       /* ./keys.json */
+  GKP_CONFIG_XDG,       /* $XDG_CONFIG_HOME/gemini-pool/keys.json */
+  GKP_CONFIG_TEXT,      /* gkp_pool_open_text */
+};
+GKP_API int gkp_pool_config_origin(const gkp_pool *pool);
+
 /* The current time according to the pool's clock. */
 GKP_API int64_t gkp_pool_now(const gkp_pool *pool);
+
+/* Replaces, in the NUL-terminated `text`, every stretch that holds a run of
+ * 8 or more characters of any configured key by "…" (in place: the text
+ * never grows).  For text that came from outside (an upstream's error
+ * message may echo a key, whole or altered) before it is stored or shown;
+ * the library does it for everything it stores.  Returns how many
+ * stretches were replaced. */
+GKP_API size_t gkp_redact(gkp_pool *pool, char *text);
 
 /* ---- Models ------------------------------------------------------------ */
 
@@ -124,7 +146,8 @@ GKP_API const char *gkp_model_fallback(const gkp_pool *pool, const char *model);
 GKP_API int gkp_model_limits(const gkp_pool *pool, const char *model, gkp_limits *out);
 
 /* The effective limits for the project of `key_id` on `model`: a limit
- * learned from a 429's quotaValue replaces the configured one. */
+ * learned from a 429's quotaValue replaces the configured one until the next
+ * midnight Pacific after it was learned (or a gkp_reset). */
 GKP_API int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model,
                                  gkp_limits *out, gkp_error *err);
 
@@ -186,8 +209,25 @@ GKP_API int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, g
 GKP_API int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err);
 
 /* Ends a reservation.  If the request was never sent (`sent` == 0), the counts
- * taken by gkp_reserve are given back.  Releasing twice is harmless. */
+ * taken by gkp_reserve (RPM, TPM, RPD, totals) and the key's last use are
+ * given back.  Releasing twice is harmless. */
 GKP_API int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err);
+
+/*
+ * Ends a reservation whose request never reached the server (the name did
+ * not resolve, the connection or the TLS handshake failed: nothing was
+ * written).  Gives its counts back as gkp_release(.., 0) does, penalises no
+ * key, and notes the endpoint `url` as unreachable for `reason` (e.g.
+ * "connection refused") since the first such failure; gkp_status_json shows
+ * it until an answer from the server (gkp_record_usage, or an error report
+ * with an HTTP status) notes the endpoint reachable again.
+ */
+GKP_API int gkp_release_unreached(gkp_pool *pool, const gkp_lease *lease, const char *url,
+                                  const char *reason, gkp_error *err);
+
+/* When the endpoint was first seen unreachable in the current outage (0: it
+ * was reachable at the last contact), with the reason in buf (if given). */
+GKP_API int64_t gkp_endpoint_down_since(gkp_pool *pool, char *buf, size_t len);
 
 /* Copies the secret API key of `key_id` into buf (NUL-terminated).
  * -ENOENT for an unknown id, -ERANGE if buf is too small. */
@@ -222,6 +262,8 @@ enum gkp_kind {
   GKP_KIND_MODEL_NOT_FOUND, /* 404 */
   GKP_KIND_BAD_REQUEST,     /* the request itself is wrong */
   GKP_KIND_SERVER,          /* 5xx, timeouts, resets, malformed bodies */
+  GKP_KIND_UNREACHABLE,     /* nothing reached the server (resolve, connect, TLS):
+                               never a key's fault, never counted */
   GKP_KIND_COUNT
 };
 
@@ -246,7 +288,8 @@ typedef struct gkp_verdict {
 } gkp_verdict;
 
 /* The name of a kind ("rpm", "tpm", "rpd", "no_free_tier", "billing",
- * "unknown_429", "invalid_key", "model_not_found", "bad_request", "server"),
+ * "unknown_429", "invalid_key", "model_not_found", "bad_request", "server",
+ * "unreachable"),
  * "none" for GKP_KIND_NONE. */
 GKP_API const char *gkp_kind_name(int kind);
 
@@ -285,8 +328,9 @@ GKP_API int gkp_set_cooldown(gkp_pool *pool, const char *key_id, const char *mod
 /* Disables a key with a reason; only gkp_reset or a reload enables it again. */
 GKP_API int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_error *err);
 
-/* Clears cooldowns, streaks and the disabled flag of one key (or all when
- * key_id is NULL or "all").  Counts are kept: quota used is quota used. */
+/* Clears cooldowns, streaks, learned limits and the disabled flag of one key
+ * and its project (or all when key_id is NULL or "all").  Counts are kept:
+ * quota used is quota used. */
 GKP_API int gkp_reset(gkp_pool *pool, const char *key_id, gkp_error *err);
 
 /* Number of keys eligible for `model` right now for a small request

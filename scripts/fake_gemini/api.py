@@ -99,7 +99,7 @@ class Emulator:
     """All state of one emulator: keys, clock, quota, faults, replay queue, log."""
 
     def __init__(self, keyring: Keyring, clock: clk.Clock, faults: FaultBook,
-                 log: RequestLog, search_dirs: list) -> None:
+                 log: RequestLog, fixtures_dir: str, control_token: str | None = None) -> None:
         self.keyring = keyring
         self.catalog = keyring.catalog
         self.clock = clock
@@ -107,7 +107,8 @@ class Emulator:
         self.log = log
         self.quota = QuotaBook()
         self.replay = ReplayQueue()
-        self.search_dirs = search_dirs
+        self.fixtures_dir = fixtures_dir
+        self.control_token = control_token
         self.started = time.time()
         self._seq_lock = threading.Lock()
         self._seq = itertools.count(1)

@@ -6,12 +6,13 @@ import argparse
 import ipaddress
 import math
 import os
+import secrets
 import signal
 import socket
 import sys
 import threading
 
-from . import VERSION, control, faults as faults_mod, keyring as keyring_mod
+from . import VERSION, control, ctlclient, faults as faults_mod, keyring as keyring_mod
 from .api import Emulator
 from .clock import Clock
 from .faults import FaultBook, validate_faults
@@ -56,7 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="loopback address to listen on (127.0.0.1, ::1 or localhost)")
     parser.add_argument("--port-file", metavar="F",
-                        help="write the port here once listening (atomically)")
+                        help="write the port here once listening (atomically), and the "
+                             "control API's token beside it in F.token (mode 0600)")
+    parser.add_argument("--token-file", metavar="F",
+                        help="write the control API's token here instead (mode 0600)")
+    parser.add_argument("--fixtures", metavar="DIR",
+                        help="the only directory replay's body_file reads from (default: "
+                             "tests/fixtures/gemini-errors of this repository)")
     parser.add_argument("--log", metavar="FILE",
                         help="append the request log here as JSON lines")
     parser.add_argument("--time-offset", type=float, default=0.0, metavar="SECONDS",
@@ -91,11 +98,19 @@ def _bind_address(host: str) -> tuple[str, int]:
     return str(addr), family
 
 
-def _write_port_file(path: str, port: int) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="ascii") as f:
-        f.write(f"{port}\n")
+def _write_private(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically: a new file (mode 0600, never through a
+    link) under a random name, renamed into place."""
+    tmp = f"{path}.tmp.{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(text)
     os.replace(tmp, path)
+
+
+def _write_port_file(path: str, port: int) -> None:
+    _write_private(path, f"{port}\n")
 
 
 def main(argv: list | None = None) -> int:
@@ -121,13 +136,16 @@ def main(argv: list | None = None) -> int:
                        {p.name: p.faults for p in keys.projects.values() if p.faults},
                        {k.name: k.faults for k in keys.keys if k.faults}, args.seed)
     repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    search = [os.getcwd(), os.path.dirname(os.path.abspath(args.keys)), repo_root]
+    fixtures = args.fixtures or os.path.join(repo_root, "tests", "fixtures", "gemini-errors")
+    token_file = args.token_file or (ctlclient.token_path(args.port_file)
+                                     if args.port_file else None)
+    token = secrets.token_urlsafe(32) if token_file else None
     try:
         log = RequestLog(args.log, echo=not args.quiet)
     except OSError as exc:
         print(f"fake-gemini: cannot open the log {args.log}: {exc.strerror}", file=sys.stderr)
         return 2
-    emulator = Emulator(keys, Clock(args.time_offset), faults, log, search)
+    emulator = Emulator(keys, Clock(args.time_offset), faults, log, fixtures, token)
     try:
         server = Server((host, args.port), emulator, family)
     except OSError as exc:
@@ -142,8 +160,15 @@ def main(argv: list | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     port = server.server_address[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    if args.port_file:
-        _write_port_file(args.port_file, port)
+    try:
+        if token_file:  # before the port file: who sees the port finds the token
+            _write_private(token_file, token + "\n")
+        if args.port_file:
+            _write_port_file(args.port_file, port)
+    except OSError as exc:
+        print(f"fake-gemini: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        server.server_close()
+        return 1
     print(f"fake-gemini listening on http://{shown}:{port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.1)

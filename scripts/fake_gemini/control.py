@@ -1,4 +1,7 @@
-"""The control API under /_emu/ (no key needed; JSON in, JSON out).
+"""The control API under /_emu/ (JSON in, JSON out). Every request must carry the token
+the emulator wrote beside its port file (PORT_FILE.token, or --token-file), mode 0600,
+in the X-Emu-Token header, and name a loopback Host; otherwise it is refused with 403
+(see fake_gemini.ctlclient for a client).
 
     GET  /_emu/health                  liveness, pid, port, clock
     GET  /_emu/log[?since=N]           the request log (a JSON array), from entry N
@@ -9,7 +12,7 @@
     POST /_emu/faults                  {"scope": "global"|"project"|"key"|"all",
                                         "name": ..., "clear": bool, <fault fields>}
     GET  /_emu/replay                  the replay queue
-    POST /_emu/replay                  {"status": 429, "body": "..." | "body_file": "path"
+    POST /_emu/replay                  {"status": 429, "body": "..." | "body_file": "NAME"
                                         | "body_json": {...}, "count": 1, "project",
                                         "key", "model", "action": optional filters,
                                         "midstream": false, "content_type": ...}
@@ -22,11 +25,14 @@
     GET  /_emu/keys                    keys (names, projects, states; never the secrets)
     POST /_emu/keys                    {"name": "k1", "state": "ok"|"leaked"|...}
 
-Errors answer 400 or 404 with {"error": "<reason>"}.
+body_file names a file of the fixtures directory (--fixtures; by default the error
+bodies in tests/fixtures/gemini-errors); no other file is ever read.
+Errors answer 400, 403 or 404 with {"error": "<reason>"}.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 
@@ -94,7 +100,7 @@ def _replay(emu: Emulator, doc: dict) -> dict:
         emu.replay.clear()
         return {"ok": True, "queue": []}
     try:
-        entry = parse_replay(doc, emu.search_dirs)
+        entry = parse_replay(doc, emu.fixtures_dir)
     except ValueError as exc:
         raise ControlError(400, str(exc)) from None
     emu.replay.add(entry)
@@ -129,10 +135,37 @@ def _set_key(emu: Emulator, doc: dict) -> dict:
     return {"ok": True, "keys": emu.keys_view()}
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header ("127.0.0.1:8080" -> "127.0.0.1")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[:host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def check_caller(emu: Emulator, headers: dict) -> None:
+    """Raises ControlError(403) unless the request names a loopback Host (no page of
+    another site can reach the API through DNS rebinding) and carries the token."""
+    if _host_name(headers.get("host", "")) not in LOOPBACK_HOSTS:
+        raise ControlError(403, "the control API answers only requests for a loopback "
+                                "Host (127.0.0.1, localhost, [::1])")
+    if emu.control_token is None:
+        raise ControlError(403, "no control token: start the emulator with --port-file "
+                                "(the token is written beside it) or --token-file")
+    given = headers.get("x-emu-token", "")
+    if not hmac.compare_digest(given.encode(), emu.control_token.encode()):
+        raise ControlError(403, "missing or wrong X-Emu-Token header: send the token the "
+                                "emulator wrote beside its port file (PORT_FILE.token)")
+
+
 def handle_control(emu: Emulator, port: int, method: str, path: str, query: dict,
-                   body: bytes) -> tuple[int, dict]:
+                   body: bytes, headers: dict | None = None) -> tuple[int, dict]:
     """Serve one control request; returns (HTTP status, JSON document)."""
     try:
+        check_caller(emu, headers or {})
         route = (method, path.rstrip("/"))
         if route == ("GET", "/_emu/health"):
             return 200, emu.health(port)

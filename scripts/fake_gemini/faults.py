@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import random
 import threading
 from dataclasses import dataclass
@@ -197,30 +198,43 @@ class ReplayEntry:
                 "midstream": self.midstream, "source": self.source, "bytes": len(self.body)}
 
 
-def _read_body_file(path: str, search_dirs: list) -> tuple[bytes, int | None, str]:
-    """A replay body from a file: a fixture (JSON with `body` and `http_status`) gives
-    its body and status; any other file is sent as it is."""
-    candidates = [path] if os.path.isabs(path) else [os.path.join(d, path) for d in search_dirs]
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            with open(candidate, "rb") as f:
-                raw = f.read()
-            try:
-                doc = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                doc = None
-            if isinstance(doc, dict) and isinstance(doc.get("body"), str) \
-                    and isinstance(doc.get("http_status"), int):
-                return doc["body"].encode("utf-8"), doc["http_status"], candidate
-            return raw, None, candidate
-    raise ValueError(f"body_file {path!r} not found (looked in: {', '.join(candidates)})")
+def _read_body_file(name: str, fixtures_dir: str) -> tuple[bytes, int | None, str]:
+    """A replay body from a file of the fixtures directory, named by its name (a path
+    is accepted only when it names a file of that directory itself): a fixture (JSON
+    with `body` and `http_status`) gives its body and status; any other file is sent
+    as it is. Nothing outside the fixtures directory is ever read."""
+    real_dir = os.path.realpath(fixtures_dir)
+    base = os.path.basename(name)
+    if "/" in name and os.path.realpath(os.path.dirname(name) or ".") != real_dir:
+        raise ValueError(f"body_file {name!r}: only files of the fixtures directory "
+                         f"({fixtures_dir}) can be replayed; give a file name")
+    if base in ("", ".", "..") or base.startswith("."):
+        raise ValueError(f"body_file {name!r} is not a fixture's name")
+    path = os.path.join(real_dir, base)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        raise ValueError(f"body_file {base!r} not found in the fixtures directory "
+                         f"({fixtures_dir})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"body_file {base!r} is not a regular file")
+        raw = f.read()
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("body"), str) \
+            and isinstance(doc.get("http_status"), int):
+        return doc["body"].encode("utf-8"), doc["http_status"], base
+    return raw, None, base
 
 
 REPLAY_FIELDS = ("status", "body", "body_file", "body_json", "count", "project", "key",
                  "model", "action", "midstream", "content_type")
 
 
-def parse_replay(spec, search_dirs: list) -> ReplayEntry:
+def parse_replay(spec, fixtures_dir: str) -> ReplayEntry:
     """Build a ReplayEntry from a `POST /_emu/replay` document (raises ValueError)."""
     if not isinstance(spec, dict):
         raise ValueError("the replay must be a JSON object")
@@ -234,8 +248,8 @@ def parse_replay(spec, search_dirs: list) -> ReplayEntry:
     status = spec.get("status")
     if "body_file" in given:
         if not isinstance(spec["body_file"], str):
-            raise ValueError("body_file must be a path")
-        body, file_status, source = _read_body_file(spec["body_file"], search_dirs)
+            raise ValueError("body_file must be the name of a file of the fixtures directory")
+        body, file_status, source = _read_body_file(spec["body_file"], fixtures_dir)
         status = status if status is not None else file_status
     elif "body" in given:
         if not isinstance(spec["body"], str):

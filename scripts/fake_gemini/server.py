@@ -181,11 +181,12 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self) -> None:
         body, problem = self._read_body()
         call = Call(self.command, self.path, {})
+        headers = {name.lower(): value for name, value in self.headers.items()}
         if problem is not None:
             status, doc = 400, {"error": str(problem)}
         else:
             status, doc = handle_control(self.server.emulator, self.server.server_address[1],
-                                         self.command, call.path, call.query, body)
+                                         self.command, call.path, call.query, body, headers)
         self._send_plain(status, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), JSON_TYPE)
 
     # --- the Gemini API -----------------------------------------------------------

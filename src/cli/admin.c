@@ -139,6 +139,7 @@ static void models_done(void *ud, const gkp__gemini_outcome *o, const gkp__gemin
     } else {
       gkp_classify(0, o->message, strlen(o->message), &v);
     }
+    gkp_redact(k->owner->pool, v.message); /* shown, and stored when disabling */
     if (v.kind == GKP_KIND_INVALID_KEY) {
       gkp_disable_key(k->owner->pool, k->id, v.message, NULL);
       snprintf(k->line, sizeof k->line, "INVALID, disabled: %s", v.message);
@@ -162,7 +163,7 @@ static void start_all(gkp__loop *loop, void *ud) {
       snprintf(k->line, sizeof k->line, "not checked: %s", err.msg);
       check_finished(ck);
     }
-    memset(secret, 0, sizeof secret);
+    explicit_bzero(secret, sizeof secret);
   }
 }
 

@@ -26,8 +26,14 @@ void cli_usage(FILE *f);
 /* The log callback that prints warnings on stderr. */
 void cli_log(void *ud, int level, const char *line);
 
-/* Opens the pool with the common options; prints the error and returns NULL
- * on failure. */
+/* Says on stderr which configuration the pool uses when it was neither
+ * named with --config nor found in the XDG directory: always for
+ * ./keys.json, for $GEMINI_POOL_CONFIG when stderr is a terminal (a script
+ * that sets the variable knows). */
+void cli_say_config(const gkp_pool *pool);
+
+/* Opens the pool with the common options (and says which configuration it
+ * uses, see cli_say_config); prints the error and returns NULL on failure. */
 gkp_pool *cli_open_pool(const cli_common *c);
 
 /* If argv[*i] is --config/--state (as "--opt VALUE" or "--opt=VALUE"),

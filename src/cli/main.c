@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -56,6 +58,15 @@ void cli_log(void *ud, int level, const char *line) {
   }
 }
 
+void cli_say_config(const gkp_pool *pool) {
+  int origin = gkp_pool_config_origin(pool);
+  if (origin == GKP_CONFIG_CWD || (origin == GKP_CONFIG_ENV && isatty(STDERR_FILENO))) {
+    cli_error("configuration: %s (%s)", gkp_pool_config_path(pool),
+              origin == GKP_CONFIG_ENV ? "named by $GEMINI_POOL_CONFIG"
+                                       : "found in the current directory");
+  }
+}
+
 gkp_pool *cli_open_pool(const cli_common *c) {
   gkp_pool *pool = NULL;
   gkp_error err;
@@ -64,6 +75,7 @@ gkp_pool *cli_open_pool(const cli_common *c) {
     cli_error("%s", err.msg);
     return NULL;
   }
+  cli_say_config(pool);
   return pool;
 }
 
@@ -109,7 +121,7 @@ void cli_log_execution(gkp_pool *pool, const char *json_line) {
     return;
   }
   snprintf(path, sizeof path, "%s/executions.jsonl", dir);
-  fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     cli_error("warning: cannot append to %s: %s", path, strerror(errno));
     return;
@@ -128,7 +140,18 @@ void cli_log_execution(gkp_pool *pool, const char *json_line) {
   close(fd);
 }
 
+/* Keeps the keys this process holds out of core dumps: no core file
+ * (RLIMIT_CORE 0, which a child cannot raise past), and not dumpable (which
+ * also keeps other processes of the user from reading its memory through
+ * /proc or ptrace).  The library's key pages are MADV_DONTDUMP besides. */
+static void no_core_dumps(void) {
+  struct rlimit none = {0, 0};
+  setrlimit(RLIMIT_CORE, &none);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 int main(int argc, char **argv) {
+  no_core_dumps();
   if (argc < 2) {
     fputs(USAGE, stderr);
     return CLI_USAGE;

@@ -2,6 +2,7 @@
  * mount.c - gemini-pool mount: its options.  The filesystem itself is behind
  * fs_mount_run (src/fs/fs_mount.h).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,9 @@ typedef struct mount_opts {
   cli_common common;
   const char *mountpoint;
   int foreground, debug, single;
-  size_t max_prompt;
+  size_t max_prompt, max_answer;
+  long long keep_ms;
+  int status_public;
   char fuse_opts[2048]; /* passed to libfuse */
 } mount_opts;
 
@@ -22,8 +25,11 @@ static const char MOUNT_USAGE[] =
     "  -f            stay in the foreground (log to stderr)\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -s            single-threaded\n"
-    "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), allow_other,\n"
-    "                allow_root, and other libfuse mount options\n"
+    "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), max_answer=SIZE\n"
+    "                (default 64M: a longer answer fails the job), keep=DURATION\n"
+    "                (finished jobs kept this long: 30d by default, 0 forever),\n"
+    "                status_public (status/ readable by all users; else by yours only),\n"
+    "                allow_other, allow_root, and other libfuse mount options\n"
     "Unmount with fusermount3 -u MOUNTPOINT (or Ctrl-C / SIGTERM on the daemon).\n";
 
 /* "1048576", "512k", "8M", "1G" -> bytes; 0 on a bad value. */
@@ -61,6 +67,40 @@ static size_t parse_size(const char *s) {
   return *end == '\0' ? (size_t)v : 0;
 }
 
+/* "30d", "12h", "90m", "10s", "0" (a bare number is seconds) -> ms; -1 on a
+ * bad value. */
+static long long parse_duration(const char *s) {
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  long long unit = 1000;
+  if (end == s || s[0] == '-') {
+    return -1;
+  }
+  switch (*end) {
+  case 'd':
+    unit = 86400 * 1000LL;
+    end++;
+    break;
+  case 'h':
+    unit = 3600 * 1000LL;
+    end++;
+    break;
+  case 'm':
+    unit = 60 * 1000LL;
+    end++;
+    break;
+  case 's':
+    end++;
+    break;
+  default:
+    break;
+  }
+  if (*end != '\0' || v > (unsigned long long)(LLONG_MAX / unit)) {
+    return -1;
+  }
+  return (long long)v * unit;
+}
+
 /* Takes our own options out of a -o list; the rest goes to libfuse. */
 static int parse_o(mount_opts *o, const char *list) {
   char *copy = strdup(list), *save = NULL, *opt;
@@ -75,6 +115,23 @@ static int parse_o(mount_opts *o, const char *list) {
         free(copy);
         return -1;
       }
+    } else if (strncmp(opt, "max_answer=", 11) == 0) {
+      o->max_answer = parse_size(opt + 11);
+      if (o->max_answer == 0 || o->max_answer > FS_MAX_TEXT) {
+        cli_error("mount: -o max_answer=%s: give a size from 1 to 64M (e.g. 8M)", opt + 11);
+        free(copy);
+        return -1;
+      }
+    } else if (strncmp(opt, "keep=", 5) == 0) {
+      o->keep_ms = parse_duration(opt + 5);
+      if (o->keep_ms < 0) {
+        cli_error("mount: -o keep=%s: give a duration such as 30d, 12h, 90m, 10s, or 0 (forever)",
+                  opt + 5);
+        free(copy);
+        return -1;
+      }
+    } else if (strcmp(opt, "status_public") == 0) {
+      o->status_public = 1;
     } else if (strcmp(opt, "debug") == 0) {
       o->debug = o->foreground = 1;
     } else if (strcmp(opt, "default_permissions") == 0) {
@@ -142,7 +199,9 @@ static int parse_args(mount_opts *o, int argc, char **argv) {
 }
 
 int cmd_mount(int argc, char **argv) {
-  mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT};
+  mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT,
+                  .max_answer = FS_MAX_TEXT,
+                  .keep_ms = FS_DEFAULT_KEEP_MS};
   char err[4096 + 512];
   int rc = parse_args(&o, argc, argv);
 
@@ -157,6 +216,9 @@ int cmd_mount(int argc, char **argv) {
                       .debug = o.debug,
                       .single = o.single,
                       .max_prompt = o.max_prompt,
+                      .max_answer = o.max_answer,
+                      .keep_ms = o.keep_ms,
+                      .status_public = o.status_public,
                       .fuse_opts = o.fuse_opts};
   if (fs_mount_run(&fo, err, sizeof err) != 0) {
     if (err[0] != '\0') {

@@ -337,6 +337,7 @@ static int transfer_outcome(gkp__gemini_call *c, const gkp__http_result *r,
   if (r->curl_code != CURLE_OK) {
     o->status = GKP__GEMINI_TRANSPORT;
     o->message = r->error;
+    o->unsent = r->unsent;
     return 1;
   }
   if (c->status == 0) {

@@ -261,6 +261,8 @@ typedef struct gkp__gemini_outcome {
   const char *message; /* one line: the reason for a failure, or a note on success
                           (MAX_TOKENS), or "" */
   CURLcode curl_code;
+  int unsent;                     /* TRANSPORT: nothing reached the server (see gkp__http_result):
+                                     not counted, no key's fault (gkp_release_unreached) */
   const gkp__gemini_state *state; /* usage, finish/block reasons, ids, byte counts */
   int64_t elapsed_ms;
 } gkp__gemini_outcome;

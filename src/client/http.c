@@ -181,6 +181,27 @@ static const char *describe_failure(gkp__http_req *req, CURLcode rc, int64_t ela
   }
 }
 
+/* Whether a failed transfer never reached the server: curl's own codes for
+ * failures before anything is sent, or no byte of the request written. */
+static int nothing_sent(gkp__http_req *req, CURLcode rc) {
+  long sent = 0;
+  switch (rc) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+    return 1;
+  default:
+    break;
+  }
+  /* CURLINFO_REQUEST_SIZE: the bytes of the request written so far. */
+  if (curl_easy_getinfo(req->xfer.easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) {
+    return 0;
+  }
+  return sent == 0;
+}
+
 /* The loop's completion callback: reports on_done once and frees. */
 static void xfer_done(gkp__loop_xfer *x, CURLcode rc, int aborted) {
   gkp__http_req *req = (gkp__http_req *)x;
@@ -201,6 +222,7 @@ static void xfer_done(gkp__loop_xfer *x, CURLcode rc, int aborted) {
   } else if (rc != CURLE_OK) {
     r.timed_out = (rc == CURLE_OPERATION_TIMEDOUT);
     r.error = describe_failure(req, rc, elapsed);
+    r.unsent = r.http_status == 0 && nothing_sent(req, rc);
   } else {
     r.error = "";
   }

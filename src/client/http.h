@@ -43,6 +43,10 @@ typedef struct gkp__http_result {
   const char *error;  /* "" on success, else a short reason without secrets, e.g.
                          "connection refused", "timed out after 10 s", "connection
                          reset", "cancelled" */
+  int unsent;         /* nothing reached the server: the name did not resolve,
+                         the connection or the TLS handshake failed, or no byte
+                         of the request was written (never set once a response
+                         status arrived) */
   uint64_t bytes;     /* body bytes received */
   int64_t elapsed_ms; /* from start to the end */
 } gkp__http_result;

@@ -18,6 +18,12 @@ int64_t gkp__mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t gkp__boot_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void split(int64_t ms, struct tm *tm) {
   time_t t = (time_t)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
   gmtime_r(&t, tm);

@@ -13,6 +13,10 @@ int64_t gkp__now_ms(void);
 /* Monotonic time in ms (for measuring durations). */
 int64_t gkp__mono_ms(void);
 
+/* Time since boot in ms (CLOCK_BOOTTIME): shared by every process of one
+ * boot, untouched by wall-clock steps, running through suspend. */
+int64_t gkp__boot_ms(void);
+
 /* Formats ms since the epoch as RFC 3339 UTC ("2026-11-24T09:00:00Z") into
  * buf (at least 32 bytes).  Returns buf. */
 char *gkp__rfc3339(int64_t ms, char *buf, size_t len);

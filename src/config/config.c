@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/secmem.h"
 #include "config/internal.h"
 
 #define DEFAULT_BASE_URL "https://generativelanguage.googleapis.com"
@@ -62,8 +63,15 @@ static int check_named(const char *path, const char *how, gkp_error *err) {
   return 0;
 }
 
-/* See config.h.  Candidates that exist but are directories are errors. */
+/* See config.h. */
 int gkp__config_find(const char *explicit_path, char *buf, size_t len, gkp_error *err) {
+  int origin;
+  return gkp__config_locate(explicit_path, buf, len, &origin, err);
+}
+
+/* See config.h.  Candidates that exist but are directories are errors. */
+int gkp__config_locate(const char *explicit_path, char *buf, size_t len, int *origin,
+                       gkp_error *err) {
   if (buf == NULL || len == 0) {
     return gkp__err(err, -EINVAL, "gkp__config_find: no buffer");
   }
@@ -74,9 +82,11 @@ int gkp__config_find(const char *explicit_path, char *buf, size_t len, gkp_error
   if (explicit_path != NULL && explicit_path[0] != '\0') {
     named = explicit_path;
     how = "given explicitly";
+    *origin = GKP_CONFIG_GIVEN;
   } else if (env != NULL && env[0] != '\0') {
     named = env;
     how = "named by $GEMINI_POOL_CONFIG";
+    *origin = GKP_CONFIG_ENV;
   }
   if (named != NULL) {
     int rc = check_named(named, how, err);
@@ -107,6 +117,7 @@ int gkp__config_find(const char *explicit_path, char *buf, size_t len, gkp_error
       return gkp__err(err, -EISDIR, "%s: is a directory, not a keys.json file; remove or rename it",
                       candidates[i]);
     }
+    *origin = i == 0 ? GKP_CONFIG_CWD : GKP_CONFIG_XDG;
     return copy_path(candidates[i], buf, len, err);
   }
   return gkp__err(
@@ -150,6 +161,15 @@ static int load_base_url(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON 
                          "\"http://127.0.0.1:PORT\" for the emulator)",
                          gkp__cfg_quote(url, q, sizeof q), DEFAULT_BASE_URL);
   }
+  char host[256];
+  if (scheme == 7 && (gkp__url_host(url, host, sizeof host) != 0 || !gkp__host_is_loopback(host))) {
+    char q[96];
+    return gkp__cfg_fail(ctx, -EPERM, where,
+                         "%s is plain http:// to a host that is not this machine, so keys would "
+                         "cross the network in clear text; use https:// (plain http:// is for "
+                         "loopback only, e.g. \"http://127.0.0.1:PORT\")",
+                         gkp__cfg_quote(url, q, sizeof q));
+  }
   cfg->base_url = strndup(url, len);
   if (cfg->base_url == NULL) {
     return gkp__cfg_fail(ctx, -ENOMEM, where, "out of memory");
@@ -184,12 +204,38 @@ static char *dotenv_path(const char *dir) {
   return path;
 }
 
+/* Moves every key's secret onto undumpable pages of one allocation (so
+ * that a core dump never holds a key), wiping the copies they leave.
+ * Returns 0 or -ENOMEM. */
+static int seal_secrets(gkp__config *cfg) {
+  size_t total = 0, off = 0;
+  for (size_t i = 0; i < cfg->nkeys; i++) {
+    total += strlen(cfg->keys[i].secret) + 1;
+  }
+  char *arena = gkp__secmem_alloc(total);
+  if (arena == NULL) {
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < cfg->nkeys; i++) {
+    char *s = cfg->keys[i].secret;
+    size_t n = strlen(s) + 1;
+    memcpy(arena + off, s, n);
+    explicit_bzero(s, n);
+    free(s);
+    cfg->keys[i].secret = arena + off;
+    off += n;
+  }
+  cfg->secrets = arena;
+  cfg->secrets_len = total;
+  return 0;
+}
+
 /* Everything gkp__config_parse does, plus the literal-key warning when the
  * file it came from is readable by group or others.  Warnings are only given
  * for a configuration that loads. */
 static int parse_config(const char *json, size_t len, const char *name, const char *dir,
-                        int literal_readable, gkp_log_fn log, void *log_ud, gkp__config **out,
-                        gkp_error *err) {
+                        int literal_readable, int origin, gkp_log_fn log, void *log_ud,
+                        gkp__config **out, gkp_error *err) {
   gkp__dotenv denv;
   gkp__cfg_ctx ctx = {.file = name, .log = log, .log_ud = log_ud, .err = err};
   cJSON *root = NULL;
@@ -199,6 +245,7 @@ static int parse_config(const char *json, size_t len, const char *name, const ch
   memset(&denv, 0, sizeof denv);
   gkp__config *cfg = calloc(1, sizeof *cfg);
   if (cfg != NULL) {
+    cfg->origin = origin;
     cfg->path = strdup(name);
     cfg->dir = dir != NULL ? strdup(dir) : NULL;
   }
@@ -230,6 +277,9 @@ static int parse_config(const char *json, size_t len, const char *name, const ch
     rc = path != NULL ? gkp__dotenv_load(path, &denv, err)
                       : gkp__err(err, -ENOMEM, "%s: out of memory", name);
     free(path);
+    if (rc == 0) {
+      rc = gkp__config_dotenv_trust(&ctx, &denv);
+    }
     if (rc < 0) {
       goto out;
     }
@@ -239,6 +289,10 @@ static int parse_config(const char *json, size_t len, const char *name, const ch
     rc = load_base_url(&ctx, cfg, root);
   }
   if (rc == 0) {
+    const char *env_url = getenv("GOOGLE_GEMINI_BASE_URL");
+    rc = gkp__config_endpoint_trust(&ctx, cfg, origin, env_url != NULL && env_url[0] != '\0');
+  }
+  if (rc == 0) {
     rc = load_state(&ctx, cfg, root);
   }
   if (rc == 0) {
@@ -246,6 +300,9 @@ static int parse_config(const char *json, size_t len, const char *name, const ch
   }
   if (rc == 0) {
     rc = gkp__config_profiles_load(&ctx, cfg, root);
+  }
+  if (rc == 0 && (seal_secrets(cfg) != 0 || gkp__config_build_runs(cfg) != 0)) {
+    rc = gkp__cfg_fail(&ctx, -ENOMEM, NULL, "out of memory");
   }
   if (rc == 0) {
     gkp__config_keys_warn(&ctx, cfg, &denv, literal && literal_readable);
@@ -274,12 +331,14 @@ int gkp__config_parse(const char *json, size_t len, const char *name, const char
     len = 0;
     json = "";
   }
-  return parse_config(json, len, name != NULL ? name : "<text>", dir, 0, log, log_ud, out, err);
+  return parse_config(json, len, name != NULL ? name : "<text>", dir, 0, GKP_CONFIG_TEXT, log,
+                      log_ud, out, err);
 }
 
 /* Reads a whole keys.json into a malloc'd buffer (*buf, *len) and its mode.
  * Returns 0 or a negative errno with a message naming the file. */
-static int read_file(const char *path, char **buf, size_t *len, unsigned *mode, gkp_error *err) {
+static int read_file(const char *path, char **buf, size_t *len, struct stat *out_st,
+                     gkp_error *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
@@ -324,22 +383,35 @@ static int read_file(const char *path, char **buf, size_t *len, unsigned *mode, 
   b[n] = '\0';
   *buf = b;
   *len = n;
-  *mode = (unsigned)(st.st_mode & 07777);
+  *out_st = st;
   return 0;
 }
 
-/* See config.h.  The .env is looked for in the file's directory. */
+/* See config.h. */
 int gkp__config_load(const char *path, gkp_log_fn log, void *log_ud, gkp__config **out,
                      gkp_error *err) {
+  return gkp__config_load_from(path, GKP_CONFIG_GIVEN, log, log_ud, out, err);
+}
+
+/* See config.h.  The .env is looked for in the file's directory. */
+int gkp__config_load_from(const char *path, int origin, gkp_log_fn log, void *log_ud,
+                          gkp__config **out, gkp_error *err) {
   if (out == NULL || path == NULL || path[0] == '\0') {
     return gkp__err(err, -EINVAL, "gkp__config_load: no configuration path given");
   }
   *out = NULL;
   char *buf = NULL;
   size_t len = 0;
-  unsigned mode = 0;
-  int rc = read_file(path, &buf, &len, &mode, err);
+  struct stat st;
+  gkp__cfg_ctx ctx = {.file = path, .log = log, .log_ud = log_ud, .err = err};
+  int rc = read_file(path, &buf, &len, &st, err);
   if (rc < 0) {
+    return rc;
+  }
+  rc = gkp__config_file_trust(&ctx, &st, origin);
+  if (rc < 0) {
+    explicit_bzero(buf, len);
+    free(buf);
     return rc;
   }
   char *dir = strdup(path);
@@ -352,7 +424,7 @@ int gkp__config_load(const char *path, gkp_log_fn log, void *log_ud, gkp__config
     } else {
       slash[slash == dir ? 1 : 0] = '\0';
     }
-    rc = parse_config(buf, len, path, dir, (mode & 044) != 0, log, log_ud, out, err);
+    rc = parse_config(buf, len, path, dir, (st.st_mode & 044) != 0, origin, log, log_ud, out, err);
   }
   free(dir);
   explicit_bzero(buf, len);
@@ -399,10 +471,10 @@ void gkp__config_free(gkp__config *cfg) {
   }
   for (size_t i = 0; i < cfg->nkeys; i++) {
     gkp__key_cfg *k = &cfg->keys[i];
-    if (k->secret != NULL) {
+    if (cfg->secrets == NULL && k->secret != NULL) {
       explicit_bzero(k->secret, strlen(k->secret));
+      free(k->secret);
     }
-    free(k->secret);
     free(k->id);
     free(k->project);
     free(k->source);
@@ -413,6 +485,8 @@ void gkp__config_free(gkp__config *cfg) {
   for (size_t i = 0; i < cfg->nprofiles; i++) {
     gkp__profile_cfg_clear(&cfg->profiles[i]);
   }
+  gkp__secmem_free(cfg->secrets, cfg->secrets_len);
+  gkp__secmem_free(cfg->runs, cfg->nruns * sizeof *cfg->runs);
   free(cfg->keys);
   free(cfg->models);
   free(cfg->profiles);

@@ -43,6 +43,7 @@ typedef struct gkp__profile_cfg {
 
 typedef struct gkp__config {
   char *path;       /* the file it was read from ("<text>" name when parsed from memory) */
+  int origin;       /* enum gkp_config_origin: how the file was found */
   char *dir;        /* its directory (where .env is looked for), may be NULL */
   char *base_url;   /* $GOOGLE_GEMINI_BASE_URL, "base_url", or Google's */
   char *state;      /* "state": a state file path or a Redis URL; NULL: not given */
@@ -53,6 +54,10 @@ typedef struct gkp__config {
   size_t nmodels;
   gkp__profile_cfg *profiles; /* default directories plus "profiles" */
   size_t nprofiles;
+  char *secrets; /* every key's secret, on undumpable pages (common/secmem.h) */
+  size_t secrets_len;
+  uint64_t *runs; /* every 8-byte run of every secret, sorted, undumpable */
+  size_t nruns;
   int refs; /* references the engine holds to this snapshot (atomic) */
 } gkp__config;
 
@@ -64,6 +69,10 @@ typedef struct gkp__config {
  */
 int gkp__config_find(const char *explicit_path, char *buf, size_t len, gkp_error *err);
 
+/* Same, and sets *origin to how it was found (enum gkp_config_origin). */
+int gkp__config_locate(const char *explicit_path, char *buf, size_t len, int *origin,
+                       gkp_error *err);
+
 /*
  * Loads and validates a configuration file (and the .env beside it).
  * Warnings (literal key in a file others can read) go to log.
@@ -73,10 +82,25 @@ int gkp__config_find(const char *explicit_path, char *buf, size_t len, gkp_error
 int gkp__config_load(const char *path, gkp_log_fn log, void *log_ud, gkp__config **out,
                      gkp_error *err);
 
+/*
+ * Same, for a file found by gkp__config_locate: `origin` says how, and a
+ * file from the current directory is trusted only as far as SPEC's Trust
+ * rules allow (it belongs to the user, nobody else can write it, and no key
+ * from the environment goes to a host other than Google's or loopback).
+ * gkp__config_load is this with GKP_CONFIG_GIVEN.
+ */
+int gkp__config_load_from(const char *path, int origin, gkp_log_fn log, void *log_ud,
+                          gkp__config **out, gkp_error *err);
+
 /* Same, from JSON text; `name` is used in messages, `dir` is where .env is
  * looked for (NULL: nowhere). */
 int gkp__config_parse(const char *json, size_t len, const char *name, const char *dir,
                       gkp_log_fn log, void *log_ud, gkp__config **out, gkp_error *err);
+
+/* Replaces, in the NUL-terminated `text`, every stretch holding a run of 8
+ * or more characters of a configured key by "…" (never longer, so in
+ * place).  Returns how many stretches were replaced. */
+size_t gkp__config_redact(const gkp__config *cfg, char *text);
 
 /* Frees a configuration, wiping its secrets.  NULL is a no-op. */
 void gkp__config_free(gkp__config *cfg);

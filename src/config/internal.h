@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "config/config.h"
 
@@ -119,6 +120,39 @@ int gkp__config_keys_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const gkp__
  * read, and one API key configured under two ids. */
 void gkp__config_keys_warn(const gkp__cfg_ctx *ctx, const gkp__config *cfg, const gkp__dotenv *denv,
                            int literal_readable);
+
+/* ---- Trust (trust.c) ---------------------------------------------------- */
+
+/* Copies the host of `url` (no user, port or brackets) into host.  Returns 0
+ * or -EINVAL when there is none or it does not fit. */
+int gkp__url_host(const char *url, char *host, size_t len);
+
+/* Whether host is this machine (localhost, 127.0.0.0/8, ::1). */
+int gkp__host_is_loopback(const char *host);
+
+/* Whether host is Google's API (googleapis.com or a name under it). */
+int gkp__host_is_google(const char *host);
+
+/* Refuses (-EPERM, ctx->err filled) a keys.json that group or others can
+ * write, or one found in the current directory (`origin` GKP_CONFIG_CWD)
+ * that another user owns.  Returns 0 when it may be used. */
+int gkp__config_file_trust(const gkp__cfg_ctx *ctx, const struct stat *st, int origin);
+
+/* Refuses (-EPERM) a .env that group or others can write.  Returns 0 when
+ * it may be used or does not exist. */
+int gkp__config_dotenv_trust(const gkp__cfg_ctx *ctx, const gkp__dotenv *denv);
+
+/* Refuses (-EPERM) a configuration found in the current directory whose
+ * base_url (not one from $GOOGLE_GEMINI_BASE_URL: `url_from_env`) would send
+ * a key taken from the environment to a host that is neither Google's nor
+ * loopback.  Returns 0 otherwise. */
+int gkp__config_endpoint_trust(const gkp__cfg_ctx *ctx, const gkp__config *cfg, int origin,
+                               int url_from_env);
+
+/* ---- Redaction (redact.c) ---------------------------------------------- */
+
+/* Builds cfg->runs from the keys' secrets.  Returns 0 or -ENOMEM. */
+int gkp__config_build_runs(gkp__config *cfg);
 
 /* ---- Models (models.c) and profiles (profiles.c) ------------------------ */
 

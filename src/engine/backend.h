@@ -60,6 +60,10 @@ typedef struct gkp__snapshot {
   gkp__snap_pm *pms;
   size_t npms;
   char *where; /* the state's location */
+  /* The endpoint as last seen unreachable (down_since_ms 0: reachable). */
+  int64_t down_since_ms, down_last_ms;
+  char down_url[256];
+  char down_reason[GKP_REASON_MAX];
 } gkp__snapshot;
 
 void gkp__snapshot_free(gkp__snapshot *s);
@@ -79,6 +83,14 @@ typedef struct gkp__backend_ops {
   int (*renew)(gkp__backend *b, const gkp_lease *l, gkp_error *err);
   /* Ends a lease; not sent: the counts are given back. */
   int (*release)(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err);
+  /* Ends a lease whose request never reached the server (its counts given
+   * back, no key penalised) and notes the endpoint unreachable. */
+  int (*release_unreached)(gkp__backend *b, const gkp_lease *l, const char *url, const char *reason,
+                           gkp_error *err);
+  /* When the endpoint was first seen unreachable (0: reachable), the reason
+   * in buf.  An answer of the server (usage, an error with an HTTP status)
+   * clears it. */
+  int64_t (*endpoint_down)(gkp__backend *b, char *buf, size_t len);
   int (*record_usage)(gkp__backend *b, const gkp_lease *l, const gkp_usage *u, gkp_error *err);
   /* Applies a classified error; sets v->cooldown_until_ms. */
   int (*apply_verdict)(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err);
@@ -89,6 +101,8 @@ typedef struct gkp__backend_ops {
   int (*snapshot)(gkp__backend *b, gkp__snapshot **out, gkp_error *err);
   /* Removes expired cooldowns and leases; returns how many. */
   int (*gc)(gkp__backend *b, gkp_error *err);
+  /* Sets how long this process's leases live unless renewed (tests). */
+  void (*set_lease_ttl)(gkp__backend *b, int64_t ms);
   /* Where the state lives (a path, a URL), for messages. */
   const char *(*where)(gkp__backend *b);
   /* Releases the leases this process holds (unless `forked`) and frees. */

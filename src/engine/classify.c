@@ -955,7 +955,7 @@ static void decide_quota(gkp_verdict *out, const struct evidence *ev, span text)
     return;
   }
   int64_t limit;
-  int kind = text_quota_kind(text, &limit);
+  int kind = ev->nv == 0 ? text_quota_kind(text, &limit) : GKP_KIND_NONE;
   if (kind != GKP_KIND_NONE) {
     out->kind = kind;
     out->learned_metric = kind;
@@ -971,12 +971,27 @@ static int rpc_is(const struct evidence *ev, const char *name) {
   return strcmp(ev->rpc, name) == 0;
 }
 
-/* Applies the rules, most specific evidence first:
+/* Whether the body carries Google's error envelope: an "error" object with a
+ * code or a status.  Key-wide penalties need it (or structured details). */
+static int google_envelope(const struct evidence *ev) {
+  return ev->found && (ev->code != 0 || ev->rpc[0] != '\0');
+}
+
+/* Whether the envelope has structured details (QuotaFailure, RetryInfo,
+ * ErrorInfo): then message words never decide the kind. */
+static int structured(const struct evidence *ev) {
+  return ev->nv > 0 || ev->retry_delay_ms >= 0 || ev->reason[0] != '\0';
+}
+
+/* Applies the rules, structured evidence first, strictly:
  *   transport failure (status 0), then 5xx / 408 / 409 / 499  -> server
+ *   401 / 402 / 403 without Google's envelope (a proxy's page) -> server
  *   a location refusal (400 / FAILED_PRECONDITION)             -> bad_request
  *   ErrorInfo reason API_KEY…                                  -> invalid_key
- *   HTTP 402, ErrorInfo reason BILLING…, or billing words      -> billing
- *   "API key not valid" / "API key expired" …                  -> invalid_key
+ *   ErrorInfo reason BILLING…, or HTTP 402                     -> billing
+ *   quota violations or RetryInfo in a 429 / RESOURCE_EXHAUSTED -> decide_quota
+ *   Google's envelope without structured details: billing words -> billing
+ *                                    "API key not valid" …      -> invalid_key
  *   429 / RESOURCE_EXHAUSTED / quota violations                -> decide_quota
  *   401 / 403 / UNAUTHENTICATED / PERMISSION_DENIED            -> invalid_key
  *   404 / NOT_FOUND                                            -> model_not_found
@@ -984,18 +999,28 @@ static int rpc_is(const struct evidence *ev, const char *name) {
  *   anything else (no readable error)                          -> server */
 static void decide(gkp_verdict *out, const struct evidence *ev, span text) {
   int st = out->http_status;
+  int quota = st == 429 || rpc_is(ev, "RESOURCE_EXHAUSTED") || ev->nv > 0;
+  /* Words may penalise a whole key only from Google's own envelope. */
+  int words_decide = !structured(ev) && google_envelope(ev);
   if (st <= 0 || st < 400 || st >= 500 || st == 408 || st == 409 || st == 499) {
+    set_kind(out, GKP_KIND_SERVER, GKP_ACT_RETRY);
+  } else if ((st == 401 || st == 402 || st == 403) && !google_envelope(ev)) {
+    /* Not Google at all: a proxy's or captive portal's page, an empty body.
+     * Nothing says the key is at fault, so no key is disabled or billed. */
     set_kind(out, GKP_KIND_SERVER, GKP_ACT_RETRY);
   } else if ((st == 400 || rpc_is(ev, "FAILED_PRECONDITION")) && ci_has_any(text, location_words)) {
     set_kind(out, GKP_KIND_BAD_REQUEST, GKP_ACT_FAIL);
   } else if (strncmp(ev->reason, "API_KEY", 7) == 0) {
     set_kind(out, GKP_KIND_INVALID_KEY, GKP_ACT_RETRY);
-  } else if (st == 402 || strncmp(ev->reason, "BILLING", 7) == 0 ||
-             ci_has_any(text, billing_words)) {
+  } else if (st == 402 || strncmp(ev->reason, "BILLING", 7) == 0) {
     set_kind(out, GKP_KIND_BILLING, GKP_ACT_RETRY);
-  } else if (ci_has_any(text, invalid_key_words)) {
+  } else if (quota && structured(ev)) {
+    decide_quota(out, ev, text);
+  } else if (words_decide && ci_has_any(text, billing_words)) {
+    set_kind(out, GKP_KIND_BILLING, GKP_ACT_RETRY);
+  } else if (words_decide && ci_has_any(text, invalid_key_words)) {
     set_kind(out, GKP_KIND_INVALID_KEY, GKP_ACT_RETRY);
-  } else if (st == 429 || rpc_is(ev, "RESOURCE_EXHAUSTED") || ev->nv > 0) {
+  } else if (quota) {
     decide_quota(out, ev, text);
   } else if (st == 401 || st == 403 || rpc_is(ev, "UNAUTHENTICATED") ||
              rpc_is(ev, "PERMISSION_DENIED")) {
@@ -1064,6 +1089,7 @@ const char *gkp_kind_name(int kind) {
       [GKP_KIND_MODEL_NOT_FOUND] = "model_not_found",
       [GKP_KIND_BAD_REQUEST] = "bad_request",
       [GKP_KIND_SERVER] = "server",
+      [GKP_KIND_UNREACHABLE] = "unreachable",
   };
   if (kind < 0 || kind >= GKP_KIND_COUNT) {
     return "unknown";

@@ -18,8 +18,9 @@
 #include "engine/backend.h"
 #include "engine/store.h"
 
-/* Leases live this long unless renewed. */
-#define LEASE_TTL_MS GKP_LEASE_TTL_MS
+/* Leases live this long unless renewed (f->lease_ttl_ms: a test may set a
+ * shorter lifetime). */
+#define LEASE_TTL_MS (f->lease_ttl_ms)
 /* A holder found alive is taken as alive for this long (a dead one's key
  * frees up at most this much later than it could). */
 #define ALIVE_CACHE 16
@@ -41,6 +42,7 @@ typedef struct fb {
   void *log_ud;
   gkp__owner self;
   uint64_t rng;
+  int64_t lease_ttl_ms;
   /* Below: guarded by the store's mutex. */
   const gkp__config *cfg; /* attached; a reference */
   sindex cfg_keys;        /* key id -> cfg index */
@@ -274,9 +276,21 @@ static int holder_alive(fb *f, const gkp__owner *o) {
   return 1;
 }
 
+/* Whether a lease's time has run out: on the wall clock, and on the boot
+ * clock too, which no wall-clock step moves (unless its deadline is not of
+ * this boot: further away than a whole lease lifetime). */
+static int lease_expired(const fb *f, const gkp__lease_rec *l, int64_t now) {
+  if (l->expires_ms > now) {
+    return 0;
+  }
+  int64_t boot = gkp__boot_ms();
+  int boot_valid = l->boot_expires_ms > 0 && l->boot_expires_ms - boot <= LEASE_TTL_MS;
+  return !boot_valid || l->boot_expires_ms <= boot;
+}
+
 /* Whether a lease is still held: not expired, and its holder not gone. */
 static int lease_live(fb *f, const gkp__lease_rec *l, int64_t now) {
-  return l->id != 0 && l->expires_ms > now && holder_alive(f, &l->owner);
+  return l->id != 0 && !lease_expired(f, l, now) && holder_alive(f, &l->owner);
 }
 
 static int key_has_live_lease(fb *f, int s, int64_t now) {
@@ -479,6 +493,13 @@ static int eligible(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, i
   const gkp__pm_counts *p = ps >= 0 ? &f->st->pms[ps].c : empty_pm();
   int max = f->cfg->keys[ki].max_inflight;
 
+  if (ps >= 0 && gkp__window_from_future(&p->win, t)) {
+    /* The wall clock stepped back: bring the window's buckets to the present
+     * so that they expire a window from now, not a step from now. */
+    gkp__store_save_recs(f->st, -1, ps);
+    gkp__window_restamp(&f->st->pms[ps].c.win, t);
+    gkp__store_commit(f->st);
+  }
   gkp__key_fits(&k->c, p, &f->cfg->models[mi].limits, est, t, ready, reason);
   if (*reason == GKP_WAIT_NEVER) {
     return 0;
@@ -570,12 +591,17 @@ static int take(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, gkp_l
   l->owner = f->self;
   l->started_ms = t->now;
   l->expires_ms = t->now + LEASE_TTL_MS;
+  l->boot_expires_ms = gkp__boot_ms() + LEASE_TTL_MS;
   l->est_tokens = est;
   l->pm_slot = (uint32_t)ps;
+  l->prev_used_ms = k->c.last_used_ms;
   k->nleases++;
   k->c.last_used_ms = t->now;
   k->c.requests_total++;
-  gkp__count_request(&st->pms[ps].c, t, est);
+  if (gkp__window_from_future(&st->pms[ps].c.win, t)) {
+    gkp__store_save(st, st->pms[ps].c.win.b, sizeof st->pms[ps].c.win.b);
+  }
+  l->day_ms = gkp__count_request(&st->pms[ps].c, t, est);
   gkp__store_commit(st);
   gkp__store_lru_touch(st, s);
 
@@ -675,7 +701,9 @@ static int fb_renew(gkp__backend *b, const gkp_lease *l, gkp_error *err) {
   } else {
     gkp__lease_rec *r = &f->st->keys[s].leases[li];
     gkp__store_save(f->st, &r->expires_ms, sizeof r->expires_ms);
+    gkp__store_save(f->st, &r->boot_expires_ms, sizeof r->boot_expires_ms);
     r->expires_ms = fb_now(f) + LEASE_TTL_MS;
+    r->boot_expires_ms = gkp__boot_ms() + LEASE_TTL_MS;
     gkp__store_commit(f->st);
   }
   end(f);
@@ -698,9 +726,14 @@ static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *
     if (unsent) {
       gkp__store_save(f->st, &k->c, sizeof k->c);
       gkp__store_save_recs(f->st, -1, (int)ps);
-      gkp__uncount_request(&f->st->pms[ps].c, l->started_ms, l->est_tokens);
+      /* Nothing reached the server: as if the reservation never happened,
+       * unless a later reservation has used the key since. */
+      gkp__uncount_request(&f->st->pms[ps].c, l->started_ms, k->leases[li].day_ms, l->est_tokens);
       if (k->c.requests_total > 0) {
         k->c.requests_total--;
+      }
+      if (k->c.last_used_ms == l->started_ms) {
+        k->c.last_used_ms = k->leases[li].prev_used_ms;
       }
     }
     memset(&k->leases[li], 0, sizeof k->leases[li]);
@@ -710,6 +743,41 @@ static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *
   own_remove(f, l->id);
   end(f);
   return 0;
+}
+
+static int fb_release_unreached(gkp__backend *b, const gkp_lease *l, const char *url,
+                                const char *reason, gkp_error *err) {
+  fb *f = (fb *)b;
+  int rc = fb_release(b, l, 0, err);
+  if (rc != 0 || (rc = begin(f, err)) != 0) {
+    return rc;
+  }
+  gkp__store_hdr *h = f->st->hdr;
+  int64_t now = fb_now(f), since = h->down_since_ms > 0 ? h->down_since_ms : now;
+  h->down_since_ms = 0; /* strings first, the time last: see store.h */
+  gkp__strlcpy(h->down_url, url != NULL ? url : "", sizeof h->down_url);
+  gkp__strlcpy(h->down_reason, reason != NULL ? reason : "", sizeof h->down_reason);
+  h->down_last_ms = now;
+  h->down_since_ms = since;
+  end(f);
+  return 0;
+}
+
+static int64_t fb_endpoint_down(gkp__backend *b, char *buf, size_t len) {
+  fb *f = (fb *)b;
+  int64_t since = 0;
+  if (buf != NULL && len > 0) {
+    buf[0] = '\0';
+  }
+  if (begin(f, NULL) == 0) {
+    const gkp__store_hdr *h = f->st->hdr;
+    since = h->down_since_ms;
+    if (since > 0 && buf != NULL && len > 0) {
+      snprintf(buf, len, "%.*s", (int)sizeof h->down_reason - 1, h->down_reason);
+    }
+    end(f);
+  }
+  return since;
 }
 
 /* The pm slot a lease of this process counts against, or -1 with err. */
@@ -744,6 +812,7 @@ static int fb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
     gkp__store_save(f->st, gkp__bucket_of(&p->win, l->started_ms), sizeof(gkp__bucket));
     gkp__apply_usage(p, l->started_ms, l->est_tokens, u);
     gkp__store_commit(f->st);
+    f->st->hdr->down_since_ms = 0; /* an answer came: the endpoint is reachable */
   }
   end(f);
   return ps < 0 ? ps : 0;
@@ -762,6 +831,9 @@ static int fb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v,
     gkp__store_save_recs(f->st, ks, ps);
     v->cooldown_until_ms = gkp__apply_rule(&f->st->keys[ks].c, &f->st->pms[ps].c, v, &t, rnd(f));
     gkp__store_commit(f->st);
+    if (v->http_status > 0) {
+      f->st->hdr->down_since_ms = 0; /* the server answered */
+    }
   }
   end(f);
   return ps < 0 ? ps : 0;
@@ -790,13 +862,8 @@ static void reset_key(fb *f, int ki) {
   for (size_t mi = 0; mi < f->cfg->nmodels; mi++) {
     int ps = pm_slot_of(f, ki, (int)mi);
     if (ps >= 0) {
-      gkp__pm_counts *p = &st->pms[ps].c;
       gkp__store_save_recs(st, -1, ps);
-      p->cooldown_until_ms = 0;
-      p->cooldown_kind = GKP_KIND_NONE;
-      p->streak_429 = 0;
-      p->streak_server = 0;
-      p->last_error[0] = '\0';
+      gkp__pm_reset(&st->pms[ps].c);
       gkp__store_commit(st);
     }
   }
@@ -901,7 +968,8 @@ static int fb_effective_limits(gkp__backend *b, const char *key_id, const char *
                 : gkp__err(err, -ENOENT, "unknown model '%s'", model != NULL ? model : "");
   } else {
     int ps = pm_slot_of(f, ki, mi);
-    gkp__effective(ps >= 0 ? &f->st->pms[ps].c : empty_pm(), &f->cfg->models[mi].limits, out);
+    gkp__effective(ps >= 0 ? &f->st->pms[ps].c : empty_pm(), &f->cfg->models[mi].limits, fb_now(f),
+                   out);
   }
   end(f);
   return rc;
@@ -1021,6 +1089,12 @@ static int fb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err) {
     return rc;
   }
   s->now = fb_now(f);
+  const gkp__store_hdr *h = f->st->hdr;
+  s->down_since_ms = h->down_since_ms;
+  s->down_last_ms = h->down_last_ms;
+  snprintf(s->down_url, sizeof s->down_url, "%.*s", (int)sizeof h->down_url - 1, h->down_url);
+  snprintf(s->down_reason, sizeof s->down_reason, "%.*s", (int)sizeof h->down_reason - 1,
+           h->down_reason);
   rc = snap_locked(f, s);
   end(f);
   if (rc != 0) {
@@ -1138,11 +1212,18 @@ static int fb_import(gkp__backend *b, const gkp__snapshot *s, gkp_error *err) {
   return rc;
 }
 
+static void fb_set_lease_ttl(gkp__backend *b, int64_t ms) {
+  ((fb *)b)->lease_ttl_ms = ms > 0 ? ms : GKP_LEASE_TTL_MS;
+}
+
 static const gkp__backend_ops file_ops = {
+    .set_lease_ttl = fb_set_lease_ttl,
     .attach = fb_attach,
     .reserve = fb_reserve,
     .renew = fb_renew,
     .release = fb_release,
+    .release_unreached = fb_release_unreached,
+    .endpoint_down = fb_endpoint_down,
     .record_usage = fb_record_usage,
     .apply_verdict = fb_apply_verdict,
     .admin = fb_admin,
@@ -1171,6 +1252,7 @@ int gkp__file_backend_open(const char *path, gkp_clock_fn clock, void *clock_ud,
     return gkp__err(err, -ENOMEM, "out of memory");
   }
   f->base.ops = &file_ops;
+  f->lease_ttl_ms = GKP_LEASE_TTL_MS;
   f->clock = clock;
   f->clock_ud = clock_ud;
   f->log = log;

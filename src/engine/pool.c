@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/securedir.h"
 #include "common/timeutil.h"
 #include "common/util.h"
+#include "engine/bounds.h"
 #include "engine/pool_impl.h"
 #include "engine/redis_backend.h"
 #include "engine/redis_conn.h"
@@ -165,33 +167,16 @@ void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_er
 
 /* ---- opening ------------------------------------------------------------------------ */
 
-static int mkdirs(char *dir, gkp_error *err) {
-  for (char *p = dir + 1; *p != '\0'; p++) {
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        int e = errno;
-        *p = '/';
-        return gkp__err(err, -e, "cannot create directory %s: %s", dir, strerror(e));
-      }
-      *p = '/';
-    }
-  }
-  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-    return gkp__err(err, -errno, "cannot create directory %s: %s", dir, strerror(errno));
-  }
-  return 0;
-}
-
 /* Works out the state file's path (explicit, $GEMINI_POOL_STATE,
- * $XDG_STATE_HOME/gemini-pool/state.db or ~/.local/state/...) and creates
- * its directory.  Returns a malloc'd path or NULL with err set. */
+ * $XDG_STATE_HOME/gemini-pool/state.db or ~/.local/state/...), creates its
+ * directory and checks that it belongs to the user alone.  Returns a
+ * malloc'd path or NULL with err set.  A URL (NAME://...) is returned as it
+ * is: its backend checks it. */
 static char *state_path(const char *explicit_path, const char *cfg_state, gkp_error *err) {
   char buf[4096];
   const char *env = getenv("GEMINI_POOL_STATE");
   const char *xdg = getenv("XDG_STATE_HOME");
   const char *home = getenv("HOME");
-  char *slash;
 
   if (explicit_path != NULL && explicit_path[0] != '\0') {
     snprintf(buf, sizeof buf, "%s", explicit_path);
@@ -212,13 +197,8 @@ static char *state_path(const char *explicit_path, const char *cfg_state, gkp_er
   if (gkp__state_has_scheme(buf)) {
     return strdup(buf); /* a URL: the backend checks it */
   }
-  slash = strrchr(buf, '/');
-  if (slash != NULL && slash != buf) {
-    *slash = '\0';
-    if (mkdirs(buf, err) != 0) {
-      return NULL;
-    }
-    *slash = '/';
+  if (gkp__secure_parent(buf, 1, "the state directory", err) != 0) {
+    return NULL;
   }
   return strdup(buf);
 }
@@ -287,16 +267,16 @@ fail:
 int gkp_pool_open(gkp_pool **out, const gkp_options *opts, gkp_error *err) {
   char path[4096];
   gkp__config *cfg = NULL;
-  int rc;
+  int rc, origin = GKP_CONFIG_GIVEN;
 
   *out = NULL;
   gkp__err_clear(err);
-  rc = gkp__config_find(opts != NULL ? opts->config_path : NULL, path, sizeof path, err);
+  rc = gkp__config_locate(opts != NULL ? opts->config_path : NULL, path, sizeof path, &origin, err);
   if (rc != 0) {
     return rc;
   }
-  rc = gkp__config_load(path, opts != NULL ? opts->log : NULL, opts != NULL ? opts->log_ud : NULL,
-                        &cfg, err);
+  rc = gkp__config_load_from(path, origin, opts != NULL ? opts->log : NULL,
+                             opts != NULL ? opts->log_ud : NULL, &cfg, err);
   if (rc != 0) {
     return rc;
   }
@@ -357,7 +337,10 @@ int gkp_pool_reload(gkp_pool *pool, gkp_error *err) {
   if (pool->config_path == NULL) {
     return gkp__err(err, -EINVAL, "this pool was opened from text; there is no file to re-read");
   }
-  rc = gkp__config_load(pool->config_path, pool->log, pool->log_ud, &cfg, err);
+  const gkp__config *cur = gkp__pool_config(pool);
+  int origin = cur->origin;
+  gkp__config_unref(cur);
+  rc = gkp__config_load_from(pool->config_path, origin, pool->log, pool->log_ud, &cfg, err);
   if (rc != 0) {
     return rc;
   }
@@ -390,6 +373,20 @@ const char *gkp_pool_config_path(const gkp_pool *pool) {
   p = intern((gkp_pool *)pool, c->path);
   gkp__config_unref(c);
   return p;
+}
+
+size_t gkp_redact(gkp_pool *pool, char *text) {
+  const gkp__config *c = gkp__pool_config(pool);
+  size_t n = gkp__config_redact(c, text);
+  gkp__config_unref(c);
+  return n;
+}
+
+int gkp_pool_config_origin(const gkp_pool *pool) {
+  const gkp__config *c = gkp__pool_config((gkp_pool *)pool);
+  int origin = c->origin;
+  gkp__config_unref(c);
+  return origin;
 }
 
 /* ---- models and keys (read from a snapshot) ------------------------------------------ */
@@ -448,6 +445,10 @@ int gkp_key_secret(const gkp_pool *pool, const char *key_id, char *buf, size_t l
   return rc;
 }
 
+void gkp__pool_set_lease_ttl(gkp_pool *pool, int64_t ms) {
+  pool->be->ops->set_lease_ttl(pool->be, ms);
+}
+
 /* ---- leases --------------------------------------------------------------------------- */
 
 int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease *lease,
@@ -460,7 +461,8 @@ int gkp_reserve(gkp_pool *pool, const char *model, int64_t est_tokens, gkp_lease
   if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
     return rc;
   }
-  return pool->be->ops->reserve(pool->be, model, est_tokens < 0 ? 0 : est_tokens, lease, wait, err);
+  return pool->be->ops->reserve(pool->be, model, gkp__clamp64(est_tokens, 0, GKP__TOKENS_MAX),
+                                lease, wait, err);
 }
 
 int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err) {
@@ -479,6 +481,26 @@ int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err
     return rc;
   }
   return pool->be->ops->release(pool->be, lease, sent, err);
+}
+
+int gkp_release_unreached(gkp_pool *pool, const gkp_lease *lease, const char *url,
+                          const char *reason, gkp_error *err) {
+  int rc;
+  gkp__err_clear(err);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
+    return rc;
+  }
+  return pool->be->ops->release_unreached(pool->be, lease, url, reason, err);
+}
+
+int64_t gkp_endpoint_down_since(gkp_pool *pool, char *buf, size_t len) {
+  if (buf != NULL && len > 0) {
+    buf[0] = '\0';
+  }
+  if (gkp__pool_check_fork(pool, NULL) != 0) {
+    return 0;
+  }
+  return pool->be->ops->endpoint_down(pool->be, buf, len);
 }
 
 int gkp_record_usage(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage,

@@ -9,12 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+#include "engine/bounds.h"
+
 #define SECOND 1000LL
 #define MINUTE (60 * SECOND)
 #define BILLING_COOLDOWN_MS (2 * 60 * MINUTE)
 #define SERVER_COOLDOWN_MAX_MS (30 * SECOND)
 
-#include "common/util.h"
+#define floor_div gkp__floor_div
 
 static int64_t min64(int64_t a, int64_t b) {
   return a < b ? a : b;
@@ -36,16 +39,34 @@ void gkp__pm_counts_init(gkp__pm_counts *p) {
   p->learned[0] = p->learned[1] = p->learned[2] = -1;
 }
 
-void gkp__effective(const gkp__pm_counts *p, const gkp_limits *cfg, gkp_limits *out) {
+int64_t gkp__learned_until(const gkp__pm_counts *p, int i) {
+  if (p->learned[i] < 0 || p->learned_at[i] <= 0) {
+    return 0;
+  }
+  return gkp_next_pacific_midnight(p->learned_at[i]);
+}
+
+void gkp__effective(const gkp__pm_counts *p, const gkp_limits *cfg, int64_t now, gkp_limits *out) {
+  int64_t *field[3] = {&out->rpm, &out->tpm, &out->rpd};
   *out = *cfg;
-  if (p->learned[0] >= 0) {
-    out->rpm = p->learned[0];
+  for (int i = 0; i < 3; i++) {
+    /* A learned limit heals at the next midnight Pacific: Google's limits
+     * change, and a value seen once must not cap the project for good. */
+    if (p->learned[i] >= 0 && now < gkp__learned_until(p, i)) {
+      *field[i] = p->learned[i];
+    }
   }
-  if (p->learned[1] >= 0) {
-    out->tpm = p->learned[1];
-  }
-  if (p->learned[2] >= 0) {
-    out->rpd = p->learned[2];
+}
+
+void gkp__pm_reset(gkp__pm_counts *p) {
+  p->cooldown_until_ms = 0;
+  p->cooldown_kind = GKP_KIND_NONE;
+  p->streak_429 = 0;
+  p->streak_server = 0;
+  p->last_error[0] = '\0';
+  for (int i = 0; i < 3; i++) {
+    p->learned[i] = -1; /* back to the configured limits */
+    p->learned_at[i] = 0;
   }
 }
 
@@ -135,6 +156,43 @@ static void window_add(gkp__window *w, int64_t ms, int64_t reqs, int64_t tokens,
     w->sum_reqs = max64(w->sum_reqs + reqs, 0);
     w->sum_tokens = max64(w->sum_tokens + tokens, 0);
   }
+  if ((int64_t)sec > w->top_sec) {
+    w->top_sec = sec;
+  }
+}
+
+int gkp__window_from_future(const gkp__window *w, const gkp__instant *t) {
+  /* A second counted later than now, or sums kept for a later time. */
+  return w->top_sec > (int64_t)sec_of(t->now) || w->floor_sec > t->dead_sec;
+}
+
+void gkp__window_restamp(gkp__window *w, const gkp__instant *t) {
+  uint32_t now_sec = sec_of(t->now);
+  gkp__bucket *here = &w->b[now_sec % GKP__WIN_SLOTS];
+  int64_t reqs = 0, tokens = 0;
+  for (int i = 0; i < GKP__WIN_SLOTS; i++) {
+    gkp__bucket *b = &w->b[i];
+    if (b->sec > now_sec || (b == here && b->sec == now_sec)) {
+      reqs += b->reqs;
+      tokens += b->tokens;
+      memset(b, 0, sizeof *b);
+    }
+  }
+  if (reqs > 0 || tokens > 0) {
+    here->sec = now_sec;
+    here->reqs = (uint32_t)min64(reqs, UINT32_MAX);
+    here->tokens = tokens;
+  }
+  /* The sums start again from every bucket live now (a rare path). */
+  w->sum_reqs = w->sum_tokens = 0;
+  w->floor_sec = t->dead_sec;
+  for (int i = 0; i < GKP__WIN_SLOTS; i++) {
+    if ((int64_t)w->b[i].sec > t->dead_sec) {
+      w->sum_reqs += w->b[i].reqs;
+      w->sum_tokens += w->b[i].tokens;
+    }
+  }
+  w->top_sec = now_sec;
 }
 
 /* Changes an existing bucket of `ms` (if still in the ring), keeping the sums. */
@@ -156,22 +214,33 @@ static void window_adjust(gkp__window *w, int64_t ms, int64_t reqs, int64_t toke
 }
 
 int64_t gkp__day_count(const gkp__pm_counts *p, const gkp__instant *t) {
-  return p->day_start_ms == t->day_start ? p->day_count : 0;
+  return p->day_start_ms >= t->day_start ? p->day_count : 0;
 }
 
-void gkp__count_request(gkp__pm_counts *p, const gkp__instant *t, int64_t tokens) {
+int64_t gkp__day_reset_ms(const gkp__pm_counts *p, const gkp__instant *t) {
+  return p->day_start_ms > t->now ? gkp_next_pacific_midnight(p->day_start_ms) : t->next_midnight;
+}
+
+int64_t gkp__count_request(gkp__pm_counts *p, const gkp__instant *t, int64_t tokens) {
+  /* Today, or the later day the record already counts if the wall clock
+   * stepped back across a midnight: days never go backwards. */
+  int64_t day = max64(p->day_start_ms, t->day_start);
+  if (gkp__window_from_future(&p->win, t)) {
+    gkp__window_restamp(&p->win, t); /* never overwrite a bucket still counting */
+  }
   window_add(&p->win, t->now, 1, tokens > 0 ? tokens : 0, t->dead_sec);
-  if (p->day_start_ms != t->day_start) {
-    p->day_start_ms = t->day_start;
+  if (p->day_start_ms != day) {
+    p->day_start_ms = day;
     p->day_count = 0;
   }
   p->day_count++;
   p->requests_total++;
+  return day;
 }
 
-void gkp__uncount_request(gkp__pm_counts *p, int64_t started_ms, int64_t tokens) {
+void gkp__uncount_request(gkp__pm_counts *p, int64_t started_ms, int64_t day_ms, int64_t tokens) {
   window_adjust(&p->win, started_ms, -1, -(tokens > 0 ? tokens : 0));
-  if (p->day_start_ms == gkp_last_pacific_midnight(started_ms) && p->day_count > 0) {
+  if (p->day_start_ms == day_ms && p->day_count > 0) {
     p->day_count--;
   }
   if (p->requests_total > 0) {
@@ -210,7 +279,11 @@ static int64_t window_ready_ms(const gkp__window *w, const gkp__instant *t, int 
   for (int i = 0; i < n; i++) {
     total -= use_tokens ? live[i].tokens : (int64_t)live[i].reqs;
     if (total <= allowed) {
-      return bucket_end_ms(live[i].sec);
+      /* A bucket from the future (the wall clock stepped back) is moved to
+       * the present when the next request is counted; until then it is
+       * judged as if it were the present second. */
+      int64_t now_sec = sec_of(t->now);
+      return bucket_end_ms(min64(live[i].sec, now_sec));
     }
   }
   return t->now;
@@ -232,7 +305,7 @@ int gkp__quota_fits(const gkp__pm_counts *p, const gkp_limits *lim, int64_t est,
     return 0;
   }
   if (lim->rpd > 0 && gkp__day_count(p, t) + 1 > lim->rpd) {
-    *ready_ms = t->next_midnight;
+    *ready_ms = gkp__day_reset_ms(p, t);
     *reason = GKP_WAIT_QUOTA;
     return 0;
   }
@@ -281,7 +354,7 @@ int gkp__key_fits(const gkp__key_counts *k, const gkp__pm_counts *p, const gkp_l
   if (p->cooldown_until_ms > t->now) {
     hold(ready, reason, p->cooldown_until_ms, GKP_WAIT_COOLDOWN);
   }
-  gkp__effective(p, cfg, &lim);
+  gkp__effective(p, cfg, t->now, &lim);
   if (!gkp__quota_fits(p, &lim, est, t, &when, &why)) {
     hold(ready, reason, when, why);
   }
@@ -309,16 +382,15 @@ static int64_t unknown_429_ms(uint32_t streak, const gkp__instant *t) {
   return min64(t->now + d, t->next_midnight);
 }
 
-static void learn(gkp__pm_counts *p, const gkp_verdict *v) {
-  if (v->learned_limit < 0) {
-    return;
-  }
-  if (v->learned_metric == GKP_KIND_RPM) {
-    p->learned[0] = v->learned_limit;
-  } else if (v->learned_metric == GKP_KIND_TPM) {
-    p->learned[1] = v->learned_limit;
-  } else if (v->learned_metric == GKP_KIND_RPD) {
-    p->learned[2] = v->learned_limit;
+static void learn(gkp__pm_counts *p, const gkp_verdict *v, int64_t now) {
+  int i = v->learned_metric == GKP_KIND_RPM   ? 0
+          : v->learned_metric == GKP_KIND_TPM ? 1
+          : v->learned_metric == GKP_KIND_RPD ? 2
+                                              : -1;
+  if (v->learned_limit >= 0 && i >= 0) {
+    /* Applies until the next midnight Pacific (gkp__effective). */
+    p->learned[i] = gkp__clamp64(v->learned_limit, 0, GKP__LIMIT_MAX);
+    p->learned_at[i] = now;
   }
 }
 
@@ -328,7 +400,7 @@ int64_t gkp__apply_rule(gkp__key_counts *k, gkp__pm_counts *p, const gkp_verdict
   switch (v->kind) {
   case GKP_KIND_RPM:
   case GKP_KIND_TPM: {
-    int64_t d = v->retry_ms >= 0 ? max64(v->retry_ms, SECOND) : MINUTE;
+    int64_t d = v->retry_ms >= 0 ? gkp__clamp64(v->retry_ms, SECOND, GKP__DELAY_MAX_MS) : MINUTE;
     until = cool_pm(p, now + d, v->kind);
     break;
   }
@@ -365,7 +437,7 @@ int64_t gkp__apply_rule(gkp__key_counts *k, gkp__pm_counts *p, const gkp_verdict
   default:
     break; /* model not found, bad request: no penalty */
   }
-  learn(p, v);
+  learn(p, v, now);
   if (v->kind > GKP_KIND_NONE && v->kind < GKP_KIND_COUNT && v->kind < GKP__ERROR_KINDS) {
     p->errors[v->kind]++;
   }
@@ -382,14 +454,12 @@ void gkp__apply_usage(gkp__pm_counts *p, int64_t started_ms, int64_t est_tokens,
   if (usage == NULL) {
     return;
   }
-  if (usage->prompt_tokens >= 0) {
-    gkp__correct_tokens(p, started_ms, usage->prompt_tokens - est_tokens);
-    p->tokens_in_total += (uint64_t)usage->prompt_tokens;
+  int64_t in = gkp__clamp64(usage->prompt_tokens, -1, GKP__TOKENS_MAX);
+  int64_t out = gkp__clamp64(usage->candidates_tokens, 0, GKP__TOKENS_MAX);
+  int64_t thoughts = gkp__clamp64(usage->thoughts_tokens, 0, GKP__TOKENS_MAX);
+  if (in >= 0) {
+    gkp__correct_tokens(p, started_ms, in - est_tokens);
+    p->tokens_in_total += (uint64_t)in;
   }
-  if (usage->candidates_tokens > 0) {
-    p->tokens_out_total += (uint64_t)usage->candidates_tokens;
-  }
-  if (usage->thoughts_tokens > 0) {
-    p->tokens_out_total += (uint64_t)usage->thoughts_tokens;
-  }
+  p->tokens_out_total += (uint64_t)out + (uint64_t)thoughts;
 }

@@ -34,6 +34,7 @@ typedef struct gkp__bucket {
 typedef struct gkp__window {
   int64_t sum_reqs, sum_tokens; /* over the buckets with sec > floor_sec */
   int64_t floor_sec;
+  int64_t top_sec; /* the latest second counted (later than now: the clock went back) */
   gkp__bucket b[GKP__WIN_SLOTS];
 } gkp__window;
 
@@ -46,8 +47,10 @@ typedef struct gkp__pm_counts {
   uint32_t streak_server; /* consecutive server errors */
   int64_t day_start_ms;   /* the Pacific midnight day_count counts from */
   int64_t day_count;
-  int64_t learned[3]; /* rpm, tpm, rpd learned from quotaValue; -1: none */
-  int64_t spare[4];   /* zero; room for later fields without a new format */
+  int64_t learned[3];    /* rpm, tpm, rpd learned from quotaValue; -1: none */
+  int64_t learned_at[3]; /* when each was learned: it applies until the next
+                            Pacific midnight after that */
+  int64_t spare;         /* zero; room for a later field without a new format */
   uint64_t requests_total;
   uint64_t tokens_in_total;
   uint64_t tokens_out_total;
@@ -79,8 +82,13 @@ void gkp__instant_at(gkp__instant *t, int64_t now_ms);
 /* A pm record that has never been used. */
 void gkp__pm_counts_init(gkp__pm_counts *p);
 
-/* The limits that apply: learned ones replace configured ones. */
-void gkp__effective(const gkp__pm_counts *p, const gkp_limits *cfg, gkp_limits *out);
+/* When learned limit i (0 rpm, 1 tpm, 2 rpd) stops applying: the next
+ * midnight Pacific after it was learned; 0 if there is none. */
+int64_t gkp__learned_until(const gkp__pm_counts *p, int i);
+
+/* The limits that apply at `now`: learned ones replace configured ones
+ * until they heal (gkp__learned_until). */
+void gkp__effective(const gkp__pm_counts *p, const gkp_limits *cfg, int64_t now, gkp_limits *out);
 
 /* The ring bucket the second of `ms` maps to (whatever second it holds). */
 gkp__bucket *gkp__bucket_of(gkp__window *w, int64_t ms);
@@ -89,14 +97,29 @@ gkp__bucket *gkp__bucket_of(gkp__window *w, int64_t ms);
 void gkp__window_totals(const gkp__window *w, const gkp__instant *t, int64_t *reqs,
                         int64_t *tokens);
 
-/* Requests counted today (since the last Pacific midnight). */
+/* Requests counted today (since the last Pacific midnight).  After a
+ * wall-clock step back across midnight, the later day's count still
+ * applies: a count never flips back and forth. */
 int64_t gkp__day_count(const gkp__pm_counts *p, const gkp__instant *t);
 
-/* Counts one request of `tokens` input tokens started at t->now. */
-void gkp__count_request(gkp__pm_counts *p, const gkp__instant *t, int64_t tokens);
+/* When the day count resets (the midnight after the later of today and the
+ * day the record counts). */
+int64_t gkp__day_reset_ms(const gkp__pm_counts *p, const gkp__instant *t);
 
-/* Gives back a request counted at started_ms (a reservation never sent). */
-void gkp__uncount_request(gkp__pm_counts *p, int64_t started_ms, int64_t tokens);
+/* Whether the window holds a second later than now (the wall clock stepped
+ * back), and moving such buckets, with their counts, to the present second:
+ * their requests then count for a full window from now, so a step back never
+ * undercounts and never holds a key for the length of the step. */
+int gkp__window_from_future(const gkp__window *w, const gkp__instant *t);
+void gkp__window_restamp(gkp__window *w, const gkp__instant *t);
+
+/* Counts one request of `tokens` input tokens started at t->now.  Returns
+ * the day it was counted in (for gkp__uncount_request). */
+int64_t gkp__count_request(gkp__pm_counts *p, const gkp__instant *t, int64_t tokens);
+
+/* Gives back a request counted at started_ms in day `day_ms` (a reservation
+ * never sent). */
+void gkp__uncount_request(gkp__pm_counts *p, int64_t started_ms, int64_t day_ms, int64_t tokens);
 
 /* Adds `delta` tokens to the bucket of a request started at started_ms, if
  * that bucket is still in the ring (the estimate turned out wrong). */
@@ -118,6 +141,9 @@ int gkp__quota_fits(const gkp__pm_counts *p, const gkp_limits *lim, int64_t est,
 int gkp__key_fits(const gkp__key_counts *k, const gkp__pm_counts *p, const gkp_limits *cfg,
                   int64_t est, const gkp__instant *t, int64_t *ready, int *reason);
 
+/* Forgets cooldowns, streaks, the last error and learned limits (a reset). */
+void gkp__pm_reset(gkp__pm_counts *p);
+
 /*
  * Applies the rule of an error verdict to a key and its pm pair at t->now;
  * `jitter` is a random number used to spread server-error backoffs.
@@ -126,7 +152,8 @@ int gkp__key_fits(const gkp__key_counts *k, const gkp__pm_counts *p, const gkp_l
 int64_t gkp__apply_rule(gkp__key_counts *k, gkp__pm_counts *p, const gkp_verdict *v,
                         const gkp__instant *t, uint64_t jitter);
 
-/* Records a 2xx answer: proves access, ends streaks, corrects tokens. */
+/* Records a 2xx answer: proves access, ends streaks, corrects tokens (the
+ * counts come from the answer: bounded before they are stored). */
 void gkp__apply_usage(gkp__pm_counts *p, int64_t started_ms, int64_t est_tokens,
                       const gkp_usage *usage);
 

@@ -36,6 +36,7 @@
 
 typedef struct own_lease {
   uint64_t id;
+  int64_t last_used_before; /* the key's last use before this lease */
   char key_id[GKP_ID_MAX];
   char project[GKP_ID_MAX];
 } own_lease;
@@ -58,6 +59,7 @@ typedef struct rb {
   own_lease *own;
   size_t nown, capown;
   char lru[64];
+  char endpoint[64]; /* the endpoint record: since last url reason */
   int lease_ttl_ms;
 } rb;
 
@@ -150,17 +152,28 @@ static redisReply *cmd(rb *r, const char *route, gkp_error *err, int argc, ...) 
   return gkp__rconn_cmd(&r->conn, route, argc, av, NULL, err);
 }
 
-static int own_add(rb *r, const gkp_lease *l) {
+static int own_add(rb *r, const gkp_lease *l, int64_t last_used_before) {
   own_lease *n = gkp__grow(r->own, &r->capown, r->nown + 1, sizeof *n, 16);
   if (n == NULL) {
     return -ENOMEM;
   }
   r->own = n;
   r->own[r->nown].id = l->id;
+  r->own[r->nown].last_used_before = last_used_before;
   gkp__strlcpy(r->own[r->nown].key_id, l->key_id, sizeof r->own[r->nown].key_id);
   gkp__strlcpy(r->own[r->nown].project, l->project, sizeof r->own[r->nown].project);
   r->nown++;
   return 0;
+}
+
+/* The key's last use before lease `id` of this process, or -1. */
+static int64_t own_last_used(const rb *r, uint64_t id) {
+  for (size_t i = 0; i < r->nown; i++) {
+    if (r->own[i].id == id) {
+      return r->own[i].last_used_before;
+    }
+  }
+  return -1;
 }
 
 static void own_remove(rb *r, uint64_t id) {
@@ -442,7 +455,7 @@ static int took(rb *r, int ki, int mi, int64_t est, const offer *o, gkp_lease *o
     snprintf(score, sizeof score, "%" PRId64, o->now);
     freeReplyObject(cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", score, kc->id));
   }
-  if (own_add(r, out) != 0) {
+  if (own_add(r, out, o->ready) != 0) {
     return gkp__err(err, -ENOMEM, "out of memory");
   }
   return 0;
@@ -507,6 +520,8 @@ static int rb_reserve(gkp__backend *b, const char *model, int64_t est, gkp_lease
   return rc;
 }
 
+static void endpoint_up(rb *r);
+
 /* ---- lease verbs ------------------------------------------------------------------------ */
 
 static int bad_lease(const gkp_lease *l, gkp_error *err) {
@@ -552,9 +567,9 @@ static int rb_renew(gkp__backend *b, const gkp_lease *l, gkp_error *err) {
 
 static int rb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err) {
   rb *r = (rb *)b;
-  char k[KNAME], lk[KNAME], m[KNAME], w[KNAME], id[24], st[24], est[24], ds[24];
+  char k[KNAME], lk[KNAME], m[KNAME], w[KNAME], id[24], st[24], est[24], ds[24], plu[24] = "";
   redisReply *x;
-  int rc;
+  int rc, gone = 0;
   if ((rc = bad_lease(l, err)) != 0) {
     return rc;
   }
@@ -566,11 +581,19 @@ static int rb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *
   snprintf(st, sizeof st, "%" PRId64, l->started_ms);
   snprintf(est, sizeof est, "%" PRId64, l->est_tokens);
   snprintf(ds, sizeof ds, "%" PRId64, gkp_last_pacific_midnight(l->started_ms));
-  const char *av[] = {k, lk, m, w, id, sent ? "1" : "0", st, est, ds};
   pthread_mutex_lock(&r->conn.mu);
-  x = gkp__rconn_script(&r->conn, GKP__RS_RELEASE, 4, 9, av, err);
+  int64_t before = own_last_used(r, l->id);
+  if (before >= 0) {
+    snprintf(plu, sizeof plu, "%" PRId64, before);
+  }
+  const char *av[] = {k, lk, m, w, id, sent ? "1" : "0", st, est, ds, plu};
+  x = gkp__rconn_script(&r->conn, GKP__RS_RELEASE, 4, 10, av, err);
   rc = x == NULL ? (err != NULL && err->code != 0 ? err->code : -EIO) : 0;
+  gone = x != NULL && reply_int(x) == 1;
   freeReplyObject(x);
+  if (gone && !sent && before > 0) { /* never sent: the key's place in the LRU order back */
+    freeReplyObject(cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", plu, l->key_id));
+  }
   /* Unreachable: the lease ends on the server by itself. */
   own_remove(r, l->id);
   pthread_mutex_unlock(&r->conn.mu);
@@ -602,14 +625,66 @@ static int rb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
   x = gkp__rconn_script(&r->conn, GKP__RS_USAGE, 2, 6, av, err);
   rc = x == NULL ? (err != NULL && err->code != 0 ? err->code : -EIO) : 0;
   freeReplyObject(x);
+  if (rc == 0) {
+    endpoint_up(r); /* an answer came */
+  }
   pthread_mutex_unlock(&r->conn.mu);
   return rc;
+}
+
+/* ---- the endpoint record ------------------------------------------------------------------ */
+
+/* The endpoint answered: it is reachable.  Best effort (a lost write only
+ * leaves an old note that the next answer clears). */
+static void endpoint_up(rb *r) {
+  freeReplyObject(cmd(r, r->endpoint, NULL, 4, "HSET", r->endpoint, "since", "0"));
+}
+
+static int rb_release_unreached(gkp__backend *b, const gkp_lease *l, const char *url,
+                                const char *reason, gkp_error *err) {
+  rb *r = (rb *)b;
+  char now[24];
+  int rc = rb_release(b, l, 0, err);
+  if (rc != 0) {
+    return rc;
+  }
+  pthread_mutex_lock(&r->conn.mu);
+  snprintf(now, sizeof now, "%" PRId64, server_now(r));
+  redisReply *x = cmd(r, r->endpoint, NULL, 3, "HGET", r->endpoint, "since");
+  int64_t since = reply_int(x);
+  freeReplyObject(x);
+  const char *fv[] = {
+      "HSET", r->endpoint, "url",   url != NULL ? url : "", "reason", reason != NULL ? reason : "",
+      "last", now,         "since", since > 0 ? "" : now};
+  int n = since > 0 ? 8 : 10;
+  freeReplyObject(gkp__rconn_cmd(&r->conn, r->endpoint, n, fv, NULL, NULL));
+  pthread_mutex_unlock(&r->conn.mu);
+  return 0;
+}
+
+static int64_t rb_endpoint_down(gkp__backend *b, char *buf, size_t len) {
+  rb *r = (rb *)b;
+  int64_t since = 0;
+  if (buf != NULL && len > 0) {
+    buf[0] = '\0';
+  }
+  pthread_mutex_lock(&r->conn.mu);
+  redisReply *x = cmd(r, r->endpoint, NULL, 4, "HMGET", r->endpoint, "since", "reason");
+  if (x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 2) {
+    since = to_local(r, reply_int(x->element[0]));
+    if (since > 0 && buf != NULL && len > 0 && x->element[1]->type == REDIS_REPLY_STRING) {
+      gkp__strlcpy(buf, x->element[1]->str, len);
+    }
+  }
+  freeReplyObject(x);
+  pthread_mutex_unlock(&r->conn.mu);
+  return since;
 }
 
 /* ---- verdicts ------------------------------------------------------------------------------ */
 
 #define KF 3
-#define MF 8
+#define MF 11
 
 static void fmt_i(char *buf, int64_t v) {
   snprintf(buf, 24, "%" PRId64, v);
@@ -632,7 +707,9 @@ static int verdict_once(rb *r, const gkp_lease *l, gkp_verdict *v, gkp_error *er
   if (xk == NULL) {
     return err != NULL && err->code != 0 ? err->code : -EIO;
   }
-  xm = cmd(r, m, err, 10, "HMGET", m, "cdu", "cdk", "prv", "s429", "ssrv", "lr", "lt", "ld");
+  const char *mv[] = {"HMGET", m,    "cdu", "cdk", "prv", "s429", "ssrv",
+                      "lr",    "lt", "ld",  "lra", "lta", "lda"};
+  xm = gkp__rconn_cmd(&r->conn, m, 2 + MF, mv, NULL, err);
   if (xm == NULL || xk->elements != KF || xm->elements != MF) {
     freeReplyObject(xk);
     freeReplyObject(xm);
@@ -671,6 +748,7 @@ static int verdict_once(rb *r, const gkp_lease *l, gkp_verdict *v, gkp_error *er
   fmt_i(nv[7], pc.streak_server);
   for (int i = 0; i < 3; i++) {
     fmt_i(nv[8 + i], pc.learned[i]);
+    fmt_i(nv[11 + i], pc.learned_at[i]);
   }
   for (int i = 0; i < KF + MF; i++) {
     av[2 + KF + MF + i] = nv[i];
@@ -702,6 +780,9 @@ static int rb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v,
     rc = gkp__err(err, -EINVAL, "not a lease of this pool");
   } else {
     for (int i = 0; i < 20 && (rc = verdict_once(r, l, v, err)) == 0; i++) {
+    }
+    if (rc == 1 && v->http_status > 0) {
+      endpoint_up(r); /* the server answered */
     }
   }
   pthread_mutex_unlock(&r->conn.mu);
@@ -828,17 +909,18 @@ static int rb_effective_limits(gkp__backend *b, const char *key_id, const char *
     gkp__pm_counts pc;
     gkp__pm_counts_init(&pc);
     kname(m, 'm', r->cfg->keys[ki].project, model);
-    x = cmd(r, m, err, 5, "HMGET", m, "lr", "lt", "ld");
+    x = cmd(r, m, err, 8, "HMGET", m, "lr", "lt", "ld", "lra", "lta", "lda");
     if (x == NULL) {
       rc = err != NULL && err->code != 0 ? err->code : -EIO;
     } else {
-      for (size_t i = 0; i < 3 && i < x->elements; i++) {
+      for (size_t i = 0; i < 3 && i + 3 < x->elements; i++) {
         if (x->element[i]->type == REDIS_REPLY_STRING) {
           pc.learned[i] = reply_int(x->element[i]);
+          pc.learned_at[i] = reply_int(x->element[i + 3]);
         }
       }
       freeReplyObject(x);
-      gkp__effective(&pc, &r->cfg->models[mi].limits, out);
+      gkp__effective(&pc, &r->cfg->models[mi].limits, server_now(r), out);
     }
   }
   pthread_mutex_unlock(&r->conn.mu);
@@ -907,6 +989,9 @@ static void snap_pm(gkp__snap_pm *e, const redisReply *m, const redisReply *w,
   p->learned[0] = field_i(m, "lr", -1);
   p->learned[1] = field_i(m, "lt", -1);
   p->learned[2] = field_i(m, "ld", -1);
+  p->learned_at[0] = field_i(m, "lra", 0);
+  p->learned_at[1] = field_i(m, "lta", 0);
+  p->learned_at[2] = field_i(m, "lda", 0);
   p->requests_total = (uint64_t)field_i(m, "rt", 0);
   p->tokens_in_total = (uint64_t)field_i(m, "tin", 0);
   p->tokens_out_total = (uint64_t)field_i(m, "tout", 0);
@@ -1000,6 +1085,19 @@ static int rb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err) {
   rc = gkp__rconn_connect(&r->conn, err);
   s->now = server_now(r);
   gkp__instant_at(&t, s->now);
+  if (rc == 0) {
+    redisReply *x =
+        cmd(r, r->endpoint, err, 6, "HMGET", r->endpoint, "since", "last", "url", "reason");
+    if (x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 4) {
+      s->down_since_ms = reply_int(x->element[0]);
+      s->down_last_ms = reply_int(x->element[1]);
+      if (s->down_since_ms > 0) {
+        gkp__strlcpy(s->down_url, x->element[2]->str, sizeof s->down_url);
+        gkp__strlcpy(s->down_reason, x->element[3]->str, sizeof s->down_reason);
+      }
+    }
+    freeReplyObject(x);
+  }
   s->cfg = gkp__config_ref(r->cfg);
   s->keys = calloc(r->cfg->nkeys + 1, sizeof *s->keys);
   s->pm_of = malloc(sizeof(int) * (r->cfg->nkeys * r->cfg->nmodels + 1));
@@ -1022,7 +1120,7 @@ static int rb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err) {
 
 /* Runs HSET on `name` with the given field/value pairs. */
 static int hset(rb *r, const char *name, int n, const char **fv, gkp_error *err) {
-  const char *av[2 + 2 * 24];
+  const char *av[2 + 2 * 40];
   redisReply *x;
   av[0] = "HSET";
   av[1] = name;
@@ -1057,10 +1155,10 @@ static int import_key(rb *r, const gkp__key_cfg *kc, const gkp__key_counts *c, g
 static int import_pm(rb *r, const char *project, const char *model, const gkp__snap_pm *e,
                      int64_t now, gkp_error *err) {
   const gkp__pm_counts *p = &e->c;
-  char m[KNAME], w[KNAME], v[13][24], ef[GKP__ERROR_KINDS][8], ev[GKP__ERROR_KINDS][24];
-  const char *fv[2 * 24];
+  char m[KNAME], w[KNAME], v[16][24], ef[GKP__ERROR_KINDS][8], ev[GKP__ERROR_KINDS][24];
+  const char *fv[2 * 40];
   int n = 0, rc;
-  int64_t vals[13] = {p->cooldown_until_ms,
+  int64_t vals[16] = {p->cooldown_until_ms,
                       p->cooldown_kind,
                       p->proven,
                       p->streak_429,
@@ -1070,21 +1168,24 @@ static int import_pm(rb *r, const char *project, const char *model, const gkp__s
                       p->learned[0],
                       p->learned[1],
                       p->learned[2],
+                      p->learned_at[0],
+                      p->learned_at[1],
+                      p->learned_at[2],
                       (int64_t)p->requests_total,
                       (int64_t)p->tokens_in_total,
                       (int64_t)p->tokens_out_total};
-  static const char *names[13] = {"cdu", "cdk", "prv", "s429", "ssrv", "ds",  "dc",
-                                  "lr",  "lt",  "ld",  "rt",   "tin",  "tout"};
+  static const char *names[16] = {"cdu", "cdk", "prv", "s429", "ssrv", "ds", "dc",  "lr",
+                                  "lt",  "ld",  "lra", "lta",  "lda",  "rt", "tin", "tout"};
   kname(m, 'm', project, model);
   kname(w, 'w', project, model);
-  for (int i = 0; i < 13; i++) {
+  for (int i = 0; i < 16; i++) {
     fmt_i(v[i], vals[i]);
     fv[2 * n] = names[i];
     fv[2 * n++ + 1] = v[i];
   }
   fv[2 * n] = "le";
   fv[2 * n++ + 1] = p->last_error;
-  for (int k = 1; k < GKP__ERROR_KINDS && n < 24; k++) {
+  for (int k = 1; k < GKP__ERROR_KINDS && n < 40; k++) {
     snprintf(ef[k], sizeof ef[k], "e%d", k);
     fmt_i(ev[k], (int64_t)p->errors[k]);
     fv[2 * n] = ef[k];
@@ -1164,6 +1265,13 @@ static int lease_ttl(void) {
   return v >= 1000 && v <= GKP_LEASE_TTL_MS ? (int)v : GKP_LEASE_TTL_MS;
 }
 
+static void rb_set_lease_ttl(gkp__backend *b, int64_t ms) {
+  rb *r = (rb *)b;
+  pthread_mutex_lock(&r->conn.mu);
+  r->lease_ttl_ms = ms > 0 && ms <= INT32_MAX ? (int)ms : GKP_LEASE_TTL_MS;
+  pthread_mutex_unlock(&r->conn.mu);
+}
+
 static const gkp__backend_ops redis_ops = {
     .attach = rb_attach,
     .reserve = rb_reserve,
@@ -1179,6 +1287,9 @@ static const gkp__backend_ops redis_ops = {
     .where = rb_where,
     .close = rb_close,
     .import = rb_import,
+    .set_lease_ttl = rb_set_lease_ttl,
+    .release_unreached = rb_release_unreached,
+    .endpoint_down = rb_endpoint_down,
 };
 
 int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn clock,
@@ -1204,6 +1315,7 @@ int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn c
   r->log_ud = log_ud;
   r->rng = (uint64_t)gkp__now_ms() * 6364136223846793005ull ^ (uint64_t)getpid();
   snprintf(r->lru, sizeof r->lru, "gkp:{pool}:lru");
+  snprintf(r->endpoint, sizeof r->endpoint, "gkp:{pool}:endpoint");
   r->lease_ttl_ms = lease_ttl();
   gkp__rconn_init(&r->conn, &u);
   pthread_mutex_lock(&r->conn.mu);

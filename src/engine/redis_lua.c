@@ -6,7 +6,8 @@
  * Records (P = the project's hash tag):
  *   gkp:{P}:k:KEY    hash: dis dreason cdu cdk lu rt      (the key)
  *   gkp:{P}:l:KEY    zset: lease id -> expiry (ms)        (its leases)
- *   gkp:{P}:m:MODEL  hash: cdu cdk prv s429 ssrv ds dc lr lt ld rt tin tout eN le
+ *   gkp:{P}:m:MODEL  hash: cdu cdk prv s429 ssrv ds dc lr lt ld lra lta lda rt tin tout
+ *                    eN le  (lX: a learned limit, lXa: when, applying that Pacific day)
  *   gkp:{P}:w:MODEL  hash: rSEC / tSEC -> requests / tokens of second SEC
  *   gkp:{P}:seq      counter of lease ids
  * The arithmetic mirrors quota.c: a bucket of second S counts until
@@ -58,11 +59,14 @@ static const char reserve_lua[] = PRELUDE
     "  local k = redis.call('HMGET', kk, 'dis', 'cdu')\n"
     "  if k[1] == '1' then return 0, NEVER, -1 end\n"
     "  if num(k[2], 0) > now then hold(num(k[2], 0), 2) end\n"
-    "  local m = redis.call('HMGET', km, 'cdu', 'prv', 'ds', 'dc', 'lr', 'lt', 'ld')\n"
+    "  local m = redis.call('HMGET', km, 'cdu', 'prv', 'ds', 'dc', 'lr', 'lt', 'ld', 'lra', "
+    "'lta', 'lda')\n"
     "  if num(m[1], 0) > now then hold(num(m[1], 0), 2) end\n"
-    "  if num(m[5], -1) >= 0 then rpm = num(m[5], -1) end\n"
-    "  if num(m[6], -1) >= 0 then tpm = num(m[6], -1) end\n"
-    "  if num(m[7], -1) >= 0 then rpd = num(m[7], -1) end\n"
+    /* A learned limit applies until the Pacific midnight after it was
+     * learned: while it was learned today (at or after ds). */
+    "  if num(m[5], -1) >= 0 and num(m[8], 0) >= ds then rpm = num(m[5], -1) end\n"
+    "  if num(m[6], -1) >= 0 and num(m[9], 0) >= ds then tpm = num(m[6], -1) end\n"
+    "  if num(m[7], -1) >= 0 and num(m[10], 0) >= ds then rpd = num(m[7], -1) end\n"
     "  local dc = 0\n"
     "  if num(m[3], 0) == ds then dc = num(m[4], 0) end\n"
     "  local function window_ready(live, total, use_t, allowed)\n"
@@ -121,9 +125,10 @@ static const char reserve_lua[] = PRELUDE
     "  if num(m[3], 0) ~= ds then redis.call('HSET', km, 'ds', ds, 'dc', 1)\n"
     "  else redis.call('HINCRBY', km, 'dc', 1) end\n"
     "  redis.call('HINCRBY', km, 'rt', 1)\n"
+    "  local plu = num(redis.call('HGET', kk, 'lu'), 0)\n"
     "  redis.call('HSET', kk, 'lu', now)\n"
     "  redis.call('HINCRBY', kk, 'rt', 1)\n"
-    "  return 1, id, 0\n"
+    "  return 1, id, plu\n"
     "end\n"
     "local br, bready, bi = 0, 0, 0\n"
     "for i = 1, n do\n"
@@ -133,7 +138,7 @@ static const char reserve_lua[] = PRELUDE
     "                            tonumber(ARGV[11 + i]))\n"
     "  if st == 1 then\n"
     "    if has_lru then redis.call('ZADD', KEYS[5 * n + 1], 'XX', now, ARGV[11 + n + i]) end\n"
-    "    return {1, a, 0, now, i}\n"
+    "    return {1, a, ready, now, i}\n"
     "  end\n"
     "  if st == 2 then return {2, 0, 0, now, i} end\n"
     "  if bi == 0 or (ready ~= -1 and (bready == -1 or ready < bready)) then\n"
@@ -151,7 +156,8 @@ static const char renew_lua[] =
             "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])\n"
             "return {1, now}\n";
 
-/* KEYS: k l m w.  ARGV: id sent started_ms est started_day_start.
+/* KEYS: k l m w.  ARGV: id sent started_ms est started_day_start last_used_before
+ * ("": unknown; an unsent request gives the key its earlier last use back).
  * Returns 1 if the lease was still there. */
 static const char release_lua[] = PRELUDE
     "local gone = redis.call('ZREM', KEYS[2], ARGV[1])\n"
@@ -166,6 +172,8 @@ static const char release_lua[] = PRELUDE
     "  if num(m[3], 0) > 0 then redis.call('HINCRBY', KEYS[3], 'rt', -1) end\n"
     "  if num(redis.call('HGET', KEYS[1], 'rt'), 0) > 0 then redis.call('HINCRBY', KEYS[1], 'rt', "
     "-1) end\n"
+    "  if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'lu') == ARGV[3] then\n"
+    "    redis.call('HSET', KEYS[1], 'lu', ARGV[6]) end\n"
     "end\n"
     "return gone\n";
 
@@ -186,30 +194,34 @@ static const char usage_lua[] = PRELUDE
     "return 1\n";
 
 /* KEYS: k m.  ARGV: 3 old key fields (dis cdu cdk), 8 old pair fields
- * (cdu cdk prv s429 ssrv lr lt ld), then the same 11 new values, then
+ * (cdu cdk prv s429 ssrv lr lt ld lra lta lda), then the same 14 new values, then
  * dreason, the error kind and the last error.  Writes only if nothing
  * changed since the client read them (returns 1; else 0). */
 static const char verdict_lua[] =
     "local kf = {'dis', 'cdu', 'cdk'}\n"
-    "local mf = {'cdu', 'cdk', 'prv', 's429', 'ssrv', 'lr', 'lt', 'ld'}\n"
+    "local mf = {'cdu', 'cdk', 'prv', 's429', 'ssrv', 'lr', 'lt', 'ld', 'lra', 'lta', 'lda'}\n"
+    "local nk, nm = #kf, #mf\n"
     "local k = redis.call('HMGET', KEYS[1], unpack(kf))\n"
     "local m = redis.call('HMGET', KEYS[2], unpack(mf))\n"
-    "for i = 1, 3 do if (k[i] or '') ~= ARGV[i] then return 0 end end\n"
-    "for i = 1, 8 do if (m[i] or '') ~= ARGV[3 + i] then return 0 end end\n"
-    "for i = 1, 3 do redis.call('HSET', KEYS[1], kf[i], ARGV[11 + i]) end\n"
-    "for i = 1, 8 do redis.call('HSET', KEYS[2], mf[i], ARGV[14 + i]) end\n"
-    "if ARGV[12] == '1' then redis.call('HSET', KEYS[1], 'dreason', ARGV[23]) end\n"
-    "if tonumber(ARGV[24]) > 0 then redis.call('HINCRBY', KEYS[2], 'e' .. ARGV[24], 1) end\n"
-    "redis.call('HSET', KEYS[2], 'le', ARGV[25])\n"
+    "for i = 1, nk do if (k[i] or '') ~= ARGV[i] then return 0 end end\n"
+    "for i = 1, nm do if (m[i] or '') ~= ARGV[nk + i] then return 0 end end\n"
+    "local o = nk + nm\n"
+    "for i = 1, nk do redis.call('HSET', KEYS[1], kf[i], ARGV[o + i]) end\n"
+    "for i = 1, nm do redis.call('HSET', KEYS[2], mf[i], ARGV[o + nk + i]) end\n"
+    "o = 2 * o\n"
+    "if ARGV[o - nm - nk + 1] == '1' then redis.call('HSET', KEYS[1], 'dreason', ARGV[o + 1]) end\n"
+    "if tonumber(ARGV[o + 2]) > 0 then redis.call('HINCRBY', KEYS[2], 'e' .. ARGV[o + 2], 1) end\n"
+    "redis.call('HSET', KEYS[2], 'le', ARGV[o + 3])\n"
     "return 1\n";
 
 /* KEYS: k m1 m2 ...  Clears the key's disabled flag and cooldowns and its
- * pairs' cooldowns and streaks. */
+ * pairs' cooldowns, streaks, last error and learned limits. */
 static const char reset_lua[] =
     "redis.call('HSET', KEYS[1], 'dis', 0, 'dreason', '', 'cdu', 0, 'cdk', 0)\n"
     "for i = 2, #KEYS do\n"
     "  if redis.call('EXISTS', KEYS[i]) == 1 then\n"
     "    redis.call('HSET', KEYS[i], 'cdu', 0, 'cdk', 0, 's429', 0, 'ssrv', 0, 'le', '')\n"
+    "    redis.call('HDEL', KEYS[i], 'lr', 'lt', 'ld', 'lra', 'lta', 'lda')\n"
     "  end\n"
     "end\n"
     "return 1\n";

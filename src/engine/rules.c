@@ -24,6 +24,7 @@ int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v, gk
     return gkp__err(err, -EINVAL, "not a lease of this pool");
   }
   v->cooldown_until_ms = 0;
+  gkp_redact(pool, v->message); /* it came from outside: stored and shown */
   return pool->be->ops->apply_verdict(pool->be, lease, v, err);
 }
 
@@ -51,8 +52,11 @@ int gkp_set_cooldown(gkp_pool *pool, const char *key_id, const char *model, int6
 }
 
 int gkp_disable_key(gkp_pool *pool, const char *key_id, const char *reason, gkp_error *err) {
+  char why[GKP_REASON_MAX];
+  gkp__strlcpy(why, reason != NULL ? reason : "disabled by hand", sizeof why);
+  gkp_redact(pool, why);
   gkp__admin op = {
-      .kind = GKP__ADMIN_DISABLE, .key_id = key_id != NULL ? key_id : "", .reason = reason};
+      .kind = GKP__ADMIN_DISABLE, .key_id = key_id != NULL ? key_id : "", .reason = why};
   int rc = enter(pool, err);
   return rc != 0 ? rc : pool->be->ops->admin(pool->be, &op, err);
 }

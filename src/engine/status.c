@@ -31,6 +31,37 @@ static double unix_s_ceil(int64_t ms) {
   return (double)((ms + 999) / 1000);
 }
 
+/* {"rpd": {"value", "at", "until"}, ...}: the limits learned from Google's
+ * 429s that still apply at `now`. */
+static cJSON *learned_entry(const gkp__pm_counts *p, int64_t now) {
+  static const char *const names[3] = {"rpm", "tpm", "rpd"};
+  cJSON *o = cJSON_CreateObject();
+  for (int i = 0; i < 3; i++) {
+    int64_t until = gkp__learned_until(p, i);
+    if (p->learned[i] >= 0 && now < until) {
+      cJSON *l = cJSON_AddObjectToObject(o, names[i]);
+      cJSON_AddNumberToObject(l, "value", (double)p->learned[i]);
+      cJSON_AddItemToObject(l, "at", time_or_null(p->learned_at[i]));
+      cJSON_AddItemToObject(l, "until", time_or_null(until));
+    }
+  }
+  return o;
+}
+
+/* The endpoint: {"url", "unreachable", "since", "last_failure", "error"}.
+ * `url` is the configured one unless an outage is on record. */
+static cJSON *endpoint_entry(const gkp__snapshot *s) {
+  cJSON *o = cJSON_CreateObject();
+  int down = s->down_since_ms > 0;
+  cJSON_AddStringToObject(o, "url",
+                          down && s->down_url[0] != '\0' ? s->down_url : s->cfg->base_url);
+  cJSON_AddBoolToObject(o, "unreachable", down);
+  cJSON_AddItemToObject(o, "since", time_or_null(down ? s->down_since_ms : 0));
+  cJSON_AddItemToObject(o, "last_failure", time_or_null(down ? s->down_last_ms : 0));
+  cJSON_AddItemToObject(o, "error", str_or_null(down ? s->down_reason : NULL));
+  return o;
+}
+
 /* One key's entry for one model. */
 static cJSON *model_entry(const gkp__snap_key *k, const gkp__snap_pm *p, const gkp_limits *cfg,
                           int64_t now) {
@@ -39,7 +70,7 @@ static cJSON *model_entry(const gkp__snap_key *k, const gkp__snap_pm *p, const g
   int64_t until = 0;
   int kind = GKP_KIND_NONE;
 
-  gkp__effective(&p->c, cfg, &lim);
+  gkp__effective(&p->c, cfg, now, &lim);
   if (p->c.cooldown_until_ms > now) {
     until = p->c.cooldown_until_ms;
     kind = p->c.cooldown_kind;
@@ -58,6 +89,7 @@ static cJSON *model_entry(const gkp__snap_key *k, const gkp__snap_pm *p, const g
   cJSON_AddItemToObject(m, "cooldown_kind",
                         kind != GKP_KIND_NONE ? cJSON_CreateString(gkp_kind_name(kind))
                                               : cJSON_CreateNull());
+  cJSON_AddItemToObject(m, "learned", learned_entry(&p->c, now));
   cJSON_AddItemToObject(m, "last_error", str_or_null(p->c.last_error));
   cJSON_AddNumberToObject(m, "requests_total", (double)p->c.requests_total);
   cJSON_AddNumberToObject(m, "input_tokens_total", (double)p->c.tokens_in_total);
@@ -150,6 +182,7 @@ int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err) {
                           pool->config_path != NULL ? pool->config_path : s->cfg->path);
   cJSON_AddStringToObject(doc, "state_file", s->where);
   cJSON_AddStringToObject(doc, "state_backend", gkp__state_is_redis(s->where) ? "redis" : "file");
+  cJSON_AddItemToObject(doc, "endpoint", endpoint_entry(s));
   keys = cJSON_AddArrayToObject(doc, "keys");
   for (size_t ki = 0; ki < s->cfg->nkeys; ki++) {
     cJSON_AddItemToArray(keys, key_entry(s, ki));

@@ -21,13 +21,33 @@ static const char *str(const cJSON *o, const char *field) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* "7/20", or "7" when the limit is unknown. */
-static void used_of(char *buf, size_t len, double used, const cJSON *m, const char *limit) {
+/* Whether `metric` ("rpd") of a model entry is a limit learned from a 429. */
+static int learned(const cJSON *m, const char *metric) {
+  const cJSON *l = cJSON_GetObjectItemCaseSensitive(m, "learned");
+  return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(l, metric));
+}
+
+/* "7/20", "7/250*" when the limit was learned, or "7" when it is unknown. */
+static void used_of(char *buf, size_t len, double used, const cJSON *m, const char *limit,
+                    const char *metric) {
   double lim = num(m, limit, -1);
   if (lim >= 0) {
-    snprintf(buf, len, "%.0f/%.0f", used, lim);
+    snprintf(buf, len, "%.0f/%.0f%s", used, lim, learned(m, metric) ? "*" : "");
   } else {
     snprintf(buf, len, "%.0f", used);
+  }
+}
+
+/* One line per learned limit of a row: what, how much, until when. */
+static void learned_lines(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m) {
+  const cJSON *l;
+  cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(m, "learned")) {
+    const char *until = str(l, "until");
+    gkp__dynbuf_printf(b,
+                       "  * %s %s: %s limit %.0f learned from Google's 429 at %s, until %s "
+                       "(midnight Pacific; gemini-pool reset %s forgets it)\n",
+                       str(key, "id"), model, l->string, num(l, "value", -1),
+                       str(l, "at") ? str(l, "at") : "?", until ? until : "?", str(key, "id"));
   }
 }
 
@@ -45,16 +65,35 @@ static void span(char *buf, size_t len, int64_t ms) {
 
 static int active(const cJSON *m) {
   return num(m, "requests_total", 0) > 0 || num(m, "cooldown_until", 0) > 0 ||
-         str(m, "last_error") != NULL;
+         str(m, "last_error") != NULL ||
+         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "learned")) > 0;
+}
+
+/* "endpoint http://… unreachable since 09:00:00 UTC (4m12s): connection
+ * refused", when the last contact failed before anything was sent. */
+static void endpoint_line(gkp__dynbuf *b, const cJSON *doc, int64_t now) {
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "endpoint");
+  const char *since = str(e, "since");
+  struct tm tm;
+  if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "unreachable")) || since == NULL) {
+    return;
+  }
+  memset(&tm, 0, sizeof tm);
+  char ago[24] = "?";
+  if (strptime(since, "%Y-%m-%dT%H:%M:%SZ", &tm) != NULL) {
+    span(ago, sizeof ago, now - (int64_t)timegm(&tm) * 1000);
+  }
+  gkp__dynbuf_printf(b, "endpoint %s unreachable since %s (%s ago): %s\n", str(e, "url"), since,
+                     ago, str(e, "error") ? str(e, "error") : "no answer");
 }
 
 static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m, int64_t now) {
   char today[32] = "-", minute[32] = "-", tokens[48] = "-", cool[96] = "-", left[24];
   const char *err = m != NULL ? str(m, "last_error") : NULL;
   if (m != NULL) {
-    used_of(today, sizeof today, num(m, "requests_today", 0), m, "rpd_limit");
-    used_of(minute, sizeof minute, num(m, "requests_last_minute", 0), m, "rpm_limit");
-    used_of(tokens, sizeof tokens, num(m, "input_tokens_last_minute", 0), m, "tpm_limit");
+    used_of(today, sizeof today, num(m, "requests_today", 0), m, "rpd_limit", "rpd");
+    used_of(minute, sizeof minute, num(m, "requests_last_minute", 0), m, "rpm_limit", "rpm");
+    used_of(tokens, sizeof tokens, num(m, "input_tokens_last_minute", 0), m, "tpm_limit", "tpm");
     double until = num(m, "cooldown_until", 0);
     if (until > 0) {
       char hms[24];
@@ -66,6 +105,9 @@ static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON
   gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n", str(key, "id"),
                      str(key, "project"), str(key, "state"), model, today, minute, tokens, cool,
                      err != NULL ? err : "-");
+  if (m != NULL) {
+    learned_lines(b, key, model, m);
+  }
 }
 
 char *gkp__status_table(const char *json, int64_t now_ms) {
@@ -94,6 +136,7 @@ char *gkp__status_table(const char *json, int64_t now_ms) {
                          str(key, "id"), str(key, "disabled_reason"), str(key, "id"));
     }
   }
+  endpoint_line(&b, doc, now_ms);
   const char *reset = str(doc, "next_daily_reset");
   gkp__dynbuf_printf(&b, "next daily reset: %s (midnight Pacific)\n", reset ? reset : "?");
   gkp__dynbuf_printf(&b, "state: %s %s\n",

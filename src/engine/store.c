@@ -71,6 +71,11 @@ static int pm_rec_ok(const gkp__pm_rec *p) {
       !str_ok(c->last_error, sizeof c->last_error)) {
     return 0;
   }
+  for (int i = 0; i < 3; i++) {
+    if (c->learned[i] < -1 || c->learned[i] > COUNT_MAX) {
+      return 0;
+    }
+  }
   if (c->day_count < 0 || c->day_count > COUNT_MAX || c->win.sum_reqs < 0 ||
       c->win.sum_reqs > COUNT_MAX || c->win.sum_tokens < 0 || c->win.sum_tokens > COUNT_MAX ||
       c->win.floor_sec < -COUNT_MAX || c->win.floor_sec > COUNT_MAX) {
@@ -357,8 +362,10 @@ static int write_file(const char *path, const gkp__store_hdr *h, const gkp__v1_c
                       int replace, gkp_error *err) {
   char tmp[4200];
   int fd, rc = 0;
-  snprintf(tmp, sizeof tmp, "%s.new-%ld", path, (long)getpid());
-  fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  /* An unpredictable name, created exclusively: nothing planted there is
+   * followed or reused. */
+  snprintf(tmp, sizeof tmp, "%s.new-XXXXXX", path);
+  fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) {
     return gkp__err(err, -errno, "%s: cannot create the state file: %s", tmp, strerror(errno));
   }
@@ -514,6 +521,9 @@ static int open_locked(gkp__store *st, int64_t now_ms, gkp__store_note_fn note, 
   if (fstat(st->fd, &sb) != 0) {
     return gkp__err(err, -errno, "%s: %s", st->path, strerror(errno));
   }
+  if (!S_ISREG(sb.st_mode)) {
+    return gkp__err(err, -EINVAL, "%s: not a regular file; name the state file itself", st->path);
+  }
   h = malloc(sizeof *h);
   if (h == NULL) {
     return gkp__err(err, -ENOMEM, "out of memory");
@@ -544,6 +554,8 @@ static int open_locked(gkp__store *st, int64_t now_ms, gkp__store_note_fn note, 
     }
     why = "a damaged format 1 file";
     h = NULL;
+  } else if (h->version == 2) {
+    why = "format 2, written by a development version";
   } else if (h->version != GKP__STORE_VERSION || (size_t)sb.st_size < sizeof *h) {
     why = "written by an incompatible version";
   } else if (h->retired) {
@@ -585,6 +597,12 @@ static int open_path(gkp__store *st, int64_t now_ms, gkp__store_note_fn note, vo
         return rc;
       }
       continue;
+    }
+    if (st->fd < 0 && errno == ELOOP) {
+      return gkp__err(err, -ELOOP,
+                      "%s: is a symbolic link, and the state file is never opened through one; "
+                      "remove the link (or pass --state with the real file)",
+                      st->path);
     }
     if (st->fd < 0) {
       return gkp__err(err, -errno, "%s: cannot open the state file: %s", st->path, strerror(errno));

@@ -23,8 +23,10 @@
  * Moving aside: a file found damaged is marked retired (a word at a fixed
  * offset every format keeps) before it is renamed; every process checks the
  * mark when it takes the lock and moves to the file now at the path.
- * Format versions: version 1 (fixed 256 keys / 1024 pairs) is upgraded under
- * its lock into a version 2 file renamed over it; newer versions are refused.
+ * Format versions: 1 (fixed 256 keys / 1 024 pairs, leases named by a bare
+ * pid) is upgraded under its lock into a file of this format renamed over
+ * it; 2 (format 1 with clock-step fields and the endpoint record) is moved
+ * aside; newer versions are refused.
  */
 #ifndef GKP_ENGINE_STORE_H
 #define GKP_ENGINE_STORE_H
@@ -38,7 +40,7 @@
 #include "gkp.h"
 
 #define GKP__STORE_MAGIC "GKPSTATE"
-#define GKP__STORE_VERSION 2u
+#define GKP__STORE_VERSION 3u
 #define GKP__MAX_LEASES 16
 #define GKP__JOURNAL_ENTRIES 24
 #define GKP__JOURNAL_BYTES 8192
@@ -55,6 +57,11 @@ typedef struct gkp__lease_rec {
   gkp__owner owner;
   uint32_t pm_slot;
   uint32_t reserved;
+  /* The same deadline on the boot clock (CLOCK_BOOTTIME): a lease expires
+   * only when both clocks say so, so a wall-clock step never reaps it. */
+  int64_t boot_expires_ms;
+  int64_t prev_used_ms; /* the key's last_used_ms before this lease */
+  int64_t day_ms;       /* the Pacific day its request was counted in */
 } gkp__lease_rec;
 
 typedef struct gkp__key_rec {
@@ -109,6 +116,14 @@ typedef struct gkp__store_hdr {
   uint64_t generation; /* bumped by every committed change */
   uint64_t next_lease_id;
   int32_t lru_head, lru_tail; /* least and most recently used key slots */
+  /* The API endpoint as last seen unreachable (nothing could be sent).
+   * Written under the lock outside the journal: since_ms is cleared first
+   * and set last, and readers bound the strings, so a torn write shows at
+   * worst a stale reason. */
+  int64_t down_since_ms; /* 0: the last contact reached the server */
+  int64_t down_last_ms;  /* the latest failure */
+  char down_url[256];
+  char down_reason[GKP_REASON_MAX];
   gkp__layout lay;
   gkp__journal journal;
 } gkp__store_hdr;

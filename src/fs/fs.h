@@ -9,7 +9,9 @@
  *   fs_names.c   create, unlink, rename
  *   fs_tree.c    the tree: inode numbers, directories, files, job slots, runs
  *   fs_jobs.c    submitting jobs, the runner's sink, parked reads, poll
- *   fs_spool.c   finished jobs on disk under the state directory, restore
+ *   fs_store.c   the job store (SQLite): prompts, results, group commits,
+ *                retention, reads of stored answers
+ *   fs_store_load.c  at start: import of an old spool directory, restore
  *   fs_status.c  README, ctl and the generated files of status/
  *   fs_map.c     hash maps
  *   fs_log.c     logging (stderr in the foreground, a log file otherwise)
@@ -25,17 +27,20 @@
  *   brings the data.
  * - The runner's event-loop thread calls the sink (fs_jobs.c): new text,
  *   state changes, completion.  It answers parked reads itself.
- * - The spool thread writes finished jobs to disk.
+ * - The store thread writes prompts and finished jobs to the job store and
+ *   commits them; a finished job reads as finished once committed.
  * - The SIGHUP thread (fs_main.c) reloads the configuration.
  * - fs.mu guards the whole tree (every structure below unless noted).  It is
  *   held for memory work only (and for reading a finished job's prompt back
- *   from the spool), never across network I/O and never while calling into
+ *   from the store), never across network I/O and never while calling into
  *   the pool, the runner (but to cancel or release a job, which only queues
  *   work for its loop) or libfuse's interrupt registration.  Replies are
  *   prepared under it and sent after it is dropped (fs_outbox): a reply
  *   wakes a reader, which may preempt the thread that holds fs.mu.
- * - fs_spool_lock(profile, name) (a striped mutex) serialises the disk
- *   files of one job name; it is taken before fs.mu, never after.
+ * - fs_store_lock(profile, name) (a striped mutex) orders what is queued
+ *   for the store about one job name; it is taken before fs.mu, never after.
+ *   The store thread takes fs.mu inside its transactions; nobody waits for
+ *   the store's write lock with fs.mu held.
  */
 #ifndef GKP_FS_H
 #define GKP_FS_H
@@ -55,11 +60,22 @@
 
 /* ---- limits and names ---------------------------------------------------- */
 
-/* FS_DEFAULT_MAX_PROMPT and FS_SCRATCH_MAX (scratch files, editor swap
- * files) are in fs_mount.h. */
-#define FS_NAME_MAX 200                /* names in profile directories */
-#define FS_MAX_IMAGES 200              /* images per job */
-#define FS_MAX_TEXT ((size_t)64 << 20) /* an answer */
+/* FS_DEFAULT_MAX_PROMPT, FS_SCRATCH_MAX (scratch files, editor swap
+ * files), FS_DEFAULT_KEEP_MS and FS_MAX_TEXT (an answer: the largest
+ * -o max_answer) are in fs_mount.h. */
+#define FS_NAME_MAX 200                       /* names in profile directories */
+#define FS_MAX_IMAGES 200                     /* images per job */
+#define FS_MAX_IMAGE_BYTES ((size_t)64 << 20) /* the images of one job */
+#define FS_CACHE_JOBS 1024 /* finished jobs held in memory; the others are in the store only */
+
+/*
+ * Groups of jobs loaded from the store are derived from their row, so that
+ * a job keeps its inode numbers when it leaves memory and comes back:
+ * outputs FS_ROW_GROUP(row, 0), prompt FS_ROW_GROUP(row, 1).  Other groups
+ * count up from 1 and never get there.
+ */
+#define FS_ROW_GROUP_BASE ((uint64_t)1 << 46)
+#define FS_ROW_GROUP(row, k) (FS_ROW_GROUP_BASE + (uint64_t)(row)*2 + (k))
 
 /*
  * Inode numbers: (group << 8) | sub.  Group 0 holds the fixed nodes (the
@@ -129,11 +145,13 @@ typedef struct fs_file {
   int dirty;        /* changed since the last submission */
   int too_big;      /* a write was refused with EFBIG: never submit this content */
   int excl;         /* created with O_EXCL (mkstemp-style temporaries) */
-  uint64_t sub_run; /* the run whose spooled prompt is this content (0: changed since) */
-  int on_disk;      /* the content is only in that spooled prompt, not in memory */
+  uint64_t sub_run; /* the run whose stored prompt is this content (0: changed since) */
+  int on_disk;      /* the content is only in that stored prompt, not in memory */
   size_t disk_len;  /* its length then */
   int refs;         /* the directory's link + open handles */
   unsigned mode;
+  uid_t uid; /* the creator's (the mounting user's by default) */
+  gid_t gid;
   int64_t mtime_ms, ctime_ms;
 } fs_file;
 
@@ -145,6 +163,11 @@ struct fs_slot {
   char *profile; /* the directory's name (kept when the slot is removed) */
   fs_run *run;   /* the current run (a reference) */
   int refs;      /* the directory's link + one per run + temporary holders */
+  int in_cache;  /* in fs.cache: finished, stored, may leave memory */
+  unsigned mode; /* the outputs' owner and permissions: the prompt's when submitted */
+  uid_t uid;
+  gid_t gid;
+  fs_slot *cache_prev, *cache_next;
 };
 
 /* One image of a run. */
@@ -171,22 +194,27 @@ typedef struct fs_parked {
 /* One submission of a prompt and its outcome. */
 struct fs_run {
   int refs;
-  uint64_t id;     /* for the kernel's view, never reused in a mount */
-  uint64_t uid;    /* random: ties the spooled prompt and result together */
-  fs_slot *slot;   /* a reference */
-  gkp__job *job;   /* while the runner has it */
-  int submitted;   /* handed to the runner */
-  int runner_done; /* its on_done came (or it never ran) */
+  uint64_t id;      /* for the kernel's view, never reused in a mount */
+  uint64_t uid;     /* random: ties the stored prompt and result together */
+  fs_slot *slot;    /* a reference */
+  gkp__job *job;    /* while the runner has it */
+  int submitted;    /* handed to the runner */
+  int runner_done;  /* finished: its on_done came (or it never ran), and its
+                       result is committed to the store if it is kept */
+  int committing;   /* finished, its result waiting for the store's commit */
+  int final_status; /* the status it will read as once committed */
   int cancel_req;
-  int stale;  /* replaced or removed: never spooled */
-  int status; /* enum gkp__job_status */
+  int over_cap;       /* the answer (1) or its images (2) went over a cap: it fails */
+  size_t image_bytes; /* the images' bytes so far */
+  int stale;          /* replaced or removed: never stored */
+  int status;         /* enum gkp__job_status */
 
   /* The answer. */
   fs_buf text; /* while in memory */
   size_t text_len;
-  int on_disk;     /* text and images are in the spool, not in memory */
-  size_t disk_off; /* where the text starts in the spooled result file */
-  int spooled;     /* written to the spool */
+  int on_disk;     /* text and images are in the store, not in memory */
+  int64_t row;     /* its row in the store (when stored) */
+  int stored;      /* committed to the store */
   int mem_readers; /* handles reading text or images from memory */
   uint32_t gen;    /* incremented when the text so far is thrown away */
   fs_image *images;
@@ -212,10 +240,10 @@ enum fs_hkind { FS_H_FILE = 1, FS_H_OUT, FS_H_IMAGE, FS_H_BUF, FS_H_CTL };
 struct fs_handle {
   int kind;
   fs_file *file; /* FS_H_FILE */
+  pid_t opener;  /* FS_H_FILE: the process that opened it (only its close submits) */
   fs_run *run;   /* FS_H_OUT, FS_H_IMAGE */
   size_t image;  /* FS_H_IMAGE */
-  int fd;        /* spool file, or -1: read from memory */
-  size_t fd_off; /* where the content starts in it */
+  int disk;      /* FS_H_OUT, FS_H_IMAGE: read from the store, not memory */
   char *buf;     /* FS_H_BUF: generated content */
   size_t len;
   uint32_t gen; /* FS_H_OUT: the run's gen when reading began */
@@ -248,18 +276,25 @@ typedef struct fs_state {
   uint64_t next_group;
   uint64_t next_run_id;
   uint64_t next_parked_id;
-  fs_smap dirs;       /* profile name -> fs_dir */
-  fs_smap keys;       /* key id -> fs_named */
-  fs_smap models;     /* model id -> fs_named */
-  fs_imap parked;     /* id -> fs_parked */
-  fs_handle *handles; /* every open handle */
+  fs_smap dirs;                     /* profile name -> fs_dir */
+  fs_smap keys;                     /* key id -> fs_named */
+  fs_smap models;                   /* model id -> fs_named */
+  fs_imap parked;                   /* id -> fs_parked */
+  fs_handle *handles;               /* every open handle */
+  fs_slot *cache_head, *cache_tail; /* finished jobs in memory, least recently used first */
+  size_t cache_n;
+  uint64_t stored[2]; /* finished jobs in the store: done, failed (the store thread's view) */
 
   size_t max_prompt;
+  size_t max_answer; /* -o max_answer */
+  int status_public; /* -o status_public: status/ readable by all */
   uid_t uid;
   gid_t gid;
   int64_t start_ms;
   int stopping;
-  char *spool_dir;
+  char *spool_dir; /* where releases before the store kept jobs (imported) */
+  char *db_path;   /* the job store */
+  int64_t keep_ms; /* retention of finished jobs (0: forever) */
   char *readme;
   size_t readme_len;
 
@@ -270,13 +305,13 @@ typedef struct fs_state {
   uint64_t finished[5]; /* by enum gkp__job_status */
   uint64_t submitted;
 
-  /* The spool thread's queue (spool_qmu). */
-  pthread_mutex_t spool_qmu;
-  pthread_cond_t spool_cv;
-  struct fs_spool_item *spool_head, *spool_tail;
-  int spool_stop;
-  pthread_t spool_thread;
-  int spool_started;
+  /* The store thread's queue (store_qmu). */
+  pthread_mutex_t store_qmu;
+  pthread_cond_t store_cv;
+  struct fs_store_item *store_head, *store_tail;
+  int store_stop;
+  pthread_t store_thread;
+  int store_started;
 } fs_state;
 
 extern fs_state fs;
@@ -311,8 +346,21 @@ const char *fs_mime_ext(const char *mime);
 
 /* Registers an object under a fresh group.  Returns 0 or -ENOMEM. */
 int fs_obj_add(fs_obj *o, int type);
+/* Moves an object to another group (one derived from its store row). */
+int fs_obj_regroup(fs_obj *o, uint64_t group);
 void fs_obj_del(fs_obj *o);
+/* The object of a group; a job's group derived from its row brings the job
+ * back from the store if it is not in memory. */
 fs_obj *fs_obj_get(uint64_t group);
+/* The object of a group in memory only. */
+fs_obj *fs_obj_peek(uint64_t group);
+
+/* The cache of finished jobs (fs.mu held).  touch: the slot's job was
+ * used, or has just been stored; it goes to the back, and jobs at the front
+ * leave memory while the cache is over FS_CACHE_JOBS.  drop: the slot is
+ * not a finished, stored job any more (new run, removed). */
+void fs_cache_touch(fs_slot *s);
+void fs_cache_drop(fs_slot *s);
 
 fs_dir *fs_dir_get(const char *name);
 /* The profile directories: adds new ones, marks removed ones gone. */
@@ -326,14 +374,14 @@ void fs_file_unref(fs_file *f);
 /* The content's length, in memory or on disk. */
 size_t fs_file_len(const fs_file *f);
 /* Brings a prompt kept on disk back into memory (fs.mu held; reads the
- * spooled prompt, which only a submission of this name could rewrite, and
+ * stored prompt, which only a submission of this name could rewrite, and
  * that needs this file in memory).  Returns 0 or a negative errno (the
  * content is then lost, and said so in the log). */
 int fs_file_load(fs_file *f);
 /* Empties a file (fs.mu held), wherever its content was. */
 void fs_file_clear(fs_file *f);
-/* Leaves a prompt's content on disk only, if it is the spooled prompt of its
- * slot's finished, spooled run and nobody has the file open (fs.mu held). */
+/* Leaves a prompt's content on disk only, if it is the stored prompt of its
+ * slot's finished, stored run and nobody has the file open (fs.mu held). */
 void fs_file_offload(fs_file *f);
 
 fs_slot *fs_slot_get(fs_dir *d, const char *name, int create);
@@ -382,11 +430,11 @@ void fs_outbox_poll(fs_outbox *ob, struct fuse_pollhandle *ph);
 void fs_outbox_send(fs_outbox *ob);
 
 /* Submits `prompt` as the new run of slot s, replacing (cancelling) the
- * current one.  `spool_prompt`: write the prompt to the spool first;
- * `run_uid`: the run id of a prompt already in the spool (0: a new one).
+ * current one.  `store_prompt`: queue the prompt for the store first;
+ * `run_uid`: the run id of a prompt already in the store (0: a new one).
  * Called without fs.mu.  Returns 0 or a negative errno (the run then exists
  * as failed with the reason). */
-int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, uint64_t run_uid);
+int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int store_prompt, uint64_t run_uid);
 /* Cancels a run (any thread, fs.mu held). */
 void fs_job_cancel(fs_run *r);
 /* Answers the parked reads of a run that can be answered now and notifies
@@ -397,42 +445,89 @@ void fs_job_read(fuse_req_t req, fs_handle *h, size_t size, off_t off);
 /* The poll state of an .out handle (fs.mu held). */
 unsigned fs_job_revents(fs_handle *h);
 void fs_job_poll_drop(fs_handle *h);
-/* Builds a run's .json document (fs.mu held).  `spool`: with the restore
- * fields.  Returns a malloc'd string or NULL. */
-char *fs_job_json(const fs_run *r, int spool);
+/* Builds a run's .json document (fs.mu held).  `store`: the store's copy,
+ * with the restore fields and the status it finished with.  Returns a
+ * malloc'd string or NULL. */
+char *fs_job_json(const fs_run *r, int store);
+/* A finished run whose result is committed (or not kept) reads as
+ * finished: counted, its readers answered (fs.mu held). */
+void fs_job_finished(fs_run *r, fs_outbox *ob);
 /* The text of a failed run's .err: the reason, and what to do about it
  * (malloc'd; fs.mu held). */
 char *fs_job_err_text(const fs_run *r);
+/* A run's line of status/jobs, with its newline (fs.mu held).  `store`:
+ * the store's copy (the status it finished with). */
+void fs_job_line(const fs_run *r, int store, char *buf, size_t len);
 /* Counts a finished run in the metrics (fs.mu held). */
 void fs_job_account(const fs_run *r);
 /* At the end: answers every parked read with EIO (takes fs.mu). */
 void fs_job_stop_parked(void);
 
-/* ---- fs_spool.c ------------------------------------------------------- */
+/* ---- fs_store.c, fs_store_load.c ---------------------------------------- */
 
-/* The mutex that serialises the spool files of one job name. */
-pthread_mutex_t *fs_spool_lock(const char *profile, const char *name);
-int fs_spool_start(void);
-/* Drains the queue and stops the thread. */
-void fs_spool_stop(void);
-/* Writes the prompt of a new run, removing the files of the previous one
- * (the name's spool lock held). */
-int fs_spool_prompt(fs_slot *s, uint64_t run, const char *prompt, size_t len);
-/* Reads a spooled prompt of run `run` (or any run when 0) into a malloc'd
- * buffer.  Returns it, or NULL when missing, cut short or another run's. */
-char *fs_spool_read_prompt(const char *profile, const char *name, uint64_t run, size_t *len);
+struct sqlite3;
+/* The mutex that orders what is queued about one job name. */
+pthread_mutex_t *fs_store_lock(const char *profile, const char *name);
+/* Checks that the state directory is the user's alone, opens the store
+ * (creating it), imports an old spool directory, removes jobs past the
+ * retention, starts the store thread.  Returns 0 or a negative errno with
+ * err set. */
+int fs_store_start(gkp_error *err);
+/* Commits what is queued and stops the thread; closes the store. */
+void fs_store_stop(void);
+/* Queues the prompt of a new run; its row replaces the name's previous one
+ * (the name's store lock held). */
+int fs_store_prompt(fs_slot *s, uint64_t run, const char *prompt, size_t len);
+/* Reads the stored prompt of run `run` (or any run when 0) into a malloc'd
+ * buffer.  Returns it, or NULL when missing or another run's. */
+char *fs_store_read_prompt(const char *profile, const char *name, uint64_t run, size_t *len);
 /* A new random run id. */
-uint64_t fs_spool_run_id(void);
-/* Queues a finished run for writing (fs.mu held). */
-void fs_spool_queue(fs_run *r);
-/* Removes every spool file of a removed slot, unless the name has a new
- * slot already (the name's spool lock held; takes fs.mu). */
-void fs_spool_remove(fs_slot *s);
-/* Opens a spooled output of a slot read-only: "result" or "img<N>".
- * Returns an fd or a negative errno (the name's spool lock held). */
-int fs_spool_open(const fs_slot *s, const char *ext);
-/* Loads the spool: finished jobs come back, pending ones are submitted. */
-int fs_spool_restore(void);
+uint64_t fs_store_run_id(void);
+/* Queues a finished run (r->committing set, fs.mu held): once its result is
+ * committed, fs_job_finished() is called for it. */
+void fs_store_finish(fs_run *r);
+/* Queues a new owner and mode of a stored job (the name's prompt changed
+ * them). */
+void fs_store_mode(const char *profile, const char *name, unsigned mode, uid_t uid, gid_t gid);
+/* Queues the removal of a removed slot's row, unless the name has a new
+ * slot already (the name's store lock held; takes fs.mu). */
+void fs_store_remove(fs_slot *s);
+/* Replies to req once everything queued so far is committed: `durable`,
+ * synced to stable storage (an fsync()); else written to the log (a close()
+ * that submitted a prompt: the job then survives the daemon's death). */
+void fs_store_sync(fuse_req_t req, int durable);
+/* Reads stored bytes: the answer of job row `row` (image < 0) or its image.
+ * Returns the count (0 at the end) or a negative errno. */
+ssize_t fs_store_read(int64_t row, int image, void *buf, size_t size, off_t off);
+/* Removes finished jobs older than the retention, from the store and the
+ * tree (the store thread, or at start).  Returns how many. */
+size_t fs_store_expire(void);
+/* A reader connection of the pool, and its return. */
+struct sqlite3 *fs_store_reader(void);
+void fs_store_reader_put(struct sqlite3 *db);
+/* Imports a spool directory of the releases before the store, then
+ * removes it (nothing when it does not exist). */
+int fs_spool_import(struct sqlite3 *db, const char *spool_dir);
+/* Loads the store: unfinished jobs are submitted again; finished ones stay
+ * in the store until used. */
+int fs_store_restore(void);
+/* Brings the finished job that `name` belongs to (a prompt or an output
+ * name) into memory from the store, if it is there and not in memory
+ * (fs.mu held).  Returns 1 if it loaded one. */
+int fs_store_fault(fs_dir *d, const char *name);
+/* The same for the job of a store row (fs.mu held). */
+int fs_store_fault_row(int64_t row);
+/* One entry of a directory listing from the store. */
+typedef int (*fs_store_list_fn)(void *ud, int64_t row, const char *name, int failed,
+                                const char *exts);
+/* Lists the finished jobs of a profile in the store (without fs.mu).
+ * Returns 0 or a negative errno (the callback's, if it returns one). */
+int fs_store_list(const char *profile, fs_store_list_fn fn, void *ud);
+/* Calls fn for each stored job's status/jobs line, oldest first (without
+ * fs.mu).  Returns 0 or a negative errno. */
+typedef int (*fs_store_line_fn)(void *ud, int64_t created, const char *profile, const char *name,
+                                const char *line);
+int fs_store_lines(fs_store_line_fn fn, void *ud);
 
 /* ---- fs_status.c ------------------------------------------------------ */
 

@@ -23,7 +23,7 @@
  * since it was last submitted (or `force`, for a rename).  Called without
  * fs.mu; the caller holds a reference on f.
  */
-void fs_maybe_submit(fs_file *f, int force) {
+int fs_maybe_submit(fs_file *f, int force) {
   fs_slot *s = NULL;
   char *copy = NULL;
   size_t len = 0;
@@ -32,7 +32,7 @@ void fs_maybe_submit(fs_file *f, int force) {
   pthread_mutex_lock(&fs.mu);
   if (!f->dirty && !force) {
     pthread_mutex_unlock(&fs.mu);
-    return;
+    return 0;
   }
   f->dirty = 0;
   if (f->dir != NULL && !f->dir->gone && !fs_file_scratch(f) && !f->too_big && f->data.len > 0) {
@@ -45,8 +45,11 @@ void fs_maybe_submit(fs_file *f, int force) {
       s = fs_slot_get(f->dir, f->name, 1);
       if (s != NULL) {
         s->refs++;
-        uid = fs_spool_run_id();
-        f->sub_run = uid; /* the spooled prompt will be this content */
+        s->mode = f->mode;
+        s->uid = f->uid;
+        s->gid = f->gid;
+        uid = fs_store_run_id();
+        f->sub_run = uid; /* the stored prompt will be this content */
       }
     }
   }
@@ -61,63 +64,31 @@ void fs_maybe_submit(fs_file *f, int force) {
     pthread_mutex_unlock(&fs.mu);
   }
   free(copy);
+  return s != NULL;
 }
 
 /* ---- open, read, write, flush, release ---------------------------------------------------- */
 
 /* Opens an output of a run: its text or an image, from memory or from the
- * spool.  Called with fs.mu held (dropped and retaken for disk files). */
+ * store (fs.mu held). */
 static int open_output(fs_slot *s, unsigned sub, fs_handle *h) {
-  for (int tries = 0; tries < 3; tries++) {
-    fs_run *r = s->run;
-    char ext[32];
-    if (r == NULL) {
-      return ENOENT;
-    }
-    if (sub >= FS_SUB_IMG0 && sub - FS_SUB_IMG0 >= r->nimages) {
-      return ENOENT;
-    }
-    h->done = r->runner_done && r->status == GKP__JOB_DONE;
-    if (!r->on_disk) {
-      fs_run_ref(r);
-      r->mem_readers++;
-      h->run = r;
-      h->gen = r->gen;
-      return 0;
-    }
-    /* On disk: open the file while the name's spool files cannot change. */
-    pthread_mutex_t *smu = fs_spool_lock(s->profile, s->name);
-    int fd;
-    fs_run_ref(r);
-    s->refs++;
-    if (sub == FS_SUB_OUT) {
-      snprintf(ext, sizeof ext, "result");
-    } else {
-      snprintf(ext, sizeof ext, "img%u", sub - FS_SUB_IMG0 + 1);
-    }
-    pthread_mutex_unlock(&fs.mu);
-    pthread_mutex_lock(smu);
-    pthread_mutex_lock(&fs.mu);
-    int same = s->run == r;
-    pthread_mutex_unlock(&fs.mu);
-    fd = same ? fs_spool_open(s, ext) : -EAGAIN;
-    pthread_mutex_unlock(smu);
-    pthread_mutex_lock(&fs.mu);
-    fs_slot_unref(s);
-    if (fd >= 0) {
-      h->run = r;
-      h->fd = fd;
-      h->fd_off = sub == FS_SUB_OUT ? r->disk_off : 0;
-      return 0;
-    }
-    fs_run_unref(r);
-    if (fd != -EAGAIN) {
-      fs_log(GKP_LOG_WARN, "%s/%s: the spooled answer cannot be read: %s", s->profile, s->name,
-             strerror(-fd));
-      return EIO;
-    }
+  fs_run *r = s->run;
+  if (r == NULL) {
+    return ENOENT;
   }
-  return EAGAIN;
+  if (sub >= FS_SUB_IMG0 && sub - FS_SUB_IMG0 >= r->nimages) {
+    return ENOENT;
+  }
+  h->done = r->runner_done && r->status == GKP__JOB_DONE;
+  fs_run_ref(r);
+  h->run = r;
+  h->gen = r->gen;
+  if (r->on_disk) {
+    h->disk = 1; /* read by row: a row replaced meanwhile reads as an error */
+  } else {
+    r->mem_readers++;
+  }
+  return 0;
 }
 
 /*
@@ -147,12 +118,14 @@ static int open_fixed(fuse_ino_t ino, int wr, fs_handle **hp, int *render) {
 
 /* A prompt or scratch file: O_TRUNC empties it, else its content is
  * brought back into memory. */
-static int open_file(fs_file *f, const struct fuse_file_info *fi, int wr, fs_handle **hp) {
+static int open_file(fs_file *f, const struct fuse_file_info *fi, int wr, pid_t opener,
+                     fs_handle **hp) {
   fs_handle *h = *hp = fs_handle_new(FS_H_FILE);
   if (h == NULL) {
     return 0;
   }
   h->file = f;
+  h->opener = opener;
   f->refs++;
   if (wr && (fi->flags & O_TRUNC) && fs_file_len(f) > 0) {
     fs_file_clear(f);
@@ -213,8 +186,8 @@ static int open_slot(fs_slot *s, fuse_ino_t ino, const struct fuse_file_info *fi
 }
 
 /* Any node but the fixed ones. */
-static int open_object(fuse_ino_t ino, const struct fuse_file_info *fi, int wr, fs_handle **hp,
-                       int *render) {
+static int open_object(fuse_ino_t ino, const struct fuse_file_info *fi, int wr, pid_t opener,
+                       fs_handle **hp, int *render) {
   fs_obj *o = fs_obj_get(FS_INO_GROUP(ino));
   if (o == NULL) {
     return ENOENT;
@@ -223,7 +196,7 @@ static int open_object(fuse_ino_t ino, const struct fuse_file_info *fi, int wr, 
   case FS_T_DIR:
     return EISDIR;
   case FS_T_FILE:
-    return FS_INO_SUB(ino) == 0 ? open_file((fs_file *)o, fi, wr, hp) : ENOENT;
+    return FS_INO_SUB(ino) == 0 ? open_file((fs_file *)o, fi, wr, opener, hp) : ENOENT;
   case FS_T_ST_KEY:
   case FS_T_ST_MODEL:
     if (wr) {
@@ -245,12 +218,13 @@ static void open_flags(const fs_handle *h, struct fuse_file_info *fi) {
     fi->keep_cache = 0;
     return;
   }
-  /* Sizes are not known in advance: every read reaches us, no seeking.
-   * An answer that is already complete (and an image) has a size and
-   * never changes: it may be seeked, so that cmp -s, wc -c and tail -c,
-   * which trust st_size of a regular file, see it right. */
+  /* Sizes are not known in advance: every read reaches us.  Every
+   * generated file may be seeked (head -n 1 seeks back after the line it
+   * printed, and fails on a regular file that cannot): a handle's content
+   * is fixed when it is opened (a snapshot), and a running answer's reads
+   * at any offset wait for text as sequential ones do. */
   fi->direct_io = 1;
-  fi->nonseekable = h->kind == FS_H_BUF || h->kind == FS_H_CTL || (h->kind == FS_H_OUT && !h->done);
+  fi->nonseekable = 0;
   /* Only a prompt's close means something (it submits): spare the others
    * a FLUSH round trip. */
   fi->noflush = h->kind != FS_H_CTL;
@@ -264,7 +238,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   if (FS_INO_GROUP(ino) == 0) {
     err = open_fixed(ino, wr, &h, &render);
   } else {
-    err = open_object(ino, fi, wr, &h, &render);
+    err = open_object(ino, fi, wr, fuse_req_ctx(req)->pid, &h, &render);
   }
   if (err == 0 && h == NULL) {
     err = ENOMEM;
@@ -329,11 +303,11 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
     fs_outbox_send(&ob);
     return;
   case FS_H_IMAGE:
-    if (h->fd >= 0) {
+    if (h->disk) {
       char *buf = malloc(size > 0 ? size : 1);
-      ssize_t n = buf != NULL ? pread(h->fd, buf, size, off) : -1;
+      ssize_t n = buf != NULL ? fs_store_read(h->run->row, (int)h->image, buf, size, off) : -ENOMEM;
       if (n < 0) {
-        fuse_reply_err(req, buf == NULL ? ENOMEM : errno);
+        fuse_reply_err(req, (int)-n);
       } else {
         fuse_reply_buf(req, buf, (size_t)n);
       }
@@ -393,11 +367,18 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
   fuse_reply_write(req, size);
 }
 
+/* A close(): submits when the process that opened the file closes it.  A
+ * forked child's close (`{ echo a; date; echo b; } > x`, `make > log`)
+ * flushes too, with part of the prompt written: it submits nothing, and
+ * the opener's close (or the last release) submits the whole. */
 void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   fs_handle *h = (fs_handle *)(uintptr_t)fi->fh;
   (void)ino;
-  if (h->kind == FS_H_FILE) {
-    fs_maybe_submit(h->file, 0);
+  if (h->kind == FS_H_FILE && fuse_req_ctx(req)->pid == h->opener && fs_maybe_submit(h->file, 0)) {
+    /* close() returns once the prompt is written to the store's log: a job
+     * whose writer saw success survives the daemon's death. */
+    fs_store_sync(req, 0);
+    return;
   }
   fuse_reply_err(req, 0);
 }
@@ -414,11 +395,17 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   fuse_reply_err(req, 0);
 }
 
+/* fsync() of a prompt: answered once what was queued for the store (its
+ * submitted prompt, if any) is committed. */
 void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  fs_handle *h = (fs_handle *)(uintptr_t)fi->fh;
   (void)ino;
   (void)datasync;
-  (void)fi;
-  fuse_reply_err(req, 0);
+  if (h->kind == FS_H_FILE) {
+    fs_store_sync(req, 1);
+  } else {
+    fuse_reply_err(req, 0);
+  }
 }
 
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,

@@ -161,7 +161,7 @@ static int answer(fs_outbox *ob, fuse_req_t req, fs_handle *h, off_t off, size_t
 
 unsigned fs_job_revents(fs_handle *h) {
   fs_run *r = h->run;
-  if (h->fd >= 0 || r->runner_done) {
+  if (h->disk || r->runner_done) {
     return POLLIN | POLLRDNORM;
   }
   if (h->gen != r->gen && h->consumed) {
@@ -238,7 +238,7 @@ static void on_interrupt(fuse_req_t req, void *data) {
   }
 }
 
-/* Reads text of a finished run from its spool file. */
+/* Reads text of a finished run from the store. */
 static void read_disk(fuse_req_t req, fs_handle *h, size_t size, off_t off) {
   char stack[65536];
   char *buf = size <= sizeof stack ? stack : malloc(size);
@@ -247,9 +247,9 @@ static void read_disk(fuse_req_t req, fs_handle *h, size_t size, off_t off) {
     fuse_reply_err(req, ENOMEM);
     return;
   }
-  n = pread(h->fd, buf, size, off + (off_t)h->fd_off);
+  n = fs_store_read(h->run->row, -1, buf, size, off);
   if (n < 0) {
-    fuse_reply_err(req, errno);
+    fuse_reply_err(req, (int)-n);
   } else if (n == 0) {
     int ok;
     pthread_mutex_lock(&fs.mu);
@@ -273,7 +273,7 @@ void fs_job_read(fuse_req_t req, fs_handle *h, size_t size, off_t off) {
   fs_parked *p;
   uint64_t id;
 
-  if (h->fd >= 0) {
+  if (h->disk) {
     read_disk(req, h, size, off);
     return;
   }
@@ -359,12 +359,13 @@ static const char *attempt_kind(const gkp__attempt *a) {
   return a->http_status >= 200 && a->http_status < 300 ? "ok" : "none";
 }
 
-char *fs_job_json(const fs_run *r, int spool) {
+char *fs_job_json(const fs_run *r, int store) {
   cJSON *o = cJSON_CreateObject(), *att = cJSON_CreateArray(), *imgs = cJSON_CreateArray();
   char *out;
   char name[FS_NAME_MAX + 32];
 
-  cJSON_AddStringToObject(o, "status", gkp__job_status_name(r->status));
+  cJSON_AddStringToObject(
+      o, "status", gkp__job_status_name(store && r->committing ? r->final_status : r->status));
   cJSON_AddStringToObject(o, "profile", r->slot->profile);
   cJSON_AddStringToObject(o, "name", r->slot->name);
   cJSON_AddItemToObject(o, "model_requested", str_or_null(r->model_requested));
@@ -396,7 +397,7 @@ char *fs_job_json(const fs_run *r, int spool) {
     cJSON_AddItemToArray(imgs, cJSON_CreateString(name));
   }
   cJSON_AddItemToObject(o, "images", imgs);
-  if (spool) {
+  if (store) {
     cJSON *sp = cJSON_AddObjectToObject(o, "spool"), *list = cJSON_CreateArray();
     char run[24];
     snprintf(run, sizeof run, "%016" PRIx64, r->uid);
@@ -412,8 +413,8 @@ char *fs_job_json(const fs_run *r, int spool) {
     }
     cJSON_AddItemToObject(sp, "images", list);
   }
-  /* The spool's copy is one line: the result file's first line. */
-  out = spool ? cJSON_PrintUnformatted(o) : cJSON_Print(o);
+  /* The store's copy is one line (as the spool's result files had it). */
+  out = store ? cJSON_PrintUnformatted(o) : cJSON_Print(o);
   cJSON_Delete(o);
   return out;
 }
@@ -427,6 +428,12 @@ static const char *err_hint(const fs_run *r) {
     }
   }
   const char *e = r->error != NULL ? r->error : "";
+  if (r->over_cap == 1) {
+    return "Ask for a shorter answer, or mount with a larger -o max_answer (up to 64M).";
+  }
+  if (r->over_cap == 2) {
+    return "Ask for fewer or smaller images.";
+  }
   if (seen[GKP_KIND_BAD_REQUEST] || strstr(e, "refused the request") != NULL) {
     return "Google rejected the request itself: change the prompt (or the profile's settings) "
            "and write it again; retrying as is will fail the same way.";
@@ -458,6 +465,50 @@ char *fs_job_err_text(const fs_run *r) {
     snprintf(out, n, "%s\n%s%s", e, hint != NULL ? hint : "", hint != NULL ? "\n" : "");
   }
   return out;
+}
+
+/* Copies s with control characters and backslashes escaped (\n, \t,
+ * \xHH, \\), so that a name cannot forge a line or a terminal sequence. */
+static void escape(char *dst, size_t cap, const char *s) {
+  size_t n = 0;
+  for (; *s != '\0' && n + 5 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '\\') {
+      n += (size_t)snprintf(dst + n, cap - n, "\\\\");
+    } else if (c == '\n') {
+      n += (size_t)snprintf(dst + n, cap - n, "\\n");
+    } else if (c == '\t') {
+      n += (size_t)snprintf(dst + n, cap - n, "\\t");
+    } else if (c < 0x20 || c == 0x7f) {
+      n += (size_t)snprintf(dst + n, cap - n, "\\x%02x", c);
+    } else {
+      dst[n++] = (char)c;
+    }
+  }
+  dst[n] = '\0';
+}
+
+void fs_job_line(const fs_run *r, int store, char *buf, size_t len) {
+  char when[40], err[160] = "-", profile[4 * FS_NAME_MAX + 8], name[4 * FS_NAME_MAX + 8];
+  int status = store && r->committing ? r->final_status : r->status;
+  if (r->error != NULL) {
+    snprintf(err, sizeof err, "%s", r->error);
+    for (char *c = err; *c != '\0'; c++) {
+      if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+        *c = ' ';
+      }
+    }
+  }
+  escape(profile, sizeof profile, r->slot->profile);
+  escape(name, sizeof name, r->slot->name);
+  int64_t lat = (r->finished_ms > 0 ? r->finished_ms : gkp__now_ms()) - r->created_ms;
+  snprintf(buf, len, "%s/%s\t%s\t%s\t%s\t%lldms\t%zu\t%s\t%s\n", profile, name,
+           gkp__job_status_name(status),
+           r->model_used[0]        ? r->model_used
+           : r->model_requested[0] ? r->model_requested
+                                   : "-",
+           r->key_id[0] ? r->key_id : "-", (long long)lat, r->text_len,
+           gkp__rfc3339(r->created_ms, when, sizeof when), err);
 }
 
 void fs_job_account(const fs_run *r) {
@@ -497,12 +548,25 @@ static void take_info(fs_run *r, const gkp__job_info *info) {
 
 /* ---- the runner's sink (loop thread) ------------------------------------------- */
 
+/* A cap reached: the job stops and fails (never a cut answer read as
+ * done); what came before the cap stays readable (fs.mu held). */
+static void over_cap(fs_run *r, int which) {
+  if (!r->over_cap) {
+    r->over_cap = which;
+    fs_job_cancel(r);
+  }
+}
+
 static void on_text(void *ud, gkp__job *job, const char *text, size_t len) {
   fs_run *r = ud;
   FS_OUTBOX(ob);
   (void)job;
   pthread_mutex_lock(&fs.mu);
-  if (r->text_len + len <= FS_MAX_TEXT && fs_buf_write(&r->text, r->text_len, text, len) == 0) {
+  if (r->over_cap) {
+    /* stopping: nothing more is kept */
+  } else if (r->text_len + len > fs.max_answer) {
+    over_cap(r, 1);
+  } else if (fs_buf_write(&r->text, r->text_len, text, len) == 0) {
     r->text_len += len;
     fs_job_wake(r, &ob);
   }
@@ -528,8 +592,10 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
   fs_image *n;
   (void)job;
   pthread_mutex_lock(&fs.mu);
-  if (r->nimages < FS_MAX_IMAGES &&
-      (n = realloc(r->images, (r->nimages + 1) * sizeof *n)) != NULL) {
+  if (!r->over_cap && (r->nimages >= FS_MAX_IMAGES || r->image_bytes + len > FS_MAX_IMAGE_BYTES)) {
+    over_cap(r, 2);
+  }
+  if (!r->over_cap && (n = realloc(r->images, (r->nimages + 1) * sizeof *n)) != NULL) {
     r->images = n;
     n = &r->images[r->nimages];
     memset(n, 0, sizeof *n);
@@ -540,6 +606,7 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
       snprintf(n->mime, sizeof n->mime, "%s", mime);
       snprintf(n->ext, sizeof n->ext, "%s", fs_mime_ext(mime));
       r->nimages++;
+      r->image_bytes += len;
     }
   }
   pthread_mutex_unlock(&fs.mu);
@@ -553,6 +620,32 @@ static void on_state(void *ud, gkp__job *job, const gkp__job_info *info) {
   pthread_mutex_unlock(&fs.mu);
 }
 
+/* A finished run that is to be kept goes to the store and reads as
+ * running until its result is committed (fs.mu held).  Returns 1 if so. */
+static int keep(fs_run *r) {
+  if (r->stale || r->slot->run != r ||
+      (r->status != GKP__JOB_DONE && r->status != GKP__JOB_FAILED)) {
+    return 0;
+  }
+  r->final_status = r->status;
+  r->status = GKP__JOB_RUNNING;
+  r->committing = 1;
+  fs_store_finish(r);
+  return r->committing;
+}
+
+void fs_job_finished(fs_run *r, fs_outbox *ob) {
+  if (r->committing) {
+    r->committing = 0;
+    r->status = r->final_status;
+  }
+  r->runner_done = 1;
+  if (!fs.stopping) {
+    fs_job_account(r);
+    fs_job_wake(r, ob);
+  }
+}
+
 static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
   fs_run *r = ud;
   FS_OUTBOX(ob);
@@ -561,18 +654,29 @@ static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
   free(r->error);
   r->error = info->error != NULL && info->error[0] != '\0' ? strdup(info->error) : NULL;
   r->finished_ms = info->finished_ms > 0 ? info->finished_ms : gkp__now_ms();
-  r->runner_done = 1;
+  if (r->over_cap && !r->stale) {
+    char msg[256];
+    if (r->over_cap == 1) {
+      snprintf(msg, sizeof msg,
+               "the answer went over the cap of %zu bytes on answers (-o max_answer); it was "
+               "stopped after %zu bytes",
+               fs.max_answer, r->text_len);
+    } else {
+      snprintf(msg, sizeof msg,
+               "the images went over the cap of %zu bytes (or %d images) per job; the job was "
+               "stopped",
+               FS_MAX_IMAGE_BYTES, FS_MAX_IMAGES);
+    }
+    free(r->error);
+    r->error = strdup(msg);
+    r->status = GKP__JOB_FAILED;
+  }
   r->job = NULL;
   gkp__job_release(job);
   /* A finished answer is kept even while stopping; a job cancelled by the
    * stop stays a bare prompt on disk and is submitted again at start. */
-  if (!r->stale && r->slot->run == r &&
-      (r->status == GKP__JOB_DONE || r->status == GKP__JOB_FAILED)) {
-    fs_spool_queue(r);
-  }
-  if (!fs.stopping) {
-    fs_job_account(r);
-    fs_job_wake(r, &ob);
+  if (!keep(r)) {
+    fs_job_finished(r, &ob);
   }
   fs_run_unref(r); /* the runner's reference */
   pthread_mutex_unlock(&fs.mu);
@@ -602,16 +706,13 @@ static void fail_now(fs_run *r, const char *msg, fs_outbox *ob) {
   r->error = strdup(msg);
   r->status = GKP__JOB_FAILED;
   r->finished_ms = gkp__now_ms();
-  r->runner_done = 1;
-  fs_job_account(r);
-  if (!r->stale && r->slot->run == r) {
-    fs_spool_queue(r);
+  if (!keep(r)) {
+    fs_job_finished(r, ob);
   }
-  fs_job_wake(r, ob);
 }
 
-int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, uint64_t run_uid) {
-  pthread_mutex_t *smu = fs_spool_lock(s->profile, s->name);
+int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int store_prompt, uint64_t run_uid) {
+  pthread_mutex_t *smu = fs_store_lock(s->profile, s->name);
   gkp__job_spec spec = {
       .profile = s->profile, .prompt = prompt, .prompt_len = len, .max_wait_ms = -1};
   gkp_error err = {0};
@@ -620,10 +721,10 @@ int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, 
   int rc = 0;
   FS_OUTBOX(ob);
 
-  uint64_t uid = run_uid != 0 ? run_uid : fs_spool_run_id();
+  uint64_t uid = run_uid != 0 ? run_uid : fs_store_run_id();
 
   pthread_mutex_lock(smu);
-  if (spool_prompt && fs_spool_prompt(s, uid, prompt, len) != 0) {
+  if (store_prompt && fs_store_prompt(s, uid, prompt, len) != 0) {
     /* Not durable, but still answered: say so in the log only. */
     fs_log(GKP_LOG_WARN, "%s/%s: cannot keep the prompt on disk; the job is not durable",
            s->profile, s->name);
@@ -632,8 +733,8 @@ int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, 
   if (s->dir == NULL) {
     /* Removed while the prompt was being written: take the file back. */
     pthread_mutex_unlock(&fs.mu);
-    if (spool_prompt) {
-      fs_spool_remove(s);
+    if (store_prompt) {
+      fs_store_remove(s);
     }
     pthread_mutex_unlock(smu);
     return -ENOENT;
@@ -647,6 +748,7 @@ int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, 
   r->uid = uid;
   old = s->run;
   s->run = r; /* the slot's reference */
+  fs_cache_drop(s);
   if (old != NULL) {
     old->stale = 1;
     fs_job_cancel(old);
@@ -666,7 +768,7 @@ int fs_job_submit(fs_slot *s, const char *prompt, size_t len, int spool_prompt, 
     fail_now(r, err.msg[0] != '\0' ? err.msg : "the job was refused", &ob);
     fs_run_unref(r); /* the runner's reference */
     rc = err.code < 0 ? err.code : -EINVAL;
-  } else if (!r->runner_done) {
+  } else if (!r->runner_done && !r->committing) {
     r->job = job;
     if (r->cancel_req) {
       gkp__job_cancel(job);

@@ -33,18 +33,41 @@ static const char *level_name(int level) {
   }
 }
 
+/* Writes a line's text with control characters escaped (\n, \t, \xHH),
+ * in one piece: a job name cannot forge a log line or send a terminal
+ * sequence. */
+static void put_escaped(FILE *f, const char *s) {
+  char buf[8192];
+  size_t n = 0;
+  for (; *s != '\0' && n + 6 < sizeof buf; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '\n' || c == '\t') {
+      buf[n++] = '\\';
+      buf[n++] = c == '\n' ? 'n' : 't';
+    } else if (c < 0x20 || c == 0x7f) {
+      n += (size_t)snprintf(buf + n, sizeof buf - n, "\\x%02x", c);
+    } else {
+      buf[n++] = (char)c;
+    }
+  }
+  buf[n++] = '\n';
+  fwrite(buf, 1, n, f);
+}
+
 static void log_line(int level, const char *line) {
   char when[40];
   pthread_mutex_lock(&log_mu);
   if (log_stderr) {
     if (level >= GKP_LOG_WARN) {
-      fprintf(stderr, "gemini-pool: %s: %s\n", level_name(level), line);
+      fprintf(stderr, "gemini-pool: %s: ", level_name(level));
     } else {
-      fprintf(stderr, "gemini-pool: %s\n", line);
+      fputs("gemini-pool: ", stderr);
     }
+    put_escaped(stderr, line);
   } else if (log_file != NULL) {
-    fprintf(log_file, "%s [%d] %s: %s\n", gkp__rfc3339(gkp__now_ms(), when, sizeof when),
-            (int)getpid(), level_name(level), line);
+    fprintf(log_file, "%s [%d] %s: ", gkp__rfc3339(gkp__now_ms(), when, sizeof when), (int)getpid(),
+            level_name(level));
+    put_escaped(log_file, line);
     fflush(log_file);
   }
   pthread_mutex_unlock(&log_mu);
@@ -78,7 +101,9 @@ int fs_log_open(int foreground, const char *path) {
     log_stderr = 1;
     return 0;
   }
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  /* In the state directory, which belongs to the user alone; never through
+   * a symbolic link. */
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     return -errno;
   }

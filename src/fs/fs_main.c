@@ -5,8 +5,10 @@
  * Order of events: the configuration is checked and the mount made while
  * the command still has its terminal, so every mistake is seen; then the
  * process becomes a daemon (unless -f) and only then opens the pool for
- * good (a lease names its owner's pid), starts the runner and the spool
- * thread, brings finished jobs back and queues unfinished ones, and serves.
+ * good (a lease names its owner's pid), opens the job store and starts its
+ * thread, queues unfinished jobs again, and serves.  The state directory's
+ * lock (mount.lock) is taken before the mount and held for the daemon's
+ * life: one daemon per state.
  * SIGINT/SIGTERM (or fusermount3 -u) end the loop: waiting readers get EIO,
  * the mount goes, jobs still running are cancelled (their prompts stay on
  * disk and run again at the next start), finished answers are written, and
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -83,6 +86,65 @@ static void clear_stale_mount(const char *mnt) {
   }
 }
 
+/* ---- one daemon per state ----------------------------------------------------------- */
+
+static int lock_fd = -1;
+
+/* Takes the state directory's lock for the daemon's life (released when the
+ * process ends, however it ends): a second mount on the same state would
+ * run every job twice.  Returns 0, or -1 with the reason in err. */
+static int lock_state(const char *statedir, const char *state, const char *mnt, char *err,
+                      size_t errlen) {
+  char path[PATH_MAX], owner[PATH_MAX + 64] = "";
+  snprintf(path, sizeof path, "%s/mount.lock", statedir);
+  lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock_fd < 0) {
+    fail(err, errlen, "mount: cannot open the lock %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
+    return 0;
+  }
+  ssize_t n = errno == EWOULDBLOCK ? pread(lock_fd, owner, sizeof owner - 1, 0) : -1;
+  long pid = 0;
+  int at = 0;
+  if (n > 0) {
+    owner[n] = '\0';
+    owner[strcspn(owner, "\n")] = '\0';
+    sscanf(owner, "%ld %n", &pid, &at);
+  }
+  if (pid > 0) {
+    fail(err, errlen, "mount: state %s is already served by pid %ld at %s; not mounting %s", state,
+         pid, owner + at, mnt);
+  } else {
+    fail(err, errlen,
+         "mount: state %s is already served by another gemini-pool mount (lock %s); not "
+         "mounting %s",
+         state, path, mnt);
+  }
+  close(lock_fd);
+  lock_fd = -1;
+  return -1;
+}
+
+/* Records the daemon's pid and mountpoint in the lock (after it forked). */
+static void lock_record(const char *mnt) {
+  char line[PATH_MAX + 64];
+  int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), mnt);
+  if (lock_fd >= 0 && ftruncate(lock_fd, 0) == 0 && n > 0) {
+    if (pwrite(lock_fd, line, (size_t)n, 0) != n) {
+      fs_log(GKP_LOG_WARN, "cannot record the daemon in its lock file: %s", strerror(errno));
+    }
+  }
+}
+
+static void lock_release(void) {
+  if (lock_fd >= 0) {
+    close(lock_fd);
+    lock_fd = -1;
+  }
+}
+
 /* ---- SIGHUP ------------------------------------------------------------------- */
 
 static pthread_t hup_thread;
@@ -113,8 +175,8 @@ static void *hup_main(void *arg) {
 static int fs_init(const fs_mount_opts *o, const char *statedir, const char *mnt) {
   memset(&fs, 0, sizeof fs);
   pthread_mutex_init(&fs.mu, NULL);
-  pthread_mutex_init(&fs.spool_qmu, NULL);
-  pthread_cond_init(&fs.spool_cv, NULL);
+  pthread_mutex_init(&fs.store_qmu, NULL);
+  pthread_cond_init(&fs.store_cv, NULL);
   fs.next_group = 1;
   fs.next_run_id = 1;
   fs.next_parked_id = 1;
@@ -122,21 +184,27 @@ static int fs_init(const fs_mount_opts *o, const char *statedir, const char *mnt
   fs.gid = getgid();
   fs.max_prompt = o->max_prompt;
   fs.start_ms = gkp__now_ms();
+  fs.max_answer = o->max_answer > 0 ? o->max_answer : FS_MAX_TEXT;
+  fs.keep_ms = o->keep_ms;
+  fs.status_public = o->status_public;
   fs.spool_dir = malloc(strlen(statedir) + 8);
-  if (fs.spool_dir == NULL) {
+  fs.db_path = malloc(strlen(statedir) + 16);
+  if (fs.spool_dir == NULL || fs.db_path == NULL) {
     return -ENOMEM;
   }
   sprintf(fs.spool_dir, "%s/spool", statedir);
+  sprintf(fs.db_path, "%s/jobs.db", statedir);
   fs.readme = fs_readme_text(mnt);
   return fs.readme != NULL ? 0 : -ENOMEM;
 }
 
 static void fs_fini(void) {
   free(fs.spool_dir);
+  free(fs.db_path);
   free(fs.readme);
   pthread_mutex_destroy(&fs.mu);
-  pthread_mutex_destroy(&fs.spool_qmu);
-  pthread_cond_destroy(&fs.spool_cv);
+  pthread_mutex_destroy(&fs.store_qmu);
+  pthread_cond_destroy(&fs.store_cv);
 }
 
 /* Everything after the mount: returns 0 after a clean unmount, else -1. */
@@ -163,11 +231,13 @@ static int serve(const fs_mount_opts *o, struct fuse_session *se, const char *co
     fs_log(GKP_LOG_ERROR, "out of memory");
     goto out;
   }
-  if ((rc = fs_spool_start()) != 0) {
-    fs_log(GKP_LOG_ERROR, "cannot use the spool directory %s: %s", fs.spool_dir, strerror(-rc));
+  if ((rc = fs_store_start(&err)) != 0) {
+    fs_log(GKP_LOG_ERROR, "%s", err.msg);
     goto out;
   }
-  fs_spool_restore();
+  if (fs_store_restore() != 0) {
+    goto out;
+  }
   if (pthread_create(&hup_thread, NULL, hup_main, NULL) == 0) {
     hup_started = 1;
   }
@@ -199,7 +269,7 @@ out:
   }
   gkp__runner_free(fs.runner); /* running jobs end as cancelled: requeued next time */
   fs.runner = NULL;
-  fs_spool_stop(); /* writes the answers that finished */
+  fs_store_stop(); /* commits the answers that finished */
   fs_handles_free();
   fs_tree_free();
   gkp_pool_close(fs.pool); /* flushes the state file */
@@ -222,6 +292,7 @@ typedef struct mount_paths {
   char *config;     /* its real path (NULL: use found) */
   char *state;      /* the state file asked for, or NULL for the default */
   char *statedir;   /* the directory of the state file the pool uses */
+  char *statefile;  /* the state file the pool uses */
   char *mnt;        /* the mountpoint's real path */
 } mount_paths;
 
@@ -229,6 +300,7 @@ static void paths_free(mount_paths *p) {
   free(p->config);
   free(p->state);
   free(p->statedir);
+  free(p->statefile);
   free(p->mnt);
 }
 
@@ -243,6 +315,17 @@ static void log_pool_warning(void *ud, int level, const char *line) {
   }
 }
 
+/* Says which configuration is used when it comes from the current directory
+ * (or from $GEMINI_POOL_CONFIG, on a terminal), as every command does. */
+static void say_config(const gkp_pool *pool) {
+  int origin = gkp_pool_config_origin(pool);
+  if (origin == GKP_CONFIG_CWD || (origin == GKP_CONFIG_ENV && isatty(STDERR_FILENO))) {
+    fs_log(GKP_LOG_INFO, "configuration: %s (%s)", gkp_pool_config_path(pool),
+           origin == GKP_CONFIG_ENV ? "named by $GEMINI_POOL_CONFIG"
+                                    : "found in the current directory");
+  }
+}
+
 /* Finds the configuration and the state file (opening the pool once, so
  * that every mistake in them is reported here) and the mountpoint. */
 static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size_t errlen) {
@@ -251,30 +334,33 @@ static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size
   gkp_error e;
   const char *st;
 
-  if (gkp__config_find(o->config, p->found, sizeof p->found, &e) != 0) {
-    fail(err, errlen, "%s", e.msg);
-    return -1;
-  }
-  p->config = realpath(p->found, NULL);
   st = o->state != NULL ? o->state : getenv("GEMINI_POOL_STATE");
   if (st != NULL && st[0] != '\0') {
     p->state = strstr(st, "://") != NULL ? strdup(st) : absolute(st);
   }
-  po.config_path = paths_config(p);
+  /* Found as every command finds it (a ./keys.json is used only under the
+   * trust rules); the daemon then names its real path. */
+  po.config_path = o->config;
   po.state_path = p->state;
   if (gkp_pool_open(&pool, &po, &e) != 0) {
     fail(err, errlen, "%s", e.msg);
     return -1;
   }
+  say_config(pool);
+  snprintf(p->found, sizeof p->found, "%s", gkp_pool_config_path(pool));
+  p->config = realpath(p->found, NULL);
+  /* The spool, jobs and lock live beside a state file, or for a state
+   * server in the local state directory. */
   char dir[4096];
   int dir_rc = gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir);
+  p->statefile = strdup(gkp_pool_state_path(pool));
   gkp_pool_close(pool);
   if (dir_rc != 0) {
     fail(err, errlen, "mount: no place for the spool: set XDG_STATE_HOME or HOME");
     return -1;
   }
   p->statedir = strcmp(dir, ".") == 0 ? absolute(".") : strdup(dir);
-  if (p->statedir == NULL) {
+  if (p->statedir == NULL || p->statefile == NULL) {
     fail(err, errlen, "mount: out of memory");
     return -1;
   }
@@ -342,9 +428,10 @@ static void log_to_file(const fs_mount_opts *o, const mount_paths *p) {
     return;
   }
   snprintf(logpath, sizeof logpath, "%s/mount.log", p->statedir);
-  if (fs_log_open(0, logpath) != 0) {
+  int rc = fs_log_open(0, logpath);
+  if (rc != 0) {
     fs_log(GKP_LOG_WARN, "mount: cannot write the log %s: %s; its lines are lost", logpath,
-           strerror(errno));
+           strerror(-rc));
   } else {
     fprintf(stderr, "gemini-pool: mounted at %s; log: %s\n", p->mnt, logpath);
   }
@@ -358,7 +445,8 @@ int fs_mount_run(const fs_mount_opts *o, char *err, size_t errlen) {
 
   err[0] = '\0';
   fs_log_open(1, NULL);
-  if (resolve_paths(o, &p, err, errlen) != 0) {
+  if (resolve_paths(o, &p, err, errlen) != 0 ||
+      lock_state(p.statedir, p.statefile, p.mnt, err, errlen) != 0) {
     goto out;
   }
   se = mount_session(o, p.mnt, &args, err, errlen);
@@ -370,6 +458,7 @@ int fs_mount_run(const fs_mount_opts *o, char *err, size_t errlen) {
   if (fuse_daemonize(o->foreground || o->debug) != 0) {
     fuse_session_unmount(se);
   } else {
+    lock_record(p.mnt);
     code = serve(o, se, paths_config(&p), p.state, p.statedir, p.mnt);
   }
   fuse_remove_signal_handlers(se);
@@ -378,6 +467,7 @@ int fs_mount_run(const fs_mount_opts *o, char *err, size_t errlen) {
 out:
   fuse_opt_free_args(&args);
   fs_log_close();
+  lock_release();
   paths_free(&p);
   return code;
 }

@@ -10,8 +10,10 @@
 
 #include <stddef.h>
 
-#define FS_DEFAULT_MAX_PROMPT ((size_t)1 << 20) /* -o max_prompt */
-#define FS_SCRATCH_MAX ((size_t)64 << 20)       /* scratch files; the largest max_prompt */
+#define FS_DEFAULT_MAX_PROMPT ((size_t)1 << 20)  /* -o max_prompt */
+#define FS_SCRATCH_MAX ((size_t)64 << 20)        /* scratch files; the largest max_prompt */
+#define FS_MAX_TEXT ((size_t)64 << 20)           /* the largest answer (-o max_answer) */
+#define FS_DEFAULT_KEEP_MS (30 * 86400 * 1000LL) /* -o keep: 30 days */
 
 /* What `gemini-pool mount` was asked to do.  Strings are borrowed for the
  * duration of fs_mount_run. */
@@ -23,6 +25,9 @@ typedef struct fs_mount_opts {
   int debug;              /* log every FUSE request (implies foreground) */
   int single;             /* one FUSE worker thread */
   size_t max_prompt;      /* 1 .. FS_SCRATCH_MAX */
+  size_t max_answer;      /* 1 .. FS_MAX_TEXT: a longer answer fails its job */
+  long long keep_ms;      /* finished jobs are removed this long after they ended (0: never) */
+  int status_public;      /* status/ readable by every user (else by the mounting user) */
   const char *fuse_opts;  /* "" or comma-separated options for libfuse */
 } fs_mount_opts;
 

@@ -20,15 +20,15 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-/* Removes a slot from its directory and its files from the spool.  Called
+/* Removes a slot from its directory and its row from the store.  Called
  * with fs.mu held; drops and retakes it. */
 static void remove_slot_locked(fs_slot *s) {
-  pthread_mutex_t *smu = fs_spool_lock(s->profile, s->name);
+  pthread_mutex_t *smu = fs_store_lock(s->profile, s->name);
   s->refs++;
   fs_slot_remove(s);
   pthread_mutex_unlock(&fs.mu);
   pthread_mutex_lock(smu);
-  fs_spool_remove(s);
+  fs_store_remove(s);
   pthread_mutex_unlock(smu);
   pthread_mutex_lock(&fs.mu);
   fs_slot_unref(s);
@@ -83,6 +83,8 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
     f = fs_file_new(d, name);
     if (f != NULL) {
       f->mode = mode & 07777;
+      f->uid = fuse_req_ctx(req)->uid;
+      f->gid = fuse_req_ctx(req)->gid;
       f->excl = (fi->flags & O_EXCL) != 0;
     }
   } else if (fi->flags & O_TRUNC) {
@@ -99,6 +101,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
     return;
   }
   h->file = f;
+  h->opener = fuse_req_ctx(req)->pid;
   f->refs++;
   fs_handle_link(h);
   fs_entry_of(FS_INO(f->o.group, 0), &e);
@@ -130,6 +133,8 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
       err = ENOMEM;
     } else {
       f->mode = mode & 07777;
+      f->uid = fuse_req_ctx(req)->uid;
+      f->gid = fuse_req_ctx(req)->gid;
       err = fs_entry_of(FS_INO(f->o.group, 0), &e);
     }
   }
@@ -225,7 +230,7 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
   if (g != NULL) {
     fs_file_unlink(g);
   }
-  fs_file_load(f); /* its spooled copy belongs to the old name */
+  fs_file_load(f); /* its stored copy belongs to the old name */
   fs_smap_del(&sd->files, f->name);
   free(f->name);
   f->name = nn;

@@ -58,7 +58,6 @@ fs_handle *fs_handle_new(int kind) {
     return NULL;
   }
   h->kind = kind;
-  h->fd = -1;
   return h;
 }
 
@@ -82,9 +81,6 @@ void fs_handle_free(fs_handle *h) {
     h->all_next->all_prev = h->all_prev;
   }
   fs_job_poll_drop(h);
-  if (h->fd >= 0) {
-    close(h->fd);
-  }
   if (h->file != NULL) {
     if (h->file->refs > 1) {
       h->file->refs--;
@@ -94,7 +90,7 @@ void fs_handle_free(fs_handle *h) {
     }
   }
   if (h->run != NULL) {
-    if (h->fd < 0) {
+    if (!h->disk) {
       h->run->mem_readers--;
       fs_run_trim(h->run);
     }
@@ -139,6 +135,11 @@ static void set_time(struct timespec *ts, int64_t ms) {
   ts->tv_nsec = (long)(ms % 1000) * 1000000L;
 }
 
+/* Who may read status/: its owner only, unless -o status_public. */
+static mode_t status_mode(int dir) {
+  return dir ? (fs.status_public ? 0755 : 0700) : (fs.status_public ? 0444 : 0400);
+}
+
 static void base_attr(struct stat *st, fuse_ino_t ino, mode_t mode, off_t size, int64_t mtime) {
   memset(st, 0, sizeof *st);
   st->st_ino = ino;
@@ -154,16 +155,20 @@ static void base_attr(struct stat *st, fuse_ino_t ino, mode_t mode, off_t size, 
   st->st_atim = st->st_mtim;
 }
 
+static int slot_attr(unsigned sub, const fs_run *r, int64_t mtime, fuse_ino_t ino, struct stat *st);
+
 /* Fills the attributes of any inode.  Returns 0 or a positive errno. */
 int fs_attr_of(fuse_ino_t ino, struct stat *st) {
   int64_t t0 = fs.start_ms;
   if (FS_INO_GROUP(ino) == 0) {
     switch (ino) {
     case FS_INO_ROOT:
+      base_attr(st, ino, S_IFDIR | 0755, 0, t0);
+      return 0;
     case FS_INO_STATUS:
     case FS_INO_ST_KEYS:
     case FS_INO_ST_MODELS:
-      base_attr(st, ino, S_IFDIR | 0755, 0, t0);
+      base_attr(st, ino, S_IFDIR | status_mode(1), 0, t0);
       return 0;
     case FS_INO_README:
       base_attr(st, ino, S_IFREG | 0444, (off_t)fs.readme_len, t0);
@@ -175,7 +180,7 @@ int fs_attr_of(fuse_ino_t ino, struct stat *st) {
     case FS_INO_ST_POOLJSON:
     case FS_INO_ST_METRICS:
     case FS_INO_ST_JOBS:
-      base_attr(st, ino, S_IFREG | 0444, 0, gkp__now_ms());
+      base_attr(st, ino, S_IFREG | status_mode(0), 0, gkp__now_ms());
       return 0;
     default:
       return ENOENT;
@@ -199,6 +204,8 @@ int fs_attr_of(fuse_ino_t ino, struct stat *st) {
       return ENOENT;
     }
     base_attr(st, ino, S_IFREG | (f->mode & 07777), (off_t)fs_file_len(f), f->mtime_ms);
+    st->st_uid = f->uid;
+    st->st_gid = f->gid;
     set_time(&st->st_ctim, f->ctime_ms);
     st->st_nlink = f->dir != NULL ? 1 : 0;
     return 0;
@@ -208,18 +215,31 @@ int fs_attr_of(fuse_ino_t ino, struct stat *st) {
     if (sub != 0) {
       return ENOENT;
     }
-    base_attr(st, ino, S_IFREG | 0444, 0, gkp__now_ms());
+    base_attr(st, ino, S_IFREG | status_mode(0), 0, gkp__now_ms());
     return 0;
   case FS_T_SLOT:
     break;
   default:
     return ENOENT;
   }
-  fs_run *r = ((fs_slot *)o)->run;
+  fs_slot *s = (fs_slot *)o;
+  fs_run *r = s->run;
   if (r == NULL) {
     return ENOENT;
   }
   int64_t mtime = r->finished_ms > 0 ? r->finished_ms : r->created_ms;
+  int err = slot_attr(sub, r, mtime, ino, st);
+  if (err == 0) { /* the prompt's owner and read/write bits */
+    st->st_mode = S_IFREG | (s->mode & 0666);
+    st->st_uid = s->uid;
+    st->st_gid = s->gid;
+  }
+  return err;
+}
+
+/* The attributes of a job's output (fs.mu held). */
+static int slot_attr(unsigned sub, const fs_run *r, int64_t mtime, fuse_ino_t ino,
+                     struct stat *st) {
   if (sub == FS_SUB_OUT) {
     base_attr(st, ino, S_IFREG | 0444, (off_t)r->text_len, mtime);
     return 0;
@@ -379,11 +399,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   } else {
     fs_dir *d = fs_dir_of(parent);
     fs_file *f;
-    fs_slot *s;
+    fs_slot *s = NULL;
+    if (d != NULL && strlen(name) <= FS_NAME_MAX + 16) {
+      fs_store_fault(d, name); /* a finished job that is only in the store */
+    }
     if (d != NULL && (f = fs_smap_get(&d->files, name)) != NULL) {
       ino = FS_INO(f->o.group, 0);
+      s = fs_slot_get(d, name, 0);
     } else if (d != NULL) {
       ino = fs_output_ino(d, name, &s);
+    }
+    if (s != NULL) {
+      fs_cache_touch(s);
     }
   }
   struct fuse_entry_param e;
@@ -457,6 +484,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     if (err == 0 && (to_set & FUSE_SET_ATTR_MODE)) {
       f->mode = attr->st_mode & 07777;
       f->ctime_ms = now;
+      fs_slot *s = f->dir != NULL ? fs_slot_get(f->dir, f->name, 0) : NULL;
+      if (s != NULL) { /* `chmod 600 prompt` makes its answer private too */
+        s->mode = f->mode;
+        fs_store_mode(s->profile, s->name, s->mode, s->uid, s->gid);
+      }
     }
     if (err == 0 && (to_set & FUSE_SET_ATTR_MTIME)) {
       f->mtime_ms = (int64_t)attr->st_mtim.tv_sec * 1000 + attr->st_mtim.tv_nsec / 1000000;
@@ -574,6 +606,80 @@ static int listing_build(fuse_ino_t ino, fs_listing *l) {
   return rc;
 }
 
+/* Adds a stored job's entries, unless memory listed it (without fs.mu). */
+typedef struct store_listing {
+  fs_listing *l;
+  fs_smap seen; /* names listed from memory */
+} store_listing;
+
+static int list_stored(void *ud, int64_t row, const char *name, int failed, const char *exts) {
+  store_listing *sl = ud;
+  char out[FS_NAME_MAX + 32];
+  int rc = 0;
+  unsigned i = 0;
+  if (name == NULL || fs_smap_get(&sl->seen, name) != NULL) {
+    return 0;
+  }
+  rc |= listing_add(sl->l, name, FS_INO(FS_ROW_GROUP(row, 1), 0), S_IFREG);
+  snprintf(out, sizeof out, "%s.out", name);
+  rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_OUT), S_IFREG);
+  snprintf(out, sizeof out, "%s.json", name);
+  rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_JSON), S_IFREG);
+  if (failed) {
+    snprintf(out, sizeof out, "%s.err", name);
+    rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_ERR), S_IFREG);
+  }
+  for (const char *e = exts; rc == 0 && *e != '\0' && i < FS_MAX_IMAGES; i++) {
+    size_t n = strcspn(e, ",");
+    if (i == 0) {
+      snprintf(out, sizeof out, "%s.%.*s", name, (int)n, e);
+    } else {
+      snprintf(out, sizeof out, "%s-%u.%.*s", name, i + 1, (int)n, e);
+    }
+    rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_IMG0 + i), S_IFREG);
+    e += n + (e[n] == ',');
+  }
+  return rc != 0 ? -ENOMEM : 0;
+}
+
+/* The finished jobs of a profile directory that are only in the store:
+ * listed from it without fs.mu, skipping the names memory listed. */
+static int listing_store(fuse_ino_t ino, fs_listing *l) {
+  store_listing sl = {.l = l};
+  char *profile = NULL, **names = NULL;
+  size_t n = 0, it = 0;
+  int rc = 0;
+  pthread_mutex_lock(&fs.mu);
+  fs_dir *d = fs_dir_of(ino);
+  if (d != NULL && (profile = strdup(d->name)) != NULL &&
+      (names = calloc(d->files.n + d->slots.n + 1, sizeof *names)) != NULL) {
+    fs_file *f;
+    fs_slot *s;
+    while (rc == 0 && (f = fs_smap_next(&d->files, &it)) != NULL) {
+      rc = (names[n] = strdup(f->name)) != NULL ? fs_smap_put(&sl.seen, names[n], l) : -ENOMEM;
+      n += names[n] != NULL;
+    }
+    it = 0;
+    while (rc == 0 && (s = fs_smap_next(&d->slots, &it)) != NULL) {
+      rc = (names[n] = strdup(s->name)) != NULL ? fs_smap_put(&sl.seen, names[n], l) : -ENOMEM;
+      n += names[n] != NULL;
+    }
+  } else if (d != NULL) {
+    rc = -ENOMEM;
+  }
+  pthread_mutex_unlock(&fs.mu);
+  if (profile != NULL && rc == 0) {
+    rc = fs_store_list(profile, list_stored, &sl);
+  }
+  fs_smap_free(&sl.seen);
+  for (size_t i = 0; i < n; i++) {
+    free(names[i]);
+  }
+  free(names);
+  free(profile);
+  return rc;
+}
+
 static void listing_free(fs_listing *l) {
   for (size_t i = 0; i < l->n; i++) {
     free(l->v[i].name);
@@ -594,9 +700,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   }
   pthread_mutex_lock(&fs.mu);
   rc = listing_build(ino, l);
+  int profile_dir = fs_dir_of(ino) != NULL;
+  pthread_mutex_unlock(&fs.mu);
+  if (rc == 0 && profile_dir) {
+    rc = listing_store(ino, l);
+  }
+  pthread_mutex_lock(&fs.mu);
   if (rc == 0) {
     h->kind = 0; /* a listing */
-    h->fd = -1;
     h->buf = (char *)l;
     fs_handle_link(h);
   }

@@ -38,8 +38,9 @@ size_t fs_file_limit(const fs_file *f);
 
 /* Submits a file's content as the job of its name when it should be (a
  * prompt, non-empty, within the limit, changed since, or `force` for a
- * rename).  Without fs.mu; the caller holds a reference on f. */
-void fs_maybe_submit(fs_file *f, int force);
+ * rename).  Without fs.mu; the caller holds a reference on f.  Returns 1 if
+ * it submitted. */
+int fs_maybe_submit(fs_file *f, int force);
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);

@@ -205,16 +205,21 @@ static void metrics_jobs(gkp__dynbuf *b) {
   gkp__runner_stats st;
   static const char *names[] = {"queued", "running", "done", "failed", "cancelled"};
 
+  /* Finished jobs of the store come from its counts; memory holds the
+   * others and a bounded number of stored ones. */
   pthread_mutex_lock(&fs.mu);
   while ((d = fs_smap_next(&fs.dirs, &it)) != NULL) {
     size_t j = 0;
     fs_slot *s;
     while ((s = fs_smap_next(&d->slots, &j)) != NULL) {
-      if (s->run != NULL && s->run->status >= 0 && s->run->status <= GKP__JOB_CANCELLED) {
+      if (s->run != NULL && !s->run->stored && s->run->status >= 0 &&
+          s->run->status <= GKP__JOB_CANCELLED) {
         by_status[s->run->status]++;
       }
     }
   }
+  by_status[GKP__JOB_DONE] += fs.stored[0];
+  by_status[GKP__JOB_FAILED] += fs.stored[1];
   memcpy(hist, fs.hist, sizeof hist);
   memcpy(finished, fs.finished, sizeof finished);
   sum = fs.hist_sum;
@@ -444,6 +449,7 @@ static int render_model(const char *model, char **out, size_t *len) {
 typedef struct job_line {
   int64_t created;
   char *text;
+  char *key; /* "profile/name" */
 } job_line;
 
 static int by_created(const void *a, const void *b) {
@@ -451,64 +457,95 @@ static int by_created(const void *a, const void *b) {
   return x->created < y->created ? -1 : x->created > y->created;
 }
 
+static int add_line(job_line **lines, size_t *n, size_t *cap, const fs_slot *s, int64_t created,
+                    const char *text) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 256;
+    job_line *nl = realloc(*lines, nc * sizeof *nl);
+    if (nl == NULL) {
+      return -ENOMEM;
+    }
+    *lines = nl;
+    *cap = nc;
+  }
+  job_line *l = &(*lines)[*n];
+  l->text = strdup(text);
+  l->key = malloc(strlen(s->profile) + strlen(s->name) + 2);
+  if (l->text == NULL || l->key == NULL) {
+    free(l->text);
+    free(l->key);
+    return -ENOMEM;
+  }
+  sprintf(l->key, "%s/%s", s->profile, s->name);
+  l->created = created;
+  (*n)++;
+  return 0;
+}
+
+typedef struct jobs_out {
+  gkp__dynbuf *b;
+  job_line *mem; /* jobs of memory that are not in the store, by creation */
+  size_t n, i;
+  fs_smap names; /* their keys: a job stored since the snapshot shows once */
+} jobs_out;
+
+/* Writes a stored job's line, after the memory jobs created before it. */
+static int store_line(void *ud, int64_t created, const char *profile, const char *name,
+                      const char *line) {
+  jobs_out *o = ud;
+  char key[2 * FS_NAME_MAX + 8];
+  int rc = 0;
+  snprintf(key, sizeof key, "%s/%s", profile != NULL ? profile : "", name != NULL ? name : "");
+  if (line == NULL || fs_smap_get(&o->names, key) != NULL) {
+    return 0; /* the snapshot of memory has this name's current job */
+  }
+  while (rc == 0 && o->i < o->n && o->mem[o->i].created <= created) {
+    rc = gkp__dynbuf_adds(o->b, o->mem[o->i++].text);
+  }
+  return rc == 0 ? gkp__dynbuf_adds(o->b, line) : rc;
+}
+
+/* status/jobs: the jobs in memory that are not stored (running, queued,
+ * cancelled), taken under fs.mu (a bounded number), merged with the lines
+ * of the store, read without it. */
 static int render_jobs(char **out, size_t *len) {
   job_line *lines = NULL;
   size_t n = 0, cap = 0, it = 0;
   fs_dir *d;
   gkp__dynbuf b;
   int rc = 0;
+  char line[2048];
 
   gkp__dynbuf_init(&b, OUT_MAX);
   pthread_mutex_lock(&fs.mu);
   while (rc == 0 && (d = fs_smap_next(&fs.dirs, &it)) != NULL) {
     size_t j = 0;
     fs_slot *s;
-    while ((s = fs_smap_next(&d->slots, &j)) != NULL) {
-      fs_run *r = s->run;
-      char when[40], line[1024], err[160] = "-";
-      if (r == NULL) {
-        continue;
+    while (rc == 0 && (s = fs_smap_next(&d->slots, &j)) != NULL) {
+      if (s->run != NULL && !s->run->stored) {
+        fs_job_line(s->run, 0, line, sizeof line);
+        rc = add_line(&lines, &n, &cap, s, s->run->created_ms, line);
       }
-      job_line *nl = gkp__grow(lines, &cap, n + 1, sizeof *nl, 256);
-      if (nl == NULL) {
-        rc = -ENOMEM;
-        break;
-      }
-      lines = nl;
-      if (r->error != NULL) {
-        snprintf(err, sizeof err, "%s", r->error);
-        for (char *c = err; *c != '\0'; c++) {
-          if (*c == '\n' || *c == '\t') {
-            *c = ' ';
-          }
-        }
-      }
-      int64_t lat = (r->finished_ms > 0 ? r->finished_ms : gkp__now_ms()) - r->created_ms;
-      snprintf(line, sizeof line, "%s/%s\t%s\t%s\t%s\t%lldms\t%zu\t%s\t%s\n", s->profile, s->name,
-               gkp__job_status_name(r->status),
-               r->model_used[0]        ? r->model_used
-               : r->model_requested[0] ? r->model_requested
-                                       : "-",
-               r->key_id[0] ? r->key_id : "-", (long long)lat, r->text_len,
-               gkp__rfc3339(r->created_ms, when, sizeof when), err);
-      lines[n].created = r->created_ms;
-      lines[n].text = strdup(line);
-      if (lines[n].text == NULL) {
-        rc = -ENOMEM;
-        break;
-      }
-      n++;
     }
   }
   pthread_mutex_unlock(&fs.mu);
   if (n > 1) {
     qsort(lines, n, sizeof *lines, by_created);
   }
+  jobs_out o = {.b = &b, .mem = lines, .n = n};
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    rc = fs_smap_put(&o.names, lines[i].key, &lines[i]);
+  }
+  if (rc == 0) {
+    rc = fs_store_lines(store_line, &o);
+  }
+  while (rc == 0 && o.i < n) {
+    rc = gkp__dynbuf_adds(&b, lines[o.i++].text);
+  }
+  fs_smap_free(&o.names);
   for (size_t i = 0; i < n; i++) {
-    if (rc == 0) {
-      rc = gkp__dynbuf_adds(&b, lines[i].text);
-    }
     free(lines[i].text);
+    free(lines[i].key);
   }
   free(lines);
   if (rc != 0) {
@@ -517,8 +554,6 @@ static int render_jobs(char **out, size_t *len) {
   }
   return finish(&b, out, len);
 }
-
-/* ---- the entry point ---------------------------------------------------------------------- */
 
 static int copy_text(const char *text, size_t n, char **out, size_t *len) {
   *out = gkp__dup_n(text, n);
@@ -713,9 +748,9 @@ char *fs_readme_text(const char *mountpoint) {
       "                   created, error\n"
       "ctl                echo reload > ctl;  echo 'reset KEY_ID' > ctl;  echo 'reset all' > ctl\n"
       "\n"
-      "Finished answers are kept under %s and come back after a\n"
+      "Finished answers are kept in %s and come back after a\n"
       "restart; jobs that had not finished are sent again.\n"
       "Unmount with: fusermount3 -u %s\n",
-      GKP_VERSION, mountpoint, fs.max_prompt, fs.spool_dir, mountpoint);
+      GKP_VERSION, mountpoint, fs.max_prompt, fs.db_path, mountpoint);
   return gkp__dynbuf_take(&b, &fs.readme_len);
 }

@@ -165,12 +165,33 @@ int fs_obj_add(fs_obj *o, int type) {
   return fs_imap_put(&fs.objs, o->group, o);
 }
 
+int fs_obj_regroup(fs_obj *o, uint64_t group) {
+  if (fs_imap_get(&fs.objs, group) != NULL) {
+    return -EEXIST;
+  }
+  if (fs_imap_put(&fs.objs, group, o) != 0) {
+    return -ENOMEM;
+  }
+  fs_imap_del(&fs.objs, o->group);
+  o->group = group;
+  return 0;
+}
+
 void fs_obj_del(fs_obj *o) {
   fs_imap_del(&fs.objs, o->group);
 }
 
-fs_obj *fs_obj_get(uint64_t group) {
+fs_obj *fs_obj_peek(uint64_t group) {
   return fs_imap_get(&fs.objs, group);
+}
+
+fs_obj *fs_obj_get(uint64_t group) {
+  fs_obj *o = fs_imap_get(&fs.objs, group);
+  if (o == NULL && group >= FS_ROW_GROUP_BASE &&
+      fs_store_fault_row((int64_t)((group - FS_ROW_GROUP_BASE) / 2)) == 1) {
+    o = fs_imap_get(&fs.objs, group);
+  }
+  return o;
 }
 
 /* ---- directories -------------------------------------------------------------- */
@@ -260,6 +281,8 @@ fs_file *fs_file_new(fs_dir *d, const char *name) {
   f->dir = d;
   f->refs = 1;
   f->mode = 0644;
+  f->uid = fs.uid;
+  f->gid = fs.gid;
   f->mtime_ms = f->ctime_ms = gkp__now_ms();
   if (fs_obj_add(&f->o, FS_T_FILE) != 0) {
     free(f->name);
@@ -302,11 +325,11 @@ int fs_file_load(fs_file *f) {
   if (!f->on_disk) {
     return 0;
   }
-  p = f->dir != NULL ? fs_spool_read_prompt(f->dir->name, f->name, f->sub_run, &len) : NULL;
+  p = f->dir != NULL ? fs_store_read_prompt(f->dir->name, f->name, f->sub_run, &len) : NULL;
   f->on_disk = 0;
   if (p == NULL || len != f->disk_len) {
     fs_log(GKP_LOG_WARN,
-           "%s/%s: the prompt kept in the spool is gone or changed; the file is "
+           "%s/%s: the prompt kept in the store is gone or changed; the file is "
            "empty now",
            f->dir != NULL ? f->dir->name : "?", f->name);
     free(p);
@@ -328,7 +351,7 @@ void fs_file_offload(fs_file *f) {
     return;
   }
   s = fs_slot_get(f->dir, f->name, 0);
-  if (s == NULL || s->run == NULL || s->run->uid != f->sub_run || !s->run->spooled) {
+  if (s == NULL || s->run == NULL || s->run->uid != f->sub_run || !s->run->stored) {
     return;
   }
   f->disk_len = f->data.len;
@@ -374,6 +397,9 @@ fs_slot *fs_slot_get(fs_dir *d, const char *name, int create) {
   }
   s->dir = d;
   s->refs = 1;
+  s->mode = 0644;
+  s->uid = fs.uid;
+  s->gid = fs.gid;
   d->mtime_ms = gkp__now_ms();
   return s;
 }
@@ -392,6 +418,7 @@ void fs_slot_remove(fs_slot *s) {
   if (s->dir == NULL) {
     return;
   }
+  fs_cache_drop(s);
   fs_smap_del(&s->dir->slots, s->name);
   s->dir->mtime_ms = gkp__now_ms();
   s->dir = NULL;
@@ -403,6 +430,94 @@ void fs_slot_remove(fs_slot *s) {
     fs_run_unref(r);
   }
   fs_slot_unref(s);
+}
+
+/* ---- the cache of finished jobs ---------------------------------------------------- */
+
+void fs_cache_drop(fs_slot *s) {
+  if (!s->in_cache) {
+    return;
+  }
+  if (s->cache_prev != NULL) {
+    s->cache_prev->cache_next = s->cache_next;
+  } else {
+    fs.cache_head = s->cache_next;
+  }
+  if (s->cache_next != NULL) {
+    s->cache_next->cache_prev = s->cache_prev;
+  } else {
+    fs.cache_tail = s->cache_prev;
+  }
+  s->cache_prev = s->cache_next = NULL;
+  s->in_cache = 0;
+  fs.cache_n--;
+}
+
+static void cache_append(fs_slot *s) {
+  s->cache_prev = fs.cache_tail;
+  s->cache_next = NULL;
+  if (fs.cache_tail != NULL) {
+    fs.cache_tail->cache_next = s;
+  } else {
+    fs.cache_head = s;
+  }
+  fs.cache_tail = s;
+  s->in_cache = 1;
+  fs.cache_n++;
+}
+
+/* Whether a cached job can leave memory now: nothing but the tree holds it,
+ * and its prompt is the stored one, on disk only. */
+static int evictable(const fs_slot *s) {
+  const fs_run *r = s->run;
+  const fs_file *f;
+  if (s->dir == NULL || r == NULL || !r->runner_done || !r->stored || !r->on_disk || r->refs != 1 ||
+      s->refs != 2 || r->parked != NULL || r->pollers != NULL) {
+    return 0;
+  }
+  /* A job whose prompt was renamed away stays: from the store it would come
+   * back with its prompt under the old name. */
+  f = fs_smap_get(&s->dir->files, s->name);
+  return f != NULL && f->refs == 1 && f->on_disk && !f->dirty && f->sub_run == r->uid;
+}
+
+/* Takes a finished job out of memory: it stays in the store. */
+static void evict(fs_slot *s) {
+  fs_dir *d = s->dir;
+  fs_file *f = fs_smap_get(&d->files, s->name);
+  fs_run *r = s->run;
+  fs_cache_drop(s);
+  if (f != NULL) {
+    fs_smap_del(&d->files, f->name);
+    f->dir = NULL;
+    fs_file_unref(f);
+  }
+  fs_smap_del(&d->slots, s->name);
+  s->dir = NULL;
+  s->run = NULL;
+  fs_run_unref(r);
+  fs_slot_unref(s);
+}
+
+void fs_cache_touch(fs_slot *s) {
+  if (s->dir == NULL || s->run == NULL || !s->run->stored || !s->run->runner_done) {
+    return;
+  }
+  fs_cache_drop(s);
+  cache_append(s);
+  /* Jobs held open go to the back: each is looked at once per trim. */
+  for (size_t tries = fs.cache_n; fs.cache_n > FS_CACHE_JOBS && tries > 0; tries--) {
+    fs_slot *old = fs.cache_head;
+    if (old == s) {
+      break;
+    }
+    if (evictable(old)) {
+      evict(old);
+    } else {
+      fs_cache_drop(old);
+      cache_append(old);
+    }
+  }
 }
 
 /* ---- runs ------------------------------------------------------------------------------ */
@@ -442,7 +557,7 @@ void fs_run_unref(fs_run *r) {
 }
 
 void fs_run_trim(fs_run *r) {
-  if (!r->spooled || r->on_disk || r->mem_readers > 0) {
+  if (!r->stored || r->on_disk || r->mem_readers > 0) {
     return;
   }
   fs_buf_free(&r->text);

@@ -62,6 +62,8 @@ struct gkp__job {
   char last_error[GKP_MSG_MAX]; /* the last failed attempt, for the end-of-chain message */
   char state_down[GKP_MSG_MAX]; /* why the shared state cannot be reached ("" when it can) */
   int server_streak;            /* consecutive server errors on `model` */
+  int keywide_penalties;        /* keys this job got disabled or billed (at most 2) */
+  int endpoint_wait;            /* waiting because nothing reaches the endpoint */
   gkp__mq *queue;               /* the queue it waits in, or NULL */
   gkp__job *qprev, *qnext;
   gkp__job *all_prev, *all_next; /* every live job of the runner */

@@ -19,6 +19,12 @@
 #define DEFAULT_STALL_TIMEOUT_S 300
 /* How often a queue whose keys are busy in other processes looks again. */
 #define BUSY_POLL_MS 250
+/* While nothing reaches the endpoint, the next try waits 1 s, 2 s, 4 s ...
+ * at most this long. */
+#define UNREACHABLE_BACKOFF_MAX_MS 8000
+/* Keys one job may get disabled or billed before it fails with the message:
+ * one misread error never takes down the pool. */
+#define MAX_KEYWIDE_PENALTIES 2
 
 /* A FIFO of jobs waiting for a key for one model. */
 struct gkp__mq {
@@ -43,6 +49,11 @@ struct gkp__runner {
   long stall_timeout_s; /* per request: abort after this long without a byte
                            ($GEMINI_POOL_STALL_TIMEOUT, default 300 s) */
   uint64_t renew_timer; /* the lease heartbeat, while a job holds a lease */
+  /* The endpoint while nothing reaches it (loop thread): no job starts an
+   * attempt before retry_at; an answer of any kind clears it. */
+  int64_t down_retry_at_ms; /* 0: reachable as far as we know */
+  int64_t down_backoff_ms;
+  char down_error[GKP_MSG_MAX]; /* "could not connect to URL: reason" */
 };
 
 static void job_unref(gkp__job *job);
@@ -220,6 +231,7 @@ static void job_finish(gkp__job *job, int status, const char *error) {
   job->status = status;
   job->finished_ms = gkp_pool_now(r->pool);
   gkp__strlcpy(job->error, error != NULL ? error : "", sizeof job->error);
+  gkp_redact(r->pool, job->error); /* it may quote an upstream */
   pthread_mutex_unlock(&job->mu);
 
   pthread_mutex_lock(&r->stats_mu);
@@ -476,6 +488,55 @@ static void job_fallback(gkp__job *job, const char *why) {
   job_try(job);
 }
 
+/* An answer of any kind came: the endpoint is reachable again, and the jobs
+ * waiting for it may go on. */
+static void endpoint_back(gkp__runner *r) {
+  if (r->down_retry_at_ms != 0) {
+    r->down_retry_at_ms = 0;
+    r->down_backoff_ms = 0;
+    dispatch_all(r);
+  }
+}
+
+/* An attempt that never reached the server: nobody's key's fault.  Gives the
+ * reservation back uncounted, backs off, and waits within max_wait; then
+ * fails with one line naming the endpoint and the reason. */
+static void job_unreached(gkp__job *job, const char *reason) {
+  gkp__runner *r = job->runner;
+  int64_t now = gkp_pool_now(r->pool);
+  char base[1024];
+
+  const gkp__config *cfg = gkp__pool_config(r->pool);
+  gkp__strlcpy(base, cfg->base_url, sizeof base);
+  gkp__config_unref(cfg);
+  add_attempt(job, 0, GKP_KIND_UNREACHABLE);
+  if (job->has_lease) {
+    gkp_release_unreached(r->pool, &job->lease, base, reason, NULL);
+    job->has_lease = 0;
+  }
+  drop_images(job);
+  /* One backoff step per round of tries, not per job that failed in it. */
+  if (now >= r->down_retry_at_ms) {
+    r->down_backoff_ms = r->down_backoff_ms > 0 ? r->down_backoff_ms * 2 : 1000;
+    if (r->down_backoff_ms > UNREACHABLE_BACKOFF_MAX_MS) {
+      r->down_backoff_ms = UNREACHABLE_BACKOFF_MAX_MS;
+    }
+    r->down_retry_at_ms = now + r->down_backoff_ms;
+  }
+  snprintf(r->down_error, sizeof r->down_error, "could not connect to %s: %s", base, reason);
+  gkp__strlcpy(job->last_error, r->down_error, sizeof job->last_error);
+  dispatch_all(r); /* the reservation is free again */
+  if (r->down_retry_at_ms > job->wait_started_ms + job->max_wait_ms) {
+    job_finish(job, GKP__JOB_FAILED, r->down_error);
+    return;
+  }
+  set_status(job, GKP__JOB_QUEUED);
+  notify_state(job);
+  if (queue_add(job, 1) != 0) {
+    job_finish(job, GKP__JOB_FAILED, "out of memory");
+  }
+}
+
 /* The request was cancelled or aborted (by the owner, the deadline or a
  * receiver that refused more): the job ends. */
 static void attempt_cancelled(gkp__job *job, const gkp__gemini_outcome *o) {
@@ -533,6 +594,7 @@ static void attempt_verdict(gkp__job *job, const gkp__gemini_outcome *o, gkp_ver
     const char *m = o->message != NULL ? o->message : "transport failure";
     gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), v, NULL);
     gkp__strlcpy(v->message, m, sizeof v->message);
+    gkp_redact(r->pool, v->message);
   }
   if (r->opts.fixed_429_cooldown_ms > 0 && v->http_status == 429) {
     /* The reactive policy of simpler pools (for comparison in benchmarks). */
@@ -558,6 +620,12 @@ static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
   job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
   if (v.action == GKP_ACT_FAIL) {
     snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status, v.message);
+    job_finish(job, GKP__JOB_FAILED, msg);
+    return;
+  }
+  if (v.key_wide && ++job->keywide_penalties >= MAX_KEYWIDE_PENALTIES) {
+    snprintf(msg, sizeof msg, "Google refused %d keys in a row (%s, HTTP %d): %s",
+             job->keywide_penalties, gkp_kind_name(v.kind), v.http_status, v.message);
     job_finish(job, GKP__JOB_FAILED, msg);
     return;
   }
@@ -591,9 +659,13 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
   pthread_mutex_unlock(&r->stats_mu);
   if (o->status == GKP__GEMINI_CANCELLED || o->status == GKP__GEMINI_ABORTED) {
     attempt_cancelled(job, o);
+  } else if (o->status == GKP__GEMINI_TRANSPORT && o->unsent) {
+    job_unreached(job, o->message != NULL ? o->message : "could not connect");
   } else if (o->status == GKP__GEMINI_OK || o->status == GKP__GEMINI_CONTENT) {
+    endpoint_back(r);
     attempt_answered(job, o);
   } else {
+    endpoint_back(r);
     attempt_failed(job, o);
   }
 }
@@ -635,6 +707,14 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   char base[1024];
   int rc;
 
+  job->endpoint_wait = 0;
+  if (r->down_retry_at_ms != 0 && gkp_pool_now(r->pool) < r->down_retry_at_ms) {
+    memset(wait, 0, sizeof *wait);
+    wait->reason = GKP_WAIT_COOLDOWN;
+    wait->next_ms = r->down_retry_at_ms;
+    job->endpoint_wait = 1;
+    return 0;
+  }
   rc = gkp_reserve(r->pool, job->model, job->est_tokens, &job->lease, wait, &err);
   if (rc == -EAGAIN) {
     if (wait->reason == GKP_WAIT_UNREACHABLE) {
@@ -672,7 +752,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   job->attempt_started_ms = gkp__mono_ms();
   rc = gkp__gemini_call_start(r->loop, &ep, job->model, job->body, job->body_len, r->opts.stream,
                               &cb, job, &job->call, &err);
-  memset(secret, 0, sizeof secret);
+  explicit_bzero(secret, sizeof secret);
   if (rc != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
@@ -696,6 +776,14 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
 static int job_cannot_start(gkp__job *job, const gkp_wait *w) {
   int64_t now = gkp_pool_now(job->runner->pool);
   int64_t budget = job->wait_started_ms + job->max_wait_ms;
+  if (job->endpoint_wait) {
+    if (w->next_ms <= budget) {
+      return 0;
+    }
+    queue_remove(job);
+    job_finish(job, GKP__JOB_FAILED, job->runner->down_error);
+    return 1;
+  }
   if (w->reason == GKP_WAIT_UNREACHABLE) {
     /* Nothing is sent while the shared state cannot be reached: the job
      * waits for it as for a key, and fails when its max_wait runs out. */
@@ -817,6 +905,58 @@ static void deadline_fired(gkp__loop *loop, void *ud) {
   job_finish(job, GKP__JOB_FAILED, msg);
 }
 
+/* The largest per-minute input-token limit any key has for `model` and its
+ * fallbacks (learned limits included); -1 if some limit is unknown or 0 (a
+ * model off the free tier is not token-limited once a key proves access). */
+static int64_t chain_max_tpm(gkp__runner *r, const char *model) {
+  char models[GKP__MAX_CHAIN][GKP_ID_MAX], (*keys)[GKP_ID_MAX];
+  size_t nm = 0, nk;
+  int64_t best = 0;
+
+  const gkp__config *cfg = gkp__pool_config(r->pool);
+  nk = cfg->nkeys;
+  keys = calloc(nk > 0 ? nk : 1, sizeof *keys);
+  for (size_t i = 0; keys != NULL && i < nk; i++) {
+    gkp__strlcpy(keys[i], cfg->keys[i].id, GKP_ID_MAX);
+  }
+  for (const char *m = model; m != NULL && nm < GKP__MAX_CHAIN;) {
+    int mi = gkp__config_model_index(cfg, m);
+    gkp__strlcpy(models[nm++], m, GKP_ID_MAX);
+    m = mi >= 0 ? cfg->models[mi].fallback : NULL;
+  }
+  gkp__config_unref(cfg);
+  if (keys == NULL) {
+    return -1;
+  }
+  for (size_t m = 0; m < nm && best >= 0; m++) {
+    for (size_t k = 0; k < nk; k++) {
+      gkp_limits lim;
+      if (gkp_effective_limits(r->pool, keys[k], models[m], &lim, NULL) != 0 || lim.tpm <= 0) {
+        best = -1;
+        break;
+      }
+      best = lim.tpm > best ? lim.tpm : best;
+    }
+  }
+  free(keys);
+  return best;
+}
+
+/* Fails a job whose prompt no key can take, at once.  Returns 1 if it did. */
+static int refuse_too_large(gkp__job *job) {
+  int64_t limit = chain_max_tpm(job->runner, job->model);
+  char msg[GKP_MSG_MAX];
+  if (limit < 0 || job->est_tokens <= limit) {
+    return 0;
+  }
+  snprintf(msg, sizeof msg,
+           "the prompt is about %lld input tokens, more than any key can take: the largest "
+           "per-minute input token limit (TPM) of %s and its fallbacks is %lld",
+           (long long)job->est_tokens, job->model, (long long)limit);
+  job_finish(job, GKP__JOB_FAILED, msg);
+  return 1;
+}
+
 static void job_begin(gkp__loop *loop, void *ud) {
   gkp__job *job = ud;
   gkp__runner *r = job->runner;
@@ -828,6 +968,9 @@ static void job_begin(gkp__loop *loop, void *ud) {
   job->listed = 1;
   if (job->cancel_requested) {
     job_finish(job, GKP__JOB_CANCELLED, "cancelled");
+    return;
+  }
+  if (refuse_too_large(job)) {
     return;
   }
   if (job->deadline_ms > 0) {

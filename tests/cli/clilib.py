@@ -25,8 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 SOURCE_ROOT = os.environ.get("GKP_SOURCE_ROOT") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -35,6 +33,8 @@ FIXTURES = os.environ.get("GKP_FIXTURES", os.path.join(SOURCE_ROOT, "tests", "fi
 ERRORS = os.path.join(FIXTURES, "gemini-errors")
 BINARY = os.path.join(BUILD_ROOT, "src", "cli", "gemini-pool")
 FAKE_GEMINI = os.path.join(SOURCE_ROOT, "scripts", "fake-gemini")
+sys.path.insert(0, os.path.join(SOURCE_ROOT, "scripts"))
+from fake_gemini import ctlclient  # noqa: E402  (the control API's token)
 
 # Sanitizer builds are slower; scale the test's own time limits with this.
 SLOW = float(os.environ.get("GKP_TEST_SLOWDOWN", "1"))
@@ -148,6 +148,7 @@ class Emu:
                 with open(port_file, encoding="utf-8") as f:
                     self.port = int(f.read().strip())
                 self.url = f"http://127.0.0.1:{self.port}"
+                self.token = ctlclient.read_token(port_file)
                 return
             if self.proc.poll() is not None:
                 break
@@ -168,17 +169,10 @@ class Emu:
         self.stderr.close()
 
     def ctl(self, method: str, path: str, body: dict | None = None):
-        if not path.startswith("/_emu"):
-            path = "/_emu/" + path.lstrip("/")
-        data = json.dumps(body if body is not None else {}).encode() \
-            if method == "POST" else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:300]!r}") from None
+        status, doc = ctlclient.call(self.url, self.token, method, path, body)
+        if status >= 400:
+            raise RuntimeError(f"{method} {path}: {status} {str(doc)[:300]}")
+        return doc
 
     def log(self, since: int = 0) -> list:
         return self.ctl("GET", f"/_emu/log?since={since}")

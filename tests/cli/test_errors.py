@@ -149,6 +149,49 @@ t.check(k1["state"] == "ready" and k1["disabled_reason"] is None
 t.check(ex.get("status") == "failed" and BAD in (ex.get("error") or ""),
         "bad request: executions.jsonl records the failure", ex)
 
+# ---- per-minute QuotaFailure whose message says "enable billing" -> rpm, not billing ------
+RPM_BILLING = {"error": {
+    "code": 429, "status": "RESOURCE_EXHAUSTED",
+    "message": "Quota exceeded for requests per minute. To raise your limits, enable billing "
+               "for your project.",
+    "details": [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            "quotaValue": "5"}]},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "21s"}]}}
+pool, r, st, ex, log, t0, t1 = case("rpm-billing-words", {"status": 429, "body_json": RPM_BILLING},
+                                   "rule rpm billing words")
+k1, m1 = pool.key(st, "k1"), pool.model(st, "k1", M)
+t.check(k1["cooldown_kind"] is None and k1["state"] != "disabled"
+        and m1["cooldown_kind"] == "rpm" and t0 + 20 <= m1["cooldown_until"] <= t1 + 22,
+        "per-minute QuotaFailure with billing words: rpm for the 21 s retry delay, not billing",
+        (k1["cooldown_kind"], m1))
+t.check(answered_by(r, ex, M, "rule rpm billing words") and ex["key_id"] == "k2",
+        "per-minute QuotaFailure with billing words: the task succeeds on k2", (r, ex))
+
+# ---- not Google at all: a proxy's HTML 403, an empty 401, a text 500 -> server trouble ----
+emu.reset()
+PROXY_403 = ("<html><head><title>403 Forbidden</title></head><body><h1>Forbidden</h1>"
+             "<p>API key not valid, or billing is not enabled. Contact your proxy admin.</p>"
+             "</body></html>")
+for status, body, ctype in ((403, PROXY_403, "text/html"), (401, "", "text/plain"),
+                            (500, "Internal Server Error", "text/plain")):
+    emu.replay(status=status, body=body, content_type=ctype, count=1)
+pool = Pool(t, emu, [("k1", keys[0]["key"]), ("k2", keys[1]["key"])], name="not-google")
+r = pool.ask("--task", "rule not google")
+st = pool.status()
+log = emu.log()
+t.check([c["status"] for c in log[:3]] == [403, 401, 500],
+        "not Google: the proxy's 403, 401 and 500 were answered", log)
+t.check(all(k["state"] != "disabled" and k["disabled_reason"] is None
+            and k["cooldown_kind"] != "billing" for k in st["keys"]),
+        "not Google: no key disabled or billed", st["keys"])
+t.check(all(m["cooldown_kind"] in (None, "server") for k in st["keys"]
+            for m in k["models"].values()),
+        "not Google: treated as server trouble", [pool.model(st, k, M) for k in ("k1", "k2")])
+t.check(r.returncode == 0, "not Google: the task still succeeds", r)
+
 # ---- an invalid key is never used again until reset ----------------------------------------
 for how, setup in (("leaked (403)", lambda: emu.ctl("POST", "/_emu/keys",
                                                     {"name": "k1", "state": "leaked"})),

@@ -91,7 +91,37 @@ emu.reset()
 pool = Pool(t, emu, [("k1", make_secret("X3")), ("k2", make_secret("X4"))], name="invalid")
 r = pool.ask("--task", "who am I")
 line = one_line_error(r)
-t.check(r.returncode == 1 and line is not None and "no key can serve" in line
-        and "API key not valid" in line, "every key invalid: one line with the reason", r)
+t.check(r.returncode == 1 and line is not None and "API key not valid" in line,
+        "every key invalid: one line with Google's message", r)
 t.check(len(emu.log()) == 2, "every key invalid: each tried once", emu.log())
+
+# ---- a prompt no key can take fails at once, saying the size and the limit ----------------
+emu.reset()
+pool = Pool(t, emu, ids, config={"models": {"gemini-2.5-flash": {"tpm": 300},
+                                            LITE: {"rpm": 15, "tpm": 200, "rpd": 500}}},
+            name="too-large")
+start = time.time()
+r = pool.ask("--task", "word " * 2000, "--model", "gemini-2.5-flash", "--max-wait", "60")
+line = one_line_error(r)
+t.check(r.returncode == 1 and line is not None and time.time() - start < 10
+        and re.search(r"prompt is about \d+ input tokens", line) and "is 300" in line,
+        "too large for every key: fails at once with the size and the limit", r)
+t.check(len(emu.log()) == 0 and all(m["requests_today"] == 0 for k in pool.status()["keys"]
+                                    for m in k["models"].values()),
+        "too large for every key: nothing sent, nothing counted", emu.log())
+
+# ---- one job penalises at most two keys key-wide ------------------------------------------
+emu.reset()
+bad = [(f"b{i}", make_secret(f"B{i}")) for i in range(1, 6)]
+pool = Pool(t, emu, bad, name="invalid-cap")
+r = pool.ask("--task", "who am I")
+line = one_line_error(r)
+t.check(r.returncode == 1 and line is not None and "API key not valid" in line,
+        "five invalid keys: the job fails with Google's message", r)
+st = pool.status()
+disabled = [k["id"] for k in st["keys"] if k["state"] == "disabled"]
+t.check(disabled == ["b1", "b2"] and len(emu.log()) == 2,
+        "five invalid keys: one job disables two, sends two requests", (disabled, emu.log()))
+t.check(all(k["state"] == "ready" and k["disabled_reason"] is None for k in st["keys"][2:]),
+        "five invalid keys: the other three stay ready", st["keys"][2:])
 t.done()

@@ -65,4 +65,36 @@ for now, expect, why in CASES:
     t.check(pool.model(st, "k1", M).get("cooldown_until") == 0,
             f"{now}: the cooldown is over at {expect[:17]}01", pool.model(st, "k1", M))
 
+# ---- a limit learned from the 429's quotaValue heals at midnight Pacific -----------------
+now, expect = "2026-11-24 12:00:00", "2026-11-25 08:00:00"
+ft, after = "@" + now, f"@{expect[:17]}01"
+TABLE_RPD = 20  # the built-in table's requests per day for gemini-3-flash-preview
+
+
+def learned_run(name):
+    emu.reset()
+    emu.replay(body_file=os.path.join(ERRORS, "429_per_day_free_tier.json"), key="k1", count=1)
+    pool = Pool(t, emu, [("k1", keys[0]["key"]), ("k2", keys[1]["key"])], name=name)
+    r = pool.ask("--task", "learn", faketime=ft, env=ENV)
+    t.check(r.returncode == 0, f"learned ({name}): the task succeeds on k2", r)
+    return pool
+
+
+pool = learned_run("learned-heal")
+m1 = pool.model(pool.status(faketime=ft, env=ENV), "k1", M)
+t.check(m1.get("rpd_limit") == 250 and m1.get("learned", {}).get("rpd") == {
+    "value": 250, "at": now.replace(" ", "T") + "Z", "until": expect.replace(" ", "T") + "Z"},
+    "learned: status --json shows rpd 250 learned now, until midnight Pacific", m1)
+table = pool.run("status", faketime=ft, env=ENV).stdout.decode()
+t.check(re.search(r"^k1 .* 1/250\* ", table, re.M) and "rpd limit 250 learned" in table,
+        "learned: the status table marks the learned limit", table)
+m1 = pool.model(pool.status(faketime=after, env=ENV), "k1", M)
+t.check(m1.get("rpd_limit") == TABLE_RPD and m1.get("learned") == {},
+        f"learned: past midnight Pacific the table's {TABLE_RPD} applies again, no reset", m1)
+pool = learned_run("learned-reset")
+r = pool.run("reset", "all", faketime=ft, env=ENV)
+m1 = pool.model(pool.status(faketime=ft, env=ENV), "k1", M)
+t.check(r.returncode == 0 and m1.get("rpd_limit") == TABLE_RPD and m1.get("learned") == {},
+        "learned: `reset all` restores the table's value at once", m1)
+
 t.done()

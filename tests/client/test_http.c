@@ -329,6 +329,7 @@ static void test_connection_refused(void **state) {
   assert_int_equal(r.status_calls, 0);
   assert_string_equal(r.error, "connection refused");
   assert_false(r.res.cancelled);
+  assert_true(r.res.unsent); /* nothing reached a server: not to be counted */
   rec_free(&r);
 }
 
@@ -344,6 +345,7 @@ static void test_low_speed_timeout(void **state) {
     assert_int_equal(r.res.curl_code, CURLE_OPERATION_TIMEDOUT);
     assert_true(r.res.timed_out);
     assert_string_equal(r.error, "stalled: less than 1 byte/s for 1 s");
+    assert_false(r.res.unsent); /* the server got the request */
     /* curl averages the speed over its last ~5 s, so a stall after some
      * bytes is seen up to ~5 s later than low_speed_time. */
     assert_true(r.t_done - r.t_start < (i == 0 ? 5000 : 10000));
@@ -384,6 +386,7 @@ static void test_reset_mid_body(void **state) {
   assert_string_equal(gkp__dynbuf_ptr(&r.body), "0123456789");
   assert_true(strcmp(r.error, "connection reset") == 0 ||
               strcmp(r.error, "connection closed before the whole answer arrived") == 0);
+  assert_false(r.res.unsent);
   rec_free(&r);
 
   rec_init(&r, "/close_early");

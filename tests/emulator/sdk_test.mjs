@@ -2,7 +2,7 @@
 //
 // Run through sdk_test.sh, which installs the SDK, starts the emulator with the keys
 // file below and sets EMU_URL. By hand:
-//   EMU_URL=http://127.0.0.1:PORT node tests/emulator/sdk_test.mjs
+//   EMU_URL=http://127.0.0.1:PORT EMU_TOKEN=$(cat PORT_FILE.token) node tests/emulator/sdk_test.mjs
 // with an emulator whose keys file holds
 //   {"projects": {"proj-sdk": {}}, "keys": [
 //     {"key": "FAKE-KEY-SDK-0001", "name": "sdk1", "project": "proj-sdk"}]}
@@ -12,6 +12,7 @@ import { ApiError, GoogleGenAI } from '@google/genai';
 
 const BASE = process.env.EMU_URL;
 const KEY = process.env.EMU_KEY ?? 'FAKE-KEY-SDK-0001';
+const TOKEN = process.env.EMU_TOKEN ?? ''; // the control API's token (PORT_FILE.token)
 if (!BASE) {
   console.error('sdk_test.mjs: set EMU_URL to the emulator (http://127.0.0.1:PORT)');
   process.exit(2);
@@ -22,7 +23,7 @@ const ai = new GoogleGenAI({ apiKey: KEY, apiVersion: 'v1beta', httpOptions: { b
 async function ctl(method, path, body) {
   const resp = await fetch(`${BASE}/_emu/${path}`, {
     method,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', 'x-emu-token': TOKEN },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   assert.equal(resp.status, 200, `control ${method} ${path}`);

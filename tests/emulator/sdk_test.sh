@@ -39,4 +39,4 @@ cat >"$work/keys.json" <<'EOF'
 EOF
 
 emu_start "$work/keys.json"
-EMU_URL=$EMU_URL EMU_KEY=FAKE-KEY-SDK-0001 node "$HERE/sdk_test.mjs"
+EMU_URL=$EMU_URL EMU_TOKEN=$EMU_TOKEN EMU_KEY=FAKE-KEY-SDK-0001 node "$HERE/sdk_test.mjs"

@@ -25,6 +25,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -37,6 +38,8 @@ FAKE = os.path.join(ROOT, "scripts", "fake-gemini")
 FIXTURES = os.path.join(os.environ.get("GKP_FIXTURES") or os.path.join(ROOT, "tests",
                                                                           "fixtures"),
                         "gemini-errors")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from fake_gemini import ctlclient  # noqa: E402  (the control API's token)
 
 QUOTA_PREFIX = ("You exceeded your current quota, please check your plan and billing details. "
                 "For more information on this error, head to: "
@@ -143,6 +146,7 @@ class Emulator:
                     text = f.read()
                 self.startup_s = time.monotonic() - self.t0
                 self.port = int(text)
+                self.token = ctlclient.read_token(self.port_file)
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError("fake-gemini exited: " + self.proc.stderr.read().decode())
@@ -163,10 +167,15 @@ class Emulator:
 
     # --- HTTP ---------------------------------------------------------------------
 
-    def request(self, method, path, body=None, headers=None, key=None, conn=None):
+    def request(self, method, path, body=None, headers=None, key=None, conn=None,
+                token=True):
+        """One request; a control request (/_emu/) carries the token unless `token`
+        is False."""
         hdrs = {"User-Agent": "emulator-test"}
         if key is not None:
             hdrs["x-goog-api-key"] = key
+        if token and path.startswith("/_emu"):
+            hdrs[ctlclient.TOKEN_HEADER] = self.token
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
             hdrs["Content-Type"] = "application/json"
@@ -1194,9 +1203,8 @@ class TestReplay(EmuTest):
         usage = EMU.ctl("GET", "usage")["projects"]["proj-1"]["gemini-2.5-flash"]
         self.assertEqual(usage["requests_last_minute"], len(files), "replays use no quota")
 
-    def test_relative_fixture_path_body_and_filters(self):
-        EMU.ctl("POST", "replay", {"body_file": "tests/fixtures/gemini-errors/"
-                                                "503_model_overloaded.json",
+    def test_fixture_by_name_body_and_filters(self):
+        EMU.ctl("POST", "replay", {"body_file": "503_model_overloaded.json",
                                    "key": "k2", "count": 2})
         EMU.ctl("POST", "replay", {"status": 418, "body": "teapot", "model": "gemma-3-27b-it",
                                    "content_type": "text/plain"})

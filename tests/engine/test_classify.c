@@ -834,11 +834,7 @@ static void test_billing(void **state) {
   assert_kind(v, GKP_KIND_BILLING);
   assert_int_equal(v.key_wide, 1);
   assert_int_equal(v.action, GKP_ACT_RETRY);
-  v = classify_str(402, "");
-  assert_kind(v, GKP_KIND_BILLING);
   v = quota429("Your prepayment credits are depleted. Please go to AI Studio.", NULL);
-  assert_kind(v, GKP_KIND_BILLING);
-  v = quota429("Your Credits Are Depleted.", "[" RETRY("22s") "]");
   assert_kind(v, GKP_KIND_BILLING);
   v = classify_envelope(403, 403, "PERMISSION_DENIED",
                         "This API method requires billing. Please enable billing on project #1.",
@@ -869,8 +865,6 @@ static void test_invalid_key(void **state) {
   v = classify_envelope(401, 401, "UNAUTHENTICATED",
                         "Request had invalid authentication credentials.", NULL);
   assert_kind(v, GKP_KIND_INVALID_KEY);
-  v = classify_str(401, "");
-  assert_kind(v, GKP_KIND_INVALID_KEY);
   static const char *const reasons[] = {"API_KEY_INVALID", "API_KEY_EXPIRED",
                                         "API_KEY_SERVICE_BLOCKED", "API_KEY_HTTP_REFERRER_BLOCKED"};
   for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
@@ -889,6 +883,78 @@ static void test_invalid_key(void **state) {
   v = classify_envelope(400, 400, "INVALID_ARGUMENT",
                         "API key not valid. Please pass a valid API key.", NULL);
   assert_kind(v, GKP_KIND_INVALID_KEY);
+}
+
+/* A 401/402/403/5xx whose body is not a Google error (a proxy's HTML page, a
+ * captive portal, plain text, nothing) is server trouble: no key is disabled
+ * or billed for it. */
+static void test_not_google(void **state) {
+  (void)state;
+  static const struct {
+    int status;
+    const char *body;
+  } cases[] = {
+      {403, "<html><head><title>403 Forbidden</title></head><body><h1>Forbidden</h1>"
+            "<p>Your API key is invalid or billing is not enabled.</p></body></html>"},
+      {401, ""},
+      {401, "Unauthorized: invalid api key"},
+      {402, ""},
+      {402, "<html><body>Payment Required: enable billing</body></html>"},
+      {403, "Forbidden"},
+      {403, "{\"error\": \"API key not valid\"}"},
+      {403, "{\"message\": \"Your prepayment credits are depleted\"}"},
+      {500, "Internal Server Error: API key not valid"},
+      {400, "Bad Request: API key not valid"},
+      {429, "Your prepayment credits are depleted"},
+      {502, "<html>Bad Gateway</html>"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    gkp_verdict v = classify_str(cases[i].status, cases[i].body);
+    if ((cases[i].status != 400 && cases[i].status != 429 && v.kind != GKP_KIND_SERVER) ||
+        v.key_wide) {
+      fail_msg("case %zu (HTTP %d): %s, key-wide %d", i, cases[i].status, gkp_kind_name(v.kind),
+               v.key_wide);
+    }
+    /* A 400 that is not Google's fails the job: it is no key's fault either. */
+    assert_int_equal(v.action, cases[i].status == 400 ? GKP_ACT_FAIL : GKP_ACT_RETRY);
+  }
+}
+
+/* Structured details decide before message words: a per-minute QuotaFailure
+ * whose message also says "enable billing" is rpm for the retry delay. */
+static void test_structured_first(void **state) {
+  (void)state;
+  gkp_verdict v;
+  v = quota429("Quota exceeded. Please enable billing to raise your limits.",
+               "[" QF_HEAD VIOL("generate_content_free_tier_requests", RPM_ID,
+                                VALUE("5")) "]}," HELP "," RETRY("21s") "]");
+  assert_kind(v, GKP_KIND_RPM);
+  assert_int_equal(v.key_wide, 0);
+  assert_i64(v.retry_ms, 21000);
+  assert_i64(v.learned_limit, 5);
+  /* RetryInfo alone is structured too. */
+  v = quota429("Your Credits Are Depleted.", "[" RETRY("22s") "]");
+  assert_kind(v, GKP_KIND_RPM);
+  assert_i64(v.retry_ms, 22000);
+  /* The message's precise hint still refines the delay. */
+  v = quota429(
+      "Enable billing. Please retry in 3.5s.",
+      "[" QF_HEAD VIOL("generate_content_free_tier_requests", RPM_ID, "") "]}," RETRY("21s") "]");
+  assert_kind(v, GKP_KIND_RPM);
+  assert_i64(v.retry_ms, 3500);
+  /* Words about keys do not beat a quota violation either. */
+  v = quota429("API key not valid.",
+               "[" QF_HEAD VIOL("generate_content_free_tier_requests", RPD_ID, VALUE("250")) "]}]");
+  assert_kind(v, GKP_KIND_RPD);
+  assert_i64(v.learned_limit, 250);
+  /* Structured ErrorInfo beats words the other way round too. */
+  v = classify_envelope(
+      403, 403, "PERMISSION_DENIED", "Please enable billing.",
+      "[{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\",\"reason\":\"API_KEY_INVALID\"}]");
+  assert_kind(v, GKP_KIND_INVALID_KEY);
+  /* Without details, the words decide. */
+  v = quota429("Please enable billing on this project.", NULL);
+  assert_kind(v, GKP_KIND_BILLING);
 }
 
 static void test_bad_request(void **state) {
@@ -1148,7 +1214,7 @@ static void test_kind_names(void **state) {
   static const char *const names[] = {"none",        "rpm",          "tpm",
                                       "rpd",         "no_free_tier", "billing",
                                       "unknown_429", "invalid_key",  "model_not_found",
-                                      "bad_request", "server"};
+                                      "bad_request", "server",       "unreachable"};
   assert_int_equal(sizeof names / sizeof names[0], GKP_KIND_COUNT);
   for (int k = 0; k < GKP_KIND_COUNT; k++) {
     assert_string_equal(gkp_kind_name(k), names[k]);
@@ -1170,6 +1236,8 @@ int main(void) {
       cmocka_unit_test(test_retry_hints),
       cmocka_unit_test(test_unknown_429),
       cmocka_unit_test(test_billing),
+      cmocka_unit_test(test_not_google),
+      cmocka_unit_test(test_structured_first),
       cmocka_unit_test(test_invalid_key),
       cmocka_unit_test(test_bad_request),
       cmocka_unit_test(test_server),

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <cmocka.h>
 #include <pthread.h>
 
@@ -732,6 +733,220 @@ static void test_concurrent_threads_lose_nothing(void **st) {
   assert_int_equal(total, THREADS * ROUNDS);
 }
 
+/* ---- what Google saw, what heals, clock steps ------------------------------ */
+
+/* The status document's entry for key `key` on `model` (parsed; *doc is
+ * freed with cJSON_Delete). */
+static const cJSON *status_entry(cJSON **doc, const char *key, const char *model) {
+  char *text;
+  const cJSON *k;
+  assert_int_equal(gkp_status_json(pool, &text, NULL), 0);
+  *doc = cJSON_Parse(text);
+  free(text);
+  assert_non_null(*doc);
+  cJSON_ArrayForEach(k, cJSON_GetObjectItem(*doc, "keys")) {
+    if (strcmp(cJSON_GetObjectItem(k, "id")->valuestring, key) == 0) {
+      return model != NULL ? cJSON_GetObjectItem(cJSON_GetObjectItem(k, "models"), model) : k;
+    }
+  }
+  fail_msg("no key %s in the status", key);
+  return NULL;
+}
+
+static double status_num(const char *key, const char *model, const char *field) {
+  cJSON *doc;
+  const cJSON *e = status_entry(&doc, key, model);
+  const cJSON *v = cJSON_GetObjectItem(e, field);
+  double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+  cJSON_Delete(doc);
+  return d;
+}
+
+static void test_unreached_request_is_not_counted(void **st) {
+  (void)st;
+  open_pool(1, NULL, "\"models\":{\"m\":{\"rpm\":2,\"tpm\":1000,\"rpd\":3}}");
+  gkp_lease l;
+  gkp_usage u = {.prompt_tokens = 10, .candidates_tokens = 1, .thoughts_tokens = -1};
+  char why[64];
+  cJSON *doc;
+  reserve_ok("m", &l); /* one real request at T0 */
+  gkp_record_usage(pool, &l, &u, NULL);
+  gkp_release(pool, &l, 1, NULL);
+  t_now += 5000;
+  for (int i = 0; i < 5; i++) {
+    reserve_ok("m", &l);
+    assert_int_equal(
+        gkp_release_unreached(pool, &l, "http://127.0.0.1:9", "connection refused", NULL), 0);
+    t_now += 100;
+  }
+  assert_true(status_num("k1", "m", "requests_today") == 1);
+  assert_true(status_num("k1", "m", "requests_last_minute") == 1);
+  assert_true(status_num("k1", "m", "input_tokens_last_minute") == 10);
+  assert_true(status_num("k1", "m", "requests_total") == 1);
+  assert_true(status_num("k1", "m", "cooldown_until") == 0);
+  assert_true(status_num("k1", NULL, "requests_total") == 1);
+  const cJSON *k = status_entry(&doc, "k1", NULL);
+  assert_string_equal(cJSON_GetObjectItem(k, "last_used")->valuestring, "2026-11-24T12:00:00Z");
+  assert_string_equal(cJSON_GetObjectItem(k, "state")->valuestring, "ready");
+  const cJSON *e = cJSON_GetObjectItem(doc, "endpoint");
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItem(e, "unreachable")));
+  assert_string_equal(cJSON_GetObjectItem(e, "since")->valuestring, "2026-11-24T12:00:05Z");
+  assert_string_equal(cJSON_GetObjectItem(e, "error")->valuestring, "connection refused");
+  assert_string_equal(cJSON_GetObjectItem(e, "url")->valuestring, "http://127.0.0.1:9");
+  cJSON_Delete(doc);
+  assert_true(gkp_endpoint_down_since(pool, why, sizeof why) == T0 + 5000);
+  assert_string_equal(why, "connection refused");
+  /* The quota is whole: two more requests fit the RPD of 3. */
+  reserve_ok("m", &l);
+  gkp_record_usage(pool, &l, &u, NULL); /* an answer: the endpoint is back */
+  gkp_release(pool, &l, 1, NULL);
+  assert_true(gkp_endpoint_down_since(pool, NULL, 0) == 0);
+  t_now += 60000;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+}
+
+static void test_learned_limit_heals_at_midnight(void **st) {
+  (void)st;
+  open_pool(1, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  gkp_limits lim;
+  cJSON *doc;
+  int64_t midnight = gkp_next_pacific_midnight(T0);
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("429_per_day_free_tier.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  gkp_effective_limits(pool, "k1", "gemini-2.5-flash", &lim, NULL);
+  assert_int_equal(lim.rpd, 250);
+  const cJSON *m = status_entry(&doc, "k1", "gemini-2.5-flash");
+  const cJSON *rpd = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "learned"), "rpd");
+  assert_non_null(rpd);
+  assert_int_equal((int)cJSON_GetObjectItem(rpd, "value")->valuedouble, 250);
+  assert_string_equal(cJSON_GetObjectItem(rpd, "at")->valuestring, "2026-11-24T12:00:00Z");
+  assert_string_equal(cJSON_GetObjectItem(rpd, "until")->valuestring, "2026-11-25T08:00:00Z");
+  assert_int_equal((int)cJSON_GetObjectItem(m, "rpd_limit")->valuedouble, 250);
+  cJSON_Delete(doc);
+  /* At midnight Pacific the table's value applies again, with no reset. */
+  t_now = midnight - 1;
+  gkp_effective_limits(pool, "k1", "gemini-2.5-flash", &lim, NULL);
+  assert_int_equal(lim.rpd, 250);
+  t_now = midnight;
+  gkp_effective_limits(pool, "k1", "gemini-2.5-flash", &lim, NULL);
+  assert_int_equal(lim.rpd, 1000);
+  m = status_entry(&doc, "k1", "gemini-2.5-flash");
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(m, "learned")), 0);
+  cJSON_Delete(doc);
+  /* Learned again, then forgotten by a reset. */
+  reserve_ok("gemini-2.5-flash", &l);
+  report_fixture("429_per_day_free_tier.json", &l, &v);
+  gkp_release(pool, &l, 1, NULL);
+  gkp_effective_limits(pool, "k1", "gemini-2.5-flash", &lim, NULL);
+  assert_int_equal(lim.rpd, 250);
+  assert_int_equal(gkp_reset(pool, "all", NULL), 0);
+  gkp_effective_limits(pool, "k1", "gemini-2.5-flash", &lim, NULL);
+  assert_int_equal(lim.rpd, 1000);
+}
+
+static void test_quota_value_zero_heals_at_midnight(void **st) {
+  (void)st;
+  open_pool(1, NULL, NULL);
+  gkp_lease l;
+  gkp_verdict v;
+  const char *body = "{\"error\":{\"code\":429,\"message\":\"Quota exceeded.\",\"status\":"
+                     "\"RESOURCE_EXHAUSTED\",\"details\":[{\"@type\":\"type.googleapis.com/"
+                     "google.rpc.QuotaFailure\",\"violations\":[{\"quotaId\":"
+                     "\"GenerateRequestsPerDayPerProjectPerModel-FreeTier\",\"quotaValue\":\"0\"}]}"
+                     "]}}";
+  reserve_ok("gemini-2.5-flash", &l);
+  assert_int_equal(gkp_report_error(pool, &l, 429, body, strlen(body), &v, NULL), 0);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(v.kind, GKP_KIND_NO_FREE_TIER);
+  int64_t midnight = gkp_next_pacific_midnight(T0);
+  t_now = midnight - 1;
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 0);
+  t_now = midnight; /* no_free_tier until midnight, never forever */
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 1);
+}
+
+static void test_clock_step_back_never_undercounts(void **st) {
+  (void)st;
+  if (test_redis_url() != NULL) {
+    skip(); /* on Redis time is the server's: a client's clock steps change nothing */
+  }
+  open_pool(1, NULL, "\"models\":{\"m\":{\"rpm\":3}}");
+  gkp_lease l;
+  gkp_wait w;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+  /* 64 s back: the same one-second slot as the requests just counted. */
+  t_now = T0 - 64000;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, &w, NULL), -EAGAIN);
+  assert_int_equal(w.reason, GKP_WAIT_QUOTA);
+  assert_true(status_num("k1", "m", "requests_last_minute") == 3);
+  /* An hour back: still full, but free a window from now, not an hour. */
+  t_now = T0 - HOUR;
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, &w, NULL), -EAGAIN);
+  assert_true(w.next_ms > t_now && w.next_ms <= t_now + 62000);
+  t_now = w.next_ms - 1;
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, NULL, NULL), -EAGAIN);
+  t_now = w.next_ms;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+}
+
+static void test_clock_step_back_day_count_never_flips(void **st) {
+  (void)st;
+  if (test_redis_url() != NULL) {
+    skip(); /* on Redis time is the server's: a client's clock steps change nothing */
+  }
+  open_pool(1, NULL, "\"models\":{\"m\":{\"rpd\":3}}");
+  gkp_lease l;
+  gkp_wait w;
+  int64_t midnight = gkp_next_pacific_midnight(T0);
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+  t_now += 2000;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+  /* Back across the last midnight Pacific (08:00 UTC): still today's 2. */
+  t_now = T0 - 5 * HOUR;
+  assert_true(status_num("k1", "m", "requests_today") == 2);
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, &w, NULL), -EAGAIN);
+  assert_true(w.next_ms == midnight);
+  /* Forward again: the count is still 3, not 2 or 1. */
+  t_now = T0 + 5000;
+  assert_true(status_num("k1", "m", "requests_today") == 3);
+  assert_int_equal(gkp_reserve(pool, "m", 1, &l, NULL, NULL), -EAGAIN);
+  t_now = midnight;
+  reserve_ok("m", &l);
+  gkp_release(pool, &l, 1, NULL);
+}
+
+static void test_clock_step_forward_keeps_live_leases(void **st) {
+  (void)st;
+  if (test_redis_url() != NULL) {
+    skip(); /* on Redis time is the server's: a client's clock steps change nothing */
+  }
+  open_pool(1, NULL, FREE_MODEL);
+  gkp_lease a, b;
+  gkp_wait w;
+  reserve_ok("free-model", &a);
+  t_now += 3 * HOUR; /* far past the lease's wall-clock lifetime */
+  assert_int_equal(gkp_reserve(pool, "free-model", 1, &b, &w, NULL), -EAGAIN);
+  assert_int_equal(w.reason, GKP_WAIT_BUSY);
+  assert_true(status_num("k1", NULL, "inflight") == 1);
+  gkp_release(pool, &a, 1, NULL);
+  reserve_ok("free-model", &b);
+  gkp_release(pool, &b, 1, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_lru_order_all_before_repeat, setup, teardown),
@@ -766,6 +981,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_corrupt_state_moved_aside, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_secret_anywhere, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_threads_lose_nothing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unreached_request_is_not_counted, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_learned_limit_heals_at_midnight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_quota_value_zero_heals_at_midnight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_clock_step_back_never_undercounts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_clock_step_back_day_count_never_flips, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_clock_step_forward_keeps_live_leases, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,9 +78,11 @@ timed("ls_cmd", lambda: subprocess.run(["ls", "-l", os.path.join(mnt, "flash")],
 timed("status_pool", lambda: open(os.path.join(mnt, "status/pool")).read())
 
 # Key1 is repaired: a new job gets it while the others still wait.
-req = urllib.request.Request(emu + "/_emu/keys", data=b'{"name":"k1","state":"ok"}',
-                             method="POST", headers={"Content-Type": "application/json"})
-urllib.request.urlopen(req).read()
+sys.path.insert(0, os.path.join(os.environ["EMU_ROOT"], "scripts"))
+from fake_gemini import ctlclient
+status, _ = ctlclient.call(emu, os.environ["EMU_TOKEN"], "POST", "/_emu/keys",
+                           {"name": "k1", "state": "ok"})
+assert status == 200, status
 with open(os.path.join(mnt, "ctl"), "w") as f:
     f.write("reset key1\n")
 n = [0]

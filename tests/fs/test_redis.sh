@@ -40,7 +40,7 @@ check "status/pool names the backend and the server" \
     grep -q "^state: redis redis://127.0.0.1:$RPORT/0\$" "$MNT/status/pool"
 check "pool.json says the backend is redis" grep -q '"state_backend":[[:space:]]*"redis"' \
     "$MNT/status/pool.json"
-check "the spool stays local, in XDG_STATE_HOME" test -d "$XDG_STATE_HOME/gemini-pool/spool"
+check "the job store stays local, in XDG_STATE_HOME" test -e "$XDG_STATE_HOME/gemini-pool/jobs.db"
 total=$(counted)
 check "the request is counted in Redis ($total)" test "$total" = 1
 

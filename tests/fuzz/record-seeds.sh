@@ -27,6 +27,7 @@ JSON
 emu_pid=$!
 for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 base=http://127.0.0.1:$(cat "$tmp/port")
+token=$(cat "$tmp/port.token")
 
 # call KEY MODEL ACTION BODY OUT: the body of the answer in OUT, the status on stdout.
 call() {
@@ -34,7 +35,8 @@ call() {
     -X POST --data "$4" "$base/v1beta/models/$2:$3"
 }
 faults() {
-  curl -s -o /dev/null -H 'Content-Type: application/json' -X POST --data "$1" "$base/_emu/faults"
+  curl -s -o /dev/null -H 'Content-Type: application/json' -H "X-Emu-Token: $token" \
+    -X POST --data "$1" "$base/_emu/faults"
 }
 # classify_seed STATUS FILE NAME: stores status + body as a classifier seed.
 classify_seed() {

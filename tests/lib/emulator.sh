@@ -9,8 +9,10 @@
 #   emu_ctl GET /_emu/log
 #   emu_stop                                   # also run at exit, see below
 #
-# emu_start exports EMU_PID, EMU_PORT, EMU_URL (http://127.0.0.1:PORT), EMU_LOG (the
-# request log as JSON lines), EMU_DIR (a private temporary directory) and EMU_STDERR.
+# emu_start exports EMU_PID, EMU_PORT, EMU_URL (http://127.0.0.1:PORT), EMU_TOKEN (the
+# control API's token, which every /_emu/ call must send in the X-Emu-Token header:
+# emu_ctl does), EMU_LOG (the request log as JSON lines), EMU_DIR (a private temporary
+# directory) and EMU_STDERR.
 # If the shell has no EXIT trap yet, emu_start installs `trap emu_stop EXIT`; a script
 # with its own EXIT trap should call emu_stop from it. emu_stop is safe to call twice.
 # Set EMU_KEEP=1 to keep EMU_DIR (logs) after emu_stop.
@@ -42,7 +44,8 @@ emu_start() {
         if [ -s "$EMU_DIR/port" ]; then
             EMU_PORT=$(cat "$EMU_DIR/port")
             EMU_URL=http://127.0.0.1:$EMU_PORT
-            export EMU_PORT EMU_URL
+            EMU_TOKEN=$(cat "$EMU_DIR/port.token")
+            export EMU_PORT EMU_URL EMU_TOKEN
             return 0
         fi
         if ! kill -0 "$EMU_PID" 2>/dev/null; then
@@ -78,17 +81,19 @@ emu_ctl() {
     if command -v curl >/dev/null 2>&1; then
         local out status text
         out=$(curl -sS -X "$method" -H 'Content-Type: application/json' \
+            -H "X-Emu-Token: $EMU_TOKEN" \
             ${body:+--data-binary "$body"} -w '\n%{http_code}' "$EMU_URL$path") || return 1
         status=${out##*$'\n'}
         text=${out%$'\n'*}
         printf '%s\n' "${text%$'\n'}"
         [ "$status" -lt 400 ]
     else
-        python3 - "$method" "$EMU_URL$path" "$body" <<'PY'
+        python3 - "$method" "$EMU_URL$path" "$body" "$EMU_TOKEN" <<'PY'
 import sys, urllib.request, urllib.error
-method, url, body = sys.argv[1:4]
+method, url, body, token = sys.argv[1:5]
 req = urllib.request.Request(url, data=body.encode() if body else None, method=method,
-                             headers={"Content-Type": "application/json"})
+                             headers={"Content-Type": "application/json",
+                                      "X-Emu-Token": token})
 try:
     with urllib.request.urlopen(req, timeout=30) as resp:
         sys.stdout.write(resp.read().decode())
@@ -116,7 +121,7 @@ emu_stop() {
     if [ -n "${EMU_DIR:-}" ] && [ -z "${EMU_KEEP:-}" ]; then
         rm -rf "$EMU_DIR"
     fi
-    unset EMU_PID EMU_PORT EMU_URL EMU_DIR
+    unset EMU_PID EMU_PORT EMU_URL EMU_DIR EMU_TOKEN
     return 0
 }
 

@@ -30,11 +30,13 @@ static const char *CONFIG =
     "\"models\":{\"gemini-2.5-flash\":{\"rpm\":100000,\"tpm\":100000000,\"rpd\":10000000},"
     "\"gemini-3.1-flash-lite-preview\":{\"rpm\":100000,\"tpm\":100000000,\"rpd\":10000000}}}";
 
-/* POSTs a control request to the emulator. */
+/* POSTs a control request to the emulator, with its token ($EMU_TOKEN). */
 static void emu(const char *path, const char *json) {
-  char url[512];
+  char url[512], token[256];
   CURL *c = curl_easy_init();
   struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+  snprintf(token, sizeof token, "X-Emu-Token: %s", getenv("EMU_TOKEN"));
+  h = curl_slist_append(h, token);
   snprintf(url, sizeof url, "%s/_emu/%s", getenv("EMU_URL"), path);
   curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -113,7 +115,7 @@ static void test_server_error_retried_on_another_key(void **st) {
   (void)st;
   gkp_task t = {.model = "gemini-2.5-flash", .prompt = "retry me"};
   gkp_task_result r;
-  emu("replay", "{\"status\":503,\"body_file\":\"tests/fixtures/gemini-errors/"
+  emu("replay", "{\"status\":503,\"body_file\":\""
                 "503_model_overloaded.json\",\"count\":1}");
   assert_int_equal(gkp_run_task(pool, &t, &r, NULL), 0);
   assert_true(r.ok);
@@ -126,7 +128,7 @@ static void test_model_not_found_falls_back(void **st) {
   (void)st;
   gkp_task t = {.model = "gemini-2.5-flash", .prompt = "fall back"};
   gkp_task_result r;
-  emu("replay", "{\"status\":404,\"body_file\":\"tests/fixtures/gemini-errors/"
+  emu("replay", "{\"status\":404,\"body_file\":\""
                 "404_model_not_found.json\",\"count\":1}");
   assert_int_equal(gkp_run_task(pool, &t, &r, NULL), 0);
   assert_true(r.ok);
