@@ -15,390 +15,7 @@
 #include "common/err.h"
 #include "common/timeutil.h"
 #include "common/util.h"
-#include "engine/backend.h"
-#include "engine/store.h"
-
-/* Leases live this long unless renewed (f->lease_ttl_ms: a test may set a
- * shorter lifetime). */
-#define LEASE_TTL_MS (f->lease_ttl_ms)
-/* A holder found alive is taken as alive for this long (a dead one's key
- * frees up at most this much later than it could). */
-#define ALIVE_CACHE 16
-#define ALIVE_FRESH_MS 1000
-
-/* An open-addressing index from one or two strings to a slot. */
-typedef struct sindex {
-  int *slot; /* -1: empty */
-  size_t mask;
-  size_t n; /* entries */
-} sindex;
-
-typedef struct fb {
-  gkp__backend base;
-  gkp__store *st;
-  gkp_clock_fn clock;
-  void *clock_ud;
-  gkp_log_fn log;
-  void *log_ud;
-  gkp__owner self;
-  uint64_t rng;
-  int64_t lease_ttl_ms;
-  /* Below: guarded by the store's mutex. */
-  const gkp__config *cfg; /* attached; a reference */
-  sindex cfg_keys;        /* key id -> cfg index */
-  int *key_slot;          /* cfg index -> key slot */
-  int *cfg_of_slot;       /* key slot -> cfg index, -1: not ours */
-  size_t ncfg_of_slot;
-  int *pm_cache; /* cfg key * nmodels + model -> pm slot, -1: none yet */
-  sindex pms;    /* (project, model) -> pm slot, for the first `indexed_npm` */
-  uint32_t indexed_npm;
-  uint64_t *own; /* ids of leases this process holds */
-  size_t nown, capown;
-  /* Holders found alive lately: reading /proc for every busy key on every
-   * reservation would cost more than the reservation. */
-  struct alive_seen {
-    gkp__owner o;
-    int64_t at_ms; /* monotonic */
-  } alive[ALIVE_CACHE];
-  unsigned alive_next;
-} fb;
-
-static const gkp__pm_counts *empty_pm(void) {
-  static gkp__pm_counts e = {.learned = {-1, -1, -1}};
-  return &e;
-}
-
-/* ---- the index ------------------------------------------------------------------------ */
-
-static uint64_t hash2(const char *a, const char *b) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *a != '\0'; a++) {
-    h = (h ^ (unsigned char)*a) * 1099511628211ull;
-  }
-  h = (h ^ 0xff) * 1099511628211ull;
-  for (; b != NULL && *b != '\0'; b++) {
-    h = (h ^ (unsigned char)*b) * 1099511628211ull;
-  }
-  return h;
-}
-
-static int sindex_init(sindex *x, size_t n) {
-  size_t cap = 16;
-  while (cap < n * 2) {
-    cap *= 2;
-  }
-  free(x->slot);
-  x->slot = malloc(sizeof(int) * cap);
-  if (x->slot == NULL) {
-    x->mask = 0;
-    return -ENOMEM;
-  }
-  memset(x->slot, 0xff, sizeof(int) * cap);
-  x->mask = cap - 1;
-  x->n = 0;
-  return 0;
-}
-
-/* Finds (a, b) with `same` comparing a stored value; returns the value or
- * -1, and in *pos where it is or would go. */
-typedef int (*same_fn)(const void *ctx, int v, const char *a, const char *b);
-
-static int sindex_find(const sindex *x, const void *ctx, same_fn same, const char *a, const char *b,
-                       size_t *pos) {
-  size_t i = (size_t)hash2(a, b) & x->mask;
-  while (x->slot[i] != -1) {
-    if (same(ctx, x->slot[i], a, b)) {
-      *pos = i;
-      return x->slot[i];
-    }
-    i = (i + 1) & x->mask;
-  }
-  *pos = i;
-  return -1;
-}
-
-static int same_cfg_key(const void *ctx, int v, const char *a, const char *b) {
-  const gkp__config *cfg = ctx;
-  (void)b;
-  return strcmp(cfg->keys[v].id, a) == 0;
-}
-
-static int same_key_slot(const void *ctx, int v, const char *a, const char *b) {
-  const gkp__store *st = ctx;
-  (void)b;
-  return strcmp(st->keys[v].id, a) == 0;
-}
-
-static int same_pm(const void *ctx, int v, const char *a, const char *b) {
-  const gkp__store *st = ctx;
-  return strcmp(st->pms[v].project, a) == 0 && strcmp(st->pms[v].model, b) == 0;
-}
-
-/* ---- small helpers ------------------------------------------------------------------------ */
-
-static int64_t fb_now(const fb *f) {
-  return f->clock != NULL ? f->clock(f->clock_ud) : gkp__now_ms();
-}
-
-static uint64_t rnd(fb *f) {
-  uint64_t x = f->rng;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  f->rng = x;
-  return x;
-}
-
-static int model_index(const gkp__config *cfg, const char *model) {
-  for (size_t i = 0; model != NULL && i < cfg->nmodels; i++) {
-    if (strcmp(cfg->models[i].id, model) == 0) {
-      return (int)i;
-    }
-  }
-  return -1;
-}
-
-static int cfg_key_index(const fb *f, const char *id) {
-  size_t pos;
-  if (id == NULL || f->cfg_keys.slot == NULL) {
-    return -1;
-  }
-  return sindex_find(&f->cfg_keys, f->cfg, same_cfg_key, id, NULL, &pos);
-}
-
-static int own_add(fb *f, uint64_t id) {
-  if (f->nown == f->capown) {
-    size_t cap = f->capown ? f->capown * 2 : 16;
-    uint64_t *n = realloc(f->own, cap * sizeof *n);
-    if (n == NULL) {
-      return -ENOMEM;
-    }
-    f->own = n;
-    f->capown = cap;
-  }
-  f->own[f->nown++] = id;
-  return 0;
-}
-
-static void own_remove(fb *f, uint64_t id) {
-  for (size_t i = 0; i < f->nown; i++) {
-    if (f->own[i] == id) {
-      f->own[i] = f->own[--f->nown];
-      return;
-    }
-  }
-}
-
-/* ---- indexes -------------------------------------------------------------------------------- */
-
-/* Adds pm records appended since the index was built (all of them again,
- * in a larger table, when it would be more than half full). */
-static void index_new_pms(fb *f) {
-  gkp__store *st = f->st;
-  uint32_t npm = st->hdr->lay.npm;
-  if ((f->pms.n + (npm - f->indexed_npm) + 1) * 2 > f->pms.mask + 1) {
-    if (sindex_init(&f->pms, (size_t)npm * 2) != 0) {
-      return; /* lookups miss: records are created again, never wrong */
-    }
-    f->indexed_npm = 0;
-  }
-  while (f->indexed_npm < npm) {
-    uint32_t s = f->indexed_npm++;
-    size_t pos;
-    if (st->pms[s].used &&
-        sindex_find(&f->pms, st, same_pm, st->pms[s].project, st->pms[s].model, &pos) < 0) {
-      f->pms.slot[pos] = (int)s;
-      f->pms.n++;
-    }
-  }
-}
-
-/* The pm slot of (project, model), or -1. */
-static int find_pm(fb *f, const char *project, const char *model) {
-  size_t pos;
-  int s = sindex_find(&f->pms, f->st, same_pm, project, model, &pos);
-  if (s < 0 && f->indexed_npm < f->st->hdr->lay.npm) {
-    index_new_pms(f);
-    s = sindex_find(&f->pms, f->st, same_pm, project, model, &pos);
-  }
-  return s;
-}
-
-/* The pm slot of (cfg key ki, model mi), or -1 if it has no record yet. */
-static int pm_slot_of(fb *f, int ki, int mi) {
-  int *c = &f->pm_cache[(size_t)ki * f->cfg->nmodels + (size_t)mi];
-  if (*c < 0) {
-    *c = find_pm(f, f->cfg->keys[ki].project, f->cfg->models[mi].id);
-  }
-  return *c;
-}
-
-/* The pm slot, created if needed. */
-static int pm_attach(fb *f, int ki, int mi, gkp_error *err) {
-  int s = pm_slot_of(f, ki, mi);
-  if (s < 0) {
-    s = gkp__store_new_pm(f->st, f->cfg->keys[ki].project, f->cfg->models[mi].id, -1, err);
-    if (s >= 0) {
-      size_t pos;
-      index_new_pms(f);
-      if (sindex_find(&f->pms, f->st, same_pm, f->st->pms[s].project, f->st->pms[s].model, &pos) <
-          0) {
-        f->pms.slot[pos] = s;
-      }
-      f->pm_cache[(size_t)ki * f->cfg->nmodels + (size_t)mi] = s;
-    }
-  }
-  return s;
-}
-
-/* Whether the holder of a lease may be running (gkp__owner_alive, with
- * recent answers remembered). */
-static int holder_alive(fb *f, const gkp__owner *o) {
-  int64_t mono = gkp__mono_ms();
-  /* A holder of this namespace whose pid is free is gone: that costs one
-   * system call and is never remembered. */
-  if (o->boot != 0 && o->boot == f->self.boot && o->pidns != 0 && o->pidns == f->self.pidns &&
-      o->pid > 0 && o->pid != f->self.pid && kill(o->pid, 0) != 0 && errno == ESRCH) {
-    return 0;
-  }
-  for (unsigned i = 0; i < ALIVE_CACHE; i++) {
-    if (f->alive[i].at_ms != 0 && mono - f->alive[i].at_ms < ALIVE_FRESH_MS &&
-        gkp__owner_same(&f->alive[i].o, o)) {
-      return 1;
-    }
-  }
-  if (!gkp__owner_alive(o, &f->self)) {
-    return 0;
-  }
-  f->alive[f->alive_next % ALIVE_CACHE].o = *o;
-  f->alive[f->alive_next % ALIVE_CACHE].at_ms = mono;
-  f->alive_next++;
-  return 1;
-}
-
-/* Whether a lease's time has run out: on the wall clock, and on the boot
- * clock too, which no wall-clock step moves (unless its deadline is not of
- * this boot: further away than a whole lease lifetime). */
-static int lease_expired(const fb *f, const gkp__lease_rec *l, int64_t now) {
-  if (l->expires_ms > now) {
-    return 0;
-  }
-  int64_t boot = gkp__boot_ms();
-  int boot_valid = l->boot_expires_ms > 0 && l->boot_expires_ms - boot <= LEASE_TTL_MS;
-  return !boot_valid || l->boot_expires_ms <= boot;
-}
-
-/* Whether a lease is still held: not expired, and its holder not gone. */
-static int lease_live(fb *f, const gkp__lease_rec *l, int64_t now) {
-  return l->id != 0 && !lease_expired(f, l, now) && holder_alive(f, &l->owner);
-}
-
-static int key_has_live_lease(fb *f, int s, int64_t now) {
-  const gkp__key_rec *k = &f->st->keys[s];
-  for (int i = 0; k->nleases > 0 && i < GKP__MAX_LEASES; i++) {
-    if (lease_live(f, &k->leases[i], now)) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/*
- * Rebuilds every per-process index for the attached configuration: finds or
- * creates each configured key's record (reusing freed slots), and with
- * `reclaim` frees the records of keys the configuration no longer names
- * (unless a lease on them is still alive).  Inside a transaction.
- */
-static int rebuild(fb *f, int reclaim, gkp_error *err) {
-  gkp__store *st = f->st;
-  const gkp__config *cfg = f->cfg;
-  size_t nk = cfg->nkeys, nm = cfg->nmodels;
-  sindex ids = {0};
-  int *freed = NULL, nfreed = 0, rc = 0;
-  int64_t now = fb_now(f);
-
-  free(f->key_slot);
-  free(f->pm_cache);
-  f->key_slot = calloc(nk + 1, sizeof(int));
-  f->pm_cache = malloc(sizeof(int) * (nk * nm + 1));
-  freed = malloc(sizeof(int) * (st->hdr->lay.nkeys + 1));
-  if (f->key_slot == NULL || f->pm_cache == NULL || freed == NULL ||
-      sindex_init(&ids, st->hdr->lay.nkeys) != 0 || sindex_init(&f->pms, st->hdr->lay.npm) != 0) {
-    rc = gkp__err(err, -ENOMEM, "out of memory");
-    goto out;
-  }
-  memset(f->pm_cache, 0xff, sizeof(int) * (nk * nm + 1));
-  f->indexed_npm = 0;
-  index_new_pms(f);
-  /* Key records by id (keys are unique by id within the file). */
-  for (uint32_t s = 0; s < st->hdr->lay.nkeys; s++) {
-    size_t pos;
-    if (!st->keys[s].used) {
-      freed[nfreed++] = (int)s;
-      continue;
-    }
-    int ci = cfg_key_index(f, st->keys[s].id);
-    if (ci < 0 && reclaim && !key_has_live_lease(f, (int)s, now)) {
-      gkp__store_free_key(st, (int)s);
-      freed[nfreed++] = (int)s;
-      continue;
-    }
-    if (sindex_find(&ids, st, same_key_slot, st->keys[s].id, NULL, &pos) < 0) {
-      ids.slot[pos] = (int)s;
-    }
-  }
-  for (size_t i = 0; i < nk; i++) {
-    size_t pos;
-    int s = sindex_find(&ids, st, same_key_slot, cfg->keys[i].id, NULL, &pos);
-    if (s < 0) {
-      s = gkp__store_new_key(st, cfg->keys[i].id, cfg->keys[i].project,
-                             nfreed > 0 ? freed[--nfreed] : -1, err);
-      if (s < 0) {
-        rc = s;
-        goto out;
-      }
-    } else if (strcmp(st->keys[s].project, cfg->keys[i].project) != 0) {
-      gkp__store_save_recs(st, s, -1);
-      gkp__strlcpy(st->keys[s].project, cfg->keys[i].project, sizeof st->keys[s].project);
-      gkp__store_commit(st);
-    }
-    f->key_slot[i] = s;
-  }
-  free(f->cfg_of_slot);
-  f->ncfg_of_slot = st->hdr->lay.nkeys;
-  f->cfg_of_slot = malloc(sizeof(int) * (f->ncfg_of_slot + 1));
-  if (f->cfg_of_slot == NULL) {
-    f->ncfg_of_slot = 0;
-    rc = gkp__err(err, -ENOMEM, "out of memory");
-    goto out;
-  }
-  memset(f->cfg_of_slot, 0xff, sizeof(int) * (f->ncfg_of_slot + 1));
-  for (size_t i = 0; i < nk; i++) {
-    f->cfg_of_slot[f->key_slot[i]] = (int)i;
-  }
-  gkp__store_lru_repair(st);
-  gkp__store_layout_seen(st);
-out:
-  free(ids.slot);
-  free(freed);
-  return rc;
-}
-
-/* Takes the store's lock, bringing the indexes up to date. */
-static int begin(fb *f, gkp_error *err) {
-  int rc = gkp__store_lock(f->st, err);
-  if (rc == 1) {
-    rc = rebuild(f, 0, err);
-    if (rc != 0) {
-      gkp__store_unlock(f->st);
-    }
-  }
-  return rc;
-}
-
-static void end(fb *f) {
-  gkp__store_unlock(f->st);
-}
+#include "engine/file_backend.h"
 
 /* ---- attach ---------------------------------------------------------------------------------- */
 
@@ -456,37 +73,9 @@ static int fb_attach(gkp__backend *b, const gkp__config *cfg, int reload, gkp_er
   return rc;
 }
 
-/* ---- reserve --------------------------------------------------------------------------------- */
-
-/* Removes the leases of key slot s that are certainly dead; returns how many
- * remain alive. */
-static int reap(fb *f, int s, int64_t now, int *reaped) {
-  gkp__key_rec *k = &f->st->keys[s];
-  int live = 0;
-  for (int i = 0; k->nleases > 0 && i < GKP__MAX_LEASES; i++) {
-    gkp__lease_rec *l = &k->leases[i];
-    if (l->id == 0) {
-      continue;
-    }
-    if (lease_live(f, l, now)) {
-      live++;
-      continue;
-    }
-    gkp__store_save(f->st, l, sizeof *l);
-    gkp__store_save(f->st, &k->nleases, sizeof k->nleases);
-    memset(l, 0, sizeof *l);
-    k->nleases--;
-    gkp__store_commit(f->st);
-    if (reaped != NULL) {
-      (*reaped)++;
-    }
-  }
-  return live;
-}
-
 /* Whether cfg key ki can take a request now; *ready / *reason otherwise. */
-static int eligible(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, int64_t *ready,
-                    int *reason) {
+int eligible(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, int64_t *ready,
+             int *reason) {
   int s = f->key_slot[ki];
   gkp__key_rec *k = &f->st->keys[s];
   int ps = pm_slot_of(f, ki, mi);
@@ -534,7 +123,7 @@ static const char *wait_words(int reason) {
   }
 }
 
-static int unknown_model(const fb *f, const char *model, gkp_error *err) {
+int unknown_model(const fb *f, const char *model, gkp_error *err) {
   return gkp__err(err, -ENOENT, "unknown model '%s': add it under \"models\" in %s",
                   model != NULL ? model : "", f->cfg->path);
 }
@@ -556,6 +145,32 @@ static int no_key(fb *f, const char *model, int next_key, int64_t next, int reas
   return gkp__err(err, -EAGAIN, "no key is free for %s: %s; the first frees up at %s (%s)", model,
                   wait_words(reason), gkp__hms_utc(next, when, sizeof when),
                   f->cfg->keys[next_key].id);
+}
+
+_Static_assert(offsetof(gkp__pm_counts, day_count) == offsetof(gkp__pm_counts, day_start_ms) + 8,
+               "day_start_ms and day_count are journaled together");
+_Static_assert(offsetof(gkp__pm_counts, streak_server) == offsetof(gkp__pm_counts, proven) + 8,
+               "proven and the streaks are journaled together");
+_Static_assert(offsetof(gkp__pm_counts, tokens_out_total) ==
+                   offsetof(gkp__pm_counts, tokens_in_total) + 8,
+               "the token totals are journaled together");
+
+/* Saves what gkp__count_request changes in a pair's counts (the bucket of
+ * the second apart): only those fields, so that a reservation copies and
+ * touches as little as it can. */
+static void save_counted(gkp__store *st, gkp__pm_counts *c) {
+  gkp__store_save(st, &c->day_start_ms, sizeof c->day_start_ms + sizeof c->day_count);
+  gkp__store_save(st, &c->requests_total, sizeof c->requests_total);
+  gkp__store_save(st, &c->win, offsetof(gkp__window, b));
+}
+
+/* The same for gkp__apply_usage (the bucket of the request apart). */
+static void save_used(gkp__store *st, gkp__pm_counts *c) {
+  gkp__store_save(st, &c->proven,
+                  sizeof c->proven + sizeof c->streak_429 + sizeof c->streak_server);
+  gkp__store_save(st, &c->tokens_in_total, sizeof c->tokens_in_total + sizeof c->tokens_out_total);
+  gkp__store_save(st, c->last_error, 1);
+  gkp__store_save(st, &c->win, offsetof(gkp__window, b));
 }
 
 /* Takes a lease on cfg key ki for model mi. */
@@ -583,7 +198,7 @@ static int take(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, gkp_l
   gkp__store_save(st, &k->nleases, sizeof k->nleases);
   gkp__store_save(st, &k->c, sizeof k->c);
   gkp__store_save(st, &k->leases[li], sizeof k->leases[li]);
-  gkp__store_save(st, &st->pms[ps].c, offsetof(gkp__pm_counts, win) + offsetof(gkp__window, b));
+  save_counted(st, &st->pms[ps].c);
   gkp__store_save(st, gkp__bucket_of(&st->pms[ps].c.win, t->now), sizeof(gkp__bucket));
   st->hdr->next_lease_id++;
   gkp__lease_rec *l = &k->leases[li];
@@ -808,7 +423,7 @@ static int fb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
   ps = lease_pm(f, l, &ks, err);
   if (ps >= 0) {
     gkp__pm_counts *p = &f->st->pms[ps].c;
-    gkp__store_save(f->st, p, offsetof(gkp__pm_counts, win) + offsetof(gkp__window, b));
+    save_used(f->st, p);
     gkp__store_save(f->st, gkp__bucket_of(&p->win, l->started_ms), sizeof(gkp__bucket));
     gkp__apply_usage(p, l->started_ms, l->est_tokens, u);
     gkp__store_commit(f->st);
@@ -837,272 +452,6 @@ static int fb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v,
   }
   end(f);
   return ps < 0 ? ps : 0;
-}
-
-/* ---- administration
- * ------------------------------------------------------------------------------ */
-
-static int unknown_key(const fb *f, const char *id, gkp_error *err) {
-  return gkp__err(err, -ENOENT, "unknown key id '%s' (the keys are listed in %s)",
-                  id != NULL ? id : "", f->cfg->path);
-}
-
-/* Clears one key's disabled flag and cooldowns, and those of its project's
- * pairs. */
-static void reset_key(fb *f, int ki) {
-  gkp__store *st = f->st;
-  int s = f->key_slot[ki];
-  gkp__key_rec *k = &st->keys[s];
-  gkp__store_save_recs(st, s, -1);
-  k->c.disabled = 0;
-  k->c.disabled_reason[0] = '\0';
-  k->c.cooldown_until_ms = 0;
-  k->c.cooldown_kind = GKP_KIND_NONE;
-  gkp__store_commit(st);
-  for (size_t mi = 0; mi < f->cfg->nmodels; mi++) {
-    int ps = pm_slot_of(f, ki, (int)mi);
-    if (ps >= 0) {
-      gkp__store_save_recs(st, -1, ps);
-      gkp__pm_reset(&st->pms[ps].c);
-      gkp__store_commit(st);
-    }
-  }
-}
-
-static int admin_locked(fb *f, const gkp__admin *op, gkp_error *err) {
-  gkp__store *st = f->st;
-  int ki = -1, mi = -1, ps = -1;
-  if (op->kind == GKP__ADMIN_RESET && op->key_id == NULL) {
-    for (size_t i = 0; i < f->cfg->nkeys; i++) {
-      reset_key(f, (int)i);
-    }
-    return 0;
-  }
-  ki = cfg_key_index(f, op->key_id);
-  if (ki < 0) {
-    return unknown_key(f, op->key_id, err);
-  }
-  int s = f->key_slot[ki];
-  gkp__key_rec *k = &st->keys[s];
-  switch (op->kind) {
-  case GKP__ADMIN_RESET:
-    reset_key(f, ki);
-    return 0;
-  case GKP__ADMIN_DISABLE:
-    gkp__store_save_recs(st, s, -1);
-    k->c.disabled = 1;
-    gkp__strlcpy(k->c.disabled_reason, op->reason != NULL ? op->reason : "disabled by hand",
-                 sizeof k->c.disabled_reason);
-    gkp__store_commit(st);
-    return 0;
-  default:
-    break;
-  }
-  if (op->model != NULL) {
-    mi = model_index(f->cfg, op->model);
-    if (mi < 0) {
-      return gkp__err(err, -ENOENT, "unknown model '%s'", op->model);
-    }
-    ps = pm_attach(f, ki, mi, err);
-    if (ps < 0) {
-      return ps;
-    }
-  }
-  gkp__store_save_recs(st, s, ps);
-  if (ps >= 0) {
-    st->pms[ps].c.cooldown_until_ms = op->until_ms;
-    st->pms[ps].c.cooldown_kind = op->until_ms > 0 ? op->cooldown_kind : GKP_KIND_NONE;
-  } else {
-    k->c.cooldown_until_ms = op->until_ms;
-    k->c.cooldown_kind = op->until_ms > 0 ? op->cooldown_kind : GKP_KIND_NONE;
-  }
-  gkp__store_commit(st);
-  return 0;
-}
-
-static int fb_admin(gkp__backend *b, const gkp__admin *op, gkp_error *err) {
-  fb *f = (fb *)b;
-  int rc = begin(f, err);
-  if (rc != 0) {
-    return rc;
-  }
-  rc = admin_locked(f, op, err);
-  end(f);
-  return rc;
-}
-
-static int fb_count_available(gkp__backend *b, const char *model, gkp_error *err) {
-  fb *f = (fb *)b;
-  gkp__instant t;
-  int rc = begin(f, err), mi, n = 0;
-  if (rc != 0) {
-    return rc;
-  }
-  mi = model_index(f->cfg, model);
-  if (mi < 0) {
-    rc = unknown_model(f, model, err);
-    end(f);
-    return rc;
-  }
-  gkp__instant_at(&t, fb_now(f));
-  for (size_t ki = 0; ki < f->cfg->nkeys; ki++) {
-    int64_t ready;
-    int reason;
-    n += eligible(f, (int)ki, mi, 1, &t, &ready, &reason);
-  }
-  end(f);
-  return n;
-}
-
-static int fb_effective_limits(gkp__backend *b, const char *key_id, const char *model,
-                               gkp_limits *out, gkp_error *err) {
-  fb *f = (fb *)b;
-  int rc = begin(f, err), ki, mi;
-  if (rc != 0) {
-    return rc;
-  }
-  ki = cfg_key_index(f, key_id);
-  mi = model_index(f->cfg, model);
-  if (ki < 0 || mi < 0) {
-    rc = ki < 0 ? unknown_key(f, key_id, err)
-                : gkp__err(err, -ENOENT, "unknown model '%s'", model != NULL ? model : "");
-  } else {
-    int ps = pm_slot_of(f, ki, mi);
-    gkp__effective(ps >= 0 ? &f->st->pms[ps].c : empty_pm(), &f->cfg->models[mi].limits, fb_now(f),
-                   out);
-  }
-  end(f);
-  return rc;
-}
-
-static int fb_gc(gkp__backend *b, gkp_error *err) {
-  fb *f = (fb *)b;
-  gkp__store *st = f->st;
-  int64_t now;
-  int n = 0, rc = begin(f, err);
-  if (rc != 0) {
-    return rc;
-  }
-  now = fb_now(f);
-  for (uint32_t s = 0; s < st->hdr->lay.nkeys; s++) {
-    gkp__key_rec *k = &st->keys[s];
-    if (!k->used) {
-      continue;
-    }
-    if (k->c.cooldown_kind != GKP_KIND_NONE && k->c.cooldown_until_ms <= now) {
-      gkp__store_save_recs(st, (int)s, -1);
-      k->c.cooldown_until_ms = 0;
-      k->c.cooldown_kind = GKP_KIND_NONE;
-      gkp__store_commit(st);
-      n++;
-    }
-    reap(f, (int)s, now, &n);
-  }
-  for (uint32_t s = 0; s < st->hdr->lay.npm; s++) {
-    gkp__pm_counts *p = &st->pms[s].c;
-    if (st->pms[s].used && p->cooldown_kind != GKP_KIND_NONE && p->cooldown_until_ms <= now) {
-      gkp__store_save_recs(st, -1, (int)s);
-      p->cooldown_until_ms = 0;
-      p->cooldown_kind = GKP_KIND_NONE;
-      gkp__store_commit(st);
-      n++;
-    }
-  }
-  end(f);
-  return n;
-}
-
-/* ---- status snapshot ---------------------------------------------------------------------------
- */
-
-void gkp__snapshot_free(gkp__snapshot *s) {
-  if (s == NULL) {
-    return;
-  }
-  if (s->cfg != NULL) {
-    gkp__config_unref(s->cfg);
-  }
-  free(s->keys);
-  free(s->pm_of);
-  free(s->pms);
-  free(s->where);
-  free(s);
-}
-
-/* Copies what the status document shows; only plain copies under the lock. */
-static int snap_locked(fb *f, gkp__snapshot *s) {
-  const gkp__config *cfg = f->cfg;
-  size_t nk = cfg->nkeys, nm = cfg->nmodels, cap = 0;
-  gkp__instant t;
-
-  gkp__instant_at(&t, s->now);
-  s->cfg = gkp__config_ref(cfg);
-  s->keys = calloc(nk + 1, sizeof *s->keys);
-  s->pm_of = malloc(sizeof(int) * (nk * nm + 1));
-  if (s->keys == NULL || s->pm_of == NULL) {
-    return -ENOMEM;
-  }
-  for (size_t ki = 0; ki < nk; ki++) {
-    const gkp__key_rec *k = &f->st->keys[f->key_slot[ki]];
-    s->keys[ki].c = k->c;
-    for (int i = 0; k->nleases > 0 && i < GKP__MAX_LEASES; i++) {
-      s->keys[ki].inflight += lease_live(f, &k->leases[i], s->now);
-    }
-    for (size_t mi = 0; mi < nm; mi++) {
-      int ps = pm_slot_of(f, (int)ki, (int)mi);
-      s->pm_of[ki * nm + mi] = -1;
-      if (ps < 0) {
-        continue;
-      }
-      if (s->npms == cap) {
-        cap = cap ? cap * 2 : 64;
-        gkp__snap_pm *n = realloc(s->pms, cap * sizeof *n);
-        if (n == NULL) {
-          return -ENOMEM;
-        }
-        s->pms = n;
-      }
-      gkp__snap_pm *e = &s->pms[s->npms];
-      const gkp__pm_counts *p = &f->st->pms[ps].c;
-      memcpy(&e->c, p, offsetof(gkp__pm_counts, win));
-      memset(&e->c.win, 0, sizeof e->c.win);
-      e->requests_today = gkp__day_count(p, &t);
-      gkp__window_totals(&p->win, &t, &e->reqs_minute, &e->tokens_minute);
-      s->pm_of[ki * nm + mi] = (int)s->npms++;
-    }
-  }
-  return 0;
-}
-
-static int fb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err) {
-  fb *f = (fb *)b;
-  gkp__snapshot *s = calloc(1, sizeof *s);
-  int rc;
-  *out = NULL;
-  if (s == NULL || (s->where = strdup(f->st->path)) == NULL) {
-    free(s);
-    return gkp__err(err, -ENOMEM, "out of memory");
-  }
-  rc = begin(f, err);
-  if (rc != 0) {
-    gkp__snapshot_free(s);
-    return rc;
-  }
-  s->now = fb_now(f);
-  const gkp__store_hdr *h = f->st->hdr;
-  s->down_since_ms = h->down_since_ms;
-  s->down_last_ms = h->down_last_ms;
-  snprintf(s->down_url, sizeof s->down_url, "%.*s", (int)sizeof h->down_url - 1, h->down_url);
-  snprintf(s->down_reason, sizeof s->down_reason, "%.*s", (int)sizeof h->down_reason - 1,
-           h->down_reason);
-  rc = snap_locked(f, s);
-  end(f);
-  if (rc != 0) {
-    gkp__snapshot_free(s);
-    return gkp__err(err, rc, "out of memory");
-  }
-  *out = s;
-  return 0;
 }
 
 /* ---- open and close ---------------------------------------------------------------------------

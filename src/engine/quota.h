@@ -40,6 +40,8 @@ typedef struct gkp__window {
 
 /* The state of one (project, model) pair. */
 typedef struct gkp__pm_counts {
+  /* The backend journals some runs of adjacent fields together
+   * (file_backend.c save_counted, save_used): keep them adjacent. */
   int64_t cooldown_until_ms;
   int32_t cooldown_kind;
   uint32_t proven;        /* a 2xx answer proved access to the model */

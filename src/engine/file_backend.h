@@ -1,0 +1,142 @@
+/*
+ * file_backend.h - the mapped-file backend's insides, shared by its files:
+ * file_backend.c (the verbs on leases, attach, open and close), fb_index.c
+ * (per-process indexes, holders' liveness, transactions) and fb_admin.c
+ * (administration, expiry, the status snapshot).
+ */
+#ifndef GKP_ENGINE_FILE_BACKEND_H
+#define GKP_ENGINE_FILE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/backend.h"
+#include "engine/store.h"
+
+/* Leases live this long unless renewed (f->lease_ttl_ms: a test may set a
+ * shorter lifetime). */
+#define LEASE_TTL_MS (f->lease_ttl_ms)
+/* A holder found alive is taken as alive for this long (a dead one's key
+ * frees up at most this much later than it could). */
+#define ALIVE_CACHE 16
+#define ALIVE_FRESH_MS 1000
+
+/* An open-addressing index from one or two strings to a slot. */
+typedef struct sindex {
+  int *slot; /* -1: empty */
+  size_t mask;
+  size_t n; /* entries */
+} sindex;
+
+typedef struct fb {
+  gkp__backend base;
+  gkp__store *st;
+  gkp_clock_fn clock;
+  void *clock_ud;
+  gkp_log_fn log;
+  void *log_ud;
+  gkp__owner self;
+  uint64_t rng;
+  int64_t lease_ttl_ms;
+  /* Below: guarded by the store's mutex. */
+  const gkp__config *cfg; /* attached; a reference */
+  sindex cfg_keys;        /* key id -> cfg index */
+  int *key_slot;          /* cfg index -> key slot */
+  int *cfg_of_slot;       /* key slot -> cfg index, -1: not ours */
+  size_t ncfg_of_slot;
+  int *pm_cache; /* cfg key * nmodels + model -> pm slot, -1: none yet */
+  sindex pms;    /* (project, model) -> pm slot, for the first `indexed_npm` */
+  uint32_t indexed_npm;
+  uint64_t *own; /* ids of leases this process holds */
+  size_t nown, capown;
+  /* Holders found alive lately: reading /proc for every busy key on every
+   * reservation would cost more than the reservation. */
+  struct alive_seen {
+    gkp__owner o;
+    int64_t at_ms; /* monotonic */
+  } alive[ALIVE_CACHE];
+  unsigned alive_next;
+} fb;
+
+/* Internal names of the helpers the backend's files share. */
+#define empty_pm gkp__fb_empty_pm
+#define fb_now gkp__fb_now
+#define rnd gkp__fb_rnd
+#define model_index gkp__fb_model_index
+#define cfg_key_index gkp__fb_cfg_key_index
+#define own_add gkp__fb_own_add
+#define own_remove gkp__fb_own_remove
+#define find_pm gkp__fb_find_pm
+#define pm_slot_of gkp__fb_pm_slot_of
+#define pm_attach gkp__fb_pm_attach
+#define lease_live gkp__fb_lease_live
+#define key_has_live_lease gkp__fb_key_has_live_lease
+#define rebuild gkp__fb_rebuild
+#define begin gkp__fb_begin
+#define end gkp__fb_end
+#define reap gkp__fb_reap
+#define sindex_init gkp__fb_sindex_init
+#define sindex_find gkp__fb_sindex_find
+#define same_cfg_key gkp__fb_same_cfg_key
+#define unknown_model gkp__fb_unknown_model
+#define unknown_key gkp__fb_unknown_key
+#define index_new_pms gkp__fb_index_new_pms
+#define eligible gkp__fb_eligible
+#define fb_admin gkp__fb_admin
+#define fb_count_available gkp__fb_count_available
+#define fb_effective_limits gkp__fb_effective_limits
+#define fb_gc gkp__fb_gc
+#define fb_snapshot gkp__fb_snapshot
+
+/* A pm record that has never been used. */
+const gkp__pm_counts *empty_pm(void);
+/* The backend's clock, and a pseudo-random number (xorshift). */
+int64_t fb_now(const fb *f);
+uint64_t rnd(fb *f);
+/* Index of a model in cfg, or -1; index of a configured key by id, or -1. */
+int model_index(const gkp__config *cfg, const char *model);
+int cfg_key_index(const fb *f, const char *id);
+/* The ids of leases this process holds. */
+int own_add(fb *f, uint64_t id);
+void own_remove(fb *f, uint64_t id);
+/* An open-addressing index of n entries; finding (a, b) with `same`. */
+typedef int (*same_fn)(const void *ctx, int v, const char *a, const char *b);
+int sindex_init(sindex *x, size_t n);
+int sindex_find(const sindex *x, const void *ctx, same_fn same, const char *a, const char *b,
+                size_t *pos);
+int same_cfg_key(const void *ctx, int v, const char *a, const char *b);
+void index_new_pms(fb *f);
+/* The pm slot of (project, model), or -1; of (cfg key ki, model mi); the
+ * same, created if needed. */
+int find_pm(fb *f, const char *project, const char *model);
+int pm_slot_of(fb *f, int ki, int mi);
+int pm_attach(fb *f, int ki, int mi, gkp_error *err);
+/* Whether a lease is still held (not expired on both clocks, holder not
+ * gone); whether a key slot has one. */
+int lease_live(fb *f, const gkp__lease_rec *l, int64_t now);
+int key_has_live_lease(fb *f, int s, int64_t now);
+/* Removes key slot s's dead leases (adding to *reaped); returns the live. */
+int reap(fb *f, int s, int64_t now, int *reaped);
+/* Rebuilds the indexes for the attached configuration (reclaim: free the
+ * records of keys it does not name).  Inside a transaction. */
+int rebuild(fb *f, int reclaim, gkp_error *err);
+/* A transaction with up-to-date indexes, and its end. */
+int begin(fb *f, gkp_error *err);
+void end(fb *f);
+/* "unknown model/key" errors naming the configuration. */
+int unknown_model(const fb *f, const char *model, gkp_error *err);
+int unknown_key(const fb *f, const char *id, gkp_error *err);
+/* Whether cfg key ki can take a request of `est` tokens on model mi at t;
+ * *ready / *reason otherwise (file_backend.c). */
+int eligible(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, int64_t *ready,
+             int *reason);
+
+/* The verbs of fb_admin.c (see backend.h). */
+int fb_admin(gkp__backend *b, const gkp__admin *op, gkp_error *err);
+int fb_count_available(gkp__backend *b, const char *model, gkp_error *err);
+int fb_effective_limits(gkp__backend *b, const char *key_id, const char *model, gkp_limits *out,
+                        gkp_error *err);
+int fb_gc(gkp__backend *b, gkp_error *err);
+int fb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err);
+
+#endif
