@@ -14,7 +14,7 @@ import base64
 import hashlib
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .models import ModelSpec
 from .prompt import Prompt
@@ -49,7 +49,7 @@ class Answer:
 
     text: str = ""
     thought: str | None = None
-    image: bytes | None = None
+    images: list = field(default_factory=list)  # PNG images, in order
     finish_reason: str | None = "STOP"
     block_reason: str | None = None
 
@@ -72,7 +72,8 @@ def _collapse(text: str, limit: int) -> str:
 
 
 def build_answer(prompt: Prompt, model: ModelSpec, key_name: str, project: str,
-                 answer_bytes: int | None, redact) -> Answer:
+                 answer_bytes: int | None, redact, image_count: int = 1,
+                 image_bytes: int = 0) -> Answer:
     """The deterministic answer to `prompt` from `model` through key `key_name`."""
     if BLOCK_MAGIC in prompt.text:
         return Answer(finish_reason=None, block_reason="SAFETY")
@@ -101,7 +102,10 @@ def build_answer(prompt: Prompt, model: ModelSpec, key_name: str, project: str,
                           f"\"{_collapse(asked, 60)}\". Thinking level: {level}. "
                           f"I will answer deterministically through key {key_name}.")
     if model.makes_images():
-        answer.image = make_png(bytes.fromhex(sha))
+        seed = bytes.fromhex(sha)
+        # Image i differs from image 0 by its first colour.
+        answer.images = [make_png(bytes(((seed[0] + 37 * i) & 0xFF,)) + seed[1:], pad=image_bytes)
+                         for i in range(image_count)]
     return answer
 
 
@@ -110,9 +114,10 @@ def _pad(head: str, target: int, start: int) -> str:
     room = target - len(head.encode("utf-8")) - 2
     if room <= 0:
         return head
-    filler, i = [], start
-    while sum(len(s) + 1 for s in filler) < room:
+    filler, i, size = [], start, 0
+    while size < room:  # a running total: linear in the answer's size
         filler.append(FILLER[i % len(FILLER)])
+        size += len(filler[-1]) + 1
         i += 1
     text = " ".join(filler)
     body = text[:room]
@@ -181,10 +186,9 @@ def full_response(answer: Answer, prompt: Prompt, model_id: str, response_id: st
         parts.append({"text": answer.thought, "thought": True})
     if answer.text:
         parts.append({"text": answer.text})
-    if answer.image:
-        parts.append(_image_part(answer.image))
+    parts += [_image_part(png) for png in answer.images]
     candidates = _tokens(answer.text) if answer.text else 0
-    candidates += IMAGE_OUTPUT_TOKENS if answer.image else 0
+    candidates += IMAGE_OUTPUT_TOKENS * len(answer.images)
     thoughts = _tokens(answer.thought) if answer.thought else 0
     return _envelope({"candidates": [_candidate(parts, answer.finish_reason)],
                       "usageMetadata": _usage(prompt, candidates, thoughts)},
@@ -228,9 +232,9 @@ def stream_chunks(answer: Answer, prompt: Prompt, model_id: str, response_id: st
         sent += piece
         parts = [{"text": piece}] if piece else []
         tokens = _tokens(sent) if sent else 0
-        if last and answer.image:
-            parts.append(_image_part(answer.image))
-            tokens += IMAGE_OUTPUT_TOKENS
+        if last and answer.images:
+            parts += [_image_part(png) for png in answer.images]
+            tokens += IMAGE_OUTPUT_TOKENS * len(answer.images)
         chunks.append(_envelope({"candidates": [_candidate(parts, answer.finish_reason
                                                            if last else None)],
                                  "usageMetadata": _usage(prompt, tokens, thoughts)},
@@ -246,8 +250,9 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
             + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
 
 
-def make_png(seed: bytes, size: int = 32) -> bytes:
-    """A small valid RGB PNG whose pixels depend on `seed` (at least 3 bytes)."""
+def make_png(seed: bytes, size: int = 32, pad: int = 0) -> bytes:
+    """A small valid RGB PNG whose pixels depend on `seed` (at least 3 bytes), padded
+    with a private ancillary chunk to at least `pad` bytes."""
     r0, g0, b0 = seed[0], seed[1], seed[2]
     rows = bytearray()
     for y in range(size):
@@ -255,5 +260,9 @@ def make_png(seed: bytes, size: int = 32) -> bytes:
         for x in range(size):
             rows += bytes(((r0 + 8 * x) & 0xFF, (g0 + 8 * y) & 0xFF, (b0 ^ (x * y)) & 0xFF))
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(bytes(rows), 9)) + _png_chunk(b"IEND", b""))
+    head = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(bytes(rows), 9)))
+    room = pad - len(head) - 12 - 12  # the padding chunk's and IEND's own 12 bytes
+    if room > 0:
+        head += _png_chunk(b"fkPd", bytes(room))
+    return head + _png_chunk(b"IEND", b"")

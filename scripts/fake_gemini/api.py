@@ -321,7 +321,8 @@ class Emulator:
         if violations:
             raise errors.quota_exceeded(call.model, violations, now)
         answer = answers.build_answer(prompt, spec, key.name, key.project,
-                                      call.plan.answer_bytes, self.redact)
+                                      call.plan.answer_bytes, self.redact,
+                                      call.plan.image_count, call.plan.image_bytes)
         response_id = self._response_id(call, prompt)
         if call.stream:
             chunks = answers.stream_chunks(answer, prompt, spec.id, response_id)

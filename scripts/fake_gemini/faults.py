@@ -7,6 +7,9 @@ project's, which win over the global ones):
 - ``latency_jitter_ms`` a further random delay, uniform from 0 to this
 - ``chunk_delay_ms``  delay between stream chunks ("slow streams")
 - ``answer_bytes``    size of generated answers (default 400)
+- ``image_count``     images in an image model's answer (default 1, at most 200)
+- ``image_bytes``     pad each generated image to at least this size (a PNG
+                      ancillary chunk; default: no padding, at most 16 MiB)
 - ``p500`` ``p503`` ``p504``  probability of that server error (503: "overloaded")
 - ``p_reset``         close the connection: with no response (plain), mid-body (streams)
 - ``p_truncate``      plain: Content-Length larger than what is sent, then close;
@@ -36,7 +39,9 @@ from . import errors
 PROBABILITIES = ("p500", "p503", "p504", "p_reset", "p_truncate", "p_malformed", "p_midstream")
 DURATIONS = ("latency_ms", "latency_jitter_ms", "chunk_delay_ms")
 MIDSTREAM_FORMS = ("bare", "data", "random")
-FAULT_FIELDS = PROBABILITIES + DURATIONS + ("answer_bytes", "midstream_form")
+SIZES = {"answer_bytes": (1, 16 * 1024 * 1024), "image_count": (1, 200),
+         "image_bytes": (1, 16 * 1024 * 1024)}
+FAULT_FIELDS = PROBABILITIES + DURATIONS + tuple(SIZES) + ("midstream_form",)
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 MAX_DELAY_MS = 600000
 
@@ -62,11 +67,12 @@ def validate_faults(raw) -> dict:
                 raise ValueError(f"{name} must be a number of ms from 0 to {MAX_DELAY_MS} "
                                  f"(got {value!r})")
             out[name] = float(value)
-        elif name == "answer_bytes":
+        elif name in SIZES:
+            low, high = SIZES[name]
             if isinstance(value, bool) or not isinstance(value, int) \
-                    or not 1 <= value <= MAX_ANSWER_BYTES:
-                raise ValueError(f"answer_bytes must be an integer from 1 to "
-                                 f"{MAX_ANSWER_BYTES} (got {value!r})")
+                    or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high} "
+                                 f"(got {value!r})")
             out[name] = value
         elif value not in MIDSTREAM_FORMS:
             raise ValueError(f"midstream_form must be one of {', '.join(MIDSTREAM_FORMS)}")
@@ -83,6 +89,8 @@ class FaultPlan:
     latency_s: float = 0.0
     chunk_delay_s: float = 0.0
     answer_bytes: int | None = None
+    image_count: int = 1
+    image_bytes: int = 0
     midstream_form: str = "bare"
     midstream_code: int = 503
 
@@ -143,7 +151,9 @@ class FaultBook:
             0, fields.get("latency_jitter_ms", 0)) / 1000.0
         plan = FaultPlan(latency_s=fields.get("latency_ms", 0) / 1000.0 + jitter,
                          chunk_delay_s=fields.get("chunk_delay_ms", 0) / 1000.0,
-                         answer_bytes=fields.get("answer_bytes"))
+                         answer_bytes=fields.get("answer_bytes"),
+                         image_count=fields.get("image_count", 1),
+                         image_bytes=fields.get("image_bytes", 0))
         draw, edge = rng.random(), 0.0
         for name in PROBABILITIES:
             if name == "p_midstream" and not stream:

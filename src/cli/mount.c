@@ -14,7 +14,7 @@ typedef struct mount_opts {
   cli_common common;
   const char *mountpoint;
   int foreground, debug, single;
-  size_t max_prompt, max_answer;
+  size_t max_prompt, max_answer, max_images, max_memory;
   long long keep_ms;
   int status_public;
   char fuse_opts[2048]; /* passed to libfuse */
@@ -26,7 +26,10 @@ static const char MOUNT_USAGE[] =
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -s            single-threaded\n"
     "  -o OPTS       comma-separated: max_prompt=SIZE (default 1M), max_answer=SIZE\n"
-    "                (default 64M: a longer answer fails the job), keep=DURATION\n"
+    "                (default 64M: a longer answer fails the job), max_images=SIZE\n"
+    "                (default 64M: the images of one job), max_memory=SIZE (default\n"
+    "                1G: prompts, scratch files, answers and images in memory),\n"
+    "                keep=DURATION\n"
     "                (finished jobs kept this long: 30d by default, 0 forever),\n"
     "                status_public (status/ readable by all users; else by yours only),\n"
     "                allow_other, allow_root, and other libfuse mount options\n"
@@ -122,6 +125,20 @@ static int parse_o(mount_opts *o, const char *list) {
         free(copy);
         return -1;
       }
+    } else if (strncmp(opt, "max_images=", 11) == 0) {
+      o->max_images = parse_size(opt + 11);
+      if (o->max_images == 0 || o->max_images > FS_MAX_IMAGE_BYTES) {
+        cli_error("mount: -o max_images=%s: give a size from 1 to 64M (e.g. 16M)", opt + 11);
+        free(copy);
+        return -1;
+      }
+    } else if (strncmp(opt, "max_memory=", 11) == 0) {
+      o->max_memory = parse_size(opt + 11);
+      if (o->max_memory < FS_MIN_MAX_MEMORY) {
+        cli_error("mount: -o max_memory=%s: give a size of at least 1M (e.g. 512M, 2G)", opt + 11);
+        free(copy);
+        return -1;
+      }
     } else if (strncmp(opt, "keep=", 5) == 0) {
       o->keep_ms = parse_duration(opt + 5);
       if (o->keep_ms < 0) {
@@ -201,6 +218,8 @@ static int parse_args(mount_opts *o, int argc, char **argv) {
 int cmd_mount(int argc, char **argv) {
   mount_opts o = {.max_prompt = FS_DEFAULT_MAX_PROMPT,
                   .max_answer = FS_MAX_TEXT,
+                  .max_images = FS_MAX_IMAGE_BYTES,
+                  .max_memory = FS_DEFAULT_MAX_MEMORY,
                   .keep_ms = FS_DEFAULT_KEEP_MS};
   char err[4096 + 512];
   int rc = parse_args(&o, argc, argv);
@@ -217,6 +236,8 @@ int cmd_mount(int argc, char **argv) {
                       .single = o.single,
                       .max_prompt = o.max_prompt,
                       .max_answer = o.max_answer,
+                      .max_images = o.max_images,
+                      .max_memory = o.max_memory,
                       .keep_ms = o.keep_ms,
                       .status_public = o.status_public,
                       .fuse_opts = o.fuse_opts};

@@ -63,9 +63,8 @@
 /* FS_DEFAULT_MAX_PROMPT, FS_SCRATCH_MAX (scratch files, editor swap
  * files), FS_DEFAULT_KEEP_MS and FS_MAX_TEXT (an answer: the largest
  * -o max_answer) are in fs_mount.h. */
-#define FS_NAME_MAX 200                       /* names in profile directories */
-#define FS_MAX_IMAGES 200                     /* images per job */
-#define FS_MAX_IMAGE_BYTES ((size_t)64 << 20) /* the images of one job */
+#define FS_NAME_MAX 200    /* names in profile directories */
+#define FS_MAX_IMAGES 200  /* images per job */
 #define FS_CACHE_JOBS 1024 /* finished jobs held in memory; the others are in the store only */
 
 /*
@@ -174,7 +173,8 @@ struct fs_slot {
 typedef struct fs_image {
   char mime[48];
   char ext[8];
-  void *data; /* NULL when only on disk */
+  char name[FS_NAME_MAX + 32]; /* its file name ("" before names were allocated: the SPEC's) */
+  void *data;                  /* NULL when only on disk */
   size_t len;
 } fs_image;
 
@@ -204,7 +204,8 @@ struct fs_run {
   int committing;   /* finished, its result waiting for the store's commit */
   int final_status; /* the status it will read as once committed */
   int cancel_req;
-  int over_cap;       /* the answer (1) or its images (2) went over a cap: it fails */
+  int over_cap;       /* the answer (1), its images (2) or the mount's memory (3) went over a
+                         cap: it fails */
   size_t image_bytes; /* the images' bytes so far */
   int stale;          /* replaced or removed: never stored */
   int status;         /* enum gkp__job_status */
@@ -287,6 +288,9 @@ typedef struct fs_state {
 
   size_t max_prompt;
   size_t max_answer; /* -o max_answer */
+  size_t max_images; /* -o max_images: the image bytes of one job */
+  size_t max_memory; /* -o max_memory: the accountant's ceiling */
+  size_t mem_used;   /* the accountant's count (atomic) */
   int status_public; /* -o status_public: status/ readable by all */
   uid_t uid;
   gid_t gid;
@@ -329,9 +333,26 @@ void fs_log_pool(void *ud, int level, const char *line);
 /* ---- fs_tree.c -------------------------------------------------------- */
 
 /* fs_buf: writes at any offset (a gap reads as zeros), truncation. */
+/* Buffers charge what they hold (their capacity) to the memory accountant:
+ * fs_buf_write and fs_buf_truncate return -ENOSPC beyond -o max_memory
+ * (-ENOMEM if malloc fails); fs_buf_load (content coming back from the
+ * store, bounded by the prompt limit) is charged but never refused. */
 int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n);
 int fs_buf_truncate(fs_buf *b, size_t len);
+int fs_buf_load(fs_buf *b, const void *data, size_t n);
 void fs_buf_free(fs_buf *b);
+/*
+ * The memory accountant (-o max_memory): the bytes of prompts, scratch
+ * files, answers and images held in memory, one count for the whole mount
+ * (atomic: with or without fs.mu).  fs_mem_charge adds n, or returns
+ * -ENOSPC when that would pass the ceiling (unless `force`);
+ * fs_mem_release gives n back.
+ */
+int fs_mem_charge(size_t n, int force);
+void fs_mem_release(size_t n);
+size_t fs_mem_used(void);
+/* Frees an image's bytes held in memory (and their charge). */
+void fs_image_free(fs_image *im);
 
 /* Whether a name in a profile directory is a scratch file (never
  * submitted): ".x", "x~", "#x#", vim's "4913" probe, sed's "sedXXXXXX". */
@@ -396,8 +417,26 @@ void fs_run_unref(fs_run *r);
  * and nobody reads it from memory. */
 void fs_run_trim(fs_run *r);
 
-/* The output name of image i of a run ("a.png", "a-2.png"). */
+/* The file name of image i of a run: the one allocated when it came
+ * (fs_image_alloc), or for images stored before names were allocated the
+ * SPEC's ("a.png", "a-2.png"). */
 void fs_image_name(const fs_slot *s, const fs_run *r, size_t i, char *buf, size_t len);
+/*
+ * Names image i (the last that came) of run r (fs.mu held): "<job>.<ext>"
+ * for the first, "<job>-<i+1>.<ext>" for the others, unless another image
+ * of the directory (in memory or in the store) has that name; then
+ * "<that stem>-<k>.<ext>" with the smallest free k >= 1.  Prompts cannot
+ * have image names (fs_name_reserved) and .out/.err/.json are not image
+ * extensions, so only images can take an image's name.
+ */
+void fs_image_alloc(fs_run *r, size_t i);
+/* The image of directory d in memory named `name`: its index, and its slot
+ * in *sp; -1 if none (fs.mu held). */
+int fs_image_find(fs_dir *d, const char *name, fs_slot **sp);
+/* The job names an image name can belong to, as lengths of its prefix:
+ * the stem before the extension, then that stem without one and without
+ * two "-<digits>" suffixes.  Returns how many (0 to 3). */
+size_t fs_image_stems(const char *name, size_t stems[3]);
 
 /* Reads the profile list (and keys and models) from the configuration and
  * syncs the tree.  Reads a configuration snapshot, then takes fs.mu. */
@@ -505,6 +544,11 @@ size_t fs_store_expire(void);
 /* A reader connection of the pool, and its return. */
 struct sqlite3 *fs_store_reader(void);
 void fs_store_reader_put(struct sqlite3 *db);
+/* A statement of a reader connection, prepared once and kept with it (the
+ * lookups of every job); NULL on failure.  fs_store_rdone resets it for
+ * the next user (the caller's, instead of sqlite3_finalize). */
+struct sqlite3_stmt *fs_store_rstmt(struct sqlite3 *db, const char *sql);
+void fs_store_rdone(struct sqlite3_stmt *st);
 /* Imports a spool directory of the releases before the store, then
  * removes it (nothing when it does not exist). */
 int fs_spool_import(struct sqlite3 *db, const char *spool_dir);
@@ -517,7 +561,8 @@ int fs_store_restore(void);
 int fs_store_fault(fs_dir *d, const char *name);
 /* The same for the job of a store row (fs.mu held). */
 int fs_store_fault_row(int64_t row);
-/* One entry of a directory listing from the store. */
+/* One entry of a directory listing from the store (exts: the images'
+ * names, '/'-separated, or on older rows their extensions, ','-separated). */
 typedef int (*fs_store_list_fn)(void *ud, int64_t row, const char *name, int failed,
                                 const char *exts);
 /* Lists the finished jobs of a profile in the store (without fs.mu).

@@ -355,9 +355,11 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
     fuse_reply_err(req, EFBIG);
     return;
   }
-  if (fs_buf_write(&f->data, (size_t)off, buf, size) != 0) {
+  int rc = fs_buf_write(&f->data, (size_t)off, buf, size);
+  if (rc != 0) {
+    f->too_big = 1; /* part of the content is missing: never submit it */
     pthread_mutex_unlock(&fs.mu);
-    fuse_reply_err(req, ENOMEM);
+    fuse_reply_err(req, -rc); /* ENOSPC: over -o max_memory */
     return;
   }
   f->dirty = 1;

@@ -409,6 +409,8 @@ char *fs_job_json(const fs_run *r, int store) {
       cJSON *x = cJSON_CreateObject();
       cJSON_AddStringToObject(x, "mime", r->images[i].mime);
       cJSON_AddNumberToObject(x, "bytes", (double)r->images[i].len);
+      fs_image_name(r->slot, r, i, name, sizeof name);
+      cJSON_AddStringToObject(x, "name", name);
       cJSON_AddItemToArray(list, x);
     }
     cJSON_AddItemToObject(sp, "images", list);
@@ -432,7 +434,11 @@ static const char *err_hint(const fs_run *r) {
     return "Ask for a shorter answer, or mount with a larger -o max_answer (up to 64M).";
   }
   if (r->over_cap == 2) {
-    return "Ask for fewer or smaller images.";
+    return "Ask for fewer or smaller images, or mount with a larger -o max_images (up to 64M).";
+  }
+  if (r->over_cap == 3) {
+    return "Write the prompt again when fewer or smaller jobs and files are held by the mount, "
+           "or mount with a larger -o max_memory.";
   }
   if (seen[GKP_KIND_BAD_REQUEST] || strstr(e, "refused the request") != NULL) {
     return "Google rejected the request itself: change the prompt (or the profile's settings) "
@@ -569,6 +575,8 @@ static void on_text(void *ud, gkp__job *job, const char *text, size_t len) {
   } else if (fs_buf_write(&r->text, r->text_len, text, len) == 0) {
     r->text_len += len;
     fs_job_wake(r, &ob);
+  } else {
+    over_cap(r, 3); /* over -o max_memory (or out of memory): never a cut */
   }
   pthread_mutex_unlock(&fs.mu);
   fs_outbox_send(&ob);
@@ -592,22 +600,29 @@ static void on_image(void *ud, gkp__job *job, const char *mime, const void *data
   fs_image *n;
   (void)job;
   pthread_mutex_lock(&fs.mu);
-  if (!r->over_cap && (r->nimages >= FS_MAX_IMAGES || r->image_bytes + len > FS_MAX_IMAGE_BYTES)) {
+  if (!r->over_cap && (r->nimages >= FS_MAX_IMAGES || r->image_bytes + len > fs.max_images)) {
     over_cap(r, 2);
   }
-  if (!r->over_cap && (n = realloc(r->images, (r->nimages + 1) * sizeof *n)) != NULL) {
-    r->images = n;
+  if (r->over_cap) {
+    /* stopping: nothing more is kept */
+  } else if (fs_mem_charge(len, 0) != 0) {
+    over_cap(r, 3); /* over -o max_memory: never a job with an image left out */
+  } else if ((n = realloc(r->images, (r->nimages + 1) * sizeof *n)) == NULL ||
+             ((r->images = n), (n[r->nimages].data = malloc(len > 0 ? len : 1)) == NULL)) {
+    fs_mem_release(len);
+    over_cap(r, 3);
+  } else {
     n = &r->images[r->nimages];
+    void *bytes = n->data;
     memset(n, 0, sizeof *n);
-    n->data = malloc(len > 0 ? len : 1);
-    if (n->data != NULL) {
-      memcpy(n->data, data, len);
-      n->len = len;
-      snprintf(n->mime, sizeof n->mime, "%s", mime);
-      snprintf(n->ext, sizeof n->ext, "%s", fs_mime_ext(mime));
-      r->nimages++;
-      r->image_bytes += len;
-    }
+    n->data = bytes;
+    memcpy(n->data, data, len);
+    n->len = len;
+    snprintf(n->mime, sizeof n->mime, "%s", mime);
+    snprintf(n->ext, sizeof n->ext, "%s", fs_mime_ext(mime));
+    fs_image_alloc(r, r->nimages);
+    r->nimages++;
+    r->image_bytes += len;
   }
   pthread_mutex_unlock(&fs.mu);
 }
@@ -661,11 +676,16 @@ static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
                "the answer went over the cap of %zu bytes on answers (-o max_answer); it was "
                "stopped after %zu bytes",
                fs.max_answer, r->text_len);
+    } else if (r->over_cap == 2) {
+      snprintf(msg, sizeof msg,
+               "the images went over the cap of %zu bytes (-o max_images) or %d images per "
+               "job; the job was stopped",
+               fs.max_images, FS_MAX_IMAGES);
     } else {
       snprintf(msg, sizeof msg,
-               "the images went over the cap of %zu bytes (or %d images) per job; the job was "
-               "stopped",
-               FS_MAX_IMAGE_BYTES, FS_MAX_IMAGES);
+               "the mount's memory reached its ceiling of %zu bytes (-o max_memory) while this "
+               "job's answer came in; the job was stopped after %zu bytes",
+               fs.max_memory, r->text_len);
     }
     free(r->error);
     r->error = strdup(msg);

@@ -185,6 +185,8 @@ static int fs_init(const fs_mount_opts *o, const char *statedir, const char *mnt
   fs.max_prompt = o->max_prompt;
   fs.start_ms = gkp__now_ms();
   fs.max_answer = o->max_answer > 0 ? o->max_answer : FS_MAX_TEXT;
+  fs.max_images = o->max_images > 0 ? o->max_images : FS_MAX_IMAGE_BYTES;
+  fs.max_memory = o->max_memory > 0 ? o->max_memory : FS_DEFAULT_MAX_MEMORY;
   fs.keep_ms = o->keep_ms;
   fs.status_public = o->status_public;
   fs.spool_dir = malloc(strlen(statedir) + 8);

@@ -13,6 +13,9 @@
 #define FS_DEFAULT_MAX_PROMPT ((size_t)1 << 20)  /* -o max_prompt */
 #define FS_SCRATCH_MAX ((size_t)64 << 20)        /* scratch files; the largest max_prompt */
 #define FS_MAX_TEXT ((size_t)64 << 20)           /* the largest answer (-o max_answer) */
+#define FS_MAX_IMAGE_BYTES ((size_t)64 << 20)    /* the images of a job (-o max_images) */
+#define FS_DEFAULT_MAX_MEMORY ((size_t)1 << 30)  /* -o max_memory: 1 GiB */
+#define FS_MIN_MAX_MEMORY ((size_t)1 << 20)      /* the smallest -o max_memory */
 #define FS_DEFAULT_KEEP_MS (30 * 86400 * 1000LL) /* -o keep: 30 days */
 
 /* What `gemini-pool mount` was asked to do.  Strings are borrowed for the
@@ -26,6 +29,8 @@ typedef struct fs_mount_opts {
   int single;             /* one FUSE worker thread */
   size_t max_prompt;      /* 1 .. FS_SCRATCH_MAX */
   size_t max_answer;      /* 1 .. FS_MAX_TEXT: a longer answer fails its job */
+  size_t max_images;      /* 1 .. FS_MAX_IMAGE_BYTES: more image bytes fail the job */
+  size_t max_memory;      /* >= FS_MIN_MAX_MEMORY: prompts, scratch files, answers, images */
   long long keep_ms;      /* finished jobs are removed this long after they ended (0: never) */
   int status_public;      /* status/ readable by every user (else by the mounting user) */
   const char *fuse_opts;  /* "" or comma-separated options for libfuse */

@@ -317,10 +317,25 @@ static fs_slot *slot_named(fs_dir *d, const char *name, size_t len) {
   return s != NULL && s->run != NULL ? s : NULL;
 }
 
-/* Resolves an output name ("a.out", "a.err", "a.json", "a.png", "a-2.png")
+int fs_image_find(fs_dir *d, const char *name, fs_slot **sp) {
+  size_t stems[3], n = fs_image_stems(name, stems);
+  char buf[FS_NAME_MAX + 32];
+  for (size_t k = 0; k < n; k++) {
+    fs_slot *s = slot_named(d, name, stems[k]);
+    for (size_t i = 0; s != NULL && i < s->run->nimages; i++) {
+      fs_image_name(s, s->run, i, buf, sizeof buf);
+      if (strcmp(buf, name) == 0) {
+        *sp = s;
+        return (int)i;
+      }
+    }
+  }
+  return -1;
+}
+
+/* Resolves an output name ("a.out", "a.err", "a.json", an image name)
  * to its inode and slot.  Returns 0 if it is none. */
 fuse_ino_t fs_output_ino(fs_dir *d, const char *name, fs_slot **sp) {
-  size_t n = strlen(name);
   const char *dot = strrchr(name, '.');
   fs_slot *s;
   if (dot == NULL) {
@@ -340,27 +355,10 @@ fuse_ino_t fs_output_ino(fs_dir *d, const char *name, fs_slot **sp) {
     *sp = s;
     return FS_INO(s->o.group, FS_SUB_ERR);
   }
-  /* Images: "<stem>.<ext>" is the first, "<stem>-<i>.<ext>" the i-th. */
-  if ((s = slot_named(d, name, stem)) != NULL && s->run->nimages > 0 &&
-      strcmp(s->run->images[0].ext, dot + 1) == 0) {
+  int i = fs_image_find(d, name, &s);
+  if (i >= 0) {
     *sp = s;
-    return FS_INO(s->o.group, FS_SUB_IMG0);
-  }
-  const char *dash = NULL;
-  for (const char *p = name; p < dot; p++) {
-    if (*p == '-') {
-      dash = p;
-    }
-  }
-  if (dash != NULL && dash + 1 < dot && n < FS_NAME_MAX + 16) {
-    char *end;
-    long i = strtol(dash + 1, &end, 10);
-    if (end == dot && i >= 2 && i <= FS_MAX_IMAGES &&
-        (s = slot_named(d, name, (size_t)(dash - name))) != NULL && (size_t)i <= s->run->nimages &&
-        strcmp(s->run->images[i - 1].ext, dot + 1) == 0) {
-      *sp = s;
-      return FS_INO(s->o.group, FS_SUB_IMG0 + (unsigned)(i - 1));
-    }
+    return FS_INO(s->o.group, FS_SUB_IMG0 + (unsigned)i);
   }
   return 0;
 }
@@ -470,8 +468,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
       }
       if ((size_t)attr->st_size > fs_file_limit(f)) {
         err = EFBIG;
-      } else if (fs_buf_truncate(&f->data, (size_t)attr->st_size) != 0) {
-        err = ENOMEM;
+      } else if ((err = -fs_buf_truncate(&f->data, (size_t)attr->st_size)) != 0) {
+        /* ENOSPC over -o max_memory */
       } else {
         f->dirty = 1;
         f->sub_run = 0;
@@ -629,15 +627,18 @@ static int list_stored(void *ud, int64_t row, const char *name, int failed, cons
     snprintf(out, sizeof out, "%s.err", name);
     rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_ERR), S_IFREG);
   }
+  int names = strchr(exts, '.') != NULL || strchr(exts, '/') != NULL;
   for (const char *e = exts; rc == 0 && *e != '\0' && i < FS_MAX_IMAGES; i++) {
-    size_t n = strcspn(e, ",");
-    if (i == 0) {
+    size_t n = strcspn(e, names ? "/" : ",");
+    if (names) {
+      snprintf(out, sizeof out, "%.*s", (int)n, e);
+    } else if (i == 0) {
       snprintf(out, sizeof out, "%s.%.*s", name, (int)n, e);
     } else {
       snprintf(out, sizeof out, "%s-%u.%.*s", name, i + 1, (int)n, e);
     }
     rc |= listing_add(sl->l, out, FS_INO(FS_ROW_GROUP(row, 0), FS_SUB_IMG0 + i), S_IFREG);
-    e += n + (e[n] == ',');
+    e += n + (e[n] != '\0');
   }
   return rc != 0 ? -ENOMEM : 0;
 }

@@ -234,6 +234,11 @@ static void metrics_jobs(gkp__dynbuf *b) {
     gkp__dynbuf_printf(b, "gemini_pool_jobs{status=\"%s\"} %llu\n", names[i],
                        (unsigned long long)by_status[i]);
   }
+  help(b, "gemini_pool_fs_memory_bytes", "gauge",
+       "Bytes of prompts, scratch files, answers and images the mount holds in memory.");
+  gkp__dynbuf_printf(b, "gemini_pool_fs_memory_bytes %zu\n", fs_mem_used());
+  help(b, "gemini_pool_fs_memory_limit_bytes", "gauge", "The ceiling on them (-o max_memory).");
+  gkp__dynbuf_printf(b, "gemini_pool_fs_memory_limit_bytes %zu\n", fs.max_memory);
   help(b, "gemini_pool_jobs_submitted_total", "counter", "Jobs submitted since the mount.");
   gkp__dynbuf_printf(b, "gemini_pool_jobs_submitted_total %llu\n", (unsigned long long)submitted);
   help(b, "gemini_pool_jobs_finished_total", "counter",
@@ -735,7 +740,9 @@ char *fs_readme_text(const char *mountpoint) {
       "  NAME.json      metadata, never blocks: status (queued, running, done, failed,\n"
       "                 cancelled), model_requested, model_used, key_id, attempts,\n"
       "                 tokens_in, tokens_out, latency_ms, error, created, finished\n"
-      "  NAME.png ...   generated images: NAME.png, NAME-2.png, ... (by type)\n"
+      "  NAME.png ...   generated images: NAME.png, NAME-2.png, ... (by type); a name\n"
+      "                 another job's image already has gets -1, -2, ... (the first\n"
+      "                 free: NAME-2-1.png); NAME.json lists them under \"images\"\n"
       "Names starting with '.', ending with '~', and empty files are scratch files:\n"
       "kept, never sent (so editors and sed -i work).  Prompts larger than %zu bytes\n"
       "are refused with \"File too large\".\n"

@@ -10,12 +10,12 @@
  *        one row per job name: its latest prompt and, once it has finished,
  *        its metadata (the .json with the restore fields, as one line of
  *        JSON), its answer, and what listings and status/jobs show without
- *        parsing it (failed or not, its images' extensions, its line of
- *        status/jobs).  finished_ms and meta are NULL while the job has not
- *        finished: such a row is submitted again at start.  Unique on
- *        (profile, name); indexed on finished_ms (retention) and created_ms
- *        (status/jobs).
- *   images(job, idx, mime, data)   a finished job's images.
+ *        parsing it (failed or not, its images' file names '/'-separated --
+ *        rows written before image names were allocated hold their
+ *        extensions ','-separated instead --, its line of status/jobs).  finished_ms and meta are
+ * NULL while the job has not finished: such a row is submitted again at start.  Unique on (profile,
+ * name); indexed on finished_ms (retention) and created_ms (status/jobs). images(job, idx, mime,
+ * data)   a finished job's images.
  *
  * `run` is a random 64-bit id of the submission: a result is stored only on
  * the row of the prompt with the same run id, so an old answer is never
@@ -188,6 +188,15 @@ static sqlite3 *reader_get(void) {
   return db != NULL ? db : db_open(0);
 }
 
+/* Closes a reader connection with the statements it kept. */
+static void reader_close(sqlite3 *db) {
+  sqlite3_stmt *st;
+  while (db != NULL && (st = sqlite3_next_stmt(db, NULL)) != NULL) {
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+}
+
 static void reader_put(sqlite3 *db) {
   pthread_mutex_lock(&idle_mu);
   if (db != NULL && nidle < NIDLE) {
@@ -195,7 +204,28 @@ static void reader_put(sqlite3 *db) {
     db = NULL;
   }
   pthread_mutex_unlock(&idle_mu);
-  sqlite3_close(db);
+  reader_close(db);
+}
+
+sqlite3_stmt *fs_store_rstmt(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  while ((st = sqlite3_next_stmt(db, st)) != NULL) {
+    if (!sqlite3_stmt_busy(st) && strcmp(sqlite3_sql(st), sql) == 0) {
+      return st;
+    }
+  }
+  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+    sqlite3_finalize(st);
+    return NULL;
+  }
+  return st;
+}
+
+void fs_store_rdone(sqlite3_stmt *st) {
+  if (st != NULL) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
 }
 
 sqlite3 *fs_store_reader(void) {
@@ -444,13 +474,20 @@ static int apply_remove(fs_store_item *it) {
   return delete_row(it);
 }
 
-/* "png,jpg": the extensions of a run's images (fs.mu held). */
-static void image_exts(const fs_run *r, char *buf, size_t len) {
-  size_t n = 0;
-  buf[0] = '\0';
-  for (size_t i = 0; i < r->nimages && n + 10 < len; i++) {
-    n += (size_t)snprintf(buf + n, len - n, "%s%s", i > 0 ? "," : "", r->images[i].ext);
+/* "a.png/a-2.png": the file names of a run's images, '/'-separated (names
+ * cannot hold a '/'), or NULL (fs.mu held). */
+static char *image_names(const fs_run *r) {
+  size_t n = 0, len = r->nimages * (FS_NAME_MAX + 32) + 1;
+  char *buf = malloc(len);
+  if (buf != NULL) {
+    buf[0] = '\0';
+    for (size_t i = 0; i < r->nimages; i++) {
+      char name[FS_NAME_MAX + 32];
+      fs_image_name(r->slot, r, i, name, sizeof name);
+      n += (size_t)snprintf(buf + n, len - n, "%s%s", i > 0 ? "/" : "", name);
+    }
   }
+  return buf;
 }
 
 /* Stores a finished run: its metadata and answer on its prompt's row, and
@@ -459,17 +496,18 @@ static int apply_result(fs_store_item *it) {
   fs_run *r = it->run;
   fs_slot *s = r->slot;
   sqlite3_stmt *st;
-  char *json, exts[FS_MAX_IMAGES * 6 + 8], line[2048];
+  char *json, *exts, line[2048];
   int rc, failed;
 
   pthread_mutex_lock(&fs.mu);
   json = fs_job_json(r, 1);
   failed = r->final_status == GKP__JOB_FAILED;
-  image_exts(r, exts, sizeof exts);
+  exts = image_names(r);
   fs_job_line(r, 1, line, sizeof line);
   pthread_mutex_unlock(&fs.mu);
-  if (json == NULL || (st = wstmt(sql_result)) == NULL) {
+  if (json == NULL || exts == NULL || (st = wstmt(sql_result)) == NULL) {
     cJSON_free(json);
+    free(exts);
     return -ENOMEM;
   }
   sqlite3_bind_int64(st, 1, r->finished_ms);
@@ -486,6 +524,7 @@ static int apply_result(fs_store_item *it) {
   }
   rc = wdone(st, rc);
   cJSON_free(json);
+  free(exts);
   if (rc != 0 || it->row == 0) {
     return rc != 0 ? rc : -ENOENT; /* no prompt row: replaced or removed */
   }
@@ -780,8 +819,8 @@ char *fs_store_read_prompt(const char *profile, const char *name, uint64_t run, 
   if (db == NULL) {
     return NULL;
   }
-  if (sqlite3_prepare_v2(db, "SELECT prompt, run FROM jobs WHERE profile = ?1 AND name = ?2", -1,
-                         &st, NULL) == SQLITE_OK) {
+  if ((st = fs_store_rstmt(db, "SELECT prompt, run FROM jobs WHERE profile = ?1 AND name = ?2")) !=
+      NULL) {
     sqlite3_bind_text(st, 1, profile, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW &&
@@ -797,7 +836,7 @@ char *fs_store_read_prompt(const char *profile, const char *name, uint64_t run, 
       }
     }
   }
-  sqlite3_finalize(st);
+  fs_store_rdone(st);
   reader_put(db);
   return out;
 }
@@ -854,15 +893,14 @@ int fs_store_lines(fs_store_line_fn fn, void *ud) {
 static int64_t image_row(sqlite3 *db, int64_t row, size_t idx) {
   sqlite3_stmt *st = NULL;
   int64_t id = 0;
-  if (sqlite3_prepare_v2(db, "SELECT rowid FROM images WHERE job = ?1 AND idx = ?2", -1, &st,
-                         NULL) == SQLITE_OK) {
+  if ((st = fs_store_rstmt(db, "SELECT rowid FROM images WHERE job = ?1 AND idx = ?2")) != NULL) {
     sqlite3_bind_int64(st, 1, row);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)idx);
     if (sqlite3_step(st) == SQLITE_ROW) {
       id = sqlite3_column_int64(st, 0);
     }
   }
-  sqlite3_finalize(st);
+  fs_store_rdone(st);
   return id;
 }
 
@@ -939,7 +977,7 @@ void fs_store_stop(void) {
   }
   pthread_mutex_lock(&idle_mu);
   while (nidle > 0) {
-    sqlite3_close(idle[--nidle]);
+    reader_close(idle[--nidle]);
   }
   pthread_mutex_unlock(&idle_mu);
   sqlite3_close(wdb);

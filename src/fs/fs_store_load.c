@@ -366,6 +366,7 @@ static int run_from_json(fs_run *r, const cJSON *doc) {
       snprintf(r->images[i].mime, sizeof r->images[i].mime, "%s", json_str(x, "mime"));
       snprintf(r->images[i].ext, sizeof r->images[i].ext, "%s", fs_mime_ext(r->images[i].mime));
       r->images[i].len = (size_t)json_int(x, "bytes", 0);
+      snprintf(r->images[i].name, sizeof r->images[i].name, "%s", json_str(x, "name"));
     }
     r->nimages = (size_t)n;
   }
@@ -459,7 +460,7 @@ static int restore_row(const store_row *w, pending **todo) {
       *todo = p;
       if (f != NULL) {
         fs_file_clear(f);
-        fs_buf_write(&f->data, 0, w->prompt, w->plen);
+        fs_buf_load(&f->data, w->prompt, w->plen);
         f->dirty = 0;
         f->sub_run = w->run;
       }
@@ -530,7 +531,7 @@ static int fault(const char *where, const char *profile, const char *name, int64
   snprintf(sql, sizeof sql, "%s WHERE meta IS NOT NULL AND %s", sql_row, where);
   fs_dir *d = profile != NULL ? fs_dir_get(profile) : NULL;
   int64_t mtime = d != NULL ? d->mtime_ms : 0;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+  if ((st = fs_store_rstmt(db, sql)) != NULL) {
     if (profile != NULL) {
       sqlite3_bind_text(st, 1, profile, -1, SQLITE_STATIC);
       sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
@@ -542,7 +543,7 @@ static int fault(const char *where, const char *profile, const char *name, int64
   if (d != NULL) {
     d->mtime_ms = mtime; /* coming back from the store changes nothing */
   }
-  sqlite3_finalize(st);
+  fs_store_rdone(st);
   fs_store_reader_put(db);
   return n > 0;
 }
@@ -569,16 +570,14 @@ int fs_store_fault(fs_dir *d, const char *name) {
   size_t n = strlen(name);
   const char *dot = strrchr(name, '.');
   int got = fault_stem(d, name, n);
-  if (dot != NULL) {
-    /* "a.out", "a.json", "a.err", "a.png": job "a"; "a-2.png": job "a" too. */
+  size_t stems[3], k = fs_image_stems(name, stems);
+  if (k == 0 && dot != NULL) {
+    /* "a.out", "a.json", "a.err": job "a". */
     got |= fault_stem(d, name, (size_t)(dot - name));
-    const char *dash = NULL;
-    for (const char *p = name; p < dot; p++) {
-      dash = *p == '-' ? p : dash;
-    }
-    if (dash != NULL) {
-      got |= fault_stem(d, name, (size_t)(dash - name));
-    }
+  }
+  /* "a.png": job "a"; "a-2.png": "a-2" or "a"; "a-2-1.png" also "a". */
+  for (size_t i = 0; i < k; i++) {
+    got |= fault_stem(d, name, stems[i]);
   }
   return got;
 }

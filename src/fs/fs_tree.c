@@ -17,24 +17,61 @@
 
 /* ---- buffers ------------------------------------------------------------- */
 
-static int buf_reserve(fs_buf *b, size_t need) {
-  if (need <= b->cap) {
-    return 0;
-  }
-  char *p = gkp__grow(b->p, &b->cap, need, 1, 256);
-  if (p == NULL) {
-    return -ENOMEM;
-  }
-  b->p = p;
+/* ---- the memory accountant ---------------------------------------------- */
+
+int fs_mem_charge(size_t n, int force) {
+  size_t used = __atomic_load_n(&fs.mem_used, __ATOMIC_RELAXED);
+  do {
+    if (!force && (n > fs.max_memory || used > fs.max_memory - n)) {
+      return -ENOSPC;
+    }
+  } while (!__atomic_compare_exchange_n(&fs.mem_used, &used, used + n, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
   return 0;
 }
 
-int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n) {
+void fs_mem_release(size_t n) {
+  __atomic_fetch_sub(&fs.mem_used, n, __ATOMIC_RELAXED);
+}
+
+size_t fs_mem_used(void) {
+  return __atomic_load_n(&fs.mem_used, __ATOMIC_RELAXED);
+}
+
+/* ---- buffers ------------------------------------------------------------- */
+
+/* Grows b to hold `need` bytes, charging the growth to the accountant:
+ * doubling when the ceiling allows it, else exactly `need`.  Returns 0,
+ * -ENOSPC (over -o max_memory unless `force`) or -ENOMEM. */
+static int buf_reserve(fs_buf *b, size_t need, int force) {
+  if (need <= b->cap) {
+    return 0;
+  }
+  size_t cap = b->cap > SIZE_MAX / 2 ? need : b->cap * 2;
+  cap = cap < need ? need : cap < 256 ? 256 : cap;
+  if (fs_mem_charge(cap - b->cap, force) != 0) {
+    cap = need;
+    if (fs_mem_charge(cap - b->cap, force) != 0) {
+      return -ENOSPC;
+    }
+  }
+  char *p = realloc(b->p, cap);
+  if (p == NULL) {
+    fs_mem_release(cap - b->cap);
+    return -ENOMEM;
+  }
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+static int buf_write(fs_buf *b, size_t off, const void *data, size_t n, int force) {
+  int rc;
   if (off + n < off) {
     return -EFBIG;
   }
-  if (buf_reserve(b, off + n) != 0) {
-    return -ENOMEM;
+  if ((rc = buf_reserve(b, off + n, force)) != 0) {
+    return rc;
   }
   if (off > b->len) {
     memset(b->p + b->len, 0, off - b->len);
@@ -46,10 +83,20 @@ int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n) {
   return 0;
 }
 
+int fs_buf_write(fs_buf *b, size_t off, const void *data, size_t n) {
+  return buf_write(b, off, data, n, 0);
+}
+
+int fs_buf_load(fs_buf *b, const void *data, size_t n) {
+  fs_buf_truncate(b, 0);
+  return buf_write(b, 0, data, n, 1);
+}
+
 int fs_buf_truncate(fs_buf *b, size_t len) {
+  int rc;
   if (len > b->len) {
-    if (buf_reserve(b, len) != 0) {
-      return -ENOMEM;
+    if ((rc = buf_reserve(b, len, 0)) != 0) {
+      return rc;
     }
     memset(b->p + b->len, 0, len - b->len);
   }
@@ -61,6 +108,7 @@ int fs_buf_truncate(fs_buf *b, size_t len) {
 }
 
 void fs_buf_free(fs_buf *b) {
+  fs_mem_release(b->cap);
   free(b->p);
   memset(b, 0, sizeof *b);
 }
@@ -150,10 +198,61 @@ const char *fs_mime_ext(const char *mime) {
 }
 
 void fs_image_name(const fs_slot *s, const fs_run *r, size_t i, char *buf, size_t len) {
-  if (i == 0) {
+  if (r->images[i].name[0] != '\0') {
+    snprintf(buf, len, "%s", r->images[i].name);
+  } else if (i == 0) {
     snprintf(buf, len, "%s.%s", s->name, r->images[i].ext);
   } else {
     snprintf(buf, len, "%s-%zu.%s", s->name, i + 1, r->images[i].ext);
+  }
+}
+
+/* The length of s[0..len) without a trailing "-<digits>", or len. */
+static size_t strip_number(const char *s, size_t len) {
+  size_t i = len;
+  while (i > 0 && s[i - 1] >= '0' && s[i - 1] <= '9') {
+    i--;
+  }
+  return i < len && i > 1 && s[i - 1] == '-' ? i - 1 : len;
+}
+
+size_t fs_image_stems(const char *name, size_t stems[3]) {
+  const char *dot = strrchr(name, '.');
+  size_t n = 0;
+  if (dot == NULL || dot == name || !fs_name_reserved(name) || strcmp(dot, ".out") == 0 ||
+      strcmp(dot, ".err") == 0 || strcmp(dot, ".json") == 0) {
+    return 0;
+  }
+  stems[n++] = (size_t)(dot - name);
+  for (int k = 0; k < 2; k++) {
+    size_t m = strip_number(name, stems[n - 1]);
+    if (m == stems[n - 1]) {
+      break;
+    }
+    stems[n++] = m;
+  }
+  return n;
+}
+
+/* Whether an image of directory d (memory or store) is named `name`. */
+static int image_taken(fs_dir *d, const char *name) {
+  fs_slot *s;
+  fs_store_fault(d, name);
+  return fs_image_find(d, name, &s) >= 0;
+}
+
+void fs_image_alloc(fs_run *r, size_t i) {
+  fs_image *im = &r->images[i];
+  fs_dir *d = r->slot->dir;
+  char stem[FS_NAME_MAX + 16];
+  if (i == 0) {
+    snprintf(stem, sizeof stem, "%s", r->slot->name);
+  } else {
+    snprintf(stem, sizeof stem, "%s-%zu", r->slot->name, i + 1);
+  }
+  snprintf(im->name, sizeof im->name, "%s.%s", stem, im->ext);
+  for (unsigned k = 1; d != NULL && k <= FS_MAX_IMAGES * 4 && image_taken(d, im->name); k++) {
+    snprintf(im->name, sizeof im->name, "%s-%u.%s", stem, k, im->ext);
   }
 }
 
@@ -336,8 +435,7 @@ int fs_file_load(fs_file *f) {
     fs_file_clear(f);
     return -EIO;
   }
-  fs_buf_truncate(&f->data, 0);
-  int rc = fs_buf_write(&f->data, 0, p, len);
+  int rc = fs_buf_load(&f->data, p, len);
   free(p);
   if (rc != 0) {
     fs_file_clear(f);
@@ -547,7 +645,7 @@ void fs_run_unref(fs_run *r) {
   }
   fs_buf_free(&r->text);
   for (size_t i = 0; i < r->nimages; i++) {
-    free(r->images[i].data);
+    fs_image_free(&r->images[i]);
   }
   free(r->images);
   free(r->attempts);
@@ -556,14 +654,21 @@ void fs_run_unref(fs_run *r) {
   free(r);
 }
 
+void fs_image_free(fs_image *im) {
+  if (im->data != NULL) {
+    fs_mem_release(im->len);
+    free(im->data);
+    im->data = NULL;
+  }
+}
+
 void fs_run_trim(fs_run *r) {
   if (!r->stored || r->on_disk || r->mem_readers > 0) {
     return;
   }
   fs_buf_free(&r->text);
   for (size_t i = 0; i < r->nimages; i++) {
-    free(r->images[i].data);
-    r->images[i].data = NULL;
+    fs_image_free(&r->images[i]);
   }
   r->on_disk = 1;
 }

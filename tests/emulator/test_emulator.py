@@ -521,6 +521,21 @@ class TestGenerate(EmuTest):
         self.assertGreater(len(chunks), 10)
         self.assertEqual("".join(self.answer_text(c) for c in chunks), text)
 
+    def test_image_count_and_bytes(self):
+        EMU.ctl("POST", "faults", {"scope": "global", "image_count": 3, "image_bytes": 5000})
+        parts = EMU.generate("gemini-2.5-flash-image",
+                             body_of("draw three")).json()["candidates"][0]["content"]["parts"]
+        pngs = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
+        self.assertEqual(len(pngs), 3)
+        self.assertEqual(len(set(pngs)), 3)
+        self.assertTrue(all(len(p) >= 5000 and p.startswith(b"\x89PNG") for p in pngs))
+        chunks = self.sse_events(EMU.stream("gemini-2.5-flash-image", body_of("draw three")))
+        streamed = [base64.b64decode(p["inlineData"]["data"]) for c in chunks
+                    for p in c["candidates"][0]["content"].get("parts", []) if "inlineData" in p]
+        self.assertEqual(streamed, pngs)
+        bad = EMU.request("POST", "/_emu/faults", {"scope": "global", "image_count": 0})
+        self.assertEqual(bad.status, 400)
+
     def test_prompt_echo_is_scrubbed_of_keys(self):
         text = self.answer_text(EMU.generate(
             "gemini-2.5-flash", body_of(f"my key is {KEY['k1']} ok")).json())
