@@ -168,11 +168,12 @@ typedef struct gkp_lease {
 /* Why no key could be reserved right now. */
 enum gkp_wait_reason {
   GKP_WAIT_NONE = 0,
-  GKP_WAIT_BUSY,     /* every eligible key has max_inflight requests in flight */
-  GKP_WAIT_COOLDOWN, /* keys are cooling down */
-  GKP_WAIT_QUOTA,    /* RPM, TPM or RPD budget used up */
-  GKP_WAIT_NEVER,    /* nothing will free up by itself (disabled, no free tier,
-                        prompt larger than the TPM limit) */
+  GKP_WAIT_BUSY,        /* every eligible key has max_inflight requests in flight */
+  GKP_WAIT_COOLDOWN,    /* keys are cooling down */
+  GKP_WAIT_QUOTA,       /* RPM, TPM or RPD budget used up */
+  GKP_WAIT_NEVER,       /* nothing will free up by itself (disabled, no free tier,
+                           prompt larger than the TPM limit) */
+  GKP_WAIT_UNREACHABLE, /* the shared state's server cannot be reached: nothing is sent */
 };
 
 typedef struct gkp_wait {

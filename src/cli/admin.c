@@ -222,3 +222,59 @@ int cmd_keys(int argc, char **argv) {
   gkp_pool_close(ck.pool);
   return code;
 }
+
+/* ---- state copy ------------------------------------------------------------- */
+
+/* gemini-pool state copy FROM TO: the counts, cooldowns, learned limits and
+ * disabled keys of the pool's keys, from one state (file or Redis) to
+ * another. */
+int cmd_state(int argc, char **argv) {
+  cli_common c = {0};
+  const char *pos[3] = {NULL, NULL, NULL};
+  int n = 0;
+  gkp_error err;
+  for (int i = 1; i < argc; i++) {
+    int rc = cli_common_option(&c, argc, argv, &i);
+    if (rc < 0) {
+      return CLI_USAGE;
+    }
+    if (rc > 0) {
+      continue;
+    }
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      cli_usage(stdout);
+      return CLI_OK;
+    }
+    if (argv[i][0] == '-' || n == 3) {
+      cli_error("state: unexpected argument '%s' (usage: gemini-pool state copy FROM TO)", argv[i]);
+      return CLI_USAGE;
+    }
+    pos[n++] = argv[i];
+  }
+  if (n != 3 || strcmp(pos[0], "copy") != 0) {
+    cli_error("usage: gemini-pool state copy FROM TO (each a state file or a Redis URL)");
+    return CLI_USAGE;
+  }
+  cli_common from = c, to = c;
+  from.state = pos[1];
+  to.state = pos[2];
+  gkp_pool *a = cli_open_pool(&from);
+  if (a == NULL) {
+    return CLI_USAGE;
+  }
+  gkp_pool *b = cli_open_pool(&to);
+  if (b == NULL) {
+    gkp_pool_close(a);
+    return CLI_USAGE;
+  }
+  int rc = gkp__state_copy(a, b, &err);
+  if (rc != 0) {
+    cli_error("state copy: %s", err.msg);
+  } else {
+    printf("copied the state of %zu keys from %s to %s\n", gkp_key_count(a), gkp_pool_state_path(a),
+           gkp_pool_state_path(b));
+  }
+  gkp_pool_close(b);
+  gkp_pool_close(a);
+  return rc == 0 ? CLI_OK : CLI_FAILED;
+}

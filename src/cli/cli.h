@@ -50,6 +50,7 @@ int cmd_ask(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_reset(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
+int cmd_state(int argc, char **argv); /* state copy FROM TO */
 int cmd_mount(int argc, char **argv); /* parses, then calls fs_mount_run */
 int cmd_serve(int argc, char **argv);
 

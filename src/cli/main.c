@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/util.h"
 
 static const char *USAGE =
     "usage:\n"
@@ -26,10 +27,11 @@ static const char *USAGE =
     "  gemini-pool status [--json]                     the pool, from the state file\n"
     "  gemini-pool keys check                          validate every key (models.list)\n"
     "  gemini-pool reset [KEY_ID|all]                  clear cooldowns, re-enable keys\n"
+    "  gemini-pool state copy FROM TO                  move the state between a file and Redis\n"
     "  gemini-pool --help | --version\n"
     "\n"
     "Every command takes --config FILE (else $GEMINI_POOL_CONFIG, ./keys.json,\n"
-    "$XDG_CONFIG_HOME/gemini-pool/keys.json) and --state FILE (else $GEMINI_POOL_STATE,\n"
+    "$XDG_CONFIG_HOME/gemini-pool/keys.json) and --state FILE|URL (else $GEMINI_POOL_STATE,\n"
     "$XDG_STATE_HOME/gemini-pool/state.db).  $GOOGLE_GEMINI_BASE_URL overrides the\n"
     "API endpoint (e.g. http://127.0.0.1:PORT for scripts/fake-gemini).\n"
     "$GEMINI_POOL_STALL_TIMEOUT (seconds, default 300): a request that receives\n"
@@ -113,14 +115,13 @@ int cli_common_option(cli_common *c, int argc, char **argv, int *i) {
 }
 
 void cli_log_execution(gkp_pool *pool, const char *json_line) {
-  char path[4200];
-  const char *state = gkp_pool_state_path(pool), *slash = strrchr(state, '/');
+  char path[4200], dir[4096];
   int fd;
-  if (slash == NULL) {
-    snprintf(path, sizeof path, "executions.jsonl");
-  } else {
-    snprintf(path, sizeof path, "%.*s/executions.jsonl", (int)(slash - state), state);
+  if (gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir) != 0) {
+    cli_error("warning: no place for executions.jsonl: set XDG_STATE_HOME or HOME");
+    return;
   }
+  snprintf(path, sizeof path, "%s/executions.jsonl", dir);
   fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     cli_error("warning: cannot append to %s: %s", path, strerror(errno));
@@ -173,6 +174,9 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "reset") == 0) {
     return cmd_reset(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "state") == 0) {
+    return cmd_state(argc - 1, argv + 1);
   }
   if (strcmp(cmd, "keys") == 0) {
     return cmd_keys(argc - 1, argv + 1);

@@ -4,8 +4,10 @@
 #include "common/util.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void gkp__strlcpy(char *dst, const char *src, size_t size) {
   size_t n;
@@ -49,4 +51,36 @@ void *gkp__grow(void *p, size_t *cap, size_t need, size_t size, size_t first) {
     *cap = c;
   }
   return q;
+}
+
+int gkp__local_state_dir(const char *state, char *buf, size_t len) {
+  const char *scheme = strstr(state, "://"), *slash;
+  const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+  int n;
+  if (scheme == NULL || strchr(state, '/') < scheme) {
+    slash = strrchr(state, '/');
+    n = slash == NULL    ? snprintf(buf, len, ".")
+        : slash == state ? snprintf(buf, len, "/")
+                         : snprintf(buf, len, "%.*s", (int)(slash - state), state);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+  }
+  if (xdg != NULL && xdg[0] == '/') {
+    n = snprintf(buf, len, "%s/gemini-pool", xdg);
+  } else if (home != NULL && home[0] == '/') {
+    n = snprintf(buf, len, "%s/.local/state/gemini-pool", home);
+  } else {
+    return -1;
+  }
+  if (n <= 0 || (size_t)n >= len) {
+    return -1;
+  }
+  for (char *p = buf + 1; *p != '\0'; p++) {
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(buf, 0700);
+      *p = '/';
+    }
+  }
+  mkdir(buf, 0700);
+  return 0;
 }

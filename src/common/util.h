@@ -34,4 +34,13 @@ char *gkp__dup_n(const char *s, size_t n);
  */
 void *gkp__grow(void *p, size_t *cap, size_t need, size_t size, size_t first);
 
+/*
+ * The directory for a process's own files beside a pool state (the log of
+ * runs, the spool): the state file's directory, or, when the state is a
+ * server's URL (NAME://...), $XDG_STATE_HOME/gemini-pool (else
+ * ~/.local/state/gemini-pool), created 0700.  Writes it into buf; returns 0,
+ * or -1 when there is no such place or it is too long.
+ */
+int gkp__local_state_dir(const char *state, char *buf, size_t len);
+
 #endif

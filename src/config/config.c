@@ -177,6 +177,22 @@ static int load_base_url(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON 
   return 0;
 }
 
+/* Sets cfg->state from "state" (absent: NULL).  Returns 0 or a negative errno. */
+static int load_state(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON *root) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "state");
+  if (item == NULL || cJSON_IsNull(item)) {
+    return 0;
+  }
+  if (!cJSON_IsString(item) || item->valuestring[0] == '\0') {
+    return gkp__cfg_fail(ctx, -EINVAL, "state",
+                         "expected a file path or a Redis URL, got %s; write e.g. "
+                         "\"redis://127.0.0.1:6379/0\"",
+                         gkp__json_type(item));
+  }
+  cfg->state = strdup(item->valuestring);
+  return cfg->state != NULL ? 0 : gkp__cfg_fail(ctx, -ENOMEM, "state", "out of memory");
+}
+
 /* Joins dir and ".env".  Returns a malloc'd path or NULL. */
 static char *dotenv_path(const char *dir) {
   size_t len = strlen(dir);
@@ -275,6 +291,9 @@ static int parse_config(const char *json, size_t len, const char *name, const ch
   if (rc == 0) {
     const char *env_url = getenv("GOOGLE_GEMINI_BASE_URL");
     rc = gkp__config_endpoint_trust(&ctx, cfg, origin, env_url != NULL && env_url[0] != '\0');
+  }
+  if (rc == 0) {
+    rc = load_state(&ctx, cfg, root);
   }
   if (rc == 0) {
     rc = gkp__config_models_load(&ctx, cfg, root);
@@ -474,5 +493,6 @@ void gkp__config_free(gkp__config *cfg) {
   free(cfg->path);
   free(cfg->dir);
   free(cfg->base_url);
+  free(cfg->state);
   free(cfg);
 }

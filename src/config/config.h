@@ -46,6 +46,7 @@ typedef struct gkp__config {
   int origin;       /* enum gkp_config_origin: how the file was found */
   char *dir;        /* its directory (where .env is looked for), may be NULL */
   char *base_url;   /* $GOOGLE_GEMINI_BASE_URL, "base_url", or Google's */
+  char *state;      /* "state": a state file path or a Redis URL; NULL: not given */
   int max_inflight; /* default per key */
   gkp__key_cfg *keys;
   size_t nkeys;

@@ -107,6 +107,10 @@ typedef struct gkp__backend_ops {
   const char *(*where)(gkp__backend *b);
   /* Releases the leases this process holds (unless `forked`) and frees. */
   void (*close)(gkp__backend *b, int forked);
+  /* Writes what a snapshot of another state holds (counts, the minute's
+   * totals as of now, cooldowns, learned limits, disabled keys) over this
+   * state's records of the keys and models both configurations name. */
+  int (*import)(gkp__backend *b, const gkp__snapshot *s, gkp_error *err);
 } gkp__backend_ops;
 
 struct gkp__backend {

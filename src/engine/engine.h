@@ -29,6 +29,10 @@ int gkp__config_model_index(const gkp__config *cfg, const char *model);
 void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_error *err),
                             void (*free_fn)(void *runner), gkp_error *err);
 
+/* Copies what one pool's state holds (counts, cooldowns, learned limits,
+ * disabled keys) into another's, for the keys and models both name: moving
+ * a pool between a state file and Redis.  0 or a negative errno with err. */
+int gkp__state_copy(gkp_pool *from, gkp_pool *to, gkp_error *err);
 /* Sets how long the leases this pool takes live unless renewed (default
  * GKP_LEASE_TTL_MS); for tests of the heartbeat in real time. */
 void gkp__pool_set_lease_ttl(gkp_pool *pool, int64_t ms);

@@ -501,6 +501,66 @@ static void fb_close(gkp__backend *b, int forked) {
   free(f);
 }
 
+/* ---- import ------------------------------------------------------------------------------ */
+
+/* Puts a minute's totals in the bucket of `now` (an upper bound: they count
+ * for a whole minute more). */
+static void window_from_totals(gkp__window *w, int64_t now, int64_t reqs, int64_t tokens) {
+  gkp__instant t;
+  gkp__instant_at(&t, now);
+  memset(w, 0, sizeof *w);
+  w->floor_sec = t.dead_sec;
+  gkp__bucket *b = gkp__bucket_of(w, now);
+  b->sec = (uint32_t)(now / 1000);
+  b->reqs = (uint32_t)reqs;
+  b->tokens = tokens;
+  w->sum_reqs = reqs;
+  w->sum_tokens = tokens;
+}
+
+static int import_locked(fb *f, const gkp__snapshot *s, gkp_error *err) {
+  size_t snm = s->cfg->nmodels;
+  int64_t now = fb_now(f);
+  for (size_t sk = 0; sk < s->cfg->nkeys; sk++) {
+    int ki = cfg_key_index(f, s->cfg->keys[sk].id);
+    if (ki < 0) {
+      continue;
+    }
+    int ks = f->key_slot[ki];
+    gkp__store_save_recs(f->st, ks, -1);
+    f->st->keys[ks].c = s->keys[sk].c;
+    gkp__store_commit(f->st);
+    for (size_t sm = 0; sm < snm; sm++) {
+      int pi = s->pm_of[sk * snm + sm], mi = model_index(f->cfg, s->cfg->models[sm].id);
+      if (pi < 0 || mi < 0) {
+        continue;
+      }
+      int ps = pm_attach(f, ki, mi, err);
+      if (ps < 0) {
+        return ps;
+      }
+      const gkp__snap_pm *e = &s->pms[pi];
+      gkp__pm_counts *p = &f->st->pms[ps].c;
+      gkp__store_save_recs(f->st, -1, ps);
+      memcpy(p, &e->c, offsetof(gkp__pm_counts, win));
+      window_from_totals(&p->win, now, e->reqs_minute, e->tokens_minute);
+      gkp__store_commit(f->st);
+    }
+  }
+  return 0;
+}
+
+static int fb_import(gkp__backend *b, const gkp__snapshot *s, gkp_error *err) {
+  fb *f = (fb *)b;
+  int rc = begin(f, err);
+  if (rc != 0) {
+    return rc;
+  }
+  rc = import_locked(f, s, err);
+  end(f);
+  return rc;
+}
+
 static void fb_set_lease_ttl(gkp__backend *b, int64_t ms) {
   ((fb *)b)->lease_ttl_ms = ms > 0 ? ms : GKP_LEASE_TTL_MS;
 }
@@ -522,6 +582,7 @@ static const gkp__backend_ops file_ops = {
     .gc = fb_gc,
     .where = fb_where,
     .close = fb_close,
+    .import = fb_import,
 };
 
 static void store_note(void *ud, const char *line) {

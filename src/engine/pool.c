@@ -16,6 +16,8 @@
 #include "common/util.h"
 #include "engine/bounds.h"
 #include "engine/pool_impl.h"
+#include "engine/redis_backend.h"
+#include "engine/redis_conn.h"
 
 void gkp__pool_log(const gkp_pool *pool, int level, const char *fmt, ...) {
   char line[1024];
@@ -168,8 +170,9 @@ void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_er
 /* Works out the state file's path (explicit, $GEMINI_POOL_STATE,
  * $XDG_STATE_HOME/gemini-pool/state.db or ~/.local/state/...), creates its
  * directory and checks that it belongs to the user alone.  Returns a
- * malloc'd path or NULL with err set. */
-static char *state_path(const char *explicit_path, gkp_error *err) {
+ * malloc'd path or NULL with err set.  A URL (NAME://...) is returned as it
+ * is: its backend checks it. */
+static char *state_path(const char *explicit_path, const char *cfg_state, gkp_error *err) {
   char buf[4096];
   const char *env = getenv("GEMINI_POOL_STATE");
   const char *xdg = getenv("XDG_STATE_HOME");
@@ -179,6 +182,8 @@ static char *state_path(const char *explicit_path, gkp_error *err) {
     snprintf(buf, sizeof buf, "%s", explicit_path);
   } else if (env != NULL && env[0] != '\0') {
     snprintf(buf, sizeof buf, "%s", env);
+  } else if (cfg_state != NULL && cfg_state[0] != '\0') {
+    snprintf(buf, sizeof buf, "%s", cfg_state);
   } else if (xdg != NULL && xdg[0] == '/') {
     snprintf(buf, sizeof buf, "%s/gemini-pool/state.db", xdg);
   } else if (home != NULL && home[0] == '/') {
@@ -188,6 +193,9 @@ static char *state_path(const char *explicit_path, gkp_error *err) {
              "no place for the state file: set GEMINI_POOL_STATE, XDG_STATE_HOME or HOME, "
              "or pass --state FILE");
     return NULL;
+  }
+  if (gkp__state_has_scheme(buf)) {
+    return strdup(buf); /* a URL: the backend checks it */
   }
   if (gkp__secure_parent(buf, 1, "the state directory", err) != 0) {
     return NULL;
@@ -226,13 +234,21 @@ static int pool_open(gkp_pool **out, gkp__config *cfg, char *config_path, const 
   pthread_mutex_init(&pool->reload_mu, NULL);
   pthread_mutex_init(&pool->task_mu, NULL);
 
-  spath = state_path(opts->state_path, err);
+  spath = state_path(opts->state_path, cfg->state, err);
   if (spath == NULL) {
     rc = err != NULL ? err->code : -ENOENT;
     goto fail;
   }
-  rc = gkp__file_backend_open(spath, opts->clock, opts->clock_ud, opts->log, opts->log_ud,
-                              &pool->be, err);
+  if (gkp__state_has_scheme(spath)) {
+    rc = gkp__redis_backend_open(spath, cfg->dir, opts->clock, opts->clock_ud, opts->log,
+                                 opts->log_ud, &pool->be, err);
+  } else {
+    rc = gkp__file_backend_open(spath, opts->clock, opts->clock_ud, opts->log, opts->log_ud,
+                                &pool->be, err);
+  }
+  if (spath != NULL) {
+    memset(spath, 0, strlen(spath)); /* a URL may hold a password */
+  }
   free(spath);
   if (rc != 0) {
     goto fail;

@@ -31,7 +31,7 @@ void gkp__instant_at(gkp__instant *t, int64_t now_ms) {
   t->now = now_ms;
   t->day_start = gkp_last_pacific_midnight(now_ms);
   t->next_midnight = gkp_next_pacific_midnight(now_ms);
-  t->dead_sec = floor_div(now_ms - 61 * SECOND - GKP__WINDOW_MARGIN_MS, SECOND);
+  t->dead_sec = gkp__floor_div(now_ms - 61 * SECOND - GKP__WINDOW_MARGIN_MS, SECOND);
 }
 
 void gkp__pm_counts_init(gkp__pm_counts *p) {
@@ -79,7 +79,7 @@ static int64_t bucket_end_ms(int64_t sec) {
 
 /* The second a time falls in, as a bucket stores it. */
 static uint32_t sec_of(int64_t ms) {
-  int64_t s = floor_div(ms, SECOND);
+  int64_t s = gkp__floor_div(ms, SECOND);
   return s < 0 ? 0 : s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 

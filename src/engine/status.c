@@ -10,6 +10,7 @@
 #include "common/timeutil.h"
 #include "engine/pool_impl.h"
 #include "engine/quota.h"
+#include "engine/redis_conn.h"
 #include <string.h>
 
 static cJSON *time_or_null(int64_t ms) {
@@ -180,6 +181,7 @@ int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err) {
   cJSON_AddStringToObject(doc, "config",
                           pool->config_path != NULL ? pool->config_path : s->cfg->path);
   cJSON_AddStringToObject(doc, "state_file", s->where);
+  cJSON_AddStringToObject(doc, "state_backend", gkp__state_is_redis(s->where) ? "redis" : "file");
   cJSON_AddItemToObject(doc, "endpoint", endpoint_entry(s));
   keys = cJSON_AddArrayToObject(doc, "keys");
   for (size_t ki = 0; ki < s->cfg->nkeys; ki++) {

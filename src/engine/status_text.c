@@ -139,6 +139,9 @@ char *gkp__status_table(const char *json, int64_t now_ms) {
   endpoint_line(&b, doc, now_ms);
   const char *reset = str(doc, "next_daily_reset");
   gkp__dynbuf_printf(&b, "next daily reset: %s (midnight Pacific)\n", reset ? reset : "?");
+  gkp__dynbuf_printf(&b, "state: %s %s\n",
+                     str(doc, "state_backend") ? str(doc, "state_backend") : "?",
+                     str(doc, "state_file") ? str(doc, "state_file") : "?");
   cJSON_Delete(doc);
   return gkp__dynbuf_take(&b, NULL);
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "config/config.h"
 #include "fs/fs.h"
 
@@ -358,7 +359,7 @@ static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size
 
   st = o->state != NULL ? o->state : getenv("GEMINI_POOL_STATE");
   if (st != NULL && st[0] != '\0') {
-    p->state = absolute(st);
+    p->state = strstr(st, "://") != NULL ? strdup(st) : absolute(st);
   }
   /* Found as every command finds it (a ./keys.json is used only under the
    * trust rules); the daemon then names its real path. */
@@ -371,21 +372,20 @@ static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size
   say_config(pool);
   snprintf(p->found, sizeof p->found, "%s", gkp_pool_config_path(pool));
   p->config = realpath(p->found, NULL);
-  p->statedir = strdup(gkp_pool_state_path(pool));
+  /* The spool, jobs and lock live beside a state file, or for a state
+   * server in the local state directory. */
+  char dir[4096];
+  int dir_rc = gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir);
   p->statefile = strdup(gkp_pool_state_path(pool));
   gkp_pool_close(pool);
+  if (dir_rc != 0) {
+    fail(err, errlen, "mount: no place for the spool: set XDG_STATE_HOME or HOME");
+    return -1;
+  }
+  p->statedir = strcmp(dir, ".") == 0 ? absolute(".") : strdup(dir);
   if (p->statedir == NULL || p->statefile == NULL) {
     fail(err, errlen, "mount: out of memory");
     return -1;
-  }
-  char *slash = strrchr(p->statedir, '/');
-  if (slash == NULL) {
-    free(p->statedir);
-    p->statedir = absolute(".");
-  } else if (slash == p->statedir) {
-    slash[1] = '\0';
-  } else {
-    *slash = '\0';
   }
 
   clear_stale_mount(o->mountpoint);

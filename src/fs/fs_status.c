@@ -16,6 +16,7 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 #include "engine/engine.h"
+#include "engine/pool_impl.h"
 #include "engine/status.h"
 #include "fs/fs.h"
 
@@ -610,6 +611,19 @@ int fs_status_render(fuse_ino_t ino, char **out, size_t *len) {
     return rc;
   case FS_INO_ST_POOL:
     rc = gkp_status_json(fs.pool, &json, &err);
+    if (rc == -EAGAIN) { /* the state server is unreachable: say so */
+      size_t n = strlen(err.msg);
+      char *t = malloc(n + 2);
+      if (t == NULL) {
+        return -ENOMEM;
+      }
+      memcpy(t, err.msg, n);
+      t[n] = '\n';
+      t[n + 1] = '\0';
+      *out = t;
+      *len = n + 1;
+      return 0;
+    }
     if (rc != 0) {
       fs_log(GKP_LOG_WARN, "status/pool: %s", err.msg);
       return rc;

@@ -60,6 +60,7 @@ struct gkp__job {
   int chain_never;         /* some model of the chain can never be served */
   char chain_reason[GKP_MSG_MAX];
   char last_error[GKP_MSG_MAX]; /* the last failed attempt, for the end-of-chain message */
+  char state_down[GKP_MSG_MAX]; /* why the shared state cannot be reached ("" when it can) */
   int server_streak;            /* consecutive server errors on `model` */
   int keywide_penalties;        /* keys this job got disabled or billed (at most 2) */
   int endpoint_wait;            /* waiting because nothing reaches the endpoint */

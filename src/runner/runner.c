@@ -11,6 +11,7 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 #include "engine/engine.h"
+#include "engine/pool_impl.h"
 #include "runner/job.h"
 
 #define DEFAULT_MAX_ATTEMPTS 12
@@ -784,8 +785,12 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   }
   rc = gkp_reserve(r->pool, job->model, job->est_tokens, &job->lease, wait, &err);
   if (rc == -EAGAIN) {
+    if (wait->reason == GKP_WAIT_UNREACHABLE) {
+      gkp__strlcpy(job->state_down, err.msg, sizeof job->state_down);
+    }
     return 0;
   }
+  job->state_down[0] = '\0';
   if (rc != 0) {
     job_finish(job, GKP__JOB_FAILED, err.msg);
     return 1;
@@ -854,6 +859,19 @@ static int job_cannot_start(gkp__job *job, const gkp_wait *w) {
     queue_remove(job);
     job_finish(job, GKP__JOB_FAILED, job->runner->down_error);
     return 1;
+  }
+  if (w->reason == GKP_WAIT_UNREACHABLE) {
+    /* Nothing is sent while the shared state cannot be reached: the job
+     * waits for it as for a key, and fails when its max_wait runs out. */
+    if (w->next_ms > budget) {
+      char why[GKP_MSG_MAX + 64];
+      snprintf(why, sizeof why, "%s; gave up after waiting %lld s", job->state_down,
+               (long long)(job->max_wait_ms / 1000));
+      queue_remove(job);
+      job_finish(job, GKP__JOB_FAILED, why);
+      return 1;
+    }
+    return 0;
   }
   /* A busy key's next_ms is only its lease's expiry (an upper bound, 10 min
    * away): it used to end up in the failure message as "until <then>". */

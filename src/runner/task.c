@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "engine/engine.h"
+#include "engine/pool_impl.h"
 #include "runner/runner.h"
 
 typedef struct waiter {

@@ -73,4 +73,69 @@ static inline int test_contains(const char *hay, size_t len, const char *needle)
   return 0;
 }
 
+/* ---- the state backend under test ----------------------------------------
+ * GKP_TEST_STATE=redis://... (set by the Redis variants of the suites) runs
+ * a test against that server instead of a state file. */
+
+#include "engine/redis_conn.h"
+
+/* The Redis URL under test, or NULL for the state file. */
+static inline const char *test_redis_url(void) {
+  const char *u = getenv("GKP_TEST_STATE");
+  return u != NULL && u[0] != '\0' ? u : NULL;
+}
+
+/* Runs one command on the server under test; returns the reply or aborts. */
+static inline redisReply *test_redis_cmd(int argc, const char **argv) {
+  gkp__rurl u;
+  gkp__rconn c;
+  gkp_error err;
+  redisReply *r;
+  if (gkp__rurl_parse(test_redis_url(), NULL, &u, &err) != 0) {
+    fprintf(stderr, "%s\n", err.msg);
+    abort();
+  }
+  gkp__rconn_init(&c, &u);
+  r = gkp__rconn_cmd(&c, NULL, argc, argv, NULL, &err);
+  gkp__rconn_free(&c);
+  if (r == NULL) {
+    fprintf(stderr, "redis: %s\n", err.msg);
+    abort();
+  }
+  return r;
+}
+
+/* Empties the server under test. */
+static inline void test_redis_flush(void) {
+  const char *av[] = {"FLUSHDB"};
+  freeReplyObject(test_redis_cmd(1, av));
+}
+
+/* Everything the server holds (each key's DUMP), for secret checks. */
+static inline char *test_redis_dump(size_t *len) {
+  const char *av[] = {"KEYS", "*"};
+  redisReply *keys = test_redis_cmd(2, av);
+  char *buf = calloc(1, 1);
+  size_t n = 0;
+  for (size_t i = 0; buf != NULL && i < keys->elements; i++) {
+    const char *dv[] = {"DUMP", keys->element[i]->str};
+    redisReply *d = test_redis_cmd(2, dv);
+    if (d->type == REDIS_REPLY_STRING) {
+      char *nb = realloc(buf, n + d->len + keys->element[i]->len + 1);
+      if (nb != NULL) {
+        buf = nb;
+        memcpy(buf + n, keys->element[i]->str, keys->element[i]->len);
+        n += keys->element[i]->len;
+        memcpy(buf + n, d->str, d->len);
+        n += d->len;
+        buf[n] = '\0';
+      }
+    }
+    freeReplyObject(d);
+  }
+  freeReplyObject(keys);
+  *len = n;
+  return buf;
+}
+
 #endif

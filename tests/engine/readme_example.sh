@@ -14,7 +14,7 @@ awk '/<!-- example: library -->/ {want=1; next}
 [ -s "$tmp/example.c" ] || { echo "no example program found in README.md"; exit 1; }
 
 cc -std=c11 -Wall -Wextra -Werror -o "$tmp/example" "$tmp/example.c" \
-  -I"$src/include" "$build/libgkp.a" $(pkg-config --libs libcjson libcurl) -lpthread -lm \
+  -I"$src/include" "$build/libgkp.a" $(pkg-config --libs libcjson libcurl hiredis) -lpthread -lm \
   ${GKP_EXAMPLE_LDFLAGS:-}
 
 cat >"$tmp/keys.json" <<'JSON'

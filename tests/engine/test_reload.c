@@ -105,6 +105,10 @@ static void test_reload_under_load(void **st) {
   snprintf(config, sizeof config, "%s/keys.json", tmpdir);
   char state[4200];
   snprintf(state, sizeof state, "%s/state.db", tmpdir);
+  if (test_redis_url() != NULL) {
+    snprintf(state, sizeof state, "%s", test_redis_url());
+    test_redis_flush();
+  }
   write_config(0);
   gkp_options o = {.config_path = config, .state_path = state};
   if (gkp_pool_open(&pool, &o, &err) != 0) {
