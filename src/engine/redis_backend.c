@@ -8,6 +8,10 @@
  * a slot of its own) and offers each candidate to the reserve script until
  * one takes; the winner's score is bumped afterwards.  Two clients that pick
  * the same candidate are settled by the script: the second finds it busy.
+ * On a single server one call does it all: the client names the keys of
+ * the first page as it last read it, and the script walks the page as it
+ * is now, in the same step, answering "stale" if the page holds a key the
+ * client did not name (the client then reads the page again).
  *
  * Times are the server's: the scripts read TIME, and the client turns the
  * server's times into its own clock (an offset refreshed on every answer)
@@ -30,8 +34,9 @@
 #include "engine/backend.h"
 #include "engine/redis_backend.h"
 #include "engine/redis_conn.h"
+#include "engine/redis_lua.h"
 
-#define PAGE 32
+#define PAGE GKP__REDIS_PAGE
 #define KNAME 400
 
 typedef struct own_lease {
@@ -59,7 +64,9 @@ typedef struct rb {
   own_lease *own;
   size_t nown, capown;
   char lru[64];
-  char endpoint[64]; /* the endpoint record: since last url reason */
+  char page[PAGE][GKP_ID_MAX]; /* the LRU order's first page as last read */
+  int npage;                   /* 0: not read yet */
+  char endpoint[64];           /* the endpoint record: since last url reason */
   int lease_ttl_ms;
 } rb;
 
@@ -220,6 +227,7 @@ static int attach_locked(rb *r, const gkp__config *cfg, int reload, gkp_error *e
     free(score);
     return gkp__err(err, -ENOMEM, "out of memory");
   }
+  r->npage = 0; /* the keys may have changed: read the page again */
   av[0] = "ZADD";
   av[1] = r->lru;
   av[2] = "NX";
@@ -293,6 +301,7 @@ typedef struct offer {
   int64_t ready; /* server time; INT64_MAX never */
   int64_t id, now;
   int index; /* the candidate it is about, -1: none */
+  int full;  /* the script read a whole page of the LRU order */
 } offer;
 
 /* The names and arguments of one reserve call, built once per call. */
@@ -308,13 +317,17 @@ static void offer_args_free(offer_args *a) {
   free(a->av);
 }
 
-/* Offers cfg keys kis[0..n) in order to the reserve script, in one call
- * (with the LRU bump) on a single server.  Returns 0 with *o, or an error. */
-static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int probe, offer *o,
-                      gkp_error *err) {
+/* Offers cfg keys kis[0..n) to the reserve script, in one call (with the
+ * LRU bump) on a single server: in the order given, or, with `pass` (the
+ * ids of the cached page that are not in our config, np of them), in the
+ * LRU order the script reads.  Returns 0 with *o, or an error. */
+static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int probe,
+                      const char *const *pass, int np, offer *o, gkp_error *err) {
   const gkp_limits *lim = &r->cfg->models[mi].limits;
   const char *model = r->cfg->models[mi].id;
-  int lru = !r->conn.cluster, nkeys = 5 * n + lru, argc = nkeys + 11 + 2 * n, rc = 0;
+  int lru = !r->conn.cluster, check = lru && pass != NULL, nkeys = 5 * n + lru;
+  int argc = nkeys + 11 + 2 * n + (check ? 1 + np : 0), rc = 0;
+  char a_np[16];
   char now[24], a_est[24], a_rpm[24], a_tpm[24], a_rpd[24], a_ds[24], a_nm[24], a_ttl[24], a_n[16];
   offer_args a = {calloc((size_t)(5 * n), KNAME), calloc((size_t)n, 16),
                   calloc((size_t)argc, sizeof(char *))};
@@ -340,6 +353,13 @@ static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int pro
   if (lru) {
     a.av[5 * n] = r->lru;
   }
+  if (check) {
+    snprintf(a_np, sizeof a_np, "%d", np);
+    a.av[nkeys + 11 + 2 * n] = a_np;
+    for (int i = 0; i < np; i++) {
+      a.av[nkeys + 12 + 2 * n + i] = pass[i];
+    }
+  }
   now_arg(r, now);
   snprintf(a_est, sizeof a_est, "%" PRId64, est > 0 ? est : 0);
   snprintf(a_rpm, sizeof a_rpm, "%" PRId64, lim->rpm);
@@ -347,8 +367,19 @@ static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int pro
   snprintf(a_rpd, sizeof a_rpd, "%" PRId64, lim->rpd);
   snprintf(a_ttl, sizeof a_ttl, "%d", r->lease_ttl_ms);
   snprintf(a_n, sizeof a_n, "%d", n);
-  const char *fixed[11] = {
-      now, a_est, a_rpm, a_tpm, a_rpd, a_ds, a_nm, a_ttl, probe ? "1" : "0", lru ? "1" : "0", a_n};
+  const char *fixed[11] = {now,
+                           a_est,
+                           a_rpm,
+                           a_tpm,
+                           a_rpd,
+                           a_ds,
+                           a_nm,
+                           a_ttl,
+                           probe ? "1" : "0",
+                           check ? "2"
+                           : lru ? "1"
+                                 : "0",
+                           a_n};
   for (int i = 0; i < 11; i++) {
     a.av[nkeys + i] = fixed[i];
   }
@@ -360,7 +391,7 @@ static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int pro
       rc = err != NULL && err->code != 0 ? err->code : -EIO;
       break;
     }
-    if (x->type != REDIS_REPLY_ARRAY || x->elements != 5) {
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 6) {
       freeReplyObject(x);
       rc = gkp__err(err, -EPROTO, "state %s: unexpected answer to reserve", r->conn.url.where);
       break;
@@ -371,6 +402,7 @@ static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int pro
     o->ready = reply_int(x->element[2]);
     o->now = reply_int(x->element[3]);
     o->index = (int)reply_int(x->element[4]) - 1;
+    o->full = (int)reply_int(x->element[5]);
     freeReplyObject(x);
     saw_time(r, o->now);
     if (o->ready < 0) {
@@ -391,7 +423,7 @@ static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int pro
 }
 
 static int offer_key(rb *r, int ki, int mi, int64_t est, int probe, offer *o, gkp_error *err) {
-  return offer_keys(r, &ki, 1, mi, est, probe, o, err);
+  return offer_keys(r, &ki, 1, mi, est, probe, NULL, 0, o, err);
 }
 
 static const char *wait_words(int reason) {
@@ -461,15 +493,86 @@ static int took(rb *r, int ki, int mi, int64_t est, const offer *o, gkp_lease *o
   return 0;
 }
 
+/* Keeps the first page of the LRU order as read. */
+static void keep_page(rb *r, const redisReply *x) {
+  r->npage = 0;
+  for (size_t i = 0; i < x->elements && i < PAGE; i++) {
+    if (x->element[i]->type == REDIS_REPLY_STRING) {
+      gkp__strlcpy(r->page[r->npage++], x->element[i]->str, GKP_ID_MAX);
+    }
+  }
+}
+
+/* The best "none can" answer seen so far. */
+typedef struct best {
+  int key, reason;
+  int64_t next;
+} best;
+
+static void note_best(best *b, const offer *o, const int *kis) {
+  if (o->index >= 0 && (b->key < 0 || o->ready < b->next)) {
+    b->next = o->ready;
+    b->reason = o->reason;
+    b->key = kis[o->index];
+  }
+}
+
+/* Single server: one call over the cached first page.  Returns 1 with the
+ * lease, 0 (none of the page can: *more says whether pages follow), 2 (the
+ * cache is stale: read the page again), or an error. */
+static int reserve_cached(rb *r, int mi, int64_t est, gkp_lease *out, best *bst, int *more,
+                          gkp_error *err) {
+  int kis[PAGE], n = 0, np = 0;
+  const char *pass[PAGE];
+  offer o;
+  for (int i = 0; i < r->npage; i++) {
+    int ki = cfg_key(r, r->page[i]);
+    if (ki >= 0) {
+      kis[n++] = ki;
+    } else {
+      pass[np++] = r->page[i];
+    }
+  }
+  if (n == 0) {
+    return 2;
+  }
+  int rc = offer_keys(r, kis, n, mi, est, 0, pass, np, &o, err);
+  if (rc != 0) {
+    return rc;
+  }
+  if (o.status == 1) {
+    rc = took(r, kis[o.index], mi, est, &o, out, err);
+    return rc != 0 ? rc : 1;
+  }
+  if (o.status == -2) {
+    return 2;
+  }
+  note_best(bst, &o, kis);
+  *more = o.full;
+  return 0;
+}
+
 static int reserve_locked(rb *r, const char *model, int64_t est, gkp_lease *out, gkp_wait *wait,
                           gkp_error *err) {
-  int mi = model_index(r->cfg, model), next_key = -1, next_reason = GKP_WAIT_NONE;
-  int64_t next = INT64_MAX;
-  int kis[PAGE];
+  int mi = model_index(r->cfg, model), kis[PAGE], more = 1;
+  best bst = {-1, GKP_WAIT_NONE, INT64_MAX};
+  long start = 0;
   if (mi < 0) {
     return unknown_model(r, model, err);
   }
-  for (long start = 0;; start += PAGE) {
+  if (!r->conn.cluster && r->npage > 0) {
+    int rc = reserve_cached(r, mi, est, out, &bst, &more, err);
+    if (rc == 1) {
+      return 0;
+    }
+    if (rc < 0) {
+      return rc == -EAGAIN ? unreachable(r, wait, err) : rc;
+    }
+    if (rc == 0) {
+      start = PAGE; /* the first page was offered as it is now */
+    }
+  }
+  for (; more; start += PAGE) {
     char a[24], b[24];
     int n = 0;
     snprintf(a, sizeof a, "%ld", start);
@@ -479,6 +582,9 @@ static int reserve_locked(rb *r, const char *model, int64_t est, gkp_lease *out,
       return err != NULL && err->code == -EAGAIN ? unreachable(r, wait, err) : -EIO;
     }
     size_t got = x->elements;
+    if (start == 0) {
+      keep_page(r, x);
+    }
     for (size_t i = 0; i < got; i++) {
       int ki = cfg_key(r, x->element[i]->str);
       if (ki >= 0) {
@@ -490,24 +596,18 @@ static int reserve_locked(rb *r, const char *model, int64_t est, gkp_lease *out,
     int step = r->conn.cluster ? 1 : n;
     for (int i = 0; i < n; i += step) {
       offer o;
-      int rc = offer_keys(r, kis + i, step, mi, est, 0, &o, err);
+      int rc = offer_keys(r, kis + i, step, mi, est, 0, NULL, 0, &o, err);
       if (rc != 0) {
         return rc == -EAGAIN ? unreachable(r, wait, err) : rc;
       }
       if (o.status == 1) {
         return took(r, kis[i + o.index], mi, est, &o, out, err);
       }
-      if (o.index >= 0 && (next_key < 0 || o.ready < next)) {
-        next = o.ready;
-        next_reason = o.reason;
-        next_key = kis[i + o.index];
-      }
+      note_best(&bst, &o, kis + i);
     }
-    if (got < PAGE) {
-      break;
-    }
+    more = got >= PAGE;
   }
-  return no_key(r, model, next_key, next, next_reason, wait, err);
+  return no_key(r, model, bst.key, bst.next, bst.reason, wait, err);
 }
 
 static int rb_reserve(gkp__backend *b, const char *model, int64_t est, gkp_lease *out,
@@ -620,13 +720,23 @@ static int rb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
         (u->thoughts_tokens > 0 ? u->thoughts_tokens : 0);
   }
   snprintf(out, sizeof out, "%" PRId64, o);
-  const char *av[] = {m, w, st, est, pt, out};
   pthread_mutex_lock(&r->conn.mu);
-  x = gkp__rconn_script(&r->conn, GKP__RS_USAGE, 2, 6, av, err);
+  /* An answer came: on a single server the script marks the endpoint
+   * reachable in the same call; a cluster keeps it in another slot. */
+  int one = !r->conn.cluster, nk = 0;
+  const char *av[7];
+  av[nk++] = m;
+  av[nk++] = w;
+  if (one) {
+    av[nk++] = r->endpoint;
+  }
+  const char *args[] = {st, est, pt, out};
+  memcpy(av + nk, args, sizeof args);
+  x = gkp__rconn_script(&r->conn, GKP__RS_USAGE, nk, nk + 4, av, err);
   rc = x == NULL ? (err != NULL && err->code != 0 ? err->code : -EIO) : 0;
   freeReplyObject(x);
-  if (rc == 0) {
-    endpoint_up(r); /* an answer came */
+  if (rc == 0 && !one) {
+    endpoint_up(r);
   }
   pthread_mutex_unlock(&r->conn.mu);
   return rc;

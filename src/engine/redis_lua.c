@@ -32,22 +32,28 @@
   " if v then local n = tonumber(v) + d; if n < 0 then n = 0 end;"                                 \
   " redis.call('HSET', h, f, n); return true end; return false end\n"
 
-/* Offers candidate keys in order and leases the first that can take the
- * request.  KEYS: k l m w seq of each candidate (5 per candidate, in one
- * slot each), then, on a single server, the LRU set.  ARGV: now est rpm tpm
- * rpd day_start next_midnight ttl probe has_lru n, then n max_inflights,
- * then n key ids.  Returns {1, id, 0, now, i} (candidate i leased),
- * {2, 0, 0, now, i} (probe: eligible), {0, reason, ready (-1: never), now,
- * i} (none can: i is the one that frees up first), or {-1, 0, 0, now, 0}
- * when `now` is outside the day the client computed.  On a cluster the
- * client offers one candidate per call. */
+/* Offers candidate keys and leases the first that can take the request.
+ * KEYS: k l m w seq of each candidate (5 per candidate, in one slot each),
+ * then, on a single server, the LRU set.  ARGV: now est rpm tpm rpd
+ * day_start next_midnight ttl probe lru_mode n, then n max_inflights, then
+ * n key ids, then (lru_mode 2) a count s and s ids to pass over.
+ * lru_mode 0: no LRU set (cluster); 1: offer in the order given and bump
+ * the winner; 2: offer in the order of the LRU set's first page as it is
+ * now (read here, in the same step), bumping the winner, and answer "stale"
+ * if that page holds an id that is neither a candidate nor one to pass
+ * over.  Returns {1, id, 0, now, i, 0} (candidate i leased), {2, 0, 0, now,
+ * i, 0} (probe: eligible), {0, reason, ready (-1: never), now, i, full}
+ * (none can: i is the one that frees up first; full: mode 2 read a whole
+ * page, more may follow), {-1, 0, 0, now, 0, 0} when `now` is outside the
+ * day the client computed, or {-2, 0, 0, now, 0, 0} (stale).  On a cluster
+ * the client offers one candidate per call. */
 static const char reserve_lua[] = PRELUDE
     "local now = clock(ARGV[1])\n"
     "local est = tonumber(ARGV[2])\n"
     "local rpm0, tpm0, rpd0 = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local ds, nm, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])\n"
-    "local probe, has_lru, n = ARGV[9] == '1', ARGV[10] == '1', tonumber(ARGV[11])\n"
-    "if now < ds or now >= nm then return {-1, 0, 0, now, 0} end\n"
+    "local probe, mode, n = ARGV[9] == '1', ARGV[10], tonumber(ARGV[11])\n"
+    "if now < ds or now >= nm then return {-1, 0, 0, now, 0, 0} end\n"
     "local NEVER = 4\n"
     "local dead = math.floor((now - 61250) / 1000)\n"
     "local function offer(kk, kl, km, kw, kseq, maxin)\n"
@@ -131,21 +137,42 @@ static const char reserve_lua[] = PRELUDE
     "  return 1, id, plu\n"
     "end\n"
     "local br, bready, bi = 0, 0, 0\n"
-    "for i = 1, n do\n"
+    "local function try(i)\n"
     "  local b = (i - 1) * 5\n"
     "  local st, a, ready = offer(KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4], KEYS[b + "
     "5],\n"
     "                            tonumber(ARGV[11 + i]))\n"
     "  if st == 1 then\n"
-    "    if has_lru then redis.call('ZADD', KEYS[5 * n + 1], 'XX', now, ARGV[11 + n + i]) end\n"
-    "    return {1, a, ready, now, i}\n"
+    "    if mode ~= '0' then redis.call('ZADD', KEYS[5 * n + 1], 'XX', now, ARGV[11 + n + i]) end\n"
+    "    return {1, a, ready, now, i, 0}\n"
     "  end\n"
-    "  if st == 2 then return {2, 0, 0, now, i} end\n"
+    "  if st == 2 then return {2, 0, 0, now, i, 0} end\n"
     "  if bi == 0 or (ready ~= -1 and (bready == -1 or ready < bready)) then\n"
     "    br, bready, bi = a, ready, i\n"
     "  end\n"
+    "  return nil\n"
     "end\n"
-    "return {0, br, bready, now, bi}\n";
+    "local full = 0\n"
+    "if mode == '2' then\n"
+    "  local pos, pass = {}, {}\n"
+    "  for i = 1, n do pos[ARGV[11 + n + i]] = i end\n"
+    "  for j = 1, tonumber(ARGV[12 + 2 * n]) do pass[ARGV[12 + 2 * n + j]] = true end\n"
+    "  local page = redis.call('ZRANGE', KEYS[5 * n + 1], 0, " GKP__REDIS_PAGE_S " - 1)\n"
+    "  for _, id in ipairs(page) do\n"
+    "    local i = pos[id]\n"
+    "    if i ~= nil then\n"
+    "      local res = try(i)\n"
+    "      if res ~= nil then return res end\n"
+    "    elseif not pass[id] then return {-2, 0, 0, now, 0, 0} end\n"
+    "  end\n"
+    "  if #page >= " GKP__REDIS_PAGE_S " then full = 1 end\n"
+    "else\n"
+    "  for i = 1, n do\n"
+    "    local res = try(i)\n"
+    "    if res ~= nil then return res end\n"
+    "  end\n"
+    "end\n"
+    "return {0, br, bready, now, bi, full}\n";
 
 /* KEYS: l.  ARGV: now id ttl.  Returns {1|0, now}. */
 static const char renew_lua[] =
@@ -177,9 +204,12 @@ static const char release_lua[] = PRELUDE
     "end\n"
     "return gone\n";
 
-/* KEYS: m w.  ARGV: started_ms est prompt out_tokens.  A 2xx answer. */
+/* KEYS: m w [endpoint].  ARGV: started_ms est prompt out_tokens.  A 2xx
+ * answer; on a single server the endpoint record is named too and marked
+ * reachable in the same step (on a cluster it lives in another slot). */
 static const char usage_lua[] = PRELUDE
     "redis.call('HSET', KEYS[1], 'prv', 1, 's429', 0, 'ssrv', 0, 'le', '')\n"
+    "if #KEYS >= 3 then redis.call('HSET', KEYS[3], 'since', '0') end\n"
     "local p = tonumber(ARGV[3])\n"
     "if p >= 0 then\n"
     "  local sec = math.floor(tonumber(ARGV[1]) / 1000)\n"

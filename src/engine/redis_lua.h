@@ -7,6 +7,10 @@
 
 #include "engine/redis_conn.h"
 
+/* Ids in one page of the LRU order (the reserve script reads one page). */
+#define GKP__REDIS_PAGE 32
+#define GKP__REDIS_PAGE_S "32"
+
 /* The text of one of enum gkp__rscript, or NULL. */
 const char *gkp__redis_script_text(int script);
 

@@ -101,6 +101,27 @@ static void test_lru_order_all_before_repeat(void **st) {
   }
 }
 
+/* Two processes share the least recently used order, also beyond one page
+ * of it (32 keys): after the other used the keys this one saw first, this
+ * one takes the key neither used, not one it remembers as oldest. */
+static void test_lru_order_shared_beyond_a_page(void **st) {
+  (void)st;
+  open_pool(40, NULL, FREE_MODEL);
+  gkp_pool *a = pool;
+  cycle("free-model", "k1");
+  pool = NULL;
+  open_pool(40, NULL, FREE_MODEL);
+  for (int i = 2; i <= 32; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "k%d", i);
+    cycle("free-model", id);
+  }
+  gkp_pool_close(pool);
+  pool = a;
+  cycle("free-model", "k33");
+  cycle("free-model", "k34");
+}
+
 static void test_never_used_first(void **st) {
   (void)st;
   open_pool(3, NULL, FREE_MODEL);
@@ -950,6 +971,7 @@ static void test_clock_step_forward_keeps_live_leases(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_lru_order_all_before_repeat, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_lru_order_shared_beyond_a_page, setup, teardown),
       cmocka_unit_test_setup_teardown(test_never_used_first, setup, teardown),
       cmocka_unit_test_setup_teardown(test_nearest_cooldown_reported, setup, teardown),
       cmocka_unit_test_setup_teardown(test_explicit_cooldown_override, setup, teardown),
