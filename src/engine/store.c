@@ -456,11 +456,12 @@ static int upgrade_v1(gkp__store *st, size_t size, int64_t now_ms, gkp_error *er
   return rc;
 }
 
-/* Refuses file systems whose mapped pages are not coherent between hosts. */
-static int check_fs(const char *path, gkp_error *err) {
+/* Refuses a state file `path` whose directory `dir` is on a file system
+ * whose mapped pages are not coherent between hosts (NFS, CIFS, FUSE). */
+static int check_fs(const char *dir, const char *path, gkp_error *err) {
   struct statfs sf;
   const char *name = NULL;
-  if (statfs(path, &sf) != 0) {
+  if (statfs(dir, &sf) != 0) {
     return 0;
   }
   switch ((unsigned long)sf.f_type) {
@@ -638,7 +639,7 @@ int gkp__store_open(const char *path, int64_t now_ms, gkp__store_note_fn note, v
   if (slash != NULL) {
     slash[slash == dir ? 1 : 0] = '\0';
   }
-  rc = check_fs(slash != NULL ? dir : ".", err);
+  rc = check_fs(slash != NULL ? dir : ".", path, err);
   if (rc != 0) {
     return rc;
   }
