@@ -269,6 +269,7 @@ int rebuild(fb *f, int reclaim, gkp_error *err) {
 
   free(f->key_slot);
   free(f->pm_cache);
+  forget_tpm(f);
   f->key_slot = calloc(nk + 1, sizeof(int));
   f->pm_cache = malloc(sizeof(int) * (nk * nm + 1));
   freed = malloc(sizeof(int) * (st->hdr->lay.nkeys + 1));

@@ -446,6 +446,7 @@ static int fb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v,
     gkp__store_save_recs(f->st, ks, ps);
     v->cooldown_until_ms = gkp__apply_rule(&f->st->keys[ks].c, &f->st->pms[ps].c, v, &t, rnd(f));
     gkp__store_commit(f->st);
+    f->limits_changed++;
     if (v->http_status > 0) {
       f->st->hdr->down_since_ms = 0; /* the server answered */
     }
@@ -497,6 +498,7 @@ static void fb_close(gkp__backend *b, int forked) {
   free(f->key_slot);
   free(f->cfg_of_slot);
   free(f->pm_cache);
+  forget_tpm(f);
   free(f->own);
   free(f);
 }
@@ -518,6 +520,7 @@ static const gkp__backend_ops file_ops = {
     .admin = fb_admin,
     .count_available = fb_count_available,
     .effective_limits = fb_effective_limits,
+    .max_tpm = fb_max_tpm,
     .snapshot = fb_snapshot,
     .gc = fb_gc,
     .where = fb_where,

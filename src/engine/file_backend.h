@@ -20,6 +20,7 @@
  * frees up at most this much later than it could). */
 #define ALIVE_CACHE 16
 #define ALIVE_FRESH_MS 1000
+#define MAX_TPM_FRESH_MS 1000
 
 /* An open-addressing index from one or two strings to a slot. */
 typedef struct sindex {
@@ -47,6 +48,20 @@ typedef struct fb {
   int *pm_cache; /* cfg key * nmodels + model -> pm slot, -1: none yet */
   sindex pms;    /* (project, model) -> pm slot, for the first `indexed_npm` */
   uint32_t indexed_npm;
+  /* For max_tpm: one configured key per distinct project (built on first
+   * use after a rebuild), and per model the answer last computed, reused
+   * while the file is unchanged, or for MAX_TPM_FRESH_MS while this process
+   * changed no limit (`limits_changed` counts its verdicts and admin). */
+  int *proj_reps;
+  size_t nproj_reps;
+  struct tpm_memo {
+    int valid;
+    int64_t value;
+    uint64_t generation;
+    int64_t at_mono;
+    uint64_t limits_changed;
+  } * tpm_memo;
+  uint64_t limits_changed;
   uint64_t *own; /* ids of leases this process holds */
   size_t nown, capown;
   /* Holders found alive lately: reading /proc for every busy key on every
@@ -86,6 +101,8 @@ typedef struct fb {
 #define fb_count_available gkp__fb_count_available
 #define fb_effective_limits gkp__fb_effective_limits
 #define fb_gc gkp__fb_gc
+#define fb_max_tpm gkp__fb_max_tpm
+#define forget_tpm gkp__fb_forget_tpm
 #define fb_snapshot gkp__fb_snapshot
 
 /* A pm record that has never been used. */
@@ -137,6 +154,9 @@ int fb_count_available(gkp__backend *b, const char *model, gkp_error *err);
 int fb_effective_limits(gkp__backend *b, const char *key_id, const char *model, gkp_limits *out,
                         gkp_error *err);
 int fb_gc(gkp__backend *b, gkp_error *err);
+int fb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *out, gkp_error *err);
+/* Drops what max_tpm keeps (a rebuild, close). */
+void forget_tpm(fb *f);
 int fb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err);
 
 #endif
