@@ -203,7 +203,7 @@ int pm_attach(fb *f, int ki, int mi, gkp_error *err) {
 
 /* Whether the holder of a lease may be running (gkp__owner_alive, with
  * recent answers remembered). */
-static int holder_alive(fb *f, const gkp__owner *o) {
+int holder_alive(fb *f, const gkp__owner *o) {
   int64_t mono = gkp__mono_ms();
   /* A holder of this namespace whose pid is free is gone: that costs one
    * system call and is never remembered. */

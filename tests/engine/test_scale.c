@@ -22,6 +22,7 @@
 
 static char *tmpdir;
 static char state[4200], config[4200];
+static int model_rpm = 1000000; /* model m's requests per minute */
 
 static double mono_s(void) {
   struct timespec ts;
@@ -42,7 +43,8 @@ static void write_config(const char *prefix, int first, int n, const char *prefi
     int k = i < n ? first + i : first2 + i - n;
     fprintf(f, "%s{\"id\":\"%s%d\",\"api_key\":\"FAKE-SCALE-%s%d\"}", i ? "," : "", p, k, p, k);
   }
-  fprintf(f, "]}},\"models\":{\"m\":{\"rpm\":1000000,\"tpm\":1000000000,\"rpd\":100000000}}}");
+  fprintf(f, "]}},\"models\":{\"m\":{\"rpm\":%d,\"tpm\":1000000000,\"rpd\":100000000}}}",
+          model_rpm);
   fclose(f);
   assert_int_equal(rename(tmp, config), 0);
 }
@@ -165,9 +167,72 @@ static void test_ten_thousand_keys(void **st) {
   free(tmpdir);
 }
 
+/* A pool of n keys each used once in a model with 1 request per minute:
+ * microseconds per failing reservation, which must still say when the
+ * first key frees up; an unsent request given back frees its key at once,
+ * and so does the minute going by. */
+static double failing_reserve_us(int n) {
+  gkp_pool *p;
+  gkp_error err;
+  gkp_lease l, held;
+  gkp_wait w;
+  double t;
+  tmpdir = test_tmpdir();
+  snprintf(state, sizeof state, "%s/state.db", tmpdir);
+  snprintf(config, sizeof config, "%s/keys.json", tmpdir);
+  model_rpm = 1;
+  write_config("a", 0, n, "", 0, 0);
+  model_rpm = 1000000;
+  t_now = 1795521600000LL;
+  gkp_options o = {.config_path = config, .state_path = state, .clock = test_clock};
+  if (gkp_pool_open(&p, &o, &err) != 0) {
+    fail_msg("open: %s", err.msg);
+  }
+  for (int i = 0; i < n - 1; i++) {
+    assert_int_equal(gkp_reserve(p, "m", 10, &l, NULL, &err), 0);
+    assert_int_equal(gkp_release(p, &l, 1, NULL), 0);
+  }
+  assert_int_equal(gkp_reserve(p, "m", 10, &held, NULL, &err), 0);
+  t_now += 1000;
+  int64_t first_free = 1795521600000LL + 60000;
+  t = mono_s();
+  for (int i = 0; i < 1000; i++) {
+    memset(&w, 0, sizeof w);
+    assert_int_equal(gkp_reserve(p, "m", 10 + i % 3, &l, &w, &err), -EAGAIN);
+    assert_int_equal(w.reason, GKP_WAIT_QUOTA);
+    assert_true(w.next_ms >= first_free && w.next_ms <= first_free + 2000);
+    assert_string_equal(w.next_key_id, "a0");
+  }
+  double us = (mono_s() - t) / 1000 * 1e6;
+  /* The unsent request given back: its key is free at once. */
+  assert_int_equal(gkp_release(p, &held, 0, NULL), 0);
+  assert_int_equal(gkp_reserve(p, "m", 10, &l, NULL, &err), 0);
+  assert_string_equal(l.key_id, held.key_id);
+  assert_int_equal(gkp_reserve(p, "m", 10, &held, &w, &err), -EAGAIN);
+  /* A minute later the first key is free again. */
+  t_now = w.next_ms;
+  assert_int_equal(gkp_reserve(p, "m", 10, &l, NULL, &err), 0);
+  assert_string_equal(l.key_id, "a0");
+  gkp_pool_close(p);
+  test_rmrf(tmpdir);
+  free(tmpdir);
+  return us;
+}
+
+static void test_failing_reserve(void **st) {
+  (void)st;
+  double small = failing_reserve_us(256), large = failing_reserve_us(NKEYS);
+  printf("failing reservation (no key free, the soonest reported): %.1f us at 256 keys, %.1f us "
+         "at %d keys\n",
+         small, large, NKEYS);
+  /* A scan of every key would take a millisecond or more at 10 000 keys. */
+  assert_true(large < 100);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ten_thousand_keys),
+      cmocka_unit_test(test_failing_reserve),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
