@@ -68,6 +68,12 @@ typedef struct rb {
   int npage;                   /* 0: not read yet */
   char endpoint[64];           /* the endpoint record: since last url reason */
   int lease_ttl_ms;
+  /* max_tpm's answers of the last second, by chain head (guarded by memo_mu). */
+  pthread_mutex_t memo_mu;
+  struct {
+    char model[GKP_ID_MAX];
+    int64_t value, at_mono;
+  } tpm_memo[16];
 } rb;
 
 /* ---- names and small helpers ------------------------------------------------------------ */
@@ -1037,6 +1043,50 @@ static int rb_effective_limits(gkp__backend *b, const char *key_id, const char *
   return rc;
 }
 
+/* The largest TPM of any key's project for `model` and its fallbacks (-1 if
+ * one is unknown or 0): one HMGET per (key, model), so an answer is kept for
+ * a second per chain head unless `fresh` is asked for. */
+static int rb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *out, gkp_error *err) {
+  rb *r = (rb *)b;
+  int64_t best = 0, mono = gkp__mono_ms();
+  int mi = model_index(r->cfg, model), slot = -1;
+  *out = -1;
+  pthread_mutex_lock(&r->memo_mu);
+  for (int i = 0; mi >= 0 && i < 16 && slot < 0; i++) {
+    if (strcmp(r->tpm_memo[i].model, model) == 0 || r->tpm_memo[i].model[0] == '\0' || i == 15) {
+      slot = i;
+    }
+  }
+  if (slot >= 0 && !fresh && strcmp(r->tpm_memo[slot].model, model) == 0 &&
+      mono - r->tpm_memo[slot].at_mono < 1000) {
+    *out = r->tpm_memo[slot].value;
+    pthread_mutex_unlock(&r->memo_mu);
+    return 0;
+  }
+  pthread_mutex_unlock(&r->memo_mu);
+  for (size_t n = 0; mi >= 0 && n < r->cfg->nmodels && best >= 0; n++) {
+    for (size_t ki = 0; ki < r->cfg->nkeys && best >= 0; ki++) {
+      gkp_limits lim;
+      int rc = rb_effective_limits(b, r->cfg->keys[ki].id, r->cfg->models[mi].id, &lim, err);
+      if (rc != 0) {
+        return rc;
+      }
+      best = lim.tpm <= 0 ? -1 : lim.tpm > best ? lim.tpm : best;
+    }
+    mi =
+        r->cfg->models[mi].fallback != NULL ? model_index(r->cfg, r->cfg->models[mi].fallback) : -1;
+  }
+  *out = best;
+  if (slot >= 0) {
+    pthread_mutex_lock(&r->memo_mu);
+    gkp__strlcpy(r->tpm_memo[slot].model, model, sizeof r->tpm_memo[slot].model);
+    r->tpm_memo[slot].value = best;
+    r->tpm_memo[slot].at_mono = mono;
+    pthread_mutex_unlock(&r->memo_mu);
+  }
+  return 0;
+}
+
 static int rb_gc(gkp__backend *b, gkp_error *err) {
   rb *r = (rb *)b;
   int n = 0, rc = 0;
@@ -1364,6 +1414,7 @@ static void rb_close(gkp__backend *b, int forked) {
   }
   free(r->ix);
   free(r->own);
+  pthread_mutex_destroy(&r->memo_mu);
   free(r);
 }
 
@@ -1392,6 +1443,7 @@ static const gkp__backend_ops redis_ops = {
     .admin = rb_admin,
     .count_available = rb_count_available,
     .effective_limits = rb_effective_limits,
+    .max_tpm = rb_max_tpm,
     .snapshot = rb_snapshot,
     .gc = rb_gc,
     .where = rb_where,
@@ -1419,6 +1471,7 @@ int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn c
     return gkp__err(err, -ENOMEM, "out of memory");
   }
   r->base.ops = &redis_ops;
+  pthread_mutex_init(&r->memo_mu, NULL);
   r->clock = clock;
   r->clock_ud = clock_ud;
   r->log = log;
