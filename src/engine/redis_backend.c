@@ -510,12 +510,12 @@ static void keep_page(rb *r, const redisReply *x) {
 }
 
 /* The best "none can" answer seen so far. */
-typedef struct best {
+typedef struct cand_best {
   int key, reason;
   int64_t next;
-} best;
+} cand_best;
 
-static void note_best(best *b, const offer *o, const int *kis) {
+static void note_best(cand_best *b, const offer *o, const int *kis) {
   if (o->index >= 0 && (b->key < 0 || o->ready < b->next)) {
     b->next = o->ready;
     b->reason = o->reason;
@@ -526,7 +526,7 @@ static void note_best(best *b, const offer *o, const int *kis) {
 /* Single server: one call over the cached first page.  Returns 1 with the
  * lease, 0 (none of the page can: *more says whether pages follow), 2 (the
  * cache is stale: read the page again), or an error. */
-static int reserve_cached(rb *r, int mi, int64_t est, gkp_lease *out, best *bst, int *more,
+static int reserve_cached(rb *r, int mi, int64_t est, gkp_lease *out, cand_best *bst, int *more,
                           gkp_error *err) {
   int kis[PAGE], n = 0, np = 0;
   const char *pass[PAGE];
@@ -561,7 +561,7 @@ static int reserve_cached(rb *r, int mi, int64_t est, gkp_lease *out, best *bst,
 static int reserve_locked(rb *r, const char *model, int64_t est, gkp_lease *out, gkp_wait *wait,
                           gkp_error *err) {
   int mi = model_index(r->cfg, model), kis[PAGE], more = 1;
-  best bst = {-1, GKP_WAIT_NONE, INT64_MAX};
+  cand_best bst = {-1, GKP_WAIT_NONE, INT64_MAX};
   long start = 0;
   if (mi < 0) {
     return unknown_model(r, model, err);
@@ -885,6 +885,15 @@ static int verdict_once(rb *r, const gkp_lease *l, gkp_verdict *v, gkp_error *er
   return rc;
 }
 
+/* Limits may have changed (a learned limit, a reset): max_tpm asks again. */
+static void forget_max_tpm(rb *r) {
+  pthread_mutex_lock(&r->memo_mu);
+  for (int i = 0; i < 16; i++) {
+    r->tpm_memo[i].model[0] = '\0';
+  }
+  pthread_mutex_unlock(&r->memo_mu);
+}
+
 static int rb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err) {
   rb *r = (rb *)b;
   int rc;
@@ -902,6 +911,7 @@ static int rb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v,
     }
   }
   pthread_mutex_unlock(&r->conn.mu);
+  forget_max_tpm(r);
   if (rc < 0) {
     return rc;
   }
@@ -989,6 +999,7 @@ static int rb_admin(gkp__backend *b, const gkp__admin *op, gkp_error *err) {
   pthread_mutex_lock(&r->conn.mu);
   rc = admin_locked(r, op, err);
   pthread_mutex_unlock(&r->conn.mu);
+  forget_max_tpm(r);
   return rc;
 }
 
@@ -1051,6 +1062,9 @@ static int rb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *ou
   int64_t best = 0, mono = gkp__mono_ms();
   int mi = model_index(r->cfg, model), slot = -1;
   *out = -1;
+  if (mi < 0) {
+    return 0; /* an unknown model: unknown */
+  }
   pthread_mutex_lock(&r->memo_mu);
   for (int i = 0; mi >= 0 && i < 16 && slot < 0; i++) {
     if (strcmp(r->tpm_memo[i].model, model) == 0 || r->tpm_memo[i].model[0] == '\0' || i == 15) {
