@@ -265,7 +265,15 @@ static int attach_locked(rb *r, const gkp__config *cfg, int reload, gkp_error *e
   return 0;
 }
 
+/* Forgets max_tpm's answers: this process changed a limit or the keys. */
+static void memo_clear(rb *r) {
+  pthread_mutex_lock(&r->memo_mu);
+  memset(r->tpm_memo, 0, sizeof r->tpm_memo);
+  pthread_mutex_unlock(&r->memo_mu);
+}
+
 static int rb_attach(gkp__backend *b, const gkp__config *cfg, int reload, gkp_error *err) {
+  memo_clear((rb *)b);
   rb *r = (rb *)b;
   key_ix *ix = calloc(cfg->nkeys + 1, sizeof *ix), *old_ix;
   const gkp__config *old;
@@ -885,16 +893,8 @@ static int verdict_once(rb *r, const gkp_lease *l, gkp_verdict *v, gkp_error *er
   return rc;
 }
 
-/* Limits may have changed (a learned limit, a reset): max_tpm asks again. */
-static void forget_max_tpm(rb *r) {
-  pthread_mutex_lock(&r->memo_mu);
-  for (int i = 0; i < 16; i++) {
-    r->tpm_memo[i].model[0] = '\0';
-  }
-  pthread_mutex_unlock(&r->memo_mu);
-}
-
 static int rb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err) {
+  memo_clear((rb *)b);
   rb *r = (rb *)b;
   int rc;
   if ((rc = bad_lease(l, err)) != 0) {
@@ -911,7 +911,6 @@ static int rb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v,
     }
   }
   pthread_mutex_unlock(&r->conn.mu);
-  forget_max_tpm(r);
   if (rc < 0) {
     return rc;
   }
@@ -994,12 +993,12 @@ static int admin_locked(rb *r, const gkp__admin *op, gkp_error *err) {
 }
 
 static int rb_admin(gkp__backend *b, const gkp__admin *op, gkp_error *err) {
+  memo_clear((rb *)b);
   rb *r = (rb *)b;
   int rc;
   pthread_mutex_lock(&r->conn.mu);
   rc = admin_locked(r, op, err);
   pthread_mutex_unlock(&r->conn.mu);
-  forget_max_tpm(r);
   return rc;
 }
 
@@ -1063,7 +1062,7 @@ static int rb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *ou
   int mi = model_index(r->cfg, model), slot = -1;
   *out = -1;
   if (mi < 0) {
-    return 0; /* an unknown model: unknown */
+    return 0;
   }
   pthread_mutex_lock(&r->memo_mu);
   for (int i = 0; mi >= 0 && i < 16 && slot < 0; i++) {
