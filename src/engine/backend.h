@@ -98,6 +98,11 @@ typedef struct gkp__backend_ops {
   int (*count_available)(gkp__backend *b, const char *model, gkp_error *err);
   int (*effective_limits)(gkp__backend *b, const char *key_id, const char *model, gkp_limits *out,
                           gkp_error *err);
+  /* The largest per-minute input-token limit (TPM) any configured key has
+   * for `model` and its fallbacks, learned limits included; -1 if a limit is
+   * unknown or 0 (or the model unknown).  Cheap: a backend may answer from a
+   * value at most a second old unless `fresh` (see file_backend.h). */
+  int (*max_tpm)(gkp__backend *b, const char *model, int fresh, int64_t *out, gkp_error *err);
   int (*snapshot)(gkp__backend *b, gkp__snapshot **out, gkp_error *err);
   /* Removes expired cooldowns and leases; returns how many. */
   int (*gc)(gkp__backend *b, gkp_error *err);

@@ -24,6 +24,13 @@ void gkp__config_unref(const gkp__config *cfg);
 /* Index of a model in a configuration, or -1. */
 int gkp__config_model_index(const gkp__config *cfg, const char *model);
 
+/* The largest per-minute input-token limit (TPM) any key has for `model`
+ * and its fallbacks, learned limits included, in *out; -1 if a limit is
+ * unknown or 0, or the model unknown.  One call, cost independent of the
+ * number of keys most of the time: the answer may be up to a second old
+ * (changes by other processes) unless `fresh`.  0 or a negative errno. */
+int gkp__pool_max_tpm(gkp_pool *pool, const char *model, int fresh, int64_t *out, gkp_error *err);
+
 /* The runner gkp_run_task uses, made by `make` on first use and freed by
  * `free_fn` when the pool closes.  NULL with err if `make` failed. */
 void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_error *err),

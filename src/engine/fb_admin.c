@@ -102,6 +102,7 @@ int fb_admin(gkp__backend *b, const gkp__admin *op, gkp_error *err) {
     return rc;
   }
   rc = admin_locked(f, op, err);
+  f->limits_changed++;
   end(f);
   return rc;
 }
@@ -148,6 +149,103 @@ int fb_effective_limits(gkp__backend *b, const char *key_id, const char *model, 
   }
   end(f);
   return rc;
+}
+
+/* ---- the largest TPM of a model chain ---------------------------------------------------------
+ */
+
+void forget_tpm(fb *f) {
+  free(f->proj_reps);
+  free(f->tpm_memo);
+  free(f->miss_memo);
+  f->proj_reps = NULL;
+  f->tpm_memo = NULL;
+  f->miss_memo = NULL;
+  f->nproj_reps = 0;
+}
+
+static int same_project(const void *ctx, int v, const char *a, const char *b) {
+  const gkp__config *cfg = ctx;
+  (void)b;
+  return strcmp(cfg->keys[v].project, a) == 0;
+}
+
+/* One configured key per distinct project: the limits are the project's. */
+static int project_reps(fb *f) {
+  const gkp__config *cfg = f->cfg;
+  sindex seen = {0};
+  if (f->proj_reps != NULL) {
+    return 0;
+  }
+  f->proj_reps = malloc(sizeof(int) * (cfg->nkeys + 1));
+  f->tpm_memo = calloc(cfg->nmodels + 1, sizeof *f->tpm_memo);
+  if (f->proj_reps == NULL || f->tpm_memo == NULL || sindex_init(&seen, cfg->nkeys) != 0) {
+    forget_tpm(f);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < cfg->nkeys; i++) {
+    size_t pos;
+    if (sindex_find(&seen, cfg, same_project, cfg->keys[i].project, NULL, &pos) < 0) {
+      seen.slot[pos] = (int)i;
+      f->proj_reps[f->nproj_reps++] = (int)i;
+    }
+  }
+  free(seen.slot);
+  return 0;
+}
+
+/* The largest TPM any project has for model mi; -1 if one's is unknown. */
+static int64_t model_max_tpm(fb *f, int mi, int64_t now) {
+  int64_t best = 0;
+  for (size_t r = 0; r < f->nproj_reps; r++) {
+    int ps = pm_slot_of(f, f->proj_reps[r], mi);
+    gkp_limits lim;
+    gkp__effective(ps >= 0 ? &f->st->pms[ps].c : empty_pm(), &f->cfg->models[mi].limits, now, &lim);
+    if (lim.tpm <= 0) {
+      return -1;
+    }
+    best = lim.tpm > best ? lim.tpm : best;
+  }
+  return best;
+}
+
+/* The memo of model mi answers while the file is unchanged, or for a second
+ * while this process changed no limit. */
+static int memo_fresh(const fb *f, const struct tpm_memo *m, int64_t mono) {
+  return m->valid && (m->generation == f->st->hdr->generation ||
+                      (m->limits_changed == f->limits_changed && mono >= m->at_mono &&
+                       mono - m->at_mono < MAX_TPM_FRESH_MS));
+}
+
+int fb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *out, gkp_error *err) {
+  fb *f = (fb *)b;
+  int64_t best = 0, now, mono = gkp__mono_ms();
+  int rc = begin(f, err), mi = model_index(f->cfg, model);
+  if (rc != 0) {
+    return rc;
+  }
+  if (mi < 0 || project_reps(f) != 0) {
+    *out = -1;
+    end(f);
+    return mi < 0 ? 0 : gkp__err(err, -ENOMEM, "out of memory");
+  }
+  now = fb_now(f);
+  for (size_t n = 0; mi >= 0 && n < f->cfg->nmodels && best >= 0; n++) {
+    struct tpm_memo *m = &f->tpm_memo[mi];
+    if (fresh || !memo_fresh(f, m, mono)) {
+      m->value = model_max_tpm(f, mi, now);
+      m->generation = f->st->hdr->generation;
+      m->at_mono = mono;
+      m->limits_changed = f->limits_changed;
+      m->valid = 1;
+    }
+    best = m->value < 0 ? -1 : m->value > best ? m->value : best;
+    mi =
+        f->cfg->models[mi].fallback != NULL ? model_index(f->cfg, f->cfg->models[mi].fallback) : -1;
+  }
+  *out = best;
+  end(f);
+  return 0;
 }
 
 int fb_gc(gkp__backend *b, gkp_error *err) {

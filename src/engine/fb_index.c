@@ -203,7 +203,7 @@ int pm_attach(fb *f, int ki, int mi, gkp_error *err) {
 
 /* Whether the holder of a lease may be running (gkp__owner_alive, with
  * recent answers remembered). */
-static int holder_alive(fb *f, const gkp__owner *o) {
+int holder_alive(fb *f, const gkp__owner *o) {
   int64_t mono = gkp__mono_ms();
   /* A holder of this namespace whose pid is free is gone: that costs one
    * system call and is never remembered. */
@@ -269,6 +269,7 @@ int rebuild(fb *f, int reclaim, gkp_error *err) {
 
   free(f->key_slot);
   free(f->pm_cache);
+  forget_tpm(f);
   f->key_slot = calloc(nk + 1, sizeof(int));
   f->pm_cache = malloc(sizeof(int) * (nk * nm + 1));
   freed = malloc(sizeof(int) * (st->hdr->lay.nkeys + 1));

@@ -20,6 +20,9 @@
  * frees up at most this much later than it could). */
 #define ALIVE_CACHE 16
 #define ALIVE_FRESH_MS 1000
+#define MAX_TPM_FRESH_MS 1000
+#define MISS_FRESH_MS ALIVE_FRESH_MS
+#define MISS_HOLDERS 8
 
 /* An open-addressing index from one or two strings to a slot. */
 typedef struct sindex {
@@ -47,6 +50,36 @@ typedef struct fb {
   int *pm_cache; /* cfg key * nmodels + model -> pm slot, -1: none yet */
   sindex pms;    /* (project, model) -> pm slot, for the first `indexed_npm` */
   uint32_t indexed_npm;
+  /* For max_tpm: one configured key per distinct project (built on first
+   * use after a rebuild), and per model the answer last computed, reused
+   * while the file is unchanged, or for MAX_TPM_FRESH_MS while this process
+   * changed no limit (`limits_changed` counts its verdicts and admin). */
+  int *proj_reps;
+  size_t nproj_reps;
+  struct tpm_memo {
+    int valid;
+    int64_t value;
+    uint64_t generation;
+    int64_t at_mono;
+    uint64_t limits_changed;
+  } * tpm_memo;
+  uint64_t limits_changed;
+  /* Per model, the last reservation that found no key: while the file is
+   * unchanged (its generation), the clock is before the soonest time a key
+   * may be eligible, within a second, and the holders of the busy keys (at
+   * most MISS_HOLDERS processes) are all alive, a request at least as large
+   * fails the same way without walking the keys.  Built on first use after
+   * a rebuild, like proj_reps. */
+  struct miss_memo {
+    int valid;
+    int64_t est;
+    uint64_t generation;
+    int64_t at_ms, at_mono;
+    int64_t next_ms;
+    int next_key, reason;
+    int nholders;
+    gkp__owner holders[MISS_HOLDERS];
+  } * miss_memo;
   uint64_t *own; /* ids of leases this process holds */
   size_t nown, capown;
   /* Holders found alive lately: reading /proc for every busy key on every
@@ -70,6 +103,7 @@ typedef struct fb {
 #define pm_slot_of gkp__fb_pm_slot_of
 #define pm_attach gkp__fb_pm_attach
 #define lease_live gkp__fb_lease_live
+#define holder_alive gkp__fb_holder_alive
 #define key_has_live_lease gkp__fb_key_has_live_lease
 #define rebuild gkp__fb_rebuild
 #define begin gkp__fb_begin
@@ -86,6 +120,8 @@ typedef struct fb {
 #define fb_count_available gkp__fb_count_available
 #define fb_effective_limits gkp__fb_effective_limits
 #define fb_gc gkp__fb_gc
+#define fb_max_tpm gkp__fb_max_tpm
+#define forget_tpm gkp__fb_forget_tpm
 #define fb_snapshot gkp__fb_snapshot
 
 /* A pm record that has never been used. */
@@ -114,6 +150,8 @@ int pm_attach(fb *f, int ki, int mi, gkp_error *err);
 /* Whether a lease is still held (not expired on both clocks, holder not
  * gone); whether a key slot has one. */
 int lease_live(fb *f, const gkp__lease_rec *l, int64_t now);
+/* Whether the holder of a lease may be running (recent answers remembered). */
+int holder_alive(fb *f, const gkp__owner *o);
 int key_has_live_lease(fb *f, int s, int64_t now);
 /* Removes key slot s's dead leases (adding to *reaped); returns the live. */
 int reap(fb *f, int s, int64_t now, int *reaped);
@@ -137,6 +175,9 @@ int fb_count_available(gkp__backend *b, const char *model, gkp_error *err);
 int fb_effective_limits(gkp__backend *b, const char *key_id, const char *model, gkp_limits *out,
                         gkp_error *err);
 int fb_gc(gkp__backend *b, gkp_error *err);
+int fb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *out, gkp_error *err);
+/* Drops what max_tpm and reserve remember (a rebuild, close). */
+void forget_tpm(fb *f);
 int fb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err);
 
 #endif

@@ -61,6 +61,12 @@ typedef struct rb {
   char lru[64];
   char endpoint[64]; /* the endpoint record: since last url reason */
   int lease_ttl_ms;
+  /* max_tpm's answers of the last second, by chain head (guarded by memo_mu). */
+  pthread_mutex_t memo_mu;
+  struct {
+    char model[GKP_ID_MAX];
+    int64_t value, at_mono;
+  } tpm_memo[16];
 } rb;
 
 /* ---- names and small helpers ------------------------------------------------------------ */
@@ -251,7 +257,15 @@ static int attach_locked(rb *r, const gkp__config *cfg, int reload, gkp_error *e
   return 0;
 }
 
+/* Forgets max_tpm's answers: this process changed a limit or the keys. */
+static void memo_clear(rb *r) {
+  pthread_mutex_lock(&r->memo_mu);
+  memset(r->tpm_memo, 0, sizeof r->tpm_memo);
+  pthread_mutex_unlock(&r->memo_mu);
+}
+
 static int rb_attach(gkp__backend *b, const gkp__config *cfg, int reload, gkp_error *err) {
+  memo_clear((rb *)b);
   rb *r = (rb *)b;
   key_ix *ix = calloc(cfg->nkeys + 1, sizeof *ix), *old_ix;
   const gkp__config *old;
@@ -770,6 +784,7 @@ static int verdict_once(rb *r, const gkp_lease *l, gkp_verdict *v, gkp_error *er
 }
 
 static int rb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err) {
+  memo_clear((rb *)b);
   rb *r = (rb *)b;
   int rc;
   if ((rc = bad_lease(l, err)) != 0) {
@@ -868,6 +883,7 @@ static int admin_locked(rb *r, const gkp__admin *op, gkp_error *err) {
 }
 
 static int rb_admin(gkp__backend *b, const gkp__admin *op, gkp_error *err) {
+  memo_clear((rb *)b);
   rb *r = (rb *)b;
   int rc;
   pthread_mutex_lock(&r->conn.mu);
@@ -925,6 +941,53 @@ static int rb_effective_limits(gkp__backend *b, const char *key_id, const char *
   }
   pthread_mutex_unlock(&r->conn.mu);
   return rc;
+}
+
+/* The largest TPM of any key's project for `model` and its fallbacks (-1 if
+ * one is unknown or 0): one HMGET per (key, model), so an answer is kept for
+ * a second per chain head unless `fresh` is asked for. */
+static int rb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *out, gkp_error *err) {
+  rb *r = (rb *)b;
+  int64_t best = 0, mono = gkp__mono_ms();
+  int mi = model_index(r->cfg, model), slot = -1;
+  *out = -1;
+  if (mi < 0) {
+    return 0;
+  }
+  pthread_mutex_lock(&r->memo_mu);
+  for (int i = 0; mi >= 0 && i < 16 && slot < 0; i++) {
+    if (strcmp(r->tpm_memo[i].model, model) == 0 || r->tpm_memo[i].model[0] == '\0' || i == 15) {
+      slot = i;
+    }
+  }
+  if (slot >= 0 && !fresh && strcmp(r->tpm_memo[slot].model, model) == 0 &&
+      mono - r->tpm_memo[slot].at_mono < 1000) {
+    *out = r->tpm_memo[slot].value;
+    pthread_mutex_unlock(&r->memo_mu);
+    return 0;
+  }
+  pthread_mutex_unlock(&r->memo_mu);
+  for (size_t n = 0; mi >= 0 && n < r->cfg->nmodels && best >= 0; n++) {
+    for (size_t ki = 0; ki < r->cfg->nkeys && best >= 0; ki++) {
+      gkp_limits lim;
+      int rc = rb_effective_limits(b, r->cfg->keys[ki].id, r->cfg->models[mi].id, &lim, err);
+      if (rc != 0) {
+        return rc;
+      }
+      best = lim.tpm <= 0 ? -1 : lim.tpm > best ? lim.tpm : best;
+    }
+    mi =
+        r->cfg->models[mi].fallback != NULL ? model_index(r->cfg, r->cfg->models[mi].fallback) : -1;
+  }
+  *out = best;
+  if (slot >= 0) {
+    pthread_mutex_lock(&r->memo_mu);
+    gkp__strlcpy(r->tpm_memo[slot].model, model, sizeof r->tpm_memo[slot].model);
+    r->tpm_memo[slot].value = best;
+    r->tpm_memo[slot].at_mono = mono;
+    pthread_mutex_unlock(&r->memo_mu);
+  }
+  return 0;
 }
 
 static int rb_gc(gkp__backend *b, gkp_error *err) {
@@ -1254,6 +1317,7 @@ static void rb_close(gkp__backend *b, int forked) {
   }
   free(r->ix);
   free(r->own);
+  pthread_mutex_destroy(&r->memo_mu);
   free(r);
 }
 
@@ -1282,6 +1346,7 @@ static const gkp__backend_ops redis_ops = {
     .admin = rb_admin,
     .count_available = rb_count_available,
     .effective_limits = rb_effective_limits,
+    .max_tpm = rb_max_tpm,
     .snapshot = rb_snapshot,
     .gc = rb_gc,
     .where = rb_where,
@@ -1309,6 +1374,7 @@ int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn c
     return gkp__err(err, -ENOMEM, "out of memory");
   }
   r->base.ops = &redis_ops;
+  pthread_mutex_init(&r->memo_mu, NULL);
   r->clock = clock;
   r->clock_ud = clock_ud;
   r->log = log;

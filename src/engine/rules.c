@@ -78,6 +78,12 @@ int gkp_clear_expired(gkp_pool *pool, gkp_error *err) {
   return rc != 0 ? rc : pool->be->ops->gc(pool->be, err);
 }
 
+int gkp__pool_max_tpm(gkp_pool *pool, const char *model, int fresh, int64_t *out, gkp_error *err) {
+  int rc = enter(pool, err);
+  *out = -1;
+  return rc != 0 ? rc : pool->be->ops->max_tpm(pool->be, model, fresh, out, err);
+}
+
 int gkp_effective_limits(gkp_pool *pool, const char *key_id, const char *model, gkp_limits *out,
                          gkp_error *err) {
   int rc = enter(pool, err);

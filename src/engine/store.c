@@ -1,5 +1,7 @@
 /*
- * store.c - the mapped state file: creation, validation, locking, journal.
+ * store.c - the mapped state file: mapping, the undo journal, the LRU links,
+ * transactions and the records' growth.  Opening, creating and upgrading are
+ * in store_open.c; validation and the file-system check in store_check.c.
  */
 #include "engine/store.h"
 
@@ -18,125 +20,13 @@
 #include "common/err.h"
 #include "common/timeutil.h"
 #include "common/util.h"
+#include "engine/store_impl.h"
 #include "engine/store_v1.h"
 
 /* Keeps the compiler from moving stores across a journal step.  A killed
  * process cannot tear an aligned word store, and the kernel keeps every
  * store it completed, so ordering in program order is all that matters. */
 #define STORE_FENCE() atomic_signal_fence(memory_order_seq_cst)
-
-#define PAGE 4096u
-
-/* The largest count, or time in seconds, a window bucket or the day count
- * may hold: far beyond anything the engine writes, and small enough that
- * sums over a window cannot overflow. */
-#define COUNT_MAX (INT64_C(1) << 48)
-
-static uint64_t round_up(uint64_t n) {
-  return (n + PAGE - 1) / PAGE * PAGE;
-}
-
-/* ---- validation -------------------------------------------------------------- */
-
-static int str_ok(const char *s, size_t size) {
-  return memchr(s, '\0', size) != NULL;
-}
-
-static int kind_ok(int32_t k) {
-  return k >= 0 && k < GKP__ERROR_KINDS;
-}
-
-static int key_rec_ok(const gkp__key_rec *k, uint32_t pm_cap) {
-  if (k->used > 1 || k->c.disabled > 1 || k->nleases > GKP__MAX_LEASES) {
-    return 0;
-  }
-  if (!str_ok(k->id, sizeof k->id) || !str_ok(k->project, sizeof k->project) ||
-      !str_ok(k->c.disabled_reason, sizeof k->c.disabled_reason) || !kind_ok(k->c.cooldown_kind)) {
-    return 0;
-  }
-  for (int i = 0; i < GKP__MAX_LEASES; i++) {
-    if (k->leases[i].id != 0 && k->leases[i].pm_slot >= pm_cap) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
-static int pm_rec_ok(const gkp__pm_rec *p) {
-  const gkp__pm_counts *c = &p->c;
-  if (p->used > 1 || c->proven > 1 || !kind_ok(c->cooldown_kind)) {
-    return 0;
-  }
-  if (!str_ok(p->project, sizeof p->project) || !str_ok(p->model, sizeof p->model) ||
-      !str_ok(c->last_error, sizeof c->last_error)) {
-    return 0;
-  }
-  for (int i = 0; i < 3; i++) {
-    if (c->learned[i] < -1 || c->learned[i] > COUNT_MAX) {
-      return 0;
-    }
-  }
-  if (c->day_count < 0 || c->day_count > COUNT_MAX || c->win.sum_reqs < 0 ||
-      c->win.sum_reqs > COUNT_MAX || c->win.sum_tokens < 0 || c->win.sum_tokens > COUNT_MAX ||
-      c->win.floor_sec < -COUNT_MAX || c->win.floor_sec > COUNT_MAX) {
-    return 0;
-  }
-  for (int i = 0; i < GKP__WIN_SLOTS; i++) {
-    if (c->win.b[i].tokens < 0 || c->win.b[i].tokens > COUNT_MAX) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
-/* Whether [off, off + len) lies in a file of `size` bytes, past the header. */
-static int region_ok(uint64_t off, uint64_t len, uint64_t size) {
-  return off >= sizeof(gkp__store_hdr) && off <= size && len <= size - off && off % 8 == 0;
-}
-
-/* Checks the header of a format 2 file of `size` bytes.  Returns NULL if it
- * is sane, else what is wrong. */
-static const char *validate_hdr(const gkp__store_hdr *h, uint64_t size) {
-  const gkp__layout *l = &h->lay;
-  const gkp__journal *j = &h->journal;
-  if (h->hdr_size != sizeof *h || h->key_rec_size != sizeof(gkp__key_rec) ||
-      h->pm_rec_size != sizeof(gkp__pm_rec)) {
-    return "its record sizes do not match its format";
-  }
-  if (l->file_size > size || l->key_cap > GKP__MAX_KEYS_LIMIT || l->pm_cap > GKP__MAX_PM_LIMIT ||
-      l->nkeys > l->key_cap || l->npm > l->pm_cap ||
-      !region_ok(l->key_off, (uint64_t)l->key_cap * sizeof(gkp__key_rec), l->file_size) ||
-      !region_ok(l->pm_off, (uint64_t)l->pm_cap * sizeof(gkp__pm_rec), l->file_size)) {
-    return "truncated, or its layout is out of range";
-  }
-  if (h->retired > 1 || h->lru_dirty > 1 || h->next_lease_id == 0 || j->n > GKP__JOURNAL_ENTRIES ||
-      j->bytes > GKP__JOURNAL_BYTES) {
-    return "header out of range";
-  }
-  for (uint32_t i = 0; i < j->n; i++) {
-    const gkp__jentry *e = &j->e[i];
-    if (e->off > l->file_size || e->len > l->file_size - e->off || e->data_off > j->bytes ||
-        e->len > j->bytes - e->data_off) {
-      return "its journal is damaged";
-    }
-  }
-  return NULL;
-}
-
-static const char *validate_recs(const gkp__store *st) {
-  const gkp__layout *l = &st->hdr->lay;
-  for (uint32_t i = 0; i < l->nkeys; i++) {
-    if (!key_rec_ok(&st->keys[i], l->pm_cap)) {
-      return "a key record is damaged";
-    }
-  }
-  for (uint32_t i = 0; i < l->npm; i++) {
-    if (!pm_rec_ok(&st->pms[i])) {
-      return "a model record is damaged";
-    }
-  }
-  return NULL;
-}
 
 /* ---- mapping ---------------------------------------------------------------------- */
 
@@ -145,7 +35,7 @@ static void set_regions(gkp__store *st) {
   st->pms = (gkp__pm_rec *)((char *)st->hdr + st->hdr->lay.pm_off);
 }
 
-static void unmap(gkp__store *st) {
+void gkp__store_unmap(gkp__store *st) {
   if (st->hdr != NULL) {
     munmap(st->hdr, st->size);
     st->hdr = NULL;
@@ -156,12 +46,12 @@ static void unmap(gkp__store *st) {
 }
 
 /* Maps `size` bytes of the open file. */
-static int map_size(gkp__store *st, size_t size, gkp_error *err) {
+int gkp__store_map_size(gkp__store *st, size_t size, gkp_error *err) {
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, st->fd, 0);
   if (p == MAP_FAILED) {
     return gkp__err(err, -errno, "%s: cannot map the state file: %s", st->path, strerror(errno));
   }
-  unmap(st);
+  gkp__store_unmap(st);
   st->hdr = p;
   st->size = size;
   set_regions(st);
@@ -195,7 +85,7 @@ void gkp__store_commit(gkp__store *st) {
 }
 
 /* Undoes the change a dead process left half done, newest range first. */
-static void rollback(gkp__store *st) {
+void gkp__store_rollback(gkp__store *st) {
   gkp__journal *j = &st->hdr->journal;
   while (j->n > 0) {
     const gkp__jentry *e = &j->e[j->n - 1];
@@ -230,7 +120,7 @@ static int cmp_lru(const void *a, const void *b, void *ud) {
 }
 
 /* Relinks every used key, least recently used first (ties: slot order). */
-static void lru_rebuild(gkp__store *st) {
+void gkp__store_lru_rebuild(gkp__store *st) {
   gkp__store_hdr *h = st->hdr;
   uint32_t n = 0;
   int *order = malloc(sizeof(int) * (h->lay.nkeys + 1));
@@ -259,7 +149,7 @@ static void lru_rebuild(gkp__store *st) {
 }
 
 /* Whether the links form one list of exactly the used keys. */
-static int lru_ok(const gkp__store *st) {
+int gkp__store_lru_ok(const gkp__store *st) {
   const gkp__store_hdr *h = st->hdr;
   uint32_t used = 0, seen = 0;
   int prev = -1;
@@ -305,7 +195,7 @@ static void lru_append(gkp__store *st, int s) {
 
 void gkp__store_lru_repair(gkp__store *st) {
   if (st->hdr->lru_dirty) {
-    lru_rebuild(st);
+    gkp__store_lru_rebuild(st);
   }
 }
 
@@ -319,359 +209,6 @@ void gkp__store_lru_touch(gkp__store *st, int slot) {
   lru_append(st, slot);
   STORE_FENCE();
   st->hdr->lru_dirty = 0;
-}
-
-/* ---- creating, upgrading, opening --------------------------------------------------- */
-
-static uint64_t first_lease_id(int64_t now_ms) {
-  /* Lease ids of different files never meet: a release that outlives a
-   * moved-aside file cannot end a lease of the new one. */
-  uint64_t x = (uint64_t)now_ms * 6364136223846793005ull ^ (uint64_t)getpid() << 32;
-  return (x & 0x0000ffffffff0000ull) << 16 | 1;
-}
-
-/* The header and layout of a fresh file with room for nk keys, np pairs. */
-static void fresh_header(gkp__store_hdr *h, int64_t now_ms, uint32_t nk, uint32_t np) {
-  memset(h, 0, sizeof *h);
-  memcpy(h->magic, GKP__STORE_MAGIC, 8);
-  h->version = GKP__STORE_VERSION;
-  h->hdr_size = sizeof *h;
-  h->key_rec_size = sizeof(gkp__key_rec);
-  h->pm_rec_size = sizeof(gkp__pm_rec);
-  h->created_ms = now_ms;
-  h->next_lease_id = first_lease_id(now_ms);
-  h->lru_head = h->lru_tail = -1;
-  h->lay.key_cap = nk;
-  h->lay.pm_cap = np;
-  h->lay.key_off = round_up(sizeof *h);
-  h->lay.pm_off = round_up(h->lay.key_off + (uint64_t)nk * sizeof(gkp__key_rec));
-  h->lay.file_size = round_up(h->lay.pm_off + (uint64_t)np * sizeof(gkp__pm_rec));
-}
-
-static uint32_t cap_for(size_t n, uint32_t initial) {
-  uint32_t c = initial;
-  while (c < n) {
-    c *= 2;
-  }
-  return c;
-}
-
-/* Writes a file (header, then records) at a temporary name and links or
- * renames it to `path`.  `replace` 0: never replaces an existing file. */
-static int write_file(const char *path, const gkp__store_hdr *h, const gkp__v1_contents *v1,
-                      int replace, gkp_error *err) {
-  char tmp[4200];
-  int fd, rc = 0;
-  /* An unpredictable name, created exclusively: nothing planted there is
-   * followed or reused. */
-  snprintf(tmp, sizeof tmp, "%s.new-XXXXXX", path);
-  fd = mkostemp(tmp, O_CLOEXEC);
-  if (fd < 0) {
-    return gkp__err(err, -errno, "%s: cannot create the state file: %s", tmp, strerror(errno));
-  }
-  if (ftruncate(fd, (off_t)h->lay.file_size) != 0) {
-    rc = -errno;
-  }
-  for (size_t i = 0; rc == 0 && v1 != NULL && i < v1->nkeys; i++) {
-    gkp__key_rec k;
-    memset(&k, 0, sizeof k);
-    k.used = 1;
-    memcpy(k.id, v1->keys[i].id, sizeof k.id);
-    memcpy(k.project, v1->keys[i].project, sizeof k.project);
-    k.c = v1->keys[i].c;
-    if (pwrite(fd, &k, sizeof k, (off_t)(h->lay.key_off + i * sizeof k)) != (ssize_t)sizeof k) {
-      rc = -errno;
-    }
-  }
-  for (size_t i = 0; rc == 0 && v1 != NULL && i < v1->npm; i++) {
-    gkp__pm_rec p;
-    memset(&p, 0, sizeof p);
-    p.used = 1;
-    memcpy(p.project, v1->pms[i].project, sizeof p.project);
-    memcpy(p.model, v1->pms[i].model, sizeof p.model);
-    p.c = v1->pms[i].c;
-    if (pwrite(fd, &p, sizeof p, (off_t)(h->lay.pm_off + i * sizeof p)) != (ssize_t)sizeof p) {
-      rc = -errno;
-    }
-  }
-  if (rc == 0 && (pwrite(fd, h, sizeof *h, 0) != (ssize_t)sizeof *h || fsync(fd) != 0)) {
-    rc = -errno;
-  }
-  close(fd);
-  if (rc != 0) {
-    gkp__err(err, rc, "%s: cannot write the state file: %s", tmp, strerror(-rc));
-  } else if (replace ? rename(tmp, path) != 0 : (link(tmp, path) != 0 && errno != EEXIST)) {
-    rc = gkp__err(err, -errno, "%s: cannot create the state file: %s", path, strerror(errno));
-  }
-  unlink(tmp);
-  return rc;
-}
-
-/* Creates a fresh state file at `path` unless one appears meanwhile. */
-static int create_file(const char *path, int64_t now_ms, gkp_error *err) {
-  gkp__store_hdr *h = malloc(sizeof *h);
-  int rc;
-  if (h == NULL) {
-    return gkp__err(err, -ENOMEM, "out of memory");
-  }
-  fresh_header(h, now_ms, GKP__KEYS_INITIAL, GKP__PMS_INITIAL);
-  rc = write_file(path, h, NULL, 0, err);
-  free(h);
-  return rc;
-}
-
-/* Replaces the format 1 file open on fd (locked) with a format 2 file that
- * keeps its records.  Returns 0, 1 if it is not a sane format 1 file, or a
- * negative errno. */
-static int upgrade_v1(gkp__store *st, size_t size, int64_t now_ms, gkp_error *err) {
-  gkp__v1_contents v1;
-  gkp__store_hdr *h;
-  void *map;
-  int rc;
-  if (size != gkp__store_v1_size()) {
-    return 1;
-  }
-  map = mmap(NULL, size, PROT_READ, MAP_SHARED, st->fd, 0);
-  if (map == MAP_FAILED) {
-    return gkp__err(err, -errno, "%s: cannot map the state file: %s", st->path, strerror(errno));
-  }
-  rc = gkp__store_v1_read(map, size, &v1, err);
-  munmap(map, size);
-  if (rc != 0) {
-    return rc;
-  }
-  h = malloc(sizeof *h);
-  if (h == NULL) {
-    gkp__store_v1_free(&v1);
-    return gkp__err(err, -ENOMEM, "out of memory");
-  }
-  fresh_header(h, v1.created_ms != 0 ? v1.created_ms : now_ms, cap_for(v1.nkeys, GKP__KEYS_INITIAL),
-               cap_for(v1.npm, GKP__PMS_INITIAL));
-  h->lay.nkeys = (uint32_t)v1.nkeys;
-  h->lay.npm = (uint32_t)v1.npm;
-  h->lru_dirty = 1; /* the first transaction links the keys by last use */
-  rc = write_file(st->path, h, &v1, 1, err);
-  free(h);
-  gkp__store_v1_free(&v1);
-  return rc;
-}
-
-/* Refuses file systems whose mapped pages are not coherent between hosts. */
-static int check_fs(const char *path, gkp_error *err) {
-  struct statfs sf;
-  const char *name = NULL;
-  if (statfs(path, &sf) != 0) {
-    return 0;
-  }
-  switch ((unsigned long)sf.f_type) {
-  case 0x6969ul:
-    name = "NFS";
-    break;
-  case 0xFF534D42ul:
-  case 0xFE534D42ul:
-  case 0x517Bul:
-    name = "CIFS/SMB";
-    break;
-  case 0x65735546ul:
-    name = "FUSE";
-    break;
-  default:
-    return 0;
-  }
-  return gkp__err(err, -EXDEV,
-                  "%s: the state file is on %s, where processes of different hosts do not see "
-                  "one another's changes; put it on a local disk (--state FILE), or share a pool "
-                  "between hosts with the Redis backend (--state redis://...) once available",
-                  path, name);
-}
-
-/* Marks the file open on st->fd retired and moves it aside (if the path
- * still names it).  Under the file's lock. */
-static void move_aside(gkp__store *st, int64_t now_ms, const char *why, gkp__store_note_fn note,
-                       void *note_ud) {
-  char aside[4200], line[4400];
-  struct stat a, b;
-  uint32_t one = 1;
-  if (fstat(st->fd, &b) == 0 && b.st_size >= 16) {
-    /* Processes that have it mapped see this when they next take the lock. */
-    if (pwrite(st->fd, &one, sizeof one, 12) != (ssize_t)sizeof one) {
-      return;
-    }
-  }
-  snprintf(aside, sizeof aside, "%s.corrupt-%lld", st->path, (long long)(now_ms / 1000));
-  if (stat(st->path, &a) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev &&
-      rename(st->path, aside) == 0 && note != NULL) {
-    snprintf(line, sizeof line,
-             "%s: the state file was damaged (%s); moved it to %s and started a fresh one",
-             st->path, why, aside);
-    note(note_ud, line);
-  }
-}
-
-/* One attempt at opening the file at st->path, with st->fd open and locked.
- * Returns 0 (mapped), 1 (try again: created, upgraded or moved aside), or a
- * negative errno. */
-static int open_locked(gkp__store *st, int64_t now_ms, gkp__store_note_fn note, void *note_ud,
-                       gkp_error *err) {
-  struct stat sb;
-  gkp__store_hdr *h;
-  const char *why = NULL;
-  int rc;
-
-  if (fstat(st->fd, &sb) != 0) {
-    return gkp__err(err, -errno, "%s: %s", st->path, strerror(errno));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    return gkp__err(err, -EINVAL, "%s: not a regular file; name the state file itself", st->path);
-  }
-  h = malloc(sizeof *h);
-  if (h == NULL) {
-    return gkp__err(err, -ENOMEM, "out of memory");
-  }
-  memset(h, 0, sizeof *h);
-  if ((size_t)sb.st_size < 16 || pread(st->fd, h, sizeof *h, 0) < 16) {
-    why = "shorter than its header";
-  } else if (memcmp(h->magic, GKP__STORE_MAGIC, 8) != 0) {
-    why = "not a gemini-pool state file";
-  } else if (h->version > GKP__STORE_VERSION) {
-    rc = gkp__err(err, -EPROTO,
-                  "%s: state written by a newer gemini-pool (format %u); upgrade or use another "
-                  "--state",
-                  st->path, h->version);
-    free(h);
-    return rc;
-  } else if (h->version == 1) {
-    free(h);
-    rc = upgrade_v1(st, (size_t)sb.st_size, now_ms, err);
-    if (rc == 0 && note != NULL) {
-      char line[4300];
-      snprintf(line, sizeof line, "%s: upgraded the state file to format %u", st->path,
-               GKP__STORE_VERSION);
-      note(note_ud, line);
-    }
-    if (rc <= 0) {
-      return rc < 0 ? rc : 1;
-    }
-    why = "a damaged format 1 file";
-    h = NULL;
-  } else if (h->version == 2) {
-    why = "format 2, written by a development version";
-  } else if (h->version != GKP__STORE_VERSION || (size_t)sb.st_size < sizeof *h) {
-    why = "written by an incompatible version";
-  } else if (h->retired) {
-    why = "retired, yet still at its path";
-  } else {
-    why = validate_hdr(h, (uint64_t)sb.st_size);
-  }
-  if (why == NULL) {
-    rc = map_size(st, h->lay.file_size, err);
-    free(h);
-    if (rc != 0) {
-      return rc;
-    }
-    rollback(st);
-    why = validate_recs(st);
-    if (why == NULL) {
-      if (st->hdr->lru_dirty || !lru_ok(st)) {
-        lru_rebuild(st);
-      }
-      return 0;
-    }
-    unmap(st);
-  } else {
-    free(h);
-  }
-  move_aside(st, now_ms, why, note, note_ud);
-  return 1;
-}
-
-/* Opens whatever file is at st->path now, into st (fd and mapping). */
-static int open_path(gkp__store *st, int64_t now_ms, gkp__store_note_fn note, void *note_ud,
-                     gkp_error *err) {
-  for (int attempt = 0; attempt < 4; attempt++) {
-    int rc;
-    st->fd = open(st->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (st->fd < 0 && errno == ENOENT) {
-      rc = create_file(st->path, now_ms, err);
-      if (rc < 0) {
-        return rc;
-      }
-      continue;
-    }
-    if (st->fd < 0 && errno == ELOOP) {
-      return gkp__err(err, -ELOOP,
-                      "%s: is a symbolic link, and the state file is never opened through one; "
-                      "remove the link (or pass --state with the real file)",
-                      st->path);
-    }
-    if (st->fd < 0) {
-      return gkp__err(err, -errno, "%s: cannot open the state file: %s", st->path, strerror(errno));
-    }
-    if (flock(st->fd, LOCK_EX) != 0) {
-      rc = gkp__err(err, -errno, "%s: cannot lock the state file: %s", st->path, strerror(errno));
-    } else {
-      rc = open_locked(st, now_ms, note, note_ud, err);
-      flock(st->fd, LOCK_UN);
-    }
-    if (rc == 0) {
-      return 0;
-    }
-    close(st->fd);
-    st->fd = -1;
-    if (rc < 0) {
-      return rc;
-    }
-  }
-  return gkp__err(err, -EIO, "%s: the state file keeps turning out invalid; remove it", st->path);
-}
-
-int gkp__store_open(const char *path, int64_t now_ms, gkp__store_note_fn note, void *note_ud,
-                    gkp__store **out, gkp_error *err) {
-  gkp__store *st;
-  char dir[4200];
-  char *slash;
-  int rc;
-
-  *out = NULL;
-  snprintf(dir, sizeof dir, "%s", path);
-  slash = strrchr(dir, '/');
-  if (slash != NULL) {
-    slash[slash == dir ? 1 : 0] = '\0';
-  }
-  rc = check_fs(slash != NULL ? dir : ".", err);
-  if (rc != 0) {
-    return rc;
-  }
-  st = calloc(1, sizeof *st);
-  if (st == NULL || (st->path = strdup(path)) == NULL) {
-    free(st);
-    return gkp__err(err, -ENOMEM, "out of memory");
-  }
-  st->fd = -1;
-  pthread_mutex_init(&st->mu, NULL);
-  rc = open_path(st, now_ms, note, note_ud, err);
-  if (rc != 0) {
-    gkp__store_close(st);
-    return rc;
-  }
-  *out = st;
-  return 0;
-}
-
-void gkp__store_close(gkp__store *st) {
-  if (st == NULL) {
-    return;
-  }
-  if (st->hdr != NULL) {
-    msync(st->hdr, st->size, MS_ASYNC);
-    unmap(st);
-  }
-  if (st->fd >= 0) {
-    close(st->fd);
-  }
-  pthread_mutex_destroy(&st->mu);
-  free(st->path);
-  free(st);
 }
 
 /* ---- transactions ------------------------------------------------------------------- */
@@ -688,18 +225,18 @@ static int flock_ex(gkp__store *st, gkp_error *err) {
 /* Follows the file now at the path after this one was moved aside. */
 static int follow_move(gkp__store *st, gkp_error *err) {
   flock(st->fd, LOCK_UN);
-  unmap(st);
+  gkp__store_unmap(st);
   close(st->fd);
   st->fd = -1;
   st->moved = 1;
-  return open_path(st, gkp__now_ms(), NULL, NULL, err);
+  return gkp__store_open_path(st, gkp__now_ms(), NULL, NULL, err);
 }
 
 int gkp__store_lock(gkp__store *st, gkp_error *err) {
   int rc;
   pthread_mutex_lock(&st->mu);
   if (st->fd < 0) {
-    rc = open_path(st, gkp__now_ms(), NULL, NULL, err);
+    rc = gkp__store_open_path(st, gkp__now_ms(), NULL, NULL, err);
     if (rc != 0) {
       pthread_mutex_unlock(&st->mu);
       return rc;
@@ -716,7 +253,7 @@ int gkp__store_lock(gkp__store *st, gkp_error *err) {
     break;
   }
   if (rc == 0 && st->hdr->lay.file_size != st->size) {
-    rc = map_size(st, st->hdr->lay.file_size, err);
+    rc = gkp__store_map_size(st, st->hdr->lay.file_size, err);
   }
   if (rc != 0) {
     if (st->fd >= 0) {
@@ -725,9 +262,9 @@ int gkp__store_lock(gkp__store *st, gkp_error *err) {
     pthread_mutex_unlock(&st->mu);
     return rc;
   }
-  rollback(st);
+  gkp__store_rollback(st);
   if (st->hdr->lay.file_size != st->size) { /* a grower died before committing */
-    rc = map_size(st, st->hdr->lay.file_size, err);
+    rc = gkp__store_map_size(st, st->hdr->lay.file_size, err);
     if (rc != 0) {
       flock(st->fd, LOCK_UN);
       pthread_mutex_unlock(&st->mu);
@@ -735,7 +272,7 @@ int gkp__store_lock(gkp__store *st, gkp_error *err) {
     }
   }
   if (st->hdr->lru_dirty) {
-    lru_rebuild(st);
+    gkp__store_lru_rebuild(st);
   }
   return st->moved || st->hdr->lay.layout_gen != st->seen_layout ? 1 : 0;
 }
@@ -771,7 +308,7 @@ static int grow(gkp__store *st, int which_keys, gkp_error *err) {
   if (rc != 0) {
     return gkp__err(err, -rc, "%s: cannot grow the state file: %s", st->path, strerror(rc));
   }
-  rc = map_size(st, size, err);
+  rc = gkp__store_map_size(st, size, err);
   if (rc != 0) {
     return rc;
   }

@@ -981,48 +981,16 @@ static void deadline_fired(gkp__loop *loop, void *ud) {
   job_finish(job, GKP__JOB_FAILED, msg);
 }
 
-/* The largest per-minute input-token limit any key has for `model` and its
- * fallbacks (learned limits included); -1 if some limit is unknown or 0 (a
- * model off the free tier is not token-limited once a key proves access). */
-static int64_t chain_max_tpm(gkp__runner *r, const char *model) {
-  char models[GKP__MAX_CHAIN][GKP_ID_MAX], (*keys)[GKP_ID_MAX];
-  size_t nm = 0, nk;
-  int64_t best = 0;
-
-  const gkp__config *cfg = gkp__pool_config(r->pool);
-  nk = cfg->nkeys;
-  keys = calloc(nk > 0 ? nk : 1, sizeof *keys);
-  for (size_t i = 0; keys != NULL && i < nk; i++) {
-    gkp__strlcpy(keys[i], cfg->keys[i].id, GKP_ID_MAX);
-  }
-  for (const char *m = model; m != NULL && nm < GKP__MAX_CHAIN;) {
-    int mi = gkp__config_model_index(cfg, m);
-    gkp__strlcpy(models[nm++], m, GKP_ID_MAX);
-    m = mi >= 0 ? cfg->models[mi].fallback : NULL;
-  }
-  gkp__config_unref(cfg);
-  if (keys == NULL) {
-    return -1;
-  }
-  for (size_t m = 0; m < nm && best >= 0; m++) {
-    for (size_t k = 0; k < nk; k++) {
-      gkp_limits lim;
-      if (gkp_effective_limits(r->pool, keys[k], models[m], &lim, NULL) != 0 || lim.tpm <= 0) {
-        best = -1;
-        break;
-      }
-      best = lim.tpm > best ? lim.tpm : best;
-    }
-  }
-  free(keys);
-  return best;
-}
-
 /* Fails a job whose prompt no key can take, at once.  Returns 1 if it did. */
 static int refuse_too_large(gkp__job *job) {
-  int64_t limit = chain_max_tpm(job->runner, job->model);
+  gkp_pool *pool = job->runner->pool;
+  int64_t limit = -1;
   char msg[GKP_MSG_MAX];
-  if (limit < 0 || job->est_tokens <= limit) {
+  /* The remembered answer lets most prompts through at no cost; a refusal
+   * is checked against the state as it is now. */
+  if (gkp__pool_max_tpm(pool, job->model, 0, &limit, NULL) != 0 || limit < 0 ||
+      job->est_tokens <= limit || gkp__pool_max_tpm(pool, job->model, 1, &limit, NULL) != 0 ||
+      limit < 0 || job->est_tokens <= limit) {
     return 0;
   }
   snprintf(msg, sizeof msg,

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 
+#include "engine/engine.h"
 #include "engine_test.h"
 
 /* 2026-11-24 12:00:00 UTC, a Tuesday (PST: midnight is 08:00 UTC). */
@@ -848,6 +849,56 @@ static void test_learned_limit_heals_at_midnight(void **st) {
   assert_int_equal(lim.rpd, 1000);
 }
 
+/* Learns limit `value` for `metric` on the pair of lease l. */
+static void learn(gkp_lease *l, int metric, int64_t value) {
+  gkp_verdict v = {0};
+  v.kind = GKP_KIND_TPM;
+  v.learned_metric = metric;
+  v.learned_limit = value;
+  assert_int_equal(gkp_apply_verdict(pool, l, &v, NULL), 0);
+  gkp_release(pool, l, 1, NULL);
+  t_now += 600000; /* past the cooldown */
+}
+
+/* The largest TPM of a model chain: per project (two keys share "pa"),
+ * learned limits included, healing at midnight; -1 when one is 0. */
+static void test_max_tpm_of_chain(void **st) {
+  (void)st;
+  const char *projects[] = {"pa", "pa", "pb"};
+  int64_t tpm;
+  gkp_lease l;
+  open_pool(3, projects,
+            "\"models\":{\"m\":{\"tpm\":1000,\"fallback\":\"n\"},\"n\":{\"tpm\":600}}");
+  assert_int_equal(gkp__pool_max_tpm(pool, "m", 0, &tpm, NULL), 0);
+  assert_int_equal(tpm, 1000);
+  assert_int_equal(gkp__pool_max_tpm(pool, "n", 0, &tpm, NULL), 0);
+  assert_int_equal(tpm, 600);
+  assert_int_equal(gkp__pool_max_tpm(pool, "nope", 0, &tpm, NULL), 0);
+  assert_int_equal(tpm, -1);
+  /* pa learns 400 for m: pb still takes 1000. */
+  reserve_ok("m", &l);
+  assert_string_equal(l.project, "pa");
+  learn(&l, GKP_KIND_TPM, 400);
+  assert_int_equal(gkp__pool_max_tpm(pool, "m", 0, &tpm, NULL), 0);
+  assert_int_equal(tpm, 1000);
+  /* pb learns 300: the chain's largest is n's 600, at once (no stale answer). */
+  reserve_ok("m", &l);
+  reserve_ok("m", &l);
+  assert_string_equal(l.project, "pb");
+  learn(&l, GKP_KIND_TPM, 300);
+  assert_int_equal(gkp__pool_max_tpm(pool, "m", 0, &tpm, NULL), 0);
+  assert_int_equal(tpm, 600);
+  /* At midnight Pacific the learned limits heal (a fresh answer sees it). */
+  t_now = gkp_next_pacific_midnight(T0);
+  assert_int_equal(gkp__pool_max_tpm(pool, "m", 1, &tpm, NULL), 0);
+  assert_int_equal(tpm, 1000);
+  /* A limit of 0 on one project: unknown (-1), nothing refused. */
+  reserve_ok("n", &l);
+  learn(&l, GKP_KIND_TPM, 0);
+  assert_int_equal(gkp__pool_max_tpm(pool, "m", 0, &tpm, NULL), 0);
+  assert_int_equal(tpm, -1);
+}
+
 static void test_quota_value_zero_heals_at_midnight(void **st) {
   (void)st;
   open_pool(1, NULL, NULL);
@@ -983,6 +1034,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_concurrent_threads_lose_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unreached_request_is_not_counted, setup, teardown),
       cmocka_unit_test_setup_teardown(test_learned_limit_heals_at_midnight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_max_tpm_of_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_quota_value_zero_heals_at_midnight, setup, teardown),
       cmocka_unit_test_setup_teardown(test_clock_step_back_never_undercounts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_clock_step_back_day_count_never_flips, setup, teardown),

@@ -10,8 +10,9 @@ W=$FS_TMP/work
 mkdir -p "$W"
 
 # 1. A retry with a different answer.  Key 1 (used first: least recently used, then
-# config order) breaks every stream after its first chunk; key 2 answers.
-emu_ctl POST faults '{"scope":"key","name":"k1","p_midstream":1,"midstream_form":"data","chunk_delay_ms":400}' >/dev/null
+# config order) breaks every stream after its first chunk, 2.5 s later (time for a
+# reader to start on a loaded machine); key 2 answers.
+emu_ctl POST faults '{"scope":"key","name":"k1","p_midstream":1,"midstream_form":"data","chunk_delay_ms":2500}' >/dev/null
 echo "a question whose first attempt breaks" >"$D/retry"
 python3 - "$D/retry.out" >"$W/retry.result" <<'EOF'
 import errno, os, sys
