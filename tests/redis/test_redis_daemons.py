@@ -307,4 +307,22 @@ if not SEPARATE:
     st = askers[0].status()
     inflight = sum(k.get("inflight", 0) for k in st["keys"])
     t.check(inflight == 0, "no lease is left behind", inflight)
+
+
+def clean_exit(d: Daemon):
+    """The daemon's exit status after fusermount3 -u (0 = clean; a sanitizer
+    report makes it fail) and the end of its log."""
+    d.unmount()
+    try:
+        rc = d.proc.wait(30 * SLOW)
+    except subprocess.TimeoutExpired:
+        rc = "still running"
+    d.log.flush()
+    with open(d.log.name, "rb") as f:
+        return rc, f.read().decode("utf-8", "replace")[-1500:]
+
+
+exits = [clean_exit(d) for d in daemons]
+t.check(all(rc == 0 for rc, _ in exits), "the 3 daemons exit cleanly when unmounted",
+        [e for e in exits if e[0] != 0][:1])
 t.done()
