@@ -131,4 +131,11 @@ int gkp__file_backend_open(const char *path, gkp_clock_fn clock, void *clock_ud,
 const gkp__config *gkp__config_ref(const gkp__config *cfg);
 void gkp__config_unref(const gkp__config *cfg);
 
+/* What every backend says when a reservation finds no eligible key: fills
+ * *wait (if given) with `reason`, `next` (INT64_MAX: never) and the key
+ * `next_key` (an index into cfg's keys, -1: none) that frees up first, and
+ * err with one line.  Returns -EAGAIN. */
+int gkp__no_key(const gkp__config *cfg, const char *model, int next_key, int64_t next, int reason,
+                gkp_wait *wait, gkp_error *err);
+
 #endif

@@ -110,19 +110,6 @@ int eligible(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, int64_t 
   return *reason == GKP_WAIT_NONE;
 }
 
-static const char *wait_words(int reason) {
-  switch (reason) {
-  case GKP_WAIT_BUSY:
-    return "every key is busy";
-  case GKP_WAIT_COOLDOWN:
-    return "keys are cooling down";
-  case GKP_WAIT_QUOTA:
-    return "the quota is used up";
-  default:
-    return "no key can serve it";
-  }
-}
-
 int unknown_model(const fb *f, const char *model, gkp_error *err) {
   return gkp__err(err, -ENOENT, "unknown model '%s': add it under \"models\" in %s",
                   model != NULL ? model : "", f->cfg->path);
@@ -131,20 +118,7 @@ int unknown_model(const fb *f, const char *model, gkp_error *err) {
 /* Reports that no key is eligible. */
 static int no_key(fb *f, const char *model, int next_key, int64_t next, int reason, gkp_wait *wait,
                   gkp_error *err) {
-  char when[40];
-  if (wait != NULL) {
-    wait->reason = reason;
-    wait->next_ms = next;
-    gkp__strlcpy(wait->next_key_id, next_key >= 0 ? f->cfg->keys[next_key].id : "",
-                 sizeof wait->next_key_id);
-  }
-  if (next == INT64_MAX || next_key < 0) {
-    return gkp__err(err, -EAGAIN, "no key can serve %s: %s (all %zu keys)", model,
-                    wait_words(reason), f->cfg->nkeys);
-  }
-  return gkp__err(err, -EAGAIN, "no key is free for %s: %s; the first frees up at %s (%s)", model,
-                  wait_words(reason), gkp__hms_utc(next, when, sizeof when),
-                  f->cfg->keys[next_key].id);
+  return gkp__no_key(f->cfg, model, next_key, next, reason, wait, err);
 }
 
 _Static_assert(offsetof(gkp__pm_counts, day_count) == offsetof(gkp__pm_counts, day_start_ms) + 8,

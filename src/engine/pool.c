@@ -65,6 +65,38 @@ int gkp__pool_check_fork(const gkp_pool *pool, gkp_error *err) {
 
 /* ---- configuration snapshots ----------------------------------------------------- */
 
+/* Words for a gkp_wait_reason in a "no key" message. */
+static const char *wait_words(int reason) {
+  switch (reason) {
+  case GKP_WAIT_BUSY:
+    return "every key is busy";
+  case GKP_WAIT_COOLDOWN:
+    return "keys are cooling down";
+  case GKP_WAIT_QUOTA:
+    return "the quota is used up";
+  default:
+    return "no key can serve it";
+  }
+}
+
+int gkp__no_key(const gkp__config *cfg, const char *model, int next_key, int64_t next, int reason,
+                gkp_wait *wait, gkp_error *err) {
+  char when[40];
+  if (wait != NULL) {
+    wait->reason = reason;
+    wait->next_ms = next;
+    gkp__strlcpy(wait->next_key_id, next_key >= 0 ? cfg->keys[next_key].id : "",
+                 sizeof wait->next_key_id);
+  }
+  if (next == INT64_MAX || next_key < 0) {
+    return gkp__err(err, -EAGAIN, "no key can serve %s: %s (all %zu keys)", model,
+                    wait_words(reason), cfg->nkeys);
+  }
+  return gkp__err(err, -EAGAIN, "no key is free for %s: %s; the first frees up at %s (%s)", model,
+                  wait_words(reason), gkp__hms_utc(next, when, sizeof when),
+                  cfg->keys[next_key].id);
+}
+
 const gkp__config *gkp__config_ref(const gkp__config *cfg) {
   __atomic_add_fetch(&((gkp__config *)cfg)->refs, 1, __ATOMIC_RELAXED);
   return cfg;

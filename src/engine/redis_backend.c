@@ -440,36 +440,9 @@ static int offer_key(rb *r, int ki, int mi, int64_t est, int probe, offer *o, gk
   return offer_keys(r, &ki, 1, mi, est, probe, NULL, 0, o, err);
 }
 
-static const char *wait_words(int reason) {
-  switch (reason) {
-  case GKP_WAIT_BUSY:
-    return "every key is busy";
-  case GKP_WAIT_COOLDOWN:
-    return "keys are cooling down";
-  case GKP_WAIT_QUOTA:
-    return "the quota is used up";
-  default:
-    return "no key can serve it";
-  }
-}
-
 static int no_key(rb *r, const char *model, int next_key, int64_t next, int reason, gkp_wait *wait,
                   gkp_error *err) {
-  char when[40];
-  next = to_local(r, next);
-  if (wait != NULL) {
-    wait->reason = reason;
-    wait->next_ms = next;
-    gkp__strlcpy(wait->next_key_id, next_key >= 0 ? r->cfg->keys[next_key].id : "",
-                 sizeof wait->next_key_id);
-  }
-  if (next == INT64_MAX || next_key < 0) {
-    return gkp__err(err, -EAGAIN, "no key can serve %s: %s (all %zu keys)", model,
-                    wait_words(reason), r->cfg->nkeys);
-  }
-  return gkp__err(err, -EAGAIN, "no key is free for %s: %s; the first frees up at %s (%s)", model,
-                  wait_words(reason), gkp__hms_utc(next, when, sizeof when),
-                  r->cfg->keys[next_key].id);
+  return gkp__no_key(r->cfg, model, next_key, to_local(r, next), reason, wait, err);
 }
 
 /* The server is unreachable: the caller waits and tries again soon. */

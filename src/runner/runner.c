@@ -1120,17 +1120,13 @@ out:
   return rc;
 }
 
-gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__job_sink *sink,
-                             void *ud, gkp_error *err) {
-  gkp__job *job;
+/* A new job owned by the caller and the loop (two references), with its
+ * buffers, times and sink set; NULL (err set) when out of memory. */
+static gkp__job *job_new(gkp__runner *r, int64_t deadline_ms, const gkp__job_sink *sink, void *ud,
+                         gkp_error *err) {
   int64_t now = gkp_pool_now(r->pool);
-
-  gkp__err_clear(err);
-  if (s->prompt == NULL || s->prompt_len == 0) {
-    gkp__err(err, -EINVAL, "the prompt is empty");
-    return NULL;
-  }
-  job = calloc(1, sizeof *job);
+  int64_t limit = deadline_ms > 0 ? deadline_ms : r->opts.default_deadline_ms;
+  gkp__job *job = calloc(1, sizeof *job);
   if (job == NULL) {
     gkp__err(err, -ENOMEM, "out of memory");
     return NULL;
@@ -1141,15 +1137,30 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
   gkp__dynbuf_init(&job->text, GKP__MAX_ANSWER);
   gkp__dynbuf_init(&job->attempt_text, GKP__MAX_ANSWER);
   gkp__dynbuf_init(&job->thoughts, GKP__MAX_ANSWER);
+  gkp__dynbuf_init(&job->raw_error, GKP__GEMINI_MAX_ERROR_BODY);
   job->tokens_in = job->tokens_out = -1;
   job->created_ms = now;
-  int64_t limit = s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms;
   job->deadline_ms = limit > 0 ? now + limit : 0;
-  job->capture_thinking = s->capture_thinking;
   if (sink != NULL) {
     job->sink = *sink;
   }
   job->sink_ud = ud;
+  return job;
+}
+
+gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__job_sink *sink,
+                             void *ud, gkp_error *err) {
+  gkp__job *job;
+
+  gkp__err_clear(err);
+  if (s->prompt == NULL || s->prompt_len == 0) {
+    gkp__err(err, -EINVAL, "the prompt is empty");
+    return NULL;
+  }
+  if ((job = job_new(r, s->deadline_ms, sink, ud, err)) == NULL) {
+    return NULL;
+  }
+  job->capture_thinking = s->capture_thinking;
   if (job_settings(job, s, err) != 0) {
     job_free(job);
     return NULL;
@@ -1198,7 +1209,6 @@ static int raw_action_ok(const char *a) {
 
 gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const gkp__job_sink *sink,
                                  void *ud, gkp_error *err) {
-  int64_t now = gkp_pool_now(r->pool);
   gkp__job *job;
 
   gkp__err_clear(err);
@@ -1210,25 +1220,9 @@ gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const g
     gkp__err(err, -EINVAL, "the request body is empty");
     return NULL;
   }
-  if ((job = calloc(1, sizeof *job)) == NULL) {
-    gkp__err(err, -ENOMEM, "out of memory");
+  if ((job = job_new(r, s->deadline_ms, sink, ud, err)) == NULL) {
     return NULL;
   }
-  atomic_init(&job->refs, 2); /* the owner's and the loop's */
-  job->runner = r;
-  pthread_mutex_init(&job->mu, NULL);
-  gkp__dynbuf_init(&job->text, GKP__MAX_ANSWER);
-  gkp__dynbuf_init(&job->attempt_text, GKP__MAX_ANSWER);
-  gkp__dynbuf_init(&job->thoughts, GKP__MAX_ANSWER);
-  gkp__dynbuf_init(&job->raw_error, GKP__GEMINI_MAX_ERROR_BODY);
-  job->tokens_in = job->tokens_out = -1;
-  job->created_ms = now;
-  int64_t limit = s->deadline_ms > 0 ? s->deadline_ms : r->opts.default_deadline_ms;
-  job->deadline_ms = limit > 0 ? now + limit : 0;
-  if (sink != NULL) {
-    job->sink = *sink;
-  }
-  job->sink_ud = ud;
   gkp__job_spec js = {.profile = s->profile, .model = s->model, .max_wait_ms = s->max_wait_ms};
   if (job_settings(job, &js, err) != 0) {
     job_free(job);
