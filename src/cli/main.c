@@ -117,8 +117,10 @@ int cli_common_option(cli_common *c, int argc, char **argv, int *i) {
 void cli_log_execution(gkp_pool *pool, const char *json_line) {
   char path[4200], dir[4096];
   int fd;
-  if (gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir) != 0) {
-    cli_error("warning: no place for executions.jsonl: set XDG_STATE_HOME or HOME");
+  gkp_error derr = {0};
+  if (gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir, &derr) != 0) {
+    cli_error("warning: executions.jsonl not written: %s",
+              derr.msg[0] != '\0' ? derr.msg : "no place for it: set XDG_STATE_HOME or HOME");
     return;
   }
   snprintf(path, sizeof path, "%s/executions.jsonl", dir);

@@ -3,6 +3,8 @@
  */
 #include "common/util.h"
 
+#include "common/securedir.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +55,7 @@ void *gkp__grow(void *p, size_t *cap, size_t need, size_t size, size_t first) {
   return q;
 }
 
-int gkp__local_state_dir(const char *state, char *buf, size_t len) {
+int gkp__local_state_dir(const char *state, char *buf, size_t len, gkp_error *err) {
   const char *scheme = strstr(state, "://"), *slash;
   const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
   int n;
@@ -74,13 +76,5 @@ int gkp__local_state_dir(const char *state, char *buf, size_t len) {
   if (n <= 0 || (size_t)n >= len) {
     return -1;
   }
-  for (char *p = buf + 1; *p != '\0'; p++) {
-    if (*p == '/') {
-      *p = '\0';
-      mkdir(buf, 0700);
-      *p = '/';
-    }
-  }
-  mkdir(buf, 0700);
-  return 0;
+  return gkp__secure_dir(buf, 1, "the local state directory", err) == 0 ? 0 : -1;
 }

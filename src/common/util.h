@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gkp.h"
+
 /* a / b rounded towards minus infinity (b != 0); C's `/` rounds towards 0. */
 static inline int64_t gkp__floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
@@ -38,9 +40,11 @@ void *gkp__grow(void *p, size_t *cap, size_t need, size_t size, size_t first);
  * The directory for a process's own files beside a pool state (the log of
  * runs, the spool): the state file's directory, or, when the state is a
  * server's URL (NAME://...), $XDG_STATE_HOME/gemini-pool (else
- * ~/.local/state/gemini-pool), created 0700.  Writes it into buf; returns 0,
- * or -1 when there is no such place or it is too long.
+ * ~/.local/state/gemini-pool), created 0700 and checked like a state
+ * directory (gkp__secure_dir).  Writes it into buf; returns 0, or -1 when
+ * there is no such place, it is too long, or (err set) it is not the user's
+ * alone.
  */
-int gkp__local_state_dir(const char *state, char *buf, size_t len);
+int gkp__local_state_dir(const char *state, char *buf, size_t len, gkp_error *err);
 
 #endif

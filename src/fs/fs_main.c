@@ -375,11 +375,13 @@ static int resolve_paths(const fs_mount_opts *o, mount_paths *p, char *err, size
   /* The spool, jobs and lock live beside a state file, or for a state
    * server in the local state directory. */
   char dir[4096];
-  int dir_rc = gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir);
+  gkp_error derr = {0};
+  int dir_rc = gkp__local_state_dir(gkp_pool_state_path(pool), dir, sizeof dir, &derr);
   p->statefile = strdup(gkp_pool_state_path(pool));
   gkp_pool_close(pool);
   if (dir_rc != 0) {
-    fail(err, errlen, "mount: no place for the spool: set XDG_STATE_HOME or HOME");
+    fail(err, errlen, "mount: %s",
+         derr.msg[0] != '\0' ? derr.msg : "no place for the job store: set XDG_STATE_HOME or HOME");
     return -1;
   }
   p->statedir = strcmp(dir, ".") == 0 ? absolute(".") : strdup(dir);

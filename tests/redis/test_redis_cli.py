@@ -67,6 +67,20 @@ t.check(PW not in (st.stdout + text.stdout + text.stderr).decode(),
         "the password appears in no status output")
 ex = os.path.join(pool.env["XDG_STATE_HOME"], "gemini-pool", "executions.jsonl")
 t.check(os.path.exists(ex), "the log of runs is kept in the local state directory", ex)
+# The local state directory beside a Redis state is checked like a state file's:
+# one another user could write to is not used for the log of runs.
+if os.geteuid() == 0:
+    local = os.path.join(pool.env["XDG_STATE_HOME"], "gemini-pool")
+    os.chmod(local, 0o777)
+    os.chown(local, 65534, 65534)
+    os.unlink(ex)
+    r = pool.ask("--task", "hello again")
+    t.check(r.returncode == 0 and not os.path.exists(ex),
+            "a local state directory owned by another user is not written to", r)
+    t.check(b"owned by nobody" in r.stderr and b"executions.jsonl" in r.stderr,
+            "... and the warning says whose it is", r.stderr)
+    os.chown(local, 0, 0)
+    os.chmod(local, 0o700)
 dump = red.cli("--no-raw", "KEYS", "*")
 t.check("gkp:{k1}:k:k1" in dump, "the records carry the project's hash tag", dump[:300])
 
