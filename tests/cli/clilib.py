@@ -245,7 +245,12 @@ class Pool:
             return subprocess.CompletedProcess(exc.cmd, -999, exc.stdout or b"",
                                                (exc.stderr or b"") + b"\n(TEST: timed out)")
 
-    def ask(self, *args: str, **kw) -> subprocess.CompletedProcess:
+    def ask(self, *args: str, routed: bool = False, **kw) -> subprocess.CompletedProcess:
+        """`gemini-pool ask ARGS`.  Without --model or --profile the command
+        routes (the pool picks the model); tests of other things run on the
+        "flash" profile unless they ask for routing (routed=True)."""
+        if not routed and "--model" not in args and "--profile" not in args:
+            args = (*args, "--profile", "flash")
         return self.run("ask", *args, **kw)
 
     def status(self, **kw) -> dict:

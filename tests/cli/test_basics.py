@@ -123,7 +123,7 @@ t.check(pool.key(st, "k2")["state"] == "disabled" and "leaked" in
 since = len(emu.log())
 # Without --model the pool routes: a short task goes to flash-lite.
 ROUTED = "gemini-3.1-flash-lite-preview"
-r = pool.ask("--task", "basics one")
+r = pool.ask("--task", "basics one", routed=True)
 t.check(r.returncode == 0 and r.stdout.decode() == answer_of(ROUTED, "k1", "p1", "basics one")
         and r.stderr == b"", "ask prints exactly the answer of the first key (k1)", r)
 out = os.path.join(t.dir, "answer.txt")
@@ -132,7 +132,7 @@ with open(out, encoding="utf-8") as f:
     got = f.read()
 t.check(r.returncode == 0 and r.stdout == b"" and got.startswith("[fake-gemini model=")
         and "You asked: basics two" in got, "--output FILE gets the answer, stdout nothing", r)
-r = pool.ask("--task", "-", "--json", input=b"basics from stdin")
+r = pool.ask("--task", "-", "--json", input=b"basics from stdin", routed=True)
 try:
     doc = json.loads(r.stdout)
 except ValueError:

@@ -142,7 +142,7 @@ if not REDIS:
             "a bad profile quality is one line", r)
 
 # ---- ask with no model routes ----------------------------------------------------------
-r = pool.ask("--task", "summarize this paragraph: routing is fun", "--json")
+r = pool.ask("--task", "summarize this paragraph: routing is fun", "--json", routed=True)
 doc = json.loads(r.stdout) if r.returncode == 0 else {}
 t.check(r.returncode == 0 and doc.get("model_used") == LITE and doc.get("model_requested") ==
         "auto" and doc.get("route", {}).get("candidates", [{}])[0].get("model") == LITE and
@@ -173,7 +173,8 @@ t.check(d is not None and FLASH in skipped and skipped[FLASH]["reason"] == "rpd_
         "midnight Pacific" in skipped[FLASH]["detail"] and first(d)[:2] == (FLASH25, "medium"),
         "flash with its day used up on both keys is skipped (rpd_exhausted); 2.5-flash leads", d)
 since = len(emu.log())
-r = rpd.ask("--task", "explain how a TCP handshake works, step by step please", "--json")
+r = rpd.ask("--task", "explain how a TCP handshake works, step by step please", "--json",
+            routed=True)
 doc = json.loads(r.stdout) if r.returncode == 0 else {}
 t.check(r.returncode == 0 and doc.get("model_used") == FLASH25 and
         all(c["model"] != FLASH for c in emu.log(since)),
