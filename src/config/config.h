@@ -52,6 +52,7 @@ enum { GKP__Q_DRAFT = 0, GKP__Q_STANDARD, GKP__Q_PRODUCTION, GKP__Q_RESEARCH, GK
 typedef struct gkp__strv {
   char **v;
   size_t n;
+  int *ix; /* model lists: each model's index in the config (set once loaded) */
 } gkp__strv;
 
 typedef struct gkp__route_type {

@@ -133,8 +133,28 @@ static void strv_clear(gkp__strv *v) {
     free(v->v[i]);
   }
   free(v->v);
+  free(v->ix);
   v->v = NULL;
+  v->ix = NULL;
   v->n = 0;
+}
+
+/* Fills v->ix with each model's index in cfg.  Returns 0 or -ENOMEM. */
+static int index_models(const gkp__config *cfg, gkp__strv *v) {
+  free(v->ix);
+  v->ix = calloc(v->n > 0 ? v->n : 1, sizeof *v->ix);
+  if (v->ix == NULL) {
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < v->n; i++) {
+    v->ix[i] = -1;
+    for (size_t j = 0; j < cfg->nmodels; j++) {
+      if (strcmp(cfg->models[j].id, v->v[i]) == 0) {
+        v->ix[i] = (int)j;
+      }
+    }
+  }
+  return 0;
 }
 
 static int strv_add(gkp__strv *v, const char *s) {
@@ -661,6 +681,15 @@ int gkp__config_routing_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJ
       }
     }
     cfg->routing.fallback_ix = fb;
+    for (size_t i = 0; rc == 0 && i < cfg->routing.ntypes; i++) {
+      rc = index_models(cfg, &cfg->routing.types[i].models);
+    }
+    for (int q = 0; rc == 0 && q < GKP__Q_COUNT; q++) {
+      rc = index_models(cfg, &cfg->routing.q[q].models);
+    }
+    if (rc != 0) {
+      rc = gkp__cfg_fail(ctx, -ENOMEM, "routing", "out of memory");
+    }
   }
   return rc;
 }
