@@ -252,8 +252,8 @@ void gkp__route_decide(const gkp__config *cfg, const gkp__route_in *in,
   } else if (t != NULL && t->thinking != NULL) {
     b.thinking = thinking_static(t->thinking);
   }
-  b.tools = (t != NULL ? t->tools : 0) |
-            (in->enable_tools ? gkp__routing_tools_for(rules, in->task) : 0);
+  b.tools =
+      (t != NULL ? t->tools : 0) | (in->enable_tools ? gkp__routing_tools_for(rules, in->task) : 0);
   for (size_t i = 0; t != NULL && i < t->models.n; i++) {
     add_chain(&b, t->models.ix != NULL ? t->models.ix[i]
                                        : gkp__config_model_index(cfg, t->models.v[i]));

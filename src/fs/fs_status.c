@@ -709,8 +709,7 @@ static int ctl_rate(const char *line) {
   }
   pthread_mutex_unlock(&fs.mu);
   if (model[0] == '\0' || type[0] == '\0') {
-    fs_log(GKP_LOG_WARN, "ctl: rate %s/%s: no finished job with an answer by that name", job,
-           name);
+    fs_log(GKP_LOG_WARN, "ctl: rate %s/%s: no finished job with an answer by that name", job, name);
     return -EINVAL;
   }
   if (gkp_rate(fs.pool, type, cx, model, score, &err) != 0) {
