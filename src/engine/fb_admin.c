@@ -157,10 +157,9 @@ int fb_effective_limits(gkp__backend *b, const char *key_id, const char *model, 
 void forget_tpm(fb *f) {
   free(f->proj_reps);
   free(f->tpm_memo);
-  free(f->miss_memo);
+  gkp__fb_miss_free(f);
   f->proj_reps = NULL;
   f->tpm_memo = NULL;
-  f->miss_memo = NULL;
   f->nproj_reps = 0;
 }
 

@@ -2,8 +2,10 @@
  * test_scale.c - a pool of 10 000 keys: opening, least-recently-used
  * selection over all of them, a reload that drops half the keys and adds
  * 5 000 others (the freed slots are reused: the file does not grow), and
- * the status document.  Each step has a generous time bound: the point is
- * that nothing scans every key per request.
+ * the status document.  The times are printed, not asserted (a test never
+ * asserts a duration: scripts/bench-engine has the figures); what is checked
+ * is the outcome, and that a failing reservation is answered without a walk
+ * of every key.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,8 @@
 #include <time.h>
 
 #include "engine/engine.h"
+#include "engine/file_backend.h"
+#include "engine/pool_impl.h"
 #include "engine_test.h"
 
 #define NKEYS 10000
@@ -158,11 +162,6 @@ static void test_ten_thousand_keys(void **st) {
   printf("largest TPM of a model: %.2f us per call (%.2f ms computed afresh; one "
          "gkp_effective_limits per key: %.1f ms)\n",
          max_tpm_us, fresh_ms, per_key_ms);
-  /* Generous bounds (sanitizer builds, a loaded machine): a scan of every
-   * key per request would take milliseconds here, not microseconds. */
-  assert_true(per_cycle_us < 1000);
-  assert_true(max_tpm_us < 25);
-  assert_true(open_s < 20 && reload_s < 20 && status_s < 20);
   test_rmrf(tmpdir);
   free(tmpdir);
 }
@@ -195,6 +194,7 @@ static double failing_reserve_us(int n) {
   assert_int_equal(gkp_reserve(p, "m", 10, &held, NULL, &err), 0);
   t_now += 1000;
   int64_t first_free = 1795521600000LL + 60000;
+  uint64_t hits = ((fb *)p->be)->miss_hits;
   t = mono_s();
   for (int i = 0; i < 1000; i++) {
     memset(&w, 0, sizeof w);
@@ -204,6 +204,8 @@ static double failing_reserve_us(int n) {
     assert_string_equal(w.next_key_id, "a0");
   }
   double us = (mono_s() - t) / 1000 * 1e6;
+  /* Three sizes, one walk each: every other answer without one. */
+  assert_int_equal(((fb *)p->be)->miss_hits - hits, 1000 - 3);
   /* The unsent request given back: its key is free at once. */
   assert_int_equal(gkp_release(p, &held, 0, NULL), 0);
   assert_int_equal(gkp_reserve(p, "m", 10, &l, NULL, &err), 0);
@@ -225,8 +227,6 @@ static void test_failing_reserve(void **st) {
   printf("failing reservation (no key free, the soonest reported): %.1f us at 256 keys, %.1f us "
          "at %d keys\n",
          small, large, NKEYS);
-  /* A scan of every key would take a millisecond or more at 10 000 keys. */
-  assert_true(large < 100);
 }
 
 int main(void) {
