@@ -308,13 +308,9 @@ static int fb_renew(gkp__backend *b, const gkp_lease *l, gkp_error *err) {
   return rc;
 }
 
-static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err) {
-  fb *f = (fb *)b;
-  int rc, li, s;
-  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
-    return rc;
-  }
-  s = find_lease(f, l, &li);
+/* Ends a lease of this process inside a transaction. */
+static void release_locked(fb *f, const gkp_lease *l, int sent) {
+  int li, s = find_lease(f, l, &li);
   if (s >= 0) {
     gkp__key_rec *k = &f->st->keys[s];
     uint32_t ps = k->leases[li].pm_slot;
@@ -339,17 +335,29 @@ static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *
     gkp__store_commit(f->st);
   }
   own_remove(f, l->id);
+}
+
+static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err) {
+  fb *f = (fb *)b;
+  int rc;
+  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
+    return rc;
+  }
+  release_locked(f, l, sent);
   end(f);
   return 0;
 }
 
+/* The lease given back unsent and the endpoint noted unreachable: one
+ * transaction. */
 static int fb_release_unreached(gkp__backend *b, const gkp_lease *l, const char *url,
                                 const char *reason, gkp_error *err) {
   fb *f = (fb *)b;
-  int rc = fb_release(b, l, 0, err);
-  if (rc != 0 || (rc = begin(f, err)) != 0) {
+  int rc;
+  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
     return rc;
   }
+  release_locked(f, l, 0);
   gkp__store_hdr *h = f->st->hdr;
   int64_t now = fb_now(f), since = h->down_since_ms > 0 ? h->down_since_ms : now;
   h->down_since_ms = 0; /* strings first, the time last: see store.h */

@@ -301,6 +301,7 @@ static int follow_move(gkp__store *st, gkp_error *err) {
 int gkp__store_lock(gkp__store *st, gkp_error *err) {
   int rc;
   pthread_mutex_lock(&st->mu);
+  st->locks++;
   if (st->fd < 0) {
     rc = gkp__store_open_path(st, gkp__now_ms(), NULL, NULL, err);
     if (rc != 0) {

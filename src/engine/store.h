@@ -172,6 +172,7 @@ typedef struct gkp__store {
   gkp__changes *changes; /* NULL: this file's layout leaves it no room */
   uint64_t seen_layout; /* layout_gen when the caller last rebuilt its indexes */
   int moved;            /* moved to a new file since the caller last looked */
+  uint64_t locks;       /* transactions begun (the tests count them) */
   pthread_mutex_t mu;
 } gkp__store;
 
