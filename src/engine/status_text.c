@@ -1,7 +1,6 @@
 /*
- * status_text.c - the status document rendered as a table for people.
+ * status_text.c - the status snapshot rendered as a table for people.
  */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,43 +10,34 @@
 #include "common/timeutil.h"
 #include "engine/status.h"
 
-static double num(const cJSON *o, const char *field, double dflt) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-  return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-static const char *str(const cJSON *o, const char *field) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-  return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* Whether `metric` ("rpd") of a model entry is a limit learned from a 429. */
-static int learned(const cJSON *m, const char *metric) {
-  const cJSON *l = cJSON_GetObjectItemCaseSensitive(m, "learned");
-  return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(l, metric));
-}
-
 /* "7/20", "7/250*" when the limit was learned, or "7" when it is unknown. */
-static void used_of(char *buf, size_t len, double used, const cJSON *m, const char *limit,
-                    const char *metric) {
-  double lim = num(m, limit, -1);
+static void used_of(char *buf, size_t len, int64_t used, int64_t lim, int learned) {
   if (lim >= 0) {
-    snprintf(buf, len, "%.0f/%.0f%s", used, lim, learned(m, metric) ? "*" : "");
+    snprintf(buf, len, "%lld/%lld%s", (long long)used, (long long)lim, learned ? "*" : "");
   } else {
-    snprintf(buf, len, "%.0f", used);
+    snprintf(buf, len, "%lld", (long long)used);
   }
 }
 
 /* One line per learned limit of a row: what, how much, until when. */
-static void learned_lines(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m) {
-  const cJSON *l;
-  cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(m, "learned")) {
-    const char *until = str(l, "until");
+static void learned_lines(gkp__dynbuf *b, const gkp__status_key *key, const gkp__status_model *m) {
+  static const char *const metric[3] = {"rpm", "tpm", "rpd"};
+  for (int i = 0; i < 3; i++) {
+    char at[40] = "?", until[40] = "?";
+    const gkp__status_learned *l = &m->learned[i];
+    if (!l->set) {
+      continue;
+    }
+    if (l->at_ms > 0) {
+      gkp__rfc3339(l->at_ms, at, sizeof at);
+    }
+    if (l->until_ms > 0) {
+      gkp__rfc3339(l->until_ms, until, sizeof until);
+    }
     gkp__dynbuf_printf(b,
-                       "  * %s %s: %s limit %.0f learned from Google's 429 at %s, until %s "
+                       "  * %s %s: %s limit %lld learned from Google's 429 at %s, until %s "
                        "(midnight Pacific; gemini-pool reset %s forgets it)\n",
-                       str(key, "id"), model, l->string, num(l, "value", -1),
-                       str(l, "at") ? str(l, "at") : "?", until ? until : "?", str(key, "id"));
+                       key->id, m->id, metric[i], (long long)l->value, at, until, key->id);
   }
 }
 
@@ -63,85 +53,77 @@ static void span(char *buf, size_t len, int64_t ms) {
   }
 }
 
-static int active(const cJSON *m) {
-  return num(m, "requests_total", 0) > 0 || num(m, "cooldown_until", 0) > 0 ||
-         str(m, "last_error") != NULL ||
-         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "learned")) > 0;
-}
-
 /* "endpoint http://… unreachable since 09:00:00 UTC (4m12s): connection
  * refused", when the last contact failed before anything was sent. */
-static void endpoint_line(gkp__dynbuf *b, const cJSON *doc, int64_t now) {
-  const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "endpoint");
-  const char *since = str(e, "since");
-  struct tm tm;
-  if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "unreachable")) || since == NULL) {
+static void endpoint_line(gkp__dynbuf *b, const gkp__status_info *in, int64_t now) {
+  char since[40], ago[24];
+  if (!in->unreachable || in->down_since_ms <= 0) {
     return;
   }
-  memset(&tm, 0, sizeof tm);
-  char ago[24] = "?";
-  if (strptime(since, "%Y-%m-%dT%H:%M:%SZ", &tm) != NULL) {
-    span(ago, sizeof ago, now - (int64_t)timegm(&tm) * 1000);
-  }
-  gkp__dynbuf_printf(b, "endpoint %s unreachable since %s (%s ago): %s\n", str(e, "url"), since,
-                     ago, str(e, "error") ? str(e, "error") : "no answer");
+  gkp__rfc3339(in->down_since_ms, since, sizeof since);
+  /* whole seconds, as the document shows them */
+  span(ago, sizeof ago, now - in->down_since_ms / 1000 * 1000);
+  gkp__dynbuf_printf(b, "endpoint %s unreachable since %s (%s ago): %s\n", in->endpoint_url, since,
+                     ago, in->down_error != NULL ? in->down_error : "no answer");
 }
 
-static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m, int64_t now) {
+static void row(gkp__dynbuf *b, const gkp__status_key *key, const gkp__status_model *m,
+                int64_t now) {
   char today[32] = "-", minute[32] = "-", tokens[48] = "-", cool[96] = "-", left[24];
-  const char *err = m != NULL ? str(m, "last_error") : NULL;
+  const char *err = m != NULL ? m->last_error : NULL;
   if (m != NULL) {
-    used_of(today, sizeof today, num(m, "requests_today", 0), m, "rpd_limit", "rpd");
-    used_of(minute, sizeof minute, num(m, "requests_last_minute", 0), m, "rpm_limit", "rpm");
-    used_of(tokens, sizeof tokens, num(m, "input_tokens_last_minute", 0), m, "tpm_limit", "tpm");
-    double until = num(m, "cooldown_until", 0);
-    if (until > 0) {
+    used_of(today, sizeof today, m->requests_today, m->rpd_limit, m->learned[2].set);
+    used_of(minute, sizeof minute, m->requests_last_minute, m->rpm_limit, m->learned[0].set);
+    used_of(tokens, sizeof tokens, m->input_tokens_last_minute, m->tpm_limit, m->learned[1].set);
+    if (m->cooldown_until_s > 0) {
       char hms[24];
-      span(left, sizeof left, (int64_t)until * 1000 - now);
-      snprintf(cool, sizeof cool, "%s until %s (%s)", str(m, "cooldown_kind"),
-               gkp__hms_utc((int64_t)until * 1000, hms, sizeof hms), left);
+      span(left, sizeof left, m->cooldown_until_s * 1000 - now);
+      snprintf(cool, sizeof cool, "%s until %s (%s)",
+               m->cooldown_kind != GKP_KIND_NONE ? gkp_kind_name(m->cooldown_kind) : "(null)",
+               gkp__hms_utc(m->cooldown_until_s * 1000, hms, sizeof hms), left);
     }
   }
-  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n", str(key, "id"),
-                     str(key, "project"), str(key, "state"), model, today, minute, tokens, cool,
+  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n", key->id,
+                     key->project, key->state, m != NULL ? m->id : "-", today, minute, tokens, cool,
                      err != NULL ? err : "-");
   if (m != NULL) {
-    learned_lines(b, key, model, m);
+    learned_lines(b, key, m);
   }
 }
 
-char *gkp__status_table(const char *json, int64_t now_ms) {
-  cJSON *doc = cJSON_Parse(json), *key;
+char *gkp__status_table(const gkp__status *s, int64_t now_ms) {
+  gkp__status_info in;
   gkp__dynbuf b;
-  if (doc == NULL) {
-    return NULL;
-  }
+  char reset[40];
+  gkp__status_get_info(s, &in);
   gkp__dynbuf_init(&b, (size_t)16 << 20);
   gkp__dynbuf_printf(&b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %s\n", "KEY", "PROJECT",
                      "STATE", "MODEL", "TODAY", "MINUTE", "TOKENS/MIN", "COOLDOWN", "LAST ERROR");
-  cJSON_ArrayForEach(key, cJSON_GetObjectItemCaseSensitive(doc, "keys")) {
-    const cJSON *m;
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_key key;
+    gkp__status_model m;
     int shown = 0;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(key, "models")) {
-      if (active(m)) {
-        row(&b, key, m->string, m, now_ms);
+    gkp__status_get_key(s, ki, &key);
+    for (size_t mi = 0; mi < in.nmodels; mi++) {
+      gkp__status_get_model(s, ki, mi, &m);
+      if (gkp__status_model_active(&m)) {
+        row(&b, &key, &m, now_ms);
         shown++;
       }
     }
     if (!shown) {
-      row(&b, key, "-", NULL, now_ms);
+      row(&b, &key, NULL, now_ms);
     }
-    if (str(key, "disabled_reason") != NULL) {
-      gkp__dynbuf_printf(&b, "  %s is disabled: %s (gemini-pool reset %s re-enables it)\n",
-                         str(key, "id"), str(key, "disabled_reason"), str(key, "id"));
+    if (key.disabled_reason != NULL) {
+      gkp__dynbuf_printf(&b, "  %s is disabled: %s (gemini-pool reset %s re-enables it)\n", key.id,
+                         key.disabled_reason, key.id);
     }
   }
-  endpoint_line(&b, doc, now_ms);
-  const char *reset = str(doc, "next_daily_reset");
-  gkp__dynbuf_printf(&b, "next daily reset: %s (midnight Pacific)\n", reset ? reset : "?");
-  gkp__dynbuf_printf(&b, "state: %s %s\n",
-                     str(doc, "state_backend") ? str(doc, "state_backend") : "?",
-                     str(doc, "state_file") ? str(doc, "state_file") : "?");
-  cJSON_Delete(doc);
+  endpoint_line(&b, &in, now_ms);
+  gkp__dynbuf_printf(&b, "next daily reset: %s (midnight Pacific)\n",
+                     in.next_daily_reset_ms > 0
+                         ? gkp__rfc3339(in.next_daily_reset_ms, reset, sizeof reset)
+                         : "?");
+  gkp__dynbuf_printf(&b, "state: %s %s\n", in.state_backend, in.state_file);
   return gkp__dynbuf_take(&b, NULL);
 }

@@ -609,8 +609,9 @@ int fs_status_render(fuse_ino_t ino, char **out, size_t *len) {
     }
     free(json);
     return rc;
-  case FS_INO_ST_POOL:
-    rc = gkp_status_json(fs.pool, &json, &err);
+  case FS_INO_ST_POOL: {
+    gkp__status *st;
+    rc = gkp__status_take(fs.pool, &st, &err);
     if (rc == -EAGAIN) { /* the state server is unreachable: say so */
       size_t n = strlen(err.msg);
       char *t = malloc(n + 2);
@@ -628,14 +629,15 @@ int fs_status_render(fuse_ino_t ino, char **out, size_t *len) {
       fs_log(GKP_LOG_WARN, "status/pool: %s", err.msg);
       return rc;
     }
-    table = gkp__status_table(json, gkp_pool_now(fs.pool));
-    free(json);
+    table = gkp__status_table(st, gkp_pool_now(fs.pool));
+    gkp__status_free(st);
     if (table == NULL) {
       return -ENOMEM;
     }
     *out = table;
     *len = strlen(table);
     return 0;
+  }
   case FS_INO_ST_METRICS:
     return render_metrics(out, len);
   case FS_INO_ST_JOBS:
