@@ -1,7 +1,8 @@
 /*
  * status.h - the pool's status as one typed snapshot, and its renderings:
  * the JSON document (status/pool.json, `status --json`, gkp_status_json),
- * the table for people (status/pool, `gemini-pool status`).  The
+ * the table for people (status/pool, `gemini-pool status`) and the
+ * Prometheus metrics (status/metrics).  The
  * interface front ends (the filesystem, the command) use to read the
  * status: nothing prints the document to parse it again.
  *
@@ -85,5 +86,11 @@ char *gkp__status_render_json(const gkp__status *s);
  * reset.  `now_ms` is used for "in 5m12s" hints.  malloc'd; NULL when out
  * of memory. */
 char *gkp__status_table(const gkp__status *s, int64_t now_ms);
+
+/* The pool's Prometheus metrics (the next daily reset, keys by state,
+ * per key and model counts, errors, cooldowns at `now_ms`), appended to b.
+ * The filesystem's status/metrics adds its own after them. */
+struct gkp__dynbuf;
+void gkp__status_prometheus(const gkp__status *s, int64_t now_ms, struct gkp__dynbuf *b);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * status_text.c - the status snapshot rendered as a table for people.
+ * status_text.c - the status snapshot rendered as a table for people and as
+ * Prometheus metrics.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,4 +127,147 @@ char *gkp__status_table(const gkp__status *s, int64_t now_ms) {
                          : "?");
   gkp__dynbuf_printf(&b, "state: %s %s\n", in.state_backend, in.state_file);
   return gkp__dynbuf_take(&b, NULL);
+}
+
+/* ---- Prometheus ------------------------------------------------------------------ */
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void label(gkp__dynbuf *b, const char *s) {
+  for (; *s != '\0'; s++) {
+    if (*s == '\\' || *s == '"') {
+      gkp__dynbuf_printf(b, "\\%c", *s);
+    } else if (*s == '\n') {
+      gkp__dynbuf_adds(b, "\\n");
+    } else {
+      gkp__dynbuf_add(b, s, 1);
+    }
+  }
+}
+
+static void help(gkp__dynbuf *b, const char *name, const char *type, const char *text) {
+  gkp__dynbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+/* One sample: name{key="k",model="m",kind="x"} value.  NULL labels are left out. */
+static void sample(gkp__dynbuf *b, const char *name, const char *key, const char *model,
+                   const char *kind, double v) {
+  const char *names[3] = {"key", "model", "kind"}, *vals[3] = {key, model, kind};
+  int any = 0;
+  gkp__dynbuf_adds(b, name);
+  for (int i = 0; i < 3; i++) {
+    if (vals[i] == NULL) {
+      continue;
+    }
+    gkp__dynbuf_printf(b, "%s%s=\"", any ? "," : "{", names[i]);
+    label(b, vals[i]);
+    gkp__dynbuf_adds(b, "\"");
+    any = 1;
+  }
+  gkp__dynbuf_printf(b, "%s %.17g\n", any ? "}" : "", v);
+}
+
+/* A row of the metrics: something was sent, or it cools down or failed. */
+static int metrics_active(const gkp__status_model *m) {
+  return m->requests_total > 0 || m->cooldown_until_s > 0 || m->last_error != NULL;
+}
+
+static const char *kind_or_unknown(int kind) {
+  return kind != GKP_KIND_NONE ? gkp_kind_name(kind) : "unknown";
+}
+
+void gkp__status_prometheus(const gkp__status *s, int64_t now_ms, gkp__dynbuf *b) {
+  static const char *states[] = {"ready", "busy", "cooling", "disabled"};
+  static const char *const per_model[][3] = {
+      {"gemini_pool_requests_total", "counter", "Requests sent, by key and model."},
+      {"gemini_pool_requests_today", "gauge", "Requests since the last midnight Pacific."},
+      {"gemini_pool_requests_last_minute", "gauge", "Requests in the last 60 s."},
+      {"gemini_pool_input_tokens_last_minute", "gauge", "Input tokens in the last 60 s."},
+      {"gemini_pool_input_tokens_total", "counter", "Input tokens sent."},
+      {"gemini_pool_output_tokens_total", "counter", "Output tokens received."},
+  };
+  double now_s = (double)now_ms / 1000.0;
+  gkp__status_info in;
+  gkp__status_key k;
+  gkp__status_model m;
+  gkp__status_get_info(s, &in);
+
+  help(b, "gemini_pool_next_daily_reset_seconds", "gauge",
+       "The next midnight in America/Los_Angeles (Unix seconds).");
+  gkp__dynbuf_printf(b, "gemini_pool_next_daily_reset_seconds %.0f\n",
+                     (double)gkp_next_pacific_midnight(now_ms) / 1000.0);
+  help(b, "gemini_pool_keys", "gauge", "Keys by state.");
+  for (size_t st = 0; st < 4; st++) {
+    double n = 0;
+    for (size_t ki = 0; ki < in.nkeys; ki++) {
+      gkp__status_get_key(s, ki, &k);
+      n += strcmp(k.state, states[st]) == 0;
+    }
+    gkp__dynbuf_printf(b, "gemini_pool_keys{state=\"%s\"} %.0f\n", states[st], n);
+  }
+  help(b, "gemini_pool_key_inflight", "gauge", "Requests in flight on a key.");
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_get_key(s, ki, &k);
+    sample(b, "gemini_pool_key_inflight", k.id, NULL, NULL, k.inflight);
+  }
+  help(b, "gemini_pool_key_requests_total", "counter", "Requests sent with a key.");
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_get_key(s, ki, &k);
+    sample(b, "gemini_pool_key_requests_total", k.id, NULL, NULL, (double)k.requests_total);
+  }
+  for (size_t f = 0; f < sizeof per_model / sizeof per_model[0]; f++) {
+    help(b, per_model[f][0], per_model[f][1], per_model[f][2]);
+    for (size_t ki = 0; ki < in.nkeys; ki++) {
+      gkp__status_get_key(s, ki, &k);
+      for (size_t mi = 0; mi < in.nmodels; mi++) {
+        gkp__status_get_model(s, ki, mi, &m);
+        if (!metrics_active(&m)) {
+          continue;
+        }
+        int64_t v[] = {m.requests_total,           m.requests_today,     m.requests_last_minute,
+                       m.input_tokens_last_minute, m.input_tokens_total, m.output_tokens_total};
+        sample(b, per_model[f][0], k.id, m.id, NULL, (double)v[f]);
+      }
+    }
+  }
+  help(b, "gemini_pool_errors_total", "counter", "Error answers, by key, model and kind.");
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_get_key(s, ki, &k);
+    for (size_t mi = 0; mi < in.nmodels; mi++) {
+      gkp__status_get_model(s, ki, mi, &m);
+      for (int e = GKP_KIND_RPM; e < GKP_KIND_COUNT; e++) {
+        if (m.errors[e] > 0) {
+          sample(b, "gemini_pool_errors_total", k.id, m.id, gkp_kind_name(e), (double)m.errors[e]);
+        }
+      }
+    }
+  }
+  for (int until_too = 0; until_too < 2; until_too++) {
+    const char *name = until_too ? "gemini_pool_cooldown_until_seconds"
+                                 : "gemini_pool_cooldown_remaining_seconds";
+    help(b, name, "gauge",
+         until_too
+             ? "When a cooldown ends (Unix seconds), by key, model and kind (only while cooling)."
+             : "Seconds until a cooldown ends, by key, model and kind (only while cooling).");
+    for (size_t ki = 0; ki < in.nkeys; ki++) {
+      gkp__status_get_key(s, ki, &k);
+      for (size_t mi = 0; mi < in.nmodels; mi++) {
+        gkp__status_get_model(s, ki, mi, &m);
+        double until = (double)m.cooldown_until_s;
+        if (until > now_s) {
+          sample(b, name, k.id, m.id, kind_or_unknown(m.cooldown_kind),
+                 until_too ? until : until - now_s);
+        }
+      }
+    }
+  }
+  help(b, "gemini_pool_keys_cooling", "gauge", "Keys cooling down, by model.");
+  for (size_t mi = 0; in.nkeys > 0 && mi < in.nmodels; mi++) {
+    double n = 0;
+    for (size_t ki = 0; ki < in.nkeys; ki++) {
+      gkp__status_get_model(s, ki, mi, &m);
+      n += (double)m.cooldown_until_s > now_s;
+    }
+    gkp__status_get_model(s, 0, mi, &m);
+    sample(b, "gemini_pool_keys_cooling", NULL, m.id, NULL, n);
+  }
 }

@@ -65,39 +65,8 @@ static cJSON *status_doc(char **text) {
   return doc;
 }
 
-/* A Prometheus label value: backslash, quote and newline escaped. */
-static void label(gkp__dynbuf *b, const char *s) {
-  for (; *s != '\0'; s++) {
-    if (*s == '\\' || *s == '"') {
-      gkp__dynbuf_printf(b, "\\%c", *s);
-    } else if (*s == '\n') {
-      gkp__dynbuf_adds(b, "\\n");
-    } else {
-      gkp__dynbuf_add(b, s, 1);
-    }
-  }
-}
-
 static void help(gkp__dynbuf *b, const char *name, const char *type, const char *text) {
   gkp__dynbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
-}
-
-/* One sample: name{key="k",model="m",kind="x"} value.  NULL labels are left out. */
-static void sample(gkp__dynbuf *b, const char *name, const char *key, const char *model,
-                   const char *kind, double v) {
-  const char *names[3] = {"key", "model", "kind"}, *vals[3] = {key, model, kind};
-  int any = 0;
-  gkp__dynbuf_adds(b, name);
-  for (int i = 0; i < 3; i++) {
-    if (vals[i] == NULL) {
-      continue;
-    }
-    gkp__dynbuf_printf(b, "%s%s=\"", any ? "," : "{", names[i]);
-    label(b, vals[i]);
-    gkp__dynbuf_adds(b, "\"");
-    any = 1;
-  }
-  gkp__dynbuf_printf(b, "%s %.17g\n", any ? "}" : "", v);
 }
 
 static int model_active(const cJSON *m) {
@@ -106,95 +75,6 @@ static int model_active(const cJSON *m) {
 }
 
 /* ---- status/metrics ------------------------------------------------------------------ */
-
-static void metrics_pool(gkp__dynbuf *b, const cJSON *doc, double now_s) {
-  const cJSON *keys = cJSON_GetObjectItemCaseSensitive(doc, "keys"), *k, *m;
-  static const char *states[] = {"ready", "busy", "cooling", "disabled"};
-  static const char *const per_model[][3] = {
-      {"gemini_pool_requests_total", "counter", "Requests sent, by key and model."},
-      {"gemini_pool_requests_today", "gauge", "Requests since the last midnight Pacific."},
-      {"gemini_pool_requests_last_minute", "gauge", "Requests in the last 60 s."},
-      {"gemini_pool_input_tokens_last_minute", "gauge", "Input tokens in the last 60 s."},
-      {"gemini_pool_input_tokens_total", "counter", "Input tokens sent."},
-      {"gemini_pool_output_tokens_total", "counter", "Output tokens received."},
-  };
-  static const char *const fields[] = {"requests_total",       "requests_today",
-                                       "requests_last_minute", "input_tokens_last_minute",
-                                       "input_tokens_total",   "output_tokens_total"};
-
-  help(b, "gemini_pool_keys", "gauge", "Keys by state.");
-  for (size_t s = 0; s < 4; s++) {
-    double n = 0;
-    cJSON_ArrayForEach(k, keys) {
-      n += strcmp(str(k, "state", ""), states[s]) == 0;
-    }
-    gkp__dynbuf_printf(b, "gemini_pool_keys{state=\"%s\"} %.0f\n", states[s], n);
-  }
-  help(b, "gemini_pool_key_inflight", "gauge", "Requests in flight on a key.");
-  cJSON_ArrayForEach(k, keys) {
-    sample(b, "gemini_pool_key_inflight", str(k, "id", ""), NULL, NULL, num(k, "inflight", 0));
-  }
-  help(b, "gemini_pool_key_requests_total", "counter", "Requests sent with a key.");
-  cJSON_ArrayForEach(k, keys) {
-    sample(b, "gemini_pool_key_requests_total", str(k, "id", ""), NULL, NULL,
-           num(k, "requests_total", 0));
-  }
-  for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
-    help(b, per_model[f][0], per_model[f][1], per_model[f][2]);
-    cJSON_ArrayForEach(k, keys) {
-      cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
-        if (model_active(m)) {
-          sample(b, per_model[f][0], str(k, "id", ""), m->string, NULL, num(m, fields[f], 0));
-        }
-      }
-    }
-  }
-  help(b, "gemini_pool_errors_total", "counter", "Error answers, by key, model and kind.");
-  cJSON_ArrayForEach(k, keys) {
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
-      const cJSON *e;
-      cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(m, "errors")) {
-        if (cJSON_IsNumber(e) && e->valuedouble > 0) {
-          sample(b, "gemini_pool_errors_total", str(k, "id", ""), m->string, e->string,
-                 e->valuedouble);
-        }
-      }
-    }
-  }
-  help(b, "gemini_pool_cooldown_remaining_seconds", "gauge",
-       "Seconds until a cooldown ends, by key, model and kind (only while cooling).");
-  cJSON_ArrayForEach(k, keys) {
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
-      double until = num(m, "cooldown_until", 0);
-      if (until > now_s) {
-        sample(b, "gemini_pool_cooldown_remaining_seconds", str(k, "id", ""), m->string,
-               str(m, "cooldown_kind", "unknown"), until - now_s);
-      }
-    }
-  }
-  help(b, "gemini_pool_cooldown_until_seconds", "gauge",
-       "When a cooldown ends (Unix seconds), by key, model and kind (only while cooling).");
-  cJSON_ArrayForEach(k, keys) {
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
-      double until = num(m, "cooldown_until", 0);
-      if (until > now_s) {
-        sample(b, "gemini_pool_cooldown_until_seconds", str(k, "id", ""), m->string,
-               str(m, "cooldown_kind", "unknown"), until);
-      }
-    }
-  }
-  help(b, "gemini_pool_keys_cooling", "gauge", "Keys cooling down, by model.");
-  const cJSON *first = cJSON_GetArrayItem(keys, 0);
-  cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(first, "models")) {
-    double n = 0;
-    cJSON_ArrayForEach(k, keys) {
-      const cJSON *mm = cJSON_GetObjectItemCaseSensitive(
-          cJSON_GetObjectItemCaseSensitive(k, "models"), m->string);
-      n += num(mm, "cooldown_until", 0) > now_s;
-    }
-    sample(b, "gemini_pool_keys_cooling", NULL, m->string, NULL, n);
-  }
-}
 
 /* The lines of what else the daemon serves (the HTTP front's callers). */
 static void metrics_extra(gkp__dynbuf *b) {
@@ -286,21 +166,19 @@ static void metrics_jobs(gkp__dynbuf *b) {
 static int render_metrics(char **out, size_t *len) {
   gkp__dynbuf b;
   int64_t now = gkp_pool_now(fs.pool);
-  cJSON *doc = status_doc(NULL);
+  gkp__status *st = NULL;
+  gkp_error err;
+  if (gkp__status_take(fs.pool, &st, &err) != 0) {
+    fs_log(GKP_LOG_WARN, "status: %s", err.msg);
+  }
   gkp__dynbuf_init(&b, OUT_MAX);
   help(&b, "gemini_pool_up", "gauge", "1 while the mount serves.");
   gkp__dynbuf_adds(&b, "gemini_pool_up 1\n");
   help(&b, "gemini_pool_start_time_seconds", "gauge", "When the mount started (Unix seconds).");
   gkp__dynbuf_printf(&b, "gemini_pool_start_time_seconds %.3f\n", (double)fs.start_ms / 1000.0);
-  if (doc != NULL) {
-    const char *reset = str(doc, "next_daily_reset", NULL);
-    (void)reset;
-    help(&b, "gemini_pool_next_daily_reset_seconds", "gauge",
-         "The next midnight in America/Los_Angeles (Unix seconds).");
-    gkp__dynbuf_printf(&b, "gemini_pool_next_daily_reset_seconds %.0f\n",
-                       (double)gkp_next_pacific_midnight(now) / 1000.0);
-    metrics_pool(&b, doc, (double)now / 1000.0);
-    cJSON_Delete(doc);
+  if (st != NULL) {
+    gkp__status_prometheus(st, now, &b);
+    gkp__status_free(st);
   }
   metrics_jobs(&b);
   metrics_extra(&b);
