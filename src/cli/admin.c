@@ -57,9 +57,8 @@ int cmd_status(int argc, char **argv) {
   if (gkp__status_take(pool, &st, &err) != 0) {
     cli_error("%s", err.msg);
   } else if (json) {
-    doc = gkp__status_render_json(st);
+    doc = cli_status_json(pool, st);
     if (doc != NULL) {
-      cli_status_add_clients(pool, &doc);
       printf("%s\n", doc);
       code = CLI_OK;
     }

@@ -178,7 +178,8 @@ typedef struct jout {
   size_t len, cap;
   int oom;
   int depth;
-  int first; /* nothing yet in the current object */
+  int first;   /* nothing yet in the current object */
+  int compact; /* as cJSON_PrintUnformatted: no white space */
 } jout;
 
 static char *grow(jout *o, size_t n) {
@@ -222,6 +223,9 @@ static inline void put(jout *o, const char *s, size_t n) {
 #define PUTS(o, lit) put(o, lit, sizeof lit - 1)
 
 static void tabs(jout *o, int n) {
+  if (o->compact || n <= 0) {
+    return;
+  }
   char *p = room(o, (size_t)n);
   if (p != NULL) {
     memset(p, '\t', (size_t)n);
@@ -286,13 +290,17 @@ static void num_value(jout *o, int64_t v) {
 
 /* Opens an object: "{" and a newline, one level deeper. */
 static void obj_open(jout *o) {
-  PUTS(o, "{\n");
+  if (o->compact) {
+    PUTS(o, "{");
+  } else {
+    PUTS(o, "{\n");
+  }
   o->depth++;
   o->first = 1;
 }
 
 static void obj_close(jout *o) {
-  if (!o->first) {
+  if (!o->first && !o->compact) {
     PUTS(o, "\n");
   }
   tabs(o, o->depth - 1);
@@ -304,12 +312,20 @@ static void obj_close(jout *o) {
 /* The name of the next member. */
 static void name(jout *o, const char *n) {
   if (!o->first) {
-    PUTS(o, ",\n");
+    if (o->compact) {
+      PUTS(o, ",");
+    } else {
+      PUTS(o, ",\n");
+    }
   }
   o->first = 0;
   tabs(o, o->depth);
   str_value(o, n);
-  PUTS(o, ":\t");
+  if (o->compact) {
+    PUTS(o, ":");
+  } else {
+    PUTS(o, ":\t");
+  }
 }
 
 static void m_str(jout *o, const char *n, const char *v) {
@@ -415,8 +431,13 @@ static void key_json(jout *o, const gkp__status *s, size_t ki, size_t nmodels) {
 }
 
 char *gkp__status_render_json(const gkp__status *s) {
+  return gkp__status_render_json_with(s, 0, NULL, NULL);
+}
+
+char *gkp__status_render_json_with(const gkp__status *s, int compact, const char *extra_name,
+                                   const char *extra_json) {
   gkp__status_info in;
-  jout o = {0};
+  jout o = {.compact = compact};
   gkp__status_get_info(s, &in);
   obj_open(&o);
   m_time(&o, "generated_at", in.generated_at_ms);
@@ -436,7 +457,9 @@ char *gkp__status_render_json(const gkp__status *s) {
   PUTS(&o, "[");
   o.depth++;
   for (size_t ki = 0; ki < in.nkeys; ki++) {
-    if (ki > 0) {
+    if (ki > 0 && compact) {
+      PUTS(&o, ",");
+    } else if (ki > 0) {
       PUTS(&o, ", ");
     }
     size_t before = o.len;
@@ -448,6 +471,10 @@ char *gkp__status_render_json(const gkp__status *s) {
   o.depth--;
   PUTS(&o, "]");
   o.first = 0;
+  if (extra_name != NULL && extra_json != NULL) {
+    name(&o, extra_name);
+    put(&o, extra_json, strlen(extra_json));
+  }
   obj_close(&o);
   if (o.oom || room(&o, 0) == NULL) {
     free(o.buf);

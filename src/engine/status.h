@@ -82,6 +82,12 @@ int gkp__status_model_active(const gkp__status_model *m);
  * of memory. */
 char *gkp__status_render_json(const gkp__status *s);
 
+/* The same, as cJSON_PrintUnformatted gives it when `compact`, with one more
+ * member at the end, `extra_name`: `extra_json` (a JSON value written as it
+ * is; NULL: none). */
+char *gkp__status_render_json_with(const gkp__status *s, int compact, const char *extra_name,
+                                   const char *extra_json);
+
 /* The table: one row per key and model with activity, then the next daily
  * reset.  `now_ms` is used for "in 5m12s" hints.  malloc'd; NULL when out
  * of memory. */

@@ -5,7 +5,6 @@
  * status document) and the filesystem's own job table.  None of them ever
  * holds a key: the status document names keys by id only.
  */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +15,6 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 #include "engine/engine.h"
-#include "engine/pool_impl.h"
 #include "engine/status.h"
 #include "fs/fs.h"
 
@@ -32,46 +30,13 @@ static const char CTL_HELP[] =
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static double num(const cJSON *o, const char *field, double dflt) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-  return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-static const char *str(const cJSON *o, const char *field, const char *dflt) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-  return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
 static int finish(gkp__dynbuf *b, char **out, size_t *len) {
   *out = gkp__dynbuf_take(b, len);
   return *out != NULL ? 0 : -ENOMEM;
 }
 
-/* The pool's status document, parsed. */
-static cJSON *status_doc(char **text) {
-  gkp_error err;
-  char *json = NULL;
-  cJSON *doc;
-  if (gkp_status_json(fs.pool, &json, &err) != 0) {
-    fs_log(GKP_LOG_WARN, "status: %s", err.msg);
-    return NULL;
-  }
-  doc = cJSON_Parse(json);
-  if (text != NULL) {
-    *text = json;
-  } else {
-    free(json);
-  }
-  return doc;
-}
-
 static void help(gkp__dynbuf *b, const char *name, const char *type, const char *text) {
   gkp__dynbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
-}
-
-static int model_active(const cJSON *m) {
-  return num(m, "requests_total", 0) > 0 || num(m, "cooldown_until", 0) > 0 ||
-         str(m, "last_error", NULL) != NULL;
 }
 
 /* ---- status/metrics ------------------------------------------------------------------ */
@@ -187,76 +152,118 @@ static int render_metrics(char **out, size_t *len) {
 
 /* ---- status/keys/<id> ----------------------------------------------------------------- */
 
-static const cJSON *find_key(const cJSON *doc, const char *id) {
-  const cJSON *k;
-  cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(doc, "keys")) {
-    if (strcmp(str(k, "id", ""), id) == 0) {
-      return k;
-    }
+/* The pool's status snapshot, or NULL (logged). */
+static gkp__status *status_snapshot(void) {
+  gkp__status *st = NULL;
+  gkp_error err;
+  if (gkp__status_take(fs.pool, &st, &err) != 0) {
+    fs_log(GKP_LOG_WARN, "status: %s", err.msg);
+    return NULL;
   }
-  return NULL;
+  return st;
 }
 
-/* "field value" for any JSON scalar (null as "-"). */
-static void field(gkp__dynbuf *b, const char *prefix, const char *name, const cJSON *v) {
-  gkp__dynbuf_printf(b, "%s%s ", prefix, name);
-  if (cJSON_IsString(v)) {
-    gkp__dynbuf_adds(b, v->valuestring);
-  } else if (cJSON_IsNumber(v)) {
-    gkp__dynbuf_printf(b, "%.17g", v->valuedouble);
-  } else if (cJSON_IsBool(v)) {
-    gkp__dynbuf_adds(b, cJSON_IsTrue(v) ? "true" : "false");
+/* "name value" lines, as the document's fields (null as "-"). */
+static void f_num(gkp__dynbuf *b, const char *prefix, const char *name, int64_t v) {
+  gkp__dynbuf_printf(b, "%s%s %.17g\n", prefix, name, (double)v);
+}
+
+static void f_limit(gkp__dynbuf *b, const char *prefix, const char *name, int64_t v) {
+  if (v >= 0) {
+    f_num(b, prefix, name, v);
   } else {
-    gkp__dynbuf_adds(b, "-");
+    gkp__dynbuf_printf(b, "%s%s -\n", prefix, name);
   }
-  gkp__dynbuf_adds(b, "\n");
+}
+
+static void f_str(gkp__dynbuf *b, const char *prefix, const char *name, const char *v) {
+  gkp__dynbuf_printf(b, "%s%s %s\n", prefix, name, v != NULL ? v : "-");
+}
+
+static void f_time(gkp__dynbuf *b, const char *prefix, const char *name, int64_t ms) {
+  char when[40];
+  f_str(b, prefix, name, ms > 0 ? gkp__rfc3339(ms, when, sizeof when) : NULL);
+}
+
+static const char *kind_or_null(int kind) {
+  return kind != GKP_KIND_NONE ? gkp_kind_name(kind) : NULL;
+}
+
+/* The configured index of key `id`, or -1. */
+static long find_key(const gkp__status *st, size_t nkeys, const char *id) {
+  gkp__status_key k;
+  for (size_t ki = 0; ki < nkeys; ki++) {
+    gkp__status_get_key(st, ki, &k);
+    if (strcmp(k.id, id) == 0) {
+      return (long)ki;
+    }
+  }
+  return -1;
 }
 
 static int render_key(const char *id, char **out, size_t *len) {
-  cJSON *doc = status_doc(NULL);
-  const cJSON *k, *v, *m;
+  gkp__status *st = status_snapshot();
+  gkp__status_info in;
+  gkp__status_key k;
+  gkp__status_model m;
   gkp__dynbuf b;
-  if (doc == NULL) {
+  if (st == NULL) {
     return -EIO;
   }
-  k = find_key(doc, id);
-  if (k == NULL) {
-    cJSON_Delete(doc);
+  gkp__status_get_info(st, &in);
+  long ki = find_key(st, in.nkeys, id);
+  if (ki < 0) {
+    gkp__status_free(st);
     return -ENOENT;
   }
+  gkp__status_get_key(st, (size_t)ki, &k);
   gkp__dynbuf_init(&b, OUT_MAX);
-  cJSON_ArrayForEach(v, k) {
-    if (!cJSON_IsObject(v) && !cJSON_IsArray(v)) {
-      field(&b, "", v->string, v);
-    }
-  }
-  cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
+  f_str(&b, "", "id", k.id);
+  f_str(&b, "", "project", k.project);
+  f_str(&b, "", "state", k.state);
+  f_str(&b, "", "disabled_reason", k.disabled_reason);
+  f_num(&b, "", "inflight", k.inflight);
+  f_num(&b, "", "max_inflight", k.max_inflight);
+  f_num(&b, "", "requests_total", k.requests_total);
+  f_time(&b, "", "last_used", k.last_used_ms);
+  f_num(&b, "", "cooldown_until", k.cooldown_until_s);
+  f_str(&b, "", "cooldown_kind", kind_or_null(k.cooldown_kind));
+  for (size_t mi = 0; mi < in.nmodels; mi++) {
     char prefix[GKP_ID_MAX + 2];
-    if (!model_active(m)) {
+    gkp__status_get_model(st, (size_t)ki, mi, &m);
+    if (m.requests_total <= 0 && m.cooldown_until_s <= 0 && m.last_error == NULL) {
       continue;
     }
-    snprintf(prefix, sizeof prefix, "%s.", m->string);
-    cJSON_ArrayForEach(v, m) {
-      if (!cJSON_IsObject(v) && !cJSON_IsArray(v)) {
-        field(&b, prefix, v->string, v);
-      }
-    }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(m, "errors")) {
-      if (cJSON_IsNumber(e) && e->valuedouble > 0) {
-        gkp__dynbuf_printf(&b, "%serrors.%s %.0f\n", prefix, e->string, e->valuedouble);
+    snprintf(prefix, sizeof prefix, "%s.", m.id);
+    f_num(&b, prefix, "requests_today", m.requests_today);
+    f_limit(&b, prefix, "rpd_limit", m.rpd_limit);
+    f_num(&b, prefix, "requests_last_minute", m.requests_last_minute);
+    f_limit(&b, prefix, "rpm_limit", m.rpm_limit);
+    f_num(&b, prefix, "input_tokens_last_minute", m.input_tokens_last_minute);
+    f_limit(&b, prefix, "tpm_limit", m.tpm_limit);
+    f_num(&b, prefix, "cooldown_until", m.cooldown_until_s);
+    f_str(&b, prefix, "cooldown_kind", kind_or_null(m.cooldown_kind));
+    f_str(&b, prefix, "last_error", m.last_error);
+    f_num(&b, prefix, "requests_total", m.requests_total);
+    f_num(&b, prefix, "input_tokens_total", m.input_tokens_total);
+    f_num(&b, prefix, "output_tokens_total", m.output_tokens_total);
+    f_str(&b, prefix, "proven_access", m.proven_access ? "true" : "false");
+    for (int e = GKP_KIND_RPM; e < GKP_KIND_COUNT; e++) {
+      if (m.errors[e] > 0) {
+        gkp__dynbuf_printf(&b, "%serrors.%s %.0f\n", prefix, gkp_kind_name(e),
+                           (double)m.errors[e]);
       }
     }
   }
-  cJSON_Delete(doc);
+  gkp__status_free(st);
   return finish(&b, out, len);
 }
 
 /* ---- status/models/<model> -------------------------------------------------------------- */
 
 static int render_model(const char *model, char **out, size_t *len) {
-  cJSON *doc = status_doc(NULL);
-  const cJSON *k;
+  gkp__status *st = status_snapshot();
+  gkp__status_info in;
   gkp__dynbuf b;
   gkp_error err;
   int64_t now = gkp_pool_now(fs.pool);
@@ -265,9 +272,16 @@ static int render_model(const char *model, char **out, size_t *len) {
   char when[40], projects[4096] = "";
   const char *fallback;
   char fb[GKP_ID_MAX] = "";
+  long smi = -1;
 
-  if (doc == NULL) {
+  if (st == NULL) {
     return -EIO;
+  }
+  gkp__status_get_info(st, &in);
+  for (size_t mi = 0; in.nkeys > 0 && mi < in.nmodels && smi < 0; mi++) {
+    gkp__status_model m;
+    gkp__status_get_model(st, 0, mi, &m);
+    smi = strcmp(m.id, model) == 0 ? (long)mi : -1;
   }
   ready = gkp_count_available(fs.pool, model, &err);
   const gkp__config *cfg = gkp__pool_config(fs.pool);
@@ -279,14 +293,21 @@ static int render_model(const char *model, char **out, size_t *len) {
   gkp__dynbuf_init(&b, OUT_MAX);
   gkp__dynbuf_printf(&b, "model %s\n", model);
   gkp__dynbuf_printf(&b, "fallback %s\n", fb[0] ? fb : "-");
-  cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(doc, "keys")) {
-    const cJSON *m =
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(k, "models"), model);
-    const char *state = str(k, "state", "");
-    double until = num(m, "cooldown_until", 0), rpd = num(m, "rpd_limit", -1);
-    double today = num(m, "requests_today", 0), rpm = num(m, "rpm_limit", -1);
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_key k;
+    gkp__status_model m;
+    gkp__status_get_key(st, ki, &k);
+    memset(&m, 0, sizeof m);
+    m.rpd_limit = m.rpm_limit = -1;
+    m.cooldown_kind = GKP_KIND_NONE;
+    if (smi >= 0) {
+      gkp__status_get_model(st, ki, (size_t)smi, &m);
+    }
+    const char *state = k.state;
+    double until = (double)m.cooldown_until_s, rpd = (double)m.rpd_limit;
+    double today = (double)m.requests_today, rpm = (double)m.rpm_limit;
     double avail = now_s;
-    const char *project = str(k, "project", "");
+    const char *project = k.project;
     nkeys++;
     if (strcmp(state, "disabled") == 0) {
       disabled++;
@@ -296,7 +317,7 @@ static int render_model(const char *model, char **out, size_t *len) {
       avail = until;
     } else if (rpd >= 0 && today >= rpd) {
       avail = (double)gkp_next_pacific_midnight(now) / 1000.0;
-    } else if (rpm >= 0 && num(m, "requests_last_minute", 0) >= rpm) {
+    } else if (rpm >= 0 && (double)m.requests_last_minute >= rpm) {
       avail = now_s + 60;
     }
     if (avail < next) {
@@ -313,10 +334,11 @@ static int render_model(const char *model, char **out, size_t *len) {
         left += rpd - today;
       }
     }
-    gkp__dynbuf_printf(&b, "key.%s %s today=%.0f%s%.0f minute=%.0f cooldown=%s%s\n",
-                       str(k, "id", ""), state, today, rpd >= 0 ? "/" : "", rpd >= 0 ? rpd : 0,
-                       num(m, "requests_last_minute", 0),
-                       until > now_s ? str(m, "cooldown_kind", "?") : "-",
+    const char *kind = kind_or_null(m.cooldown_kind);
+    gkp__dynbuf_printf(&b, "key.%s %s today=%.0f%s%.0f minute=%.0f cooldown=%s%s\n", k.id, state,
+                       today, rpd >= 0 ? "/" : "", rpd >= 0 ? rpd : 0,
+                       (double)m.requests_last_minute,
+                       until > now_s ? (kind != NULL ? kind : "?") : "-",
                        until > now_s ? gkp__rfc3339((int64_t)until * 1000, when, sizeof when) : "");
   }
   gkp__dynbuf_printf(&b, "keys %d\n", nkeys);
@@ -338,7 +360,7 @@ static int render_model(const char *model, char **out, size_t *len) {
   }
   gkp__dynbuf_printf(&b, "next_daily_reset %s\n",
                      gkp__rfc3339(gkp_next_pacific_midnight(now), when, sizeof when));
-  cJSON_Delete(doc);
+  gkp__status_free(st);
   return finish(&b, out, len);
 }
 

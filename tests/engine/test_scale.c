@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "engine/file_backend.h"
 #include "engine/pool_impl.h"
+#include "engine/status.h"
 #include "engine_test.h"
 
 #define NKEYS 10000
@@ -149,6 +150,16 @@ static void test_ten_thousand_keys(void **st) {
   char *again = cJSON_Print(doc);
   assert_string_equal(again, json);
   free(again);
+  /* Compact, with one more member, as cJSON_PrintUnformatted. */
+  gkp__status *snap;
+  assert_int_equal(gkp__status_take(p, &snap, &err), 0);
+  char *compact = gkp__status_render_json_with(snap, 1, "extra", "{\"a\":[1,\"b\"]}");
+  gkp__status_free(snap);
+  cJSON_AddItemToObject(doc, "extra", cJSON_Parse("{\"a\":[1,\"b\"]}"));
+  again = cJSON_PrintUnformatted(doc);
+  assert_string_equal(again, compact);
+  free(again);
+  free(compact);
   const cJSON *k, *b = NULL;
   cJSON_ArrayForEach(k, cJSON_GetObjectItem(doc, "keys")) {
     if (strcmp(cJSON_GetObjectItem(k, "id")->valuestring, "b42") == 0) {
