@@ -234,32 +234,37 @@ static void tabs(jout *o, int n) {
 }
 
 static void str_value(jout *o, const char *s) {
-  PUTS(o, "\"");
-  for (const char *run = s;; s++) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = strlen(s);
+  char *p = room(o, n * 6 + 2), *w = p;
+  if (p == NULL) {
+    return;
+  }
+  *w++ = '"';
+  for (; *s != '\0'; s++) {
     unsigned char c = (unsigned char)*s;
     if (c >= 32 && c != '"' && c != '\\') {
+      *w++ = (char)c;
       continue;
     }
-    put(o, run, (size_t)(s - run));
-    if (c == '\0') {
-      break;
-    }
-    char esc[8];
+    *w++ = '\\';
     switch (c) {
-    case '"': PUTS(o, "\\\""); break;
-    case '\\': PUTS(o, "\\\\"); break;
-    case '\b': PUTS(o, "\\b"); break;
-    case '\f': PUTS(o, "\\f"); break;
-    case '\n': PUTS(o, "\\n"); break;
-    case '\r': PUTS(o, "\\r"); break;
-    case '\t': PUTS(o, "\\t"); break;
+    case '"': *w++ = '"'; break;
+    case '\\': *w++ = '\\'; break;
+    case '\b': *w++ = 'b'; break;
+    case '\f': *w++ = 'f'; break;
+    case '\n': *w++ = 'n'; break;
+    case '\r': *w++ = 'r'; break;
+    case '\t': *w++ = 't'; break;
     default:
-      snprintf(esc, sizeof esc, "\\u%04x", c);
-      put(o, esc, 6);
+      memcpy(w, "u00", 3);
+      w[3] = hex[c >> 4];
+      w[4] = hex[c & 15];
+      w += 5;
     }
-    run = s + 1;
   }
-  PUTS(o, "\"");
+  *w++ = '"';
+  o->len += (size_t)(w - p);
 }
 
 /* A number as cJSON prints it: integers below 10^15 in full, others with
