@@ -244,8 +244,48 @@ static void test_failing_reserve(void **st) {
          small, large, NKEYS);
 }
 
+/* Strings that need escaping (a reason with quotes, a backslash, control
+ * characters and UTF-8): the document parses back to them, and reads as
+ * cJSON prints it, formatted and compact. */
+static void test_status_strings(void **st) {
+  (void)st;
+  static const char cfg[] = "{\"providers\":{\"gemini\":{\"keys\":[{\"id\":\"k1\","
+                            "\"api_key\":\"FAKE-S-1\"}]}},\"models\":{\"m\":{\"rpm\":5}}}";
+  const char *reason = "said \"no\"\\ at\n\tonce \x01\x1f caf\xc3\xa9";
+  char *dir = test_tmpdir(), path[4200], *json;
+  gkp_pool *p;
+  gkp_error err;
+  snprintf(path, sizeof path, "%s/state.db", dir);
+  gkp_options o = {.state_path = path, .clock = test_clock};
+  t_now = 1795521600000LL;
+  assert_int_equal(gkp_pool_open_text(&p, cfg, sizeof cfg - 1, "keys.json", dir, &o, &err), 0);
+  assert_int_equal(gkp_disable_key(p, "k1", reason, &err), 0);
+  assert_int_equal(gkp_status_json(p, &json, &err), 0);
+  cJSON *doc = cJSON_Parse(json);
+  assert_non_null(doc);
+  const cJSON *k = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "keys"), 0);
+  assert_string_equal(cJSON_GetObjectItem(k, "disabled_reason")->valuestring, reason);
+  char *again = cJSON_Print(doc);
+  assert_string_equal(again, json);
+  free(again);
+  gkp__status *snap;
+  assert_int_equal(gkp__status_take(p, &snap, &err), 0);
+  char *compact = gkp__status_render_json_with(snap, 1, NULL, NULL);
+  gkp__status_free(snap);
+  again = cJSON_PrintUnformatted(doc);
+  assert_string_equal(again, compact);
+  free(again);
+  free(compact);
+  cJSON_Delete(doc);
+  free(json);
+  gkp_pool_close(p);
+  test_rmrf(dir);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_status_strings),
       cmocka_unit_test(test_ten_thousand_keys),
       cmocka_unit_test(test_failing_reserve),
   };
