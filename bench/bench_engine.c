@@ -7,17 +7,30 @@
  * The same cycle, one process, with pools of 256 and 10 000 keys (one
  * project each): selection must not cost more with more keys.
  *
+ * Then three costs that must not grow with the pool or the process count:
+ * the status document of a 10 000-key pool rendered as JSON (median of 5),
+ * a failing reservation on an exhausted 10 000-key pool right after another
+ * process changed the state (median of 2 000, each after one reserve +
+ * release by a second process on another model), and a new process's open
+ * + one reserve/release + close (median of 21 processes started afresh
+ * with posix_spawn, a keys.json and a state file in a 0700 directory, as
+ * deep as the default ~/.local/state/gemini-pool).  The first two and the
+ * last also in CPU time (the machine is shared).
+ *
  * Usage: bench_engine [SECONDS_PER_PHASE]
  * Routing decisions per second on the 10 000-key pool (its quota used by the
  * phase before): a decision reads a cached per-model summary, never the keys.
  *
  * Last line: bench-engine: cycles_per_s_1proc=N cycles_per_s_8proc=N keys_256_per_s=N
  *            keys_10000_per_s=N naive_per_s=N route_per_s=N route_decide_per_s=N
+ *            status_10000_ms=X exhausted_10000_changed_us=X open_cycle_ms=X
+ *            status_10000_cpu_ms=X open_cycle_cpu_ms=X
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +42,8 @@
 
 #include "engine/route.h"
 #include "gkp.h"
+
+extern char **environ;
 
 #define NKEYS 8
 #define PROCS 8
@@ -76,6 +91,24 @@ static char *config_of(int n) {
            "]}},\"models\":{\"bench-model\":{\"rpm\":100000000,\"tpm\":1000000000000,"
            "\"rpd\":1000000000000}}}");
   return c;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* CPU time of this thread, or of the process, in seconds (the machine is
+ * shared: wall-clock figures carry the load, these do not). */
+static double cpu_s(clockid_t which) {
+  struct timespec ts;
+  clock_gettime(which, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[n / 2];
 }
 
 /* Runs cycles for `secs` seconds; returns how many completed. */
@@ -204,6 +237,192 @@ static double bench_many(const char *state, double secs) {
   t = now_s() - t;
   munmap(counts, sizeof(long) * PROCS);
   return (double)total / t;
+}
+
+/* ---- costs that must stay flat ------------------------------------------ */
+
+/* The status document of an n-key pool whose keys were all used (the
+ * state `bench_keys` left): milliseconds to render it as JSON. */
+static double bench_status(const char *state, int n, double *cpu_ms) {
+  char *config = config_of(n);
+  gkp_pool *pool = open_config(state, config);
+  double ms[5], cpu[5];
+  for (int i = 0; i < 5; i++) {
+    char *json;
+    gkp_error err;
+    double c = cpu_s(CLOCK_THREAD_CPUTIME_ID);
+    double t = now_s();
+    if (gkp_status_json(pool, &json, &err) != 0) {
+      fprintf(stderr, "bench-engine: status: %s\n", err.msg);
+      exit(1);
+    }
+    ms[i] = (now_s() - t) * 1e3;
+    cpu[i] = (cpu_s(CLOCK_THREAD_CPUTIME_ID) - c) * 1e3;
+    free(json);
+  }
+  gkp_pool_close(pool);
+  free(config);
+  *cpu_ms = median(cpu, 5);
+  return median(ms, 5);
+}
+
+/* n keys (n projects); model "m" takes one request per minute per project,
+ * model "other" any number. */
+static char *config_exhausted(int n) {
+  size_t cap = (size_t)n * 64 + 512, len = 0;
+  char *c = malloc(cap);
+  len += (size_t)snprintf(c + len, cap - len, "{\"providers\":{\"gemini\":{\"keys\":[");
+  for (int i = 0; i < n; i++) {
+    len += (size_t)snprintf(c + len, cap - len, "%s{\"id\":\"k%d\",\"api_key\":\"FAKE-B-%d\"}",
+                            i ? "," : "", i, i);
+  }
+  snprintf(c + len, cap - len,
+           "]}},\"models\":{\"m\":{\"rpm\":1,\"tpm\":1000000000000,\"rpd\":1000000000000},"
+           "\"other\":{\"rpm\":100000000,\"tpm\":1000000000000,\"rpd\":1000000000000}}}");
+  return c;
+}
+
+/* Every key of an n-key pool used once on "m" (so no key can take it for a
+ * minute); then, 2 000 times, a second process reserves and releases a key
+ * on "other" (a change to the shared state) and this one times a failing
+ * reservation on "m".  Returns the median in microseconds. */
+#define EXHAUSTED_ROUNDS 2000
+static double bench_exhausted(const char *state, int n) {
+  char *config = config_exhausted(n);
+  gkp_pool *pool = open_config(state, config);
+  int go[2], done[2];
+  static double us[EXHAUSTED_ROUNDS];
+  char c = 0;
+  for (int i = 0; i < n; i++) {
+    gkp_lease l;
+    if (gkp_reserve(pool, "m", 10, &l, NULL, NULL) == 0) {
+      gkp_release(pool, &l, 1, NULL);
+    }
+  }
+  if (pipe(go) != 0 || pipe(done) != 0) {
+    perror("pipe");
+    exit(1);
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(go[1]);
+    close(done[0]);
+    gkp_pool *other = open_config(state, config);
+    while (read(go[0], &c, 1) == 1) {
+      gkp_lease l;
+      if (gkp_reserve(other, "other", 10, &l, NULL, NULL) == 0) {
+        gkp_release(other, &l, 1, NULL);
+      }
+      if (write(done[1], &c, 1) != 1) {
+        break;
+      }
+    }
+    gkp_pool_close(other);
+    _exit(0);
+  }
+  close(go[0]);
+  close(done[1]);
+  for (int i = 0; i < EXHAUSTED_ROUNDS; i++) {
+    gkp_lease l;
+    gkp_wait w;
+    gkp_error err;
+    if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1) {
+      fprintf(stderr, "bench-engine: the second process stopped\n");
+      exit(1);
+    }
+    double t = now_s();
+    int rc = gkp_reserve(pool, "m", 10, &l, &w, &err);
+    us[i] = (now_s() - t) * 1e6;
+    if (rc != -EAGAIN) {
+      fprintf(stderr, "bench-engine: a reservation on an exhausted pool answered %d\n", rc);
+      exit(1);
+    }
+  }
+  close(go[1]);
+  waitpid(pid, NULL, 0);
+  close(done[0]);
+  gkp_pool_close(pool);
+  free(config);
+  return median(us, EXHAUSTED_ROUNDS);
+}
+
+/* In a process of its own (see main): open, one reserve + release, close;
+ * prints the milliseconds. */
+static int open_cycle_child(const char *config, const char *state) {
+  gkp_options o = {.config_path = config, .state_path = state};
+  gkp_pool *pool;
+  gkp_lease l;
+  gkp_error err;
+  double c = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
+  double t = now_s();
+  if (gkp_pool_open(&pool, &o, &err) != 0 ||
+      gkp_reserve(pool, "bench-model", 100, &l, NULL, &err) != 0 ||
+      gkp_release(pool, &l, 1, &err) != 0) {
+    fprintf(stderr, "bench-engine: open cycle: %s\n", err.msg);
+    return 1;
+  }
+  gkp_pool_close(pool);
+  t = now_s() - t;
+  printf("%.3f %.3f\n", t * 1e3, (cpu_s(CLOCK_PROCESS_CPUTIME_ID) - c) * 1e3);
+  return 0;
+}
+
+#define OPEN_RUNS 21
+static double bench_open_cycle(const char *dir, double *cpu_ms) {
+  char config[4200], state[4200], self[4096];
+  double ms[OPEN_RUNS], cpu[OPEN_RUNS];
+  char home[4200], cmd[4400];
+  snprintf(home, sizeof home, "%s/home/user", dir);
+  snprintf(cmd, sizeof cmd, "mkdir -p -m 700 '%s/.config/gemini-pool'", home);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "bench-engine: %s failed\n", cmd);
+    exit(1);
+  }
+  snprintf(config, sizeof config, "%s/.config/gemini-pool/keys.json", home);
+  snprintf(state, sizeof state, "%s/.local/state/gemini-pool/state.db", home);
+  FILE *f = fopen(config, "w");
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (f == NULL || len < 0) {
+    perror("bench-engine: open cycle");
+    exit(1);
+  }
+  self[len] = '\0';
+  fputs(CONFIG, f);
+  fclose(f);
+  for (int i = 0; i < OPEN_RUNS; i++) {
+    int out[2];
+    char buf[64] = "";
+    pid_t pid;
+    posix_spawn_file_actions_t fa;
+    char *argv[] = {self, "--open-cycle", config, state, NULL};
+    if (pipe(out) != 0) {
+      perror("pipe");
+      exit(1);
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    if (posix_spawn(&pid, self, &fa, NULL, argv, environ) != 0) {
+      perror("posix_spawn");
+      exit(1);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    ssize_t got = read(out[0], buf, sizeof buf - 1);
+    close(out[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (got <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fprintf(stderr, "bench-engine: the open-cycle process failed\n");
+      exit(1);
+    }
+    if (sscanf(buf, "%lf %lf", &ms[i], &cpu[i]) != 2) {
+      fprintf(stderr, "bench-engine: the open-cycle process said '%s'\n", buf);
+      exit(1);
+    }
+  }
+  *cpu_ms = median(cpu, OPEN_RUNS);
+  return median(ms, OPEN_RUNS);
 }
 
 /* ---- the naive baseline: lock, parse the whole JSON, rewrite it ---------- */
@@ -337,8 +556,12 @@ static double bench_naive(const char *path, double secs) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "--open-cycle") == 0) {
+    return open_cycle_child(argv[2], argv[3]);
+  }
   double secs = argc > 1 ? atof(argv[1]) : 3.0;
   char dir[] = "/tmp/gkp-bench-XXXXXX", state[4200], naive_path[4200], big[4200], huge[4200];
+  char exhausted[4200];
   char cmd[4300];
 
   if (mkdtemp(dir) == NULL) {
@@ -349,6 +572,7 @@ int main(int argc, char **argv) {
   snprintf(naive_path, sizeof naive_path, "%s/naive.json", dir);
   snprintf(big, sizeof big, "%s/keys256.db", dir);
   snprintf(huge, sizeof huge, "%s/keys10000.db", dir);
+  snprintf(exhausted, sizeof exhausted, "%s/exhausted.db", dir);
 
   double one = bench_one(state, secs);
   printf("engine, 1 process:   %10.0f cycles/s (reserve + record usage + release)\n", one);
@@ -370,12 +594,27 @@ int main(int argc, char **argv) {
   printf("naive JSON rewrite:  %10.0f cycles/s (lock, parse, write new + rename per op)\n", nv);
   printf("ratio: 1 process %.0fx, %d processes %.0fx the naive baseline\n", one / nv, PROCS,
          many / nv);
+  double status_cpu, open_cpu;
+  double status_ms = bench_status(huge, 10000, &status_cpu);
+  printf("status of 10000 keys: %8.1f ms (rendered as JSON, median of 5; %.1f ms of CPU)\n",
+         status_ms, status_cpu);
+  double exhausted_us = bench_exhausted(exhausted, 10000);
+  printf("exhausted, 10000 keys: %7.1f us per failing reservation after another process's change "
+         "(median of %d)\n",
+         exhausted_us, EXHAUSTED_ROUNDS);
+  double open_ms = bench_open_cycle(dir, &open_cpu);
+  printf("new process:         %8.2f ms (open + reserve + release + close, median of %d; %.2f ms "
+         "of CPU)\n",
+         open_ms, OPEN_RUNS, open_cpu);
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) {
     fprintf(stderr, "could not remove %s\n", dir);
   }
   printf("bench-engine: cycles_per_s_1proc=%.0f cycles_per_s_8proc=%.0f keys_256_per_s=%.0f "
-         "keys_10000_per_s=%.0f naive_per_s=%.0f route_per_s=%.0f route_decide_per_s=%.0f\n",
-         one, many, k256, k10000, nv, route, decide);
+         "keys_10000_per_s=%.0f naive_per_s=%.0f route_per_s=%.0f route_decide_per_s=%.0f "
+         "status_10000_ms=%.1f exhausted_10000_changed_us=%.1f open_cycle_ms=%.2f "
+         "status_10000_cpu_ms=%.1f open_cycle_cpu_ms=%.2f\n",
+         one, many, k256, k10000, nv, route, decide, status_ms, exhausted_us, open_ms, status_cpu,
+         open_cpu);
   return 0;
 }

@@ -44,6 +44,7 @@ int cmd_status(int argc, char **argv) {
   cli_common c = {0};
   int json = 0, code = CLI_FAILED;
   char *doc = NULL;
+  gkp__status *st = NULL;
   gkp_error err;
   int prc = parse(&c, argc, argv, "--json", &json, NULL);
   if (prc != 0) {
@@ -53,14 +54,16 @@ int cmd_status(int argc, char **argv) {
   if (pool == NULL) {
     return CLI_USAGE;
   }
-  if (gkp_status_json(pool, &doc, &err) != 0) {
+  if (gkp__status_take(pool, &st, &err) != 0) {
     cli_error("%s", err.msg);
   } else if (json) {
-    cli_status_add_clients(pool, &doc);
-    printf("%s\n", doc);
-    code = CLI_OK;
+    doc = cli_status_json(pool, st);
+    if (doc != NULL) {
+      printf("%s\n", doc);
+      code = CLI_OK;
+    }
   } else {
-    char *table = gkp__status_table(doc, gkp_pool_now(pool));
+    char *table = gkp__status_table(st, gkp_pool_now(pool));
     if (table != NULL) {
       fputs(table, stdout);
       cli_status_print_clients(pool, stdout);
@@ -69,6 +72,7 @@ int cmd_status(int argc, char **argv) {
     free(table);
   }
   free(doc);
+  gkp__status_free(st);
   gkp_pool_close(pool);
   return code;
 }

@@ -188,19 +188,14 @@ static cJSON *clients_usage(gkp_pool *pool) {
   return cJSON_Parse(buf);
 }
 
-void cli_status_add_clients(gkp_pool *pool, char **doc) {
-  cJSON *usage = clients_usage(pool), *root = cJSON_Parse(*doc);
-  if (usage != NULL && root != NULL) {
-    cJSON_AddItemToObject(root, "http_clients", usage);
-    usage = NULL;
-    char *s = cJSON_PrintUnformatted(root);
-    if (s != NULL) {
-      free(*doc);
-      *doc = s;
-    }
-  }
+char *cli_status_json(gkp_pool *pool, const gkp__status *st) {
+  cJSON *usage = clients_usage(pool);
+  char *extra = usage != NULL ? cJSON_PrintUnformatted(usage) : NULL;
+  /* With the front's usage the document is compact, as it always was. */
+  char *doc = gkp__status_render_json_with(st, extra != NULL, "http_clients", extra);
+  free(extra);
   cJSON_Delete(usage);
-  cJSON_Delete(root);
+  return doc;
 }
 
 static long long num(const cJSON *o, const char *name) {

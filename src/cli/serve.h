@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "engine/status.h"
 #include "http/front.h"
 #include "runner/runner.h"
 
@@ -15,8 +16,9 @@ gkp__front *cli_front_start(gkp_pool *pool, gkp__runner *runner, const gkp__fron
 
 /* gemini-pool status: the HTTP front's usage per client (from the file a
  * running front keeps beside the state file), added to the JSON document as
- * "http_clients" / printed as a few lines.  Nothing when there is none. */
-void cli_status_add_clients(gkp_pool *pool, char **doc);
+ * "http_clients" / printed as a few lines.  Nothing when there is none.
+ * cli_status_json renders the snapshot `st` so (malloc'd; NULL: no memory). */
+char *cli_status_json(gkp_pool *pool, const gkp__status *st);
 
 /* The front's callers in the Prometheus text format (for the mount's
  * status/metrics); malloc'd, NULL when there are none. */

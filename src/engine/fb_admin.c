@@ -157,10 +157,9 @@ int fb_effective_limits(gkp__backend *b, const char *key_id, const char *model, 
 void forget_tpm(fb *f) {
   free(f->proj_reps);
   free(f->tpm_memo);
-  free(f->miss_memo);
+  gkp__fb_miss_free(f);
   f->proj_reps = NULL;
   f->tpm_memo = NULL;
-  f->miss_memo = NULL;
   f->nproj_reps = 0;
 }
 
@@ -217,13 +216,44 @@ static int memo_fresh(const fb *f, const struct tpm_memo *m, int64_t mono) {
                        mono - m->at_mono < MAX_TPM_FRESH_MS));
 }
 
+/* The answer from the memos alone, without the file's lock, when every
+ * model of the chain was computed less than a second ago and this process
+ * changed no limit since: 1 and *out, else 0. */
+static int max_tpm_remembered(fb *f, const char *model, int64_t mono, int64_t *out) {
+  int64_t best = 0;
+  int mi, ok = f->tpm_memo != NULL && f->cfg != NULL;
+  mi = ok ? model_index(f->cfg, model) : -1;
+  ok = ok && mi >= 0;
+  for (size_t n = 0; ok && mi >= 0 && n < f->cfg->nmodels && best >= 0; n++) {
+    const struct tpm_memo *m = &f->tpm_memo[mi];
+    ok = m->valid && m->limits_changed == f->limits_changed && mono >= m->at_mono &&
+         mono - m->at_mono < MAX_TPM_FRESH_MS;
+    best = m->value < 0 ? -1 : m->value > best ? m->value : best;
+    mi =
+        f->cfg->models[mi].fallback != NULL ? model_index(f->cfg, f->cfg->models[mi].fallback) : -1;
+  }
+  if (ok) {
+    *out = best;
+  }
+  return ok;
+}
+
 int fb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *out, gkp_error *err) {
   fb *f = (fb *)b;
   int64_t best = 0, now, mono = gkp__mono_ms();
-  int rc = begin(f, err), mi = model_index(f->cfg, model);
-  if (rc != 0) {
+  int rc, mi;
+  if (!fresh) {
+    pthread_mutex_lock(&f->st->mu);
+    rc = max_tpm_remembered(f, model, mono, out);
+    pthread_mutex_unlock(&f->st->mu);
+    if (rc) {
+      return 0;
+    }
+  }
+  if ((rc = begin(f, err)) != 0) {
     return rc;
   }
+  mi = model_index(f->cfg, model);
   if (mi < 0 || project_reps(f) != 0) {
     *out = -1;
     end(f);

@@ -204,53 +204,11 @@ static int take(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, gkp_l
   return 0;
 }
 
-/* The remembered failure of model mi if it answers a request of `est`
- * tokens at `now`, else NULL. */
-static const struct miss_memo *miss_answers(fb *f, int mi, int64_t est, int64_t now) {
-  const struct miss_memo *m;
-  int64_t mono;
-  if (f->miss_memo == NULL) {
-    f->miss_memo = calloc(f->cfg->nmodels + 1, sizeof *f->miss_memo);
-    return NULL;
-  }
-  m = &f->miss_memo[mi];
-  mono = gkp__mono_ms();
-  if (!m->valid || m->generation != f->st->hdr->generation || est < m->est || now < m->at_ms ||
-      now >= m->next_ms || mono < m->at_mono || mono - m->at_mono >= MISS_FRESH_MS) {
-    return NULL;
-  }
-  for (int i = 0; i < m->nholders; i++) {
-    if (!holder_alive(f, &m->holders[i])) {
-      return NULL;
-    }
-  }
-  return m;
-}
-
-/* Adds the holders of key slot s's leases to m (overflowing: m->valid 0). */
-static void miss_holders(fb *f, int s, struct miss_memo *m) {
-  const gkp__key_rec *k = &f->st->keys[s];
-  for (int i = 0; m->valid && i < GKP__MAX_LEASES; i++) {
-    int known = 0;
-    if (k->leases[i].id == 0) {
-      continue;
-    }
-    for (int h = 0; h < m->nholders && !known; h++) {
-      known = gkp__owner_same(&m->holders[h], &k->leases[i].owner);
-    }
-    if (!known && m->nholders == MISS_HOLDERS) {
-      m->valid = 0;
-    } else if (!known) {
-      m->holders[m->nholders++] = k->leases[i].owner;
-    }
-  }
-}
-
 static int fb_reserve(gkp__backend *b, const char *model, int64_t est, gkp_lease *out,
                       gkp_wait *wait, gkp_error *err) {
   fb *f = (fb *)b;
   gkp__instant t;
-  int64_t next = INT64_MAX;
+  int64_t next = INT64_MAX, next_used = 0;
   int mi, rc, next_key = -1, next_reason = GKP_WAIT_NONE;
 
   if ((rc = begin(f, err)) != 0) {
@@ -263,16 +221,15 @@ static int fb_reserve(gkp__backend *b, const char *model, int64_t est, gkp_lease
     return rc;
   }
   gkp__instant_at(&t, fb_now(f));
-  const struct miss_memo *m = miss_answers(f, mi, est, t.now);
-  struct miss_memo miss = {.valid = 1, .est = est, .at_ms = t.now};
-  if (m != NULL) {
-    rc = no_key(f, model, m->next_key, m->next_ms, m->reason, wait, err);
+  if (gkp__fb_miss_answer(f, mi, est, &t, &next_key, &next, &next_reason)) {
+    rc = no_key(f, model, next_key, next, next_reason, wait, err);
     end(f);
     return rc;
   }
+  struct gkp__fb_miss *miss = gkp__fb_miss_start(f, mi, est);
   for (int s = f->st->hdr->lru_head; s >= 0; s = f->st->keys[s].lru_next) {
     int ki = (size_t)s < f->ncfg_of_slot ? f->cfg_of_slot[s] : -1;
-    int64_t ready;
+    int64_t ready, used = f->st->keys[s].c.last_used_ms;
     int reason;
     if (ki < 0) {
       continue;
@@ -282,23 +239,15 @@ static int fb_reserve(gkp__backend *b, const char *model, int64_t est, gkp_lease
       end(f);
       return rc;
     }
-    if (reason == GKP_WAIT_BUSY) {
-      miss_holders(f, s, &miss);
-    }
-    if (next_key < 0 || ready < next) {
+    gkp__fb_miss_note(f, miss, ki, ready, reason, t.now);
+    if (next_key < 0 || gkp__fb_earlier(ready, used, ki, next, next_used, next_key)) {
       next = ready;
+      next_used = used;
       next_reason = reason;
       next_key = ki;
     }
   }
-  if (f->miss_memo != NULL) {
-    miss.generation = f->st->hdr->generation;
-    miss.at_mono = gkp__mono_ms();
-    miss.next_ms = next;
-    miss.next_key = next_key;
-    miss.reason = next_reason;
-    f->miss_memo[mi] = miss;
-  }
+  gkp__fb_miss_done(f, miss, mi);
   rc = no_key(f, model, next_key, next, next_reason, wait, err);
   end(f);
   return rc;
@@ -359,13 +308,9 @@ static int fb_renew(gkp__backend *b, const gkp_lease *l, gkp_error *err) {
   return rc;
 }
 
-static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err) {
-  fb *f = (fb *)b;
-  int rc, li, s;
-  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
-    return rc;
-  }
-  s = find_lease(f, l, &li);
+/* Ends a lease of this process inside a transaction. */
+static void release_locked(fb *f, const gkp_lease *l, int sent) {
+  int li, s = find_lease(f, l, &li);
   if (s >= 0) {
     gkp__key_rec *k = &f->st->keys[s];
     uint32_t ps = k->leases[li].pm_slot;
@@ -390,17 +335,29 @@ static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *
     gkp__store_commit(f->st);
   }
   own_remove(f, l->id);
+}
+
+static int fb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err) {
+  fb *f = (fb *)b;
+  int rc;
+  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
+    return rc;
+  }
+  release_locked(f, l, sent);
   end(f);
   return 0;
 }
 
+/* The lease given back unsent and the endpoint noted unreachable: one
+ * transaction. */
 static int fb_release_unreached(gkp__backend *b, const gkp_lease *l, const char *url,
                                 const char *reason, gkp_error *err) {
   fb *f = (fb *)b;
-  int rc = fb_release(b, l, 0, err);
-  if (rc != 0 || (rc = begin(f, err)) != 0) {
+  int rc;
+  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
     return rc;
   }
+  release_locked(f, l, 0);
   gkp__store_hdr *h = f->st->hdr;
   int64_t now = fb_now(f), since = h->down_since_ms > 0 ? h->down_since_ms : now;
   h->down_since_ms = 0; /* strings first, the time last: see store.h */

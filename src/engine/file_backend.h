@@ -21,8 +21,8 @@
 #define ALIVE_CACHE 16
 #define ALIVE_FRESH_MS 1000
 #define MAX_TPM_FRESH_MS 1000
-#define MISS_FRESH_MS ALIVE_FRESH_MS
 #define MISS_HOLDERS 8
+#define MISS_SIZES 4
 
 /* An open-addressing index from one or two strings to a slot. */
 typedef struct sindex {
@@ -64,22 +64,15 @@ typedef struct fb {
     uint64_t limits_changed;
   } * tpm_memo;
   uint64_t limits_changed;
-  /* Per model, the last reservation that found no key: while the file is
-   * unchanged (its generation), the clock is before the soonest time a key
-   * may be eligible, within a second, and the holders of the busy keys (at
-   * most MISS_HOLDERS processes) are all alive, a request at least as large
-   * fails the same way without walking the keys.  Built on first use after
-   * a rebuild, like proj_reps. */
-  struct miss_memo {
-    int valid;
-    int64_t est;
-    uint64_t generation;
-    int64_t at_ms, at_mono;
-    int64_t next_ms;
-    int next_key, reason;
-    int nholders;
-    gkp__owner holders[MISS_HOLDERS];
-  } * miss_memo;
+  /* Per model, the answer of the last reservation that found no key, kept
+   * up to date from the file's change log (fb_miss.c).  `miss_off` makes
+   * every reservation walk the keys (tests compare both); `miss_hits`
+   * counts the answers given without a walk. */
+  struct gkp__fb_miss *miss; /* MISS_SIZES per model */
+  size_t nmiss;
+  uint64_t miss_clock;
+  int miss_off;
+  uint64_t miss_hits;
   uint64_t *own; /* ids of leases this process holds */
   size_t nown, capown;
   /* Holders found alive lately: reading /proc for every busy key on every
@@ -179,5 +172,21 @@ int fb_max_tpm(gkp__backend *b, const char *model, int fresh, int64_t *out, gkp_
 /* Drops what max_tpm and reserve remember (a rebuild, close). */
 void forget_tpm(fb *f);
 int fb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err);
+
+/* fb_miss.c: the answer of a reservation that finds no key.  A walk starts
+ * a new one for model mi (NULL: none kept), notes every configured key it
+ * looks at and, finding none eligible, completes it; gkp__fb_miss_answer
+ * answers from it (1, with the soonest key, time and reason) or leaves the
+ * question to a walk (0).  gkp__fb_earlier orders two keys' answers: the
+ * sooner `ready`, then the less recently used, then the first configured. */
+struct gkp__fb_miss *gkp__fb_miss_start(fb *f, int mi, int64_t est);
+void gkp__fb_miss_note(fb *f, struct gkp__fb_miss *m, int ki, int64_t ready, int reason,
+                       int64_t now);
+void gkp__fb_miss_done(fb *f, struct gkp__fb_miss *m, int mi);
+int gkp__fb_miss_answer(fb *f, int mi, int64_t est, const gkp__instant *t, int *next_key,
+                        int64_t *next, int *reason);
+int gkp__fb_earlier(int64_t ready_a, int64_t used_a, int a, int64_t ready_b, int64_t used_b,
+                    int b);
+void gkp__fb_miss_free(fb *f);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * status_text.c - the status document rendered as a table for people.
+ * status_text.c - the status snapshot rendered as a table for people and as
+ * Prometheus metrics.
  */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,43 +11,34 @@
 #include "common/timeutil.h"
 #include "engine/status.h"
 
-static double num(const cJSON *o, const char *field, double dflt) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-  return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-static const char *str(const cJSON *o, const char *field) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-  return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* Whether `metric` ("rpd") of a model entry is a limit learned from a 429. */
-static int learned(const cJSON *m, const char *metric) {
-  const cJSON *l = cJSON_GetObjectItemCaseSensitive(m, "learned");
-  return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(l, metric));
-}
-
 /* "7/20", "7/250*" when the limit was learned, or "7" when it is unknown. */
-static void used_of(char *buf, size_t len, double used, const cJSON *m, const char *limit,
-                    const char *metric) {
-  double lim = num(m, limit, -1);
+static void used_of(char *buf, size_t len, int64_t used, int64_t lim, int learned) {
   if (lim >= 0) {
-    snprintf(buf, len, "%.0f/%.0f%s", used, lim, learned(m, metric) ? "*" : "");
+    snprintf(buf, len, "%lld/%lld%s", (long long)used, (long long)lim, learned ? "*" : "");
   } else {
-    snprintf(buf, len, "%.0f", used);
+    snprintf(buf, len, "%lld", (long long)used);
   }
 }
 
 /* One line per learned limit of a row: what, how much, until when. */
-static void learned_lines(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m) {
-  const cJSON *l;
-  cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(m, "learned")) {
-    const char *until = str(l, "until");
+static void learned_lines(gkp__dynbuf *b, const gkp__status_key *key, const gkp__status_model *m) {
+  static const char *const metric[3] = {"rpm", "tpm", "rpd"};
+  for (int i = 0; i < 3; i++) {
+    char at[40] = "?", until[40] = "?";
+    const gkp__status_learned *l = &m->learned[i];
+    if (!l->set) {
+      continue;
+    }
+    if (l->at_ms > 0) {
+      gkp__rfc3339(l->at_ms, at, sizeof at);
+    }
+    if (l->until_ms > 0) {
+      gkp__rfc3339(l->until_ms, until, sizeof until);
+    }
     gkp__dynbuf_printf(b,
-                       "  * %s %s: %s limit %.0f learned from Google's 429 at %s, until %s "
+                       "  * %s %s: %s limit %lld learned from Google's 429 at %s, until %s "
                        "(midnight Pacific; gemini-pool reset %s forgets it)\n",
-                       str(key, "id"), model, l->string, num(l, "value", -1),
-                       str(l, "at") ? str(l, "at") : "?", until ? until : "?", str(key, "id"));
+                       key->id, m->id, metric[i], (long long)l->value, at, until, key->id);
   }
 }
 
@@ -63,85 +54,220 @@ static void span(char *buf, size_t len, int64_t ms) {
   }
 }
 
-static int active(const cJSON *m) {
-  return num(m, "requests_total", 0) > 0 || num(m, "cooldown_until", 0) > 0 ||
-         str(m, "last_error") != NULL ||
-         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "learned")) > 0;
-}
-
 /* "endpoint http://… unreachable since 09:00:00 UTC (4m12s): connection
  * refused", when the last contact failed before anything was sent. */
-static void endpoint_line(gkp__dynbuf *b, const cJSON *doc, int64_t now) {
-  const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "endpoint");
-  const char *since = str(e, "since");
-  struct tm tm;
-  if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "unreachable")) || since == NULL) {
+static void endpoint_line(gkp__dynbuf *b, const gkp__status_info *in, int64_t now) {
+  char since[40], ago[24];
+  if (!in->unreachable || in->down_since_ms <= 0) {
     return;
   }
-  memset(&tm, 0, sizeof tm);
-  char ago[24] = "?";
-  if (strptime(since, "%Y-%m-%dT%H:%M:%SZ", &tm) != NULL) {
-    span(ago, sizeof ago, now - (int64_t)timegm(&tm) * 1000);
-  }
-  gkp__dynbuf_printf(b, "endpoint %s unreachable since %s (%s ago): %s\n", str(e, "url"), since,
-                     ago, str(e, "error") ? str(e, "error") : "no answer");
+  gkp__rfc3339(in->down_since_ms, since, sizeof since);
+  /* whole seconds, as the document shows them */
+  span(ago, sizeof ago, now - in->down_since_ms / 1000 * 1000);
+  gkp__dynbuf_printf(b, "endpoint %s unreachable since %s (%s ago): %s\n", in->endpoint_url, since,
+                     ago, in->down_error != NULL ? in->down_error : "no answer");
 }
 
-static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON *m, int64_t now) {
+static void row(gkp__dynbuf *b, const gkp__status_key *key, const gkp__status_model *m,
+                int64_t now) {
   char today[32] = "-", minute[32] = "-", tokens[48] = "-", cool[96] = "-", left[24];
-  const char *err = m != NULL ? str(m, "last_error") : NULL;
+  const char *err = m != NULL ? m->last_error : NULL;
   if (m != NULL) {
-    used_of(today, sizeof today, num(m, "requests_today", 0), m, "rpd_limit", "rpd");
-    used_of(minute, sizeof minute, num(m, "requests_last_minute", 0), m, "rpm_limit", "rpm");
-    used_of(tokens, sizeof tokens, num(m, "input_tokens_last_minute", 0), m, "tpm_limit", "tpm");
-    double until = num(m, "cooldown_until", 0);
-    if (until > 0) {
+    used_of(today, sizeof today, m->requests_today, m->rpd_limit, m->learned[2].set);
+    used_of(minute, sizeof minute, m->requests_last_minute, m->rpm_limit, m->learned[0].set);
+    used_of(tokens, sizeof tokens, m->input_tokens_last_minute, m->tpm_limit, m->learned[1].set);
+    if (m->cooldown_until_s > 0) {
       char hms[24];
-      span(left, sizeof left, (int64_t)until * 1000 - now);
-      snprintf(cool, sizeof cool, "%s until %s (%s)", str(m, "cooldown_kind"),
-               gkp__hms_utc((int64_t)until * 1000, hms, sizeof hms), left);
+      span(left, sizeof left, m->cooldown_until_s * 1000 - now);
+      snprintf(cool, sizeof cool, "%s until %s (%s)",
+               m->cooldown_kind != GKP_KIND_NONE ? gkp_kind_name(m->cooldown_kind) : "(null)",
+               gkp__hms_utc(m->cooldown_until_s * 1000, hms, sizeof hms), left);
     }
   }
-  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n", str(key, "id"),
-                     str(key, "project"), str(key, "state"), model, today, minute, tokens, cool,
+  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n", key->id,
+                     key->project, key->state, m != NULL ? m->id : "-", today, minute, tokens, cool,
                      err != NULL ? err : "-");
   if (m != NULL) {
-    learned_lines(b, key, model, m);
+    learned_lines(b, key, m);
   }
 }
 
-char *gkp__status_table(const char *json, int64_t now_ms) {
-  cJSON *doc = cJSON_Parse(json), *key;
+char *gkp__status_table(const gkp__status *s, int64_t now_ms) {
+  gkp__status_info in;
   gkp__dynbuf b;
-  if (doc == NULL) {
-    return NULL;
-  }
+  char reset[40];
+  gkp__status_get_info(s, &in);
   gkp__dynbuf_init(&b, (size_t)16 << 20);
   gkp__dynbuf_printf(&b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %s\n", "KEY", "PROJECT",
                      "STATE", "MODEL", "TODAY", "MINUTE", "TOKENS/MIN", "COOLDOWN", "LAST ERROR");
-  cJSON_ArrayForEach(key, cJSON_GetObjectItemCaseSensitive(doc, "keys")) {
-    const cJSON *m;
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_key key;
+    gkp__status_model m;
     int shown = 0;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(key, "models")) {
-      if (active(m)) {
-        row(&b, key, m->string, m, now_ms);
+    gkp__status_get_key(s, ki, &key);
+    for (size_t mi = 0; mi < in.nmodels; mi++) {
+      gkp__status_get_model(s, ki, mi, &m);
+      if (gkp__status_model_active(&m)) {
+        row(&b, &key, &m, now_ms);
         shown++;
       }
     }
     if (!shown) {
-      row(&b, key, "-", NULL, now_ms);
+      row(&b, &key, NULL, now_ms);
     }
-    if (str(key, "disabled_reason") != NULL) {
-      gkp__dynbuf_printf(&b, "  %s is disabled: %s (gemini-pool reset %s re-enables it)\n",
-                         str(key, "id"), str(key, "disabled_reason"), str(key, "id"));
+    if (key.disabled_reason != NULL) {
+      gkp__dynbuf_printf(&b, "  %s is disabled: %s (gemini-pool reset %s re-enables it)\n", key.id,
+                         key.disabled_reason, key.id);
     }
   }
-  endpoint_line(&b, doc, now_ms);
-  const char *reset = str(doc, "next_daily_reset");
-  gkp__dynbuf_printf(&b, "next daily reset: %s (midnight Pacific)\n", reset ? reset : "?");
-  gkp__dynbuf_printf(&b, "state: %s %s\n",
-                     str(doc, "state_backend") ? str(doc, "state_backend") : "?",
-                     str(doc, "state_file") ? str(doc, "state_file") : "?");
-  cJSON_Delete(doc);
+  endpoint_line(&b, &in, now_ms);
+  gkp__dynbuf_printf(&b, "next daily reset: %s (midnight Pacific)\n",
+                     in.next_daily_reset_ms > 0
+                         ? gkp__rfc3339(in.next_daily_reset_ms, reset, sizeof reset)
+                         : "?");
+  gkp__dynbuf_printf(&b, "state: %s %s\n", in.state_backend, in.state_file);
   return gkp__dynbuf_take(&b, NULL);
+}
+
+/* ---- Prometheus ------------------------------------------------------------------ */
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void label(gkp__dynbuf *b, const char *s) {
+  for (; *s != '\0'; s++) {
+    if (*s == '\\' || *s == '"') {
+      gkp__dynbuf_printf(b, "\\%c", *s);
+    } else if (*s == '\n') {
+      gkp__dynbuf_adds(b, "\\n");
+    } else {
+      gkp__dynbuf_add(b, s, 1);
+    }
+  }
+}
+
+static void help(gkp__dynbuf *b, const char *name, const char *type, const char *text) {
+  gkp__dynbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+/* One sample: name{key="k",model="m",kind="x"} value.  NULL labels are left out. */
+static void sample(gkp__dynbuf *b, const char *name, const char *key, const char *model,
+                   const char *kind, double v) {
+  const char *names[3] = {"key", "model", "kind"}, *vals[3] = {key, model, kind};
+  int any = 0;
+  gkp__dynbuf_adds(b, name);
+  for (int i = 0; i < 3; i++) {
+    if (vals[i] == NULL) {
+      continue;
+    }
+    gkp__dynbuf_printf(b, "%s%s=\"", any ? "," : "{", names[i]);
+    label(b, vals[i]);
+    gkp__dynbuf_adds(b, "\"");
+    any = 1;
+  }
+  gkp__dynbuf_printf(b, "%s %.17g\n", any ? "}" : "", v);
+}
+
+/* A row of the metrics: something was sent, or it cools down or failed. */
+static int metrics_active(const gkp__status_model *m) {
+  return m->requests_total > 0 || m->cooldown_until_s > 0 || m->last_error != NULL;
+}
+
+static const char *kind_or_unknown(int kind) {
+  return kind != GKP_KIND_NONE ? gkp_kind_name(kind) : "unknown";
+}
+
+void gkp__status_prometheus(const gkp__status *s, int64_t now_ms, gkp__dynbuf *b) {
+  static const char *states[] = {"ready", "busy", "cooling", "disabled"};
+  static const char *const per_model[][3] = {
+      {"gemini_pool_requests_total", "counter", "Requests sent, by key and model."},
+      {"gemini_pool_requests_today", "gauge", "Requests since the last midnight Pacific."},
+      {"gemini_pool_requests_last_minute", "gauge", "Requests in the last 60 s."},
+      {"gemini_pool_input_tokens_last_minute", "gauge", "Input tokens in the last 60 s."},
+      {"gemini_pool_input_tokens_total", "counter", "Input tokens sent."},
+      {"gemini_pool_output_tokens_total", "counter", "Output tokens received."},
+  };
+  double now_s = (double)now_ms / 1000.0;
+  gkp__status_info in;
+  gkp__status_key k;
+  gkp__status_model m;
+  gkp__status_get_info(s, &in);
+
+  help(b, "gemini_pool_next_daily_reset_seconds", "gauge",
+       "The next midnight in America/Los_Angeles (Unix seconds).");
+  gkp__dynbuf_printf(b, "gemini_pool_next_daily_reset_seconds %.0f\n",
+                     (double)gkp_next_pacific_midnight(now_ms) / 1000.0);
+  help(b, "gemini_pool_keys", "gauge", "Keys by state.");
+  for (size_t st = 0; st < 4; st++) {
+    double n = 0;
+    for (size_t ki = 0; ki < in.nkeys; ki++) {
+      gkp__status_get_key(s, ki, &k);
+      n += strcmp(k.state, states[st]) == 0;
+    }
+    gkp__dynbuf_printf(b, "gemini_pool_keys{state=\"%s\"} %.0f\n", states[st], n);
+  }
+  help(b, "gemini_pool_key_inflight", "gauge", "Requests in flight on a key.");
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_get_key(s, ki, &k);
+    sample(b, "gemini_pool_key_inflight", k.id, NULL, NULL, k.inflight);
+  }
+  help(b, "gemini_pool_key_requests_total", "counter", "Requests sent with a key.");
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_get_key(s, ki, &k);
+    sample(b, "gemini_pool_key_requests_total", k.id, NULL, NULL, (double)k.requests_total);
+  }
+  for (size_t f = 0; f < sizeof per_model / sizeof per_model[0]; f++) {
+    help(b, per_model[f][0], per_model[f][1], per_model[f][2]);
+    for (size_t ki = 0; ki < in.nkeys; ki++) {
+      gkp__status_get_key(s, ki, &k);
+      for (size_t mi = 0; mi < in.nmodels; mi++) {
+        gkp__status_get_model(s, ki, mi, &m);
+        if (!metrics_active(&m)) {
+          continue;
+        }
+        int64_t v[] = {m.requests_total,           m.requests_today,     m.requests_last_minute,
+                       m.input_tokens_last_minute, m.input_tokens_total, m.output_tokens_total};
+        sample(b, per_model[f][0], k.id, m.id, NULL, (double)v[f]);
+      }
+    }
+  }
+  help(b, "gemini_pool_errors_total", "counter", "Error answers, by key, model and kind.");
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_get_key(s, ki, &k);
+    for (size_t mi = 0; mi < in.nmodels; mi++) {
+      gkp__status_get_model(s, ki, mi, &m);
+      for (int e = GKP_KIND_RPM; e < GKP_KIND_COUNT; e++) {
+        if (m.errors[e] > 0) {
+          sample(b, "gemini_pool_errors_total", k.id, m.id, gkp_kind_name(e), (double)m.errors[e]);
+        }
+      }
+    }
+  }
+  for (int until_too = 0; until_too < 2; until_too++) {
+    const char *name = until_too ? "gemini_pool_cooldown_until_seconds"
+                                 : "gemini_pool_cooldown_remaining_seconds";
+    help(b, name, "gauge",
+         until_too
+             ? "When a cooldown ends (Unix seconds), by key, model and kind (only while cooling)."
+             : "Seconds until a cooldown ends, by key, model and kind (only while cooling).");
+    for (size_t ki = 0; ki < in.nkeys; ki++) {
+      gkp__status_get_key(s, ki, &k);
+      for (size_t mi = 0; mi < in.nmodels; mi++) {
+        gkp__status_get_model(s, ki, mi, &m);
+        double until = (double)m.cooldown_until_s;
+        if (until > now_s) {
+          sample(b, name, k.id, m.id, kind_or_unknown(m.cooldown_kind),
+                 until_too ? until : until - now_s);
+        }
+      }
+    }
+  }
+  help(b, "gemini_pool_keys_cooling", "gauge", "Keys cooling down, by model.");
+  for (size_t mi = 0; in.nkeys > 0 && mi < in.nmodels; mi++) {
+    double n = 0;
+    for (size_t ki = 0; ki < in.nkeys; ki++) {
+      gkp__status_get_model(s, ki, mi, &m);
+      n += (double)m.cooldown_until_s > now_s;
+    }
+    gkp__status_get_model(s, 0, mi, &m);
+    sample(b, "gemini_pool_keys_cooling", NULL, m.id, NULL, n);
+  }
 }

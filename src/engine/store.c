@@ -30,9 +30,18 @@
 
 /* ---- mapping ---------------------------------------------------------------------- */
 
+_Static_assert(GKP__CHANGES_OFF + sizeof(gkp__changes) <=
+                   (sizeof(gkp__store_hdr) + PAGE - 1) / PAGE * PAGE,
+               "the change log fits in the header's last page");
+
 static void set_regions(gkp__store *st) {
-  st->keys = (gkp__key_rec *)((char *)st->hdr + st->hdr->lay.key_off);
-  st->pms = (gkp__pm_rec *)((char *)st->hdr + st->hdr->lay.pm_off);
+  const gkp__layout *l = &st->hdr->lay;
+  uint64_t end = GKP__CHANGES_OFF + sizeof(gkp__changes);
+  st->keys = (gkp__key_rec *)((char *)st->hdr + l->key_off);
+  st->pms = (gkp__pm_rec *)((char *)st->hdr + l->pm_off);
+  st->changes = l->key_off >= end && l->pm_off >= end && st->size >= end
+                    ? (gkp__changes *)((char *)st->hdr + GKP__CHANGES_OFF)
+                    : NULL;
 }
 
 void gkp__store_unmap(gkp__store *st) {
@@ -76,9 +85,66 @@ void gkp__store_save(gkp__store *st, const void *p, size_t len) {
   STORE_FENCE();
 }
 
+/* Appends one entry to the change log. */
+static void change_add(gkp__changes *c, uint64_t gen, uint32_t tag) {
+  gkp__change *e = &c->e[c->n % GKP__CHANGES];
+  e->generation = gen;
+  e->tag = tag;
+  STORE_FENCE();
+  c->n++;
+  STORE_FENCE();
+}
+
+/* The record a journaled range lies in: a tag of gkp__changes. */
+static uint32_t change_tag(const gkp__store *st, const gkp__jentry *e) {
+  const gkp__layout *l = &st->hdr->lay;
+  uint64_t kend = l->key_off + (uint64_t)l->key_cap * sizeof(gkp__key_rec);
+  uint64_t pend = l->pm_off + (uint64_t)l->pm_cap * sizeof(gkp__pm_rec);
+  if (e->off >= l->key_off && e->off < kend) {
+    uint64_t s = (e->off - l->key_off) / sizeof(gkp__key_rec);
+    return (e->off + e->len - l->key_off - 1) / sizeof(gkp__key_rec) == s ? (uint32_t)s
+                                                                           : GKP__CHANGE_ALL;
+  }
+  if (e->off >= l->pm_off && e->off < pend) {
+    uint64_t s = (e->off - l->pm_off) / sizeof(gkp__pm_rec);
+    return (e->off + e->len - l->pm_off - 1) / sizeof(gkp__pm_rec) == s
+               ? (uint32_t)s | GKP__CHANGE_PM
+               : GKP__CHANGE_ALL;
+  }
+  return GKP__CHANGE_NONE;
+}
+
+/* Names the records the current change saved in the change log, under the
+ * generation just bumped (see store.h). */
+static void log_changes(gkp__store *st) {
+  const gkp__journal *j = &st->hdr->journal;
+  uint32_t tags[GKP__JOURNAL_ENTRIES];
+  uint32_t n = 0;
+  if (st->changes == NULL) {
+    return;
+  }
+  for (uint32_t i = 0; i < j->n && i < GKP__JOURNAL_ENTRIES; i++) {
+    uint32_t tag = change_tag(st, &j->e[i]), seen = 0;
+    for (uint32_t k = 0; k < n && !seen; k++) {
+      seen = tags[k] == tag;
+    }
+    if (!seen && tag != GKP__CHANGE_NONE) {
+      tags[n++] = tag;
+    }
+  }
+  if (n == 0) {
+    tags[n++] = GKP__CHANGE_NONE;
+  }
+  for (uint32_t k = 0; k < n; k++) {
+    change_add(st->changes, st->hdr->generation, tags[k]);
+  }
+}
+
 void gkp__store_commit(gkp__store *st) {
   STORE_FENCE();
   st->hdr->generation++;
+  STORE_FENCE();
+  log_changes(st);
   st->hdr->journal.n = 0;
   STORE_FENCE();
   st->hdr->journal.bytes = 0;
@@ -235,6 +301,7 @@ static int follow_move(gkp__store *st, gkp_error *err) {
 int gkp__store_lock(gkp__store *st, gkp_error *err) {
   int rc;
   pthread_mutex_lock(&st->mu);
+  st->locks++;
   if (st->fd < 0) {
     rc = gkp__store_open_path(st, gkp__now_ms(), NULL, NULL, err);
     if (rc != 0) {

@@ -128,6 +128,40 @@ typedef struct gkp__store_hdr {
   gkp__journal journal;
 } gkp__store_hdr;
 
+/*
+ * The change log: which records each committed change touched, so that a
+ * process can bring what it derived from the records (the answer of a
+ * reservation that found no key) up to date by looking at those records
+ * alone.  It lives in the header's last page, after the header, which
+ * every file of this format leaves zero (a file whose regions start before
+ * its end has none).  gkp__store_commit bumps the generation and then
+ * appends one entry per record the change saved (GKP__CHANGE_NONE when it
+ * saved none), each with the new generation, before it empties the journal:
+ * a change whose entries are missing (an older version's, or one cut short
+ * by a kill) leaves a gap in the generations, and a reader that finds a
+ * gap, or more than GKP__CHANGES entries since it last looked, starts over
+ * from the records.  Entries of a change rolled back are harmless: they only
+ * name records to look at again.
+ */
+#define GKP__CHANGES 128
+#define GKP__CHANGE_PM 0x80000000u   /* tag | pm slot; else a key slot */
+#define GKP__CHANGE_NONE 0xfffffffeu /* no record (the header only) */
+#define GKP__CHANGE_ALL 0xffffffffu  /* too many to name */
+
+typedef struct gkp__change {
+  uint64_t generation;
+  uint32_t tag;
+  uint32_t reserved;
+} gkp__change;
+
+typedef struct gkp__changes {
+  uint64_t n; /* entries ever appended; entry i is e[i % GKP__CHANGES] */
+  uint64_t reserved;
+  gkp__change e[GKP__CHANGES];
+} gkp__changes;
+
+#define GKP__CHANGES_OFF ((sizeof(gkp__store_hdr) + 63) / 64 * 64)
+
 typedef struct gkp__store {
   char *path;
   int fd;
@@ -135,8 +169,10 @@ typedef struct gkp__store {
   gkp__store_hdr *hdr;
   gkp__key_rec *keys;
   gkp__pm_rec *pms;
+  gkp__changes *changes; /* NULL: this file's layout leaves it no room */
   uint64_t seen_layout; /* layout_gen when the caller last rebuilt its indexes */
   int moved;            /* moved to a new file since the caller last looked */
+  uint64_t locks;       /* transactions begun (the tests count them) */
   pthread_mutex_t mu;
 } gkp__store;
 

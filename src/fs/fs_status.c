@@ -5,7 +5,6 @@
  * status document) and the filesystem's own job table.  None of them ever
  * holds a key: the status document names keys by id only.
  */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +15,6 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 #include "engine/engine.h"
-#include "engine/pool_impl.h"
 #include "engine/status.h"
 #include "fs/fs.h"
 
@@ -33,169 +31,16 @@ static const char CTL_HELP[] =
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static double num(const cJSON *o, const char *field, double dflt) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-  return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-static const char *str(const cJSON *o, const char *field, const char *dflt) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-  return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
 static int finish(gkp__dynbuf *b, char **out, size_t *len) {
   *out = gkp__dynbuf_take(b, len);
   return *out != NULL ? 0 : -ENOMEM;
-}
-
-/* The pool's status document, parsed. */
-static cJSON *status_doc(char **text) {
-  gkp_error err;
-  char *json = NULL;
-  cJSON *doc;
-  if (gkp_status_json(fs.pool, &json, &err) != 0) {
-    fs_log(GKP_LOG_WARN, "status: %s", err.msg);
-    return NULL;
-  }
-  doc = cJSON_Parse(json);
-  if (text != NULL) {
-    *text = json;
-  } else {
-    free(json);
-  }
-  return doc;
-}
-
-/* A Prometheus label value: backslash, quote and newline escaped. */
-static void label(gkp__dynbuf *b, const char *s) {
-  for (; *s != '\0'; s++) {
-    if (*s == '\\' || *s == '"') {
-      gkp__dynbuf_printf(b, "\\%c", *s);
-    } else if (*s == '\n') {
-      gkp__dynbuf_adds(b, "\\n");
-    } else {
-      gkp__dynbuf_add(b, s, 1);
-    }
-  }
 }
 
 static void help(gkp__dynbuf *b, const char *name, const char *type, const char *text) {
   gkp__dynbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
-/* One sample: name{key="k",model="m",kind="x"} value.  NULL labels are left out. */
-static void sample(gkp__dynbuf *b, const char *name, const char *key, const char *model,
-                   const char *kind, double v) {
-  const char *names[3] = {"key", "model", "kind"}, *vals[3] = {key, model, kind};
-  int any = 0;
-  gkp__dynbuf_adds(b, name);
-  for (int i = 0; i < 3; i++) {
-    if (vals[i] == NULL) {
-      continue;
-    }
-    gkp__dynbuf_printf(b, "%s%s=\"", any ? "," : "{", names[i]);
-    label(b, vals[i]);
-    gkp__dynbuf_adds(b, "\"");
-    any = 1;
-  }
-  gkp__dynbuf_printf(b, "%s %.17g\n", any ? "}" : "", v);
-}
-
-static int model_active(const cJSON *m) {
-  return num(m, "requests_total", 0) > 0 || num(m, "cooldown_until", 0) > 0 ||
-         str(m, "last_error", NULL) != NULL;
-}
-
 /* ---- status/metrics ------------------------------------------------------------------ */
-
-static void metrics_pool(gkp__dynbuf *b, const cJSON *doc, double now_s) {
-  const cJSON *keys = cJSON_GetObjectItemCaseSensitive(doc, "keys"), *k, *m;
-  static const char *states[] = {"ready", "busy", "cooling", "disabled"};
-  static const char *const per_model[][3] = {
-      {"gemini_pool_requests_total", "counter", "Requests sent, by key and model."},
-      {"gemini_pool_requests_today", "gauge", "Requests since the last midnight Pacific."},
-      {"gemini_pool_requests_last_minute", "gauge", "Requests in the last 60 s."},
-      {"gemini_pool_input_tokens_last_minute", "gauge", "Input tokens in the last 60 s."},
-      {"gemini_pool_input_tokens_total", "counter", "Input tokens sent."},
-      {"gemini_pool_output_tokens_total", "counter", "Output tokens received."},
-  };
-  static const char *const fields[] = {"requests_total",       "requests_today",
-                                       "requests_last_minute", "input_tokens_last_minute",
-                                       "input_tokens_total",   "output_tokens_total"};
-
-  help(b, "gemini_pool_keys", "gauge", "Keys by state.");
-  for (size_t s = 0; s < 4; s++) {
-    double n = 0;
-    cJSON_ArrayForEach(k, keys) {
-      n += strcmp(str(k, "state", ""), states[s]) == 0;
-    }
-    gkp__dynbuf_printf(b, "gemini_pool_keys{state=\"%s\"} %.0f\n", states[s], n);
-  }
-  help(b, "gemini_pool_key_inflight", "gauge", "Requests in flight on a key.");
-  cJSON_ArrayForEach(k, keys) {
-    sample(b, "gemini_pool_key_inflight", str(k, "id", ""), NULL, NULL, num(k, "inflight", 0));
-  }
-  help(b, "gemini_pool_key_requests_total", "counter", "Requests sent with a key.");
-  cJSON_ArrayForEach(k, keys) {
-    sample(b, "gemini_pool_key_requests_total", str(k, "id", ""), NULL, NULL,
-           num(k, "requests_total", 0));
-  }
-  for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
-    help(b, per_model[f][0], per_model[f][1], per_model[f][2]);
-    cJSON_ArrayForEach(k, keys) {
-      cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
-        if (model_active(m)) {
-          sample(b, per_model[f][0], str(k, "id", ""), m->string, NULL, num(m, fields[f], 0));
-        }
-      }
-    }
-  }
-  help(b, "gemini_pool_errors_total", "counter", "Error answers, by key, model and kind.");
-  cJSON_ArrayForEach(k, keys) {
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
-      const cJSON *e;
-      cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(m, "errors")) {
-        if (cJSON_IsNumber(e) && e->valuedouble > 0) {
-          sample(b, "gemini_pool_errors_total", str(k, "id", ""), m->string, e->string,
-                 e->valuedouble);
-        }
-      }
-    }
-  }
-  help(b, "gemini_pool_cooldown_remaining_seconds", "gauge",
-       "Seconds until a cooldown ends, by key, model and kind (only while cooling).");
-  cJSON_ArrayForEach(k, keys) {
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
-      double until = num(m, "cooldown_until", 0);
-      if (until > now_s) {
-        sample(b, "gemini_pool_cooldown_remaining_seconds", str(k, "id", ""), m->string,
-               str(m, "cooldown_kind", "unknown"), until - now_s);
-      }
-    }
-  }
-  help(b, "gemini_pool_cooldown_until_seconds", "gauge",
-       "When a cooldown ends (Unix seconds), by key, model and kind (only while cooling).");
-  cJSON_ArrayForEach(k, keys) {
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
-      double until = num(m, "cooldown_until", 0);
-      if (until > now_s) {
-        sample(b, "gemini_pool_cooldown_until_seconds", str(k, "id", ""), m->string,
-               str(m, "cooldown_kind", "unknown"), until);
-      }
-    }
-  }
-  help(b, "gemini_pool_keys_cooling", "gauge", "Keys cooling down, by model.");
-  const cJSON *first = cJSON_GetArrayItem(keys, 0);
-  cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(first, "models")) {
-    double n = 0;
-    cJSON_ArrayForEach(k, keys) {
-      const cJSON *mm = cJSON_GetObjectItemCaseSensitive(
-          cJSON_GetObjectItemCaseSensitive(k, "models"), m->string);
-      n += num(mm, "cooldown_until", 0) > now_s;
-    }
-    sample(b, "gemini_pool_keys_cooling", NULL, m->string, NULL, n);
-  }
-}
 
 /* The lines of what else the daemon serves (the HTTP front's callers). */
 static void metrics_extra(gkp__dynbuf *b) {
@@ -287,21 +132,19 @@ static void metrics_jobs(gkp__dynbuf *b) {
 static int render_metrics(char **out, size_t *len) {
   gkp__dynbuf b;
   int64_t now = gkp_pool_now(fs.pool);
-  cJSON *doc = status_doc(NULL);
+  gkp__status *st = NULL;
+  gkp_error err;
+  if (gkp__status_take(fs.pool, &st, &err) != 0) {
+    fs_log(GKP_LOG_WARN, "status: %s", err.msg);
+  }
   gkp__dynbuf_init(&b, OUT_MAX);
   help(&b, "gemini_pool_up", "gauge", "1 while the mount serves.");
   gkp__dynbuf_adds(&b, "gemini_pool_up 1\n");
   help(&b, "gemini_pool_start_time_seconds", "gauge", "When the mount started (Unix seconds).");
   gkp__dynbuf_printf(&b, "gemini_pool_start_time_seconds %.3f\n", (double)fs.start_ms / 1000.0);
-  if (doc != NULL) {
-    const char *reset = str(doc, "next_daily_reset", NULL);
-    (void)reset;
-    help(&b, "gemini_pool_next_daily_reset_seconds", "gauge",
-         "The next midnight in America/Los_Angeles (Unix seconds).");
-    gkp__dynbuf_printf(&b, "gemini_pool_next_daily_reset_seconds %.0f\n",
-                       (double)gkp_next_pacific_midnight(now) / 1000.0);
-    metrics_pool(&b, doc, (double)now / 1000.0);
-    cJSON_Delete(doc);
+  if (st != NULL) {
+    gkp__status_prometheus(st, now, &b);
+    gkp__status_free(st);
   }
   metrics_jobs(&b);
   metrics_extra(&b);
@@ -310,76 +153,118 @@ static int render_metrics(char **out, size_t *len) {
 
 /* ---- status/keys/<id> ----------------------------------------------------------------- */
 
-static const cJSON *find_key(const cJSON *doc, const char *id) {
-  const cJSON *k;
-  cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(doc, "keys")) {
-    if (strcmp(str(k, "id", ""), id) == 0) {
-      return k;
-    }
+/* The pool's status snapshot, or NULL (logged). */
+static gkp__status *status_snapshot(void) {
+  gkp__status *st = NULL;
+  gkp_error err;
+  if (gkp__status_take(fs.pool, &st, &err) != 0) {
+    fs_log(GKP_LOG_WARN, "status: %s", err.msg);
+    return NULL;
   }
-  return NULL;
+  return st;
 }
 
-/* "field value" for any JSON scalar (null as "-"). */
-static void field(gkp__dynbuf *b, const char *prefix, const char *name, const cJSON *v) {
-  gkp__dynbuf_printf(b, "%s%s ", prefix, name);
-  if (cJSON_IsString(v)) {
-    gkp__dynbuf_adds(b, v->valuestring);
-  } else if (cJSON_IsNumber(v)) {
-    gkp__dynbuf_printf(b, "%.17g", v->valuedouble);
-  } else if (cJSON_IsBool(v)) {
-    gkp__dynbuf_adds(b, cJSON_IsTrue(v) ? "true" : "false");
+/* "name value" lines, as the document's fields (null as "-"). */
+static void f_num(gkp__dynbuf *b, const char *prefix, const char *name, int64_t v) {
+  gkp__dynbuf_printf(b, "%s%s %.17g\n", prefix, name, (double)v);
+}
+
+static void f_limit(gkp__dynbuf *b, const char *prefix, const char *name, int64_t v) {
+  if (v >= 0) {
+    f_num(b, prefix, name, v);
   } else {
-    gkp__dynbuf_adds(b, "-");
+    gkp__dynbuf_printf(b, "%s%s -\n", prefix, name);
   }
-  gkp__dynbuf_adds(b, "\n");
+}
+
+static void f_str(gkp__dynbuf *b, const char *prefix, const char *name, const char *v) {
+  gkp__dynbuf_printf(b, "%s%s %s\n", prefix, name, v != NULL ? v : "-");
+}
+
+static void f_time(gkp__dynbuf *b, const char *prefix, const char *name, int64_t ms) {
+  char when[40];
+  f_str(b, prefix, name, ms > 0 ? gkp__rfc3339(ms, when, sizeof when) : NULL);
+}
+
+static const char *kind_or_null(int kind) {
+  return kind != GKP_KIND_NONE ? gkp_kind_name(kind) : NULL;
+}
+
+/* The configured index of key `id`, or -1. */
+static long find_key(const gkp__status *st, size_t nkeys, const char *id) {
+  gkp__status_key k;
+  for (size_t ki = 0; ki < nkeys; ki++) {
+    gkp__status_get_key(st, ki, &k);
+    if (strcmp(k.id, id) == 0) {
+      return (long)ki;
+    }
+  }
+  return -1;
 }
 
 static int render_key(const char *id, char **out, size_t *len) {
-  cJSON *doc = status_doc(NULL);
-  const cJSON *k, *v, *m;
+  gkp__status *st = status_snapshot();
+  gkp__status_info in;
+  gkp__status_key k;
+  gkp__status_model m;
   gkp__dynbuf b;
-  if (doc == NULL) {
+  if (st == NULL) {
     return -EIO;
   }
-  k = find_key(doc, id);
-  if (k == NULL) {
-    cJSON_Delete(doc);
+  gkp__status_get_info(st, &in);
+  long ki = find_key(st, in.nkeys, id);
+  if (ki < 0) {
+    gkp__status_free(st);
     return -ENOENT;
   }
+  gkp__status_get_key(st, (size_t)ki, &k);
   gkp__dynbuf_init(&b, OUT_MAX);
-  cJSON_ArrayForEach(v, k) {
-    if (!cJSON_IsObject(v) && !cJSON_IsArray(v)) {
-      field(&b, "", v->string, v);
-    }
-  }
-  cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(k, "models")) {
+  f_str(&b, "", "id", k.id);
+  f_str(&b, "", "project", k.project);
+  f_str(&b, "", "state", k.state);
+  f_str(&b, "", "disabled_reason", k.disabled_reason);
+  f_num(&b, "", "inflight", k.inflight);
+  f_num(&b, "", "max_inflight", k.max_inflight);
+  f_num(&b, "", "requests_total", k.requests_total);
+  f_time(&b, "", "last_used", k.last_used_ms);
+  f_num(&b, "", "cooldown_until", k.cooldown_until_s);
+  f_str(&b, "", "cooldown_kind", kind_or_null(k.cooldown_kind));
+  for (size_t mi = 0; mi < in.nmodels; mi++) {
     char prefix[GKP_ID_MAX + 2];
-    if (!model_active(m)) {
+    gkp__status_get_model(st, (size_t)ki, mi, &m);
+    if (m.requests_total <= 0 && m.cooldown_until_s <= 0 && m.last_error == NULL) {
       continue;
     }
-    snprintf(prefix, sizeof prefix, "%s.", m->string);
-    cJSON_ArrayForEach(v, m) {
-      if (!cJSON_IsObject(v) && !cJSON_IsArray(v)) {
-        field(&b, prefix, v->string, v);
-      }
-    }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(m, "errors")) {
-      if (cJSON_IsNumber(e) && e->valuedouble > 0) {
-        gkp__dynbuf_printf(&b, "%serrors.%s %.0f\n", prefix, e->string, e->valuedouble);
+    snprintf(prefix, sizeof prefix, "%s.", m.id);
+    f_num(&b, prefix, "requests_today", m.requests_today);
+    f_limit(&b, prefix, "rpd_limit", m.rpd_limit);
+    f_num(&b, prefix, "requests_last_minute", m.requests_last_minute);
+    f_limit(&b, prefix, "rpm_limit", m.rpm_limit);
+    f_num(&b, prefix, "input_tokens_last_minute", m.input_tokens_last_minute);
+    f_limit(&b, prefix, "tpm_limit", m.tpm_limit);
+    f_num(&b, prefix, "cooldown_until", m.cooldown_until_s);
+    f_str(&b, prefix, "cooldown_kind", kind_or_null(m.cooldown_kind));
+    f_str(&b, prefix, "last_error", m.last_error);
+    f_num(&b, prefix, "requests_total", m.requests_total);
+    f_num(&b, prefix, "input_tokens_total", m.input_tokens_total);
+    f_num(&b, prefix, "output_tokens_total", m.output_tokens_total);
+    f_str(&b, prefix, "proven_access", m.proven_access ? "true" : "false");
+    for (int e = GKP_KIND_RPM; e < GKP_KIND_COUNT; e++) {
+      if (m.errors[e] > 0) {
+        gkp__dynbuf_printf(&b, "%serrors.%s %.0f\n", prefix, gkp_kind_name(e),
+                           (double)m.errors[e]);
       }
     }
   }
-  cJSON_Delete(doc);
+  gkp__status_free(st);
   return finish(&b, out, len);
 }
 
 /* ---- status/models/<model> -------------------------------------------------------------- */
 
 static int render_model(const char *model, char **out, size_t *len) {
-  cJSON *doc = status_doc(NULL);
-  const cJSON *k;
+  gkp__status *st = status_snapshot();
+  gkp__status_info in;
   gkp__dynbuf b;
   gkp_error err;
   int64_t now = gkp_pool_now(fs.pool);
@@ -388,9 +273,16 @@ static int render_model(const char *model, char **out, size_t *len) {
   char when[40], projects[4096] = "";
   const char *fallback;
   char fb[GKP_ID_MAX] = "";
+  long smi = -1;
 
-  if (doc == NULL) {
+  if (st == NULL) {
     return -EIO;
+  }
+  gkp__status_get_info(st, &in);
+  for (size_t mi = 0; in.nkeys > 0 && mi < in.nmodels && smi < 0; mi++) {
+    gkp__status_model m;
+    gkp__status_get_model(st, 0, mi, &m);
+    smi = strcmp(m.id, model) == 0 ? (long)mi : -1;
   }
   ready = gkp_count_available(fs.pool, model, &err);
   const gkp__config *cfg = gkp__pool_config(fs.pool);
@@ -402,14 +294,21 @@ static int render_model(const char *model, char **out, size_t *len) {
   gkp__dynbuf_init(&b, OUT_MAX);
   gkp__dynbuf_printf(&b, "model %s\n", model);
   gkp__dynbuf_printf(&b, "fallback %s\n", fb[0] ? fb : "-");
-  cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(doc, "keys")) {
-    const cJSON *m =
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(k, "models"), model);
-    const char *state = str(k, "state", "");
-    double until = num(m, "cooldown_until", 0), rpd = num(m, "rpd_limit", -1);
-    double today = num(m, "requests_today", 0), rpm = num(m, "rpm_limit", -1);
+  for (size_t ki = 0; ki < in.nkeys; ki++) {
+    gkp__status_key k;
+    gkp__status_model m;
+    gkp__status_get_key(st, ki, &k);
+    memset(&m, 0, sizeof m);
+    m.rpd_limit = m.rpm_limit = -1;
+    m.cooldown_kind = GKP_KIND_NONE;
+    if (smi >= 0) {
+      gkp__status_get_model(st, ki, (size_t)smi, &m);
+    }
+    const char *state = k.state;
+    double until = (double)m.cooldown_until_s, rpd = (double)m.rpd_limit;
+    double today = (double)m.requests_today, rpm = (double)m.rpm_limit;
     double avail = now_s;
-    const char *project = str(k, "project", "");
+    const char *project = k.project;
     nkeys++;
     if (strcmp(state, "disabled") == 0) {
       disabled++;
@@ -419,7 +318,7 @@ static int render_model(const char *model, char **out, size_t *len) {
       avail = until;
     } else if (rpd >= 0 && today >= rpd) {
       avail = (double)gkp_next_pacific_midnight(now) / 1000.0;
-    } else if (rpm >= 0 && num(m, "requests_last_minute", 0) >= rpm) {
+    } else if (rpm >= 0 && (double)m.requests_last_minute >= rpm) {
       avail = now_s + 60;
     }
     if (avail < next) {
@@ -436,10 +335,11 @@ static int render_model(const char *model, char **out, size_t *len) {
         left += rpd - today;
       }
     }
-    gkp__dynbuf_printf(&b, "key.%s %s today=%.0f%s%.0f minute=%.0f cooldown=%s%s\n",
-                       str(k, "id", ""), state, today, rpd >= 0 ? "/" : "", rpd >= 0 ? rpd : 0,
-                       num(m, "requests_last_minute", 0),
-                       until > now_s ? str(m, "cooldown_kind", "?") : "-",
+    const char *kind = kind_or_null(m.cooldown_kind);
+    gkp__dynbuf_printf(&b, "key.%s %s today=%.0f%s%.0f minute=%.0f cooldown=%s%s\n", k.id, state,
+                       today, rpd >= 0 ? "/" : "", rpd >= 0 ? rpd : 0,
+                       (double)m.requests_last_minute,
+                       until > now_s ? (kind != NULL ? kind : "?") : "-",
                        until > now_s ? gkp__rfc3339((int64_t)until * 1000, when, sizeof when) : "");
   }
   gkp__dynbuf_printf(&b, "keys %d\n", nkeys);
@@ -461,7 +361,7 @@ static int render_model(const char *model, char **out, size_t *len) {
   }
   gkp__dynbuf_printf(&b, "next_daily_reset %s\n",
                      gkp__rfc3339(gkp_next_pacific_midnight(now), when, sizeof when));
-  cJSON_Delete(doc);
+  gkp__status_free(st);
   return finish(&b, out, len);
 }
 
@@ -610,8 +510,9 @@ int fs_status_render(fuse_ino_t ino, char **out, size_t *len) {
     }
     free(json);
     return rc;
-  case FS_INO_ST_POOL:
-    rc = gkp_status_json(fs.pool, &json, &err);
+  case FS_INO_ST_POOL: {
+    gkp__status *st;
+    rc = gkp__status_take(fs.pool, &st, &err);
     if (rc == -EAGAIN) { /* the state server is unreachable: say so */
       size_t n = strlen(err.msg);
       char *t = malloc(n + 2);
@@ -629,14 +530,15 @@ int fs_status_render(fuse_ino_t ino, char **out, size_t *len) {
       fs_log(GKP_LOG_WARN, "status/pool: %s", err.msg);
       return rc;
     }
-    table = gkp__status_table(json, gkp_pool_now(fs.pool));
-    free(json);
+    table = gkp__status_table(st, gkp_pool_now(fs.pool));
+    gkp__status_free(st);
     if (table == NULL) {
       return -ENOMEM;
     }
     *out = table;
     *len = strlen(table);
     return 0;
+  }
   case FS_INO_ST_METRICS:
     return render_metrics(out, len);
   case FS_INO_ST_JOBS:

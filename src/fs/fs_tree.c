@@ -12,7 +12,6 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 #include "engine/engine.h"
-#include "engine/pool_impl.h"
 #include "fs/fs.h"
 
 /* ---- buffers ------------------------------------------------------------- */

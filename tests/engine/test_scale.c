@@ -2,8 +2,10 @@
  * test_scale.c - a pool of 10 000 keys: opening, least-recently-used
  * selection over all of them, a reload that drops half the keys and adds
  * 5 000 others (the freed slots are reused: the file does not grow), and
- * the status document.  Each step has a generous time bound: the point is
- * that nothing scans every key per request.
+ * the status document.  The times are printed, not asserted (a test never
+ * asserts a duration: scripts/bench-engine has the figures); what is checked
+ * is the outcome, and that a failing reservation is answered without a walk
+ * of every key.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,9 @@
 #include <time.h>
 
 #include "engine/engine.h"
+#include "engine/file_backend.h"
+#include "engine/pool_impl.h"
+#include "engine/status.h"
 #include "engine_test.h"
 
 #define NKEYS 10000
@@ -141,6 +146,20 @@ static void test_ten_thousand_keys(void **st) {
   double status_s = mono_s() - t;
   cJSON *doc = cJSON_Parse(json);
   assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "keys")), NKEYS);
+  /* Written directly, the document reads byte for byte as cJSON prints it. */
+  char *again = cJSON_Print(doc);
+  assert_string_equal(again, json);
+  free(again);
+  /* Compact, with one more member, as cJSON_PrintUnformatted. */
+  gkp__status *snap;
+  assert_int_equal(gkp__status_take(p, &snap, &err), 0);
+  char *compact = gkp__status_render_json_with(snap, 1, "extra", "{\"a\":[1,\"b\"]}");
+  gkp__status_free(snap);
+  cJSON_AddItemToObject(doc, "extra", cJSON_Parse("{\"a\":[1,\"b\"]}"));
+  again = cJSON_PrintUnformatted(doc);
+  assert_string_equal(again, compact);
+  free(again);
+  free(compact);
   const cJSON *k, *b = NULL;
   cJSON_ArrayForEach(k, cJSON_GetObjectItem(doc, "keys")) {
     if (strcmp(cJSON_GetObjectItem(k, "id")->valuestring, "b42") == 0) {
@@ -158,11 +177,6 @@ static void test_ten_thousand_keys(void **st) {
   printf("largest TPM of a model: %.2f us per call (%.2f ms computed afresh; one "
          "gkp_effective_limits per key: %.1f ms)\n",
          max_tpm_us, fresh_ms, per_key_ms);
-  /* Generous bounds (sanitizer builds, a loaded machine): a scan of every
-   * key per request would take milliseconds here, not microseconds. */
-  assert_true(per_cycle_us < 1000);
-  assert_true(max_tpm_us < 25);
-  assert_true(open_s < 20 && reload_s < 20 && status_s < 20);
   test_rmrf(tmpdir);
   free(tmpdir);
 }
@@ -195,6 +209,7 @@ static double failing_reserve_us(int n) {
   assert_int_equal(gkp_reserve(p, "m", 10, &held, NULL, &err), 0);
   t_now += 1000;
   int64_t first_free = 1795521600000LL + 60000;
+  uint64_t hits = ((fb *)p->be)->miss_hits;
   t = mono_s();
   for (int i = 0; i < 1000; i++) {
     memset(&w, 0, sizeof w);
@@ -204,6 +219,8 @@ static double failing_reserve_us(int n) {
     assert_string_equal(w.next_key_id, "a0");
   }
   double us = (mono_s() - t) / 1000 * 1e6;
+  /* Three sizes, one walk each: every other answer without one. */
+  assert_int_equal(((fb *)p->be)->miss_hits - hits, 1000 - 3);
   /* The unsent request given back: its key is free at once. */
   assert_int_equal(gkp_release(p, &held, 0, NULL), 0);
   assert_int_equal(gkp_reserve(p, "m", 10, &l, NULL, &err), 0);
@@ -225,12 +242,50 @@ static void test_failing_reserve(void **st) {
   printf("failing reservation (no key free, the soonest reported): %.1f us at 256 keys, %.1f us "
          "at %d keys\n",
          small, large, NKEYS);
-  /* A scan of every key would take a millisecond or more at 10 000 keys. */
-  assert_true(large < 100);
+}
+
+/* Strings that need escaping (a reason with quotes, a backslash, control
+ * characters and UTF-8): the document parses back to them, and reads as
+ * cJSON prints it, formatted and compact. */
+static void test_status_strings(void **st) {
+  (void)st;
+  static const char cfg[] = "{\"providers\":{\"gemini\":{\"keys\":[{\"id\":\"k1\","
+                            "\"api_key\":\"FAKE-S-1\"}]}},\"models\":{\"m\":{\"rpm\":5}}}";
+  const char *reason = "said \"no\"\\ at\n\tonce \x01\x1f caf\xc3\xa9";
+  char *dir = test_tmpdir(), path[4200], *json;
+  gkp_pool *p;
+  gkp_error err;
+  snprintf(path, sizeof path, "%s/state.db", dir);
+  gkp_options o = {.state_path = path, .clock = test_clock};
+  t_now = 1795521600000LL;
+  assert_int_equal(gkp_pool_open_text(&p, cfg, sizeof cfg - 1, "keys.json", dir, &o, &err), 0);
+  assert_int_equal(gkp_disable_key(p, "k1", reason, &err), 0);
+  assert_int_equal(gkp_status_json(p, &json, &err), 0);
+  cJSON *doc = cJSON_Parse(json);
+  assert_non_null(doc);
+  const cJSON *k = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "keys"), 0);
+  assert_string_equal(cJSON_GetObjectItem(k, "disabled_reason")->valuestring, reason);
+  char *again = cJSON_Print(doc);
+  assert_string_equal(again, json);
+  free(again);
+  gkp__status *snap;
+  assert_int_equal(gkp__status_take(p, &snap, &err), 0);
+  char *compact = gkp__status_render_json_with(snap, 1, NULL, NULL);
+  gkp__status_free(snap);
+  again = cJSON_PrintUnformatted(doc);
+  assert_string_equal(again, compact);
+  free(again);
+  free(compact);
+  cJSON_Delete(doc);
+  free(json);
+  gkp_pool_close(p);
+  test_rmrf(dir);
+  free(dir);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_status_strings),
       cmocka_unit_test(test_ten_thousand_keys),
       cmocka_unit_test(test_failing_reserve),
   };

@@ -258,9 +258,12 @@ static void use_pool(gkp_pool *pool, int strict) {
   cJSON *doc = cJSON_Parse(json);
   FUZZ_CHECK(doc != NULL);
   cJSON_Delete(doc);
-  char *table = gkp__status_table(json, NOW_MS);
-  FUZZ_CHECK(table != NULL);
+  gkp__status *st = NULL;
+  STEP(gkp__status_take(pool, &st, &err), rc_ == 0);
+  char *table = st != NULL ? gkp__status_table(st, NOW_MS) : NULL;
+  FUZZ_CHECK(st == NULL || table != NULL);
   free(table);
+  gkp__status_free(st);
   free(json);
 }
 
