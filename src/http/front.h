@@ -8,6 +8,9 @@
  *              body workers, the memory ceiling, the log
  *   routes.c   what a request means: routing, tokens, the runner's jobs,
  *              Gemini-format answers and errors
+ *   paths.c    the parsers of what comes before a body: routes, Host,
+ *              Origin, Content-Type; the bound on what parsing a body takes
+ *   openai.c   the OpenAI API translated to and from Gemini's
  *   callers.c  the callers of `clients`: tokens, per-client limits, usage
  *   front.h    this interface; front_impl.h the parts' shared structures
  *

@@ -196,13 +196,24 @@ void routes_resumed(hreq *q);
  * job, holds the request back, or makes its error ready (any thread but
  * the polling one). */
 void routes_body_work(hreq *q);
-/* What parsing `len` bytes of JSON may allocate (cJSON's nodes and strings),
- * at most: counted against the memory ceiling before parsing. */
-size_t routes_json_cost(const char *s, size_t len);
+
+
+/* ---- paths.c ---- */
 /* Splits a request path into its route: the API (API_GEMINI or API_OPENAI),
  * the model and the action.  Returns the route or ROUTE_NONE. */
 int routes_parse_path(const char *url, int *api, char *model, size_t model_len, char *action,
                       size_t action_len);
+/* A Host value naming loopback ("localhost", "127.x.y.z", "[::1]", with or
+ * without ":PORT"); an Origin of such a host ("http(s)://HOST[:PORT]"). */
+int routes_host_is_loopback(const char *h, size_t len);
+int routes_origin_is_loopback(const char *origin);
+/* A Content-Type a browser may send from any page unasked (text/plain, the
+ * form types). */
+int routes_simple_request_type(const char *ctype);
+/* What parsing `len` bytes of JSON may allocate (cJSON's nodes and strings
+ * with malloc's headers), at most: counted against the memory ceiling
+ * before parsing. */
+size_t routes_json_cost(const char *s, size_t len);
 /* Submits a held request (its caller's turn came). */
 void routes_submit(hreq *q);
 /* A Gemini-format error body: {"error":{"code":..,"message":..,"status":..}}
