@@ -17,8 +17,16 @@
 
 /* ---- requests ------------------------------------------------------------------ */
 
+/* An error message naming a value of the request: at most 64 bytes of it,
+ * control characters shown as '?', so the message stays one line. */
 static int fail(char *msg, size_t len, int code, const char *fmt, const char *arg) {
-  snprintf(msg, len, fmt, arg != NULL ? arg : "");
+  char shown[65];
+  size_t n = 0;
+  for (const char *p = arg != NULL ? arg : ""; *p != '\0' && n < sizeof shown - 1; p++) {
+    shown[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+  }
+  shown[n] = '\0';
+  snprintf(msg, len, fmt, shown);
   return code;
 }
 

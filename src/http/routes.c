@@ -620,7 +620,11 @@ void routes_body_done(hreq *q) {
                 f->opts.max_memory, FRONT_MEMORY_RETRY_S);
     return;
   }
-  front_work_post(q);
+  if (gkp__dynbuf_len(&q->body) <= FRONT_INLINE_BODY) {
+    routes_body_work(q); /* microseconds: not worth a hand-off */
+  } else {
+    front_work_post(q);
+  }
   front_suspend(q);
 }
 

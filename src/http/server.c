@@ -44,7 +44,9 @@
 #define DEFAULT_CONN_LIMIT 16384
 #define DEFAULT_MAX_MEMORY ((size_t)1 << 30)
 #define WATCHDOG_MS 200
-#define STREAM_CHUNK 16384
+/* libmicrohttpd allocates (and clears) a buffer this large with every
+ * streamed response: 16 KiB cost a fifth of the polling thread's time. */
+#define STREAM_CHUNK 4096
 
 /* ---- the log ----------------------------------------------------------------- */
 
