@@ -601,33 +601,6 @@ void routes_submit(hreq *q) {
   }
 }
 
-void routes_body_done(hreq *q) {
-  gkp__front *f = q->f;
-  q->submitted = 1;
-  if (q->route != ROUTE_ACTION && q->route != ROUTE_OAI_CHAT && q->route != ROUTE_OAI_EMBED) {
-    reply_error(q, 404, 0, "no such method");
-    return;
-  }
-  if (q->too_big) {
-    reply_error(q, 413, 0, "the request body is larger than the limit of %zu bytes",
-                f->opts.max_body);
-    return;
-  }
-  if (q->over_memory) {
-    reply_error(q, 503, FRONT_MEMORY_RETRY_S,
-                "the front holds as many request bodies as its memory limit allows "
-                "(--max-memory %zu bytes); retry in %d s",
-                f->opts.max_memory, FRONT_MEMORY_RETRY_S);
-    return;
-  }
-  if (gkp__dynbuf_len(&q->body) <= FRONT_INLINE_BODY) {
-    routes_body_work(q); /* microseconds: not worth a hand-off */
-  } else {
-    front_work_post(q);
-  }
-  front_suspend(q);
-}
-
 /* A body worker's error: made ready for the polling thread to queue. */
 static void work_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -692,6 +665,33 @@ static int translate_openai(hreq *q) {
   gkp__dynbuf_add(&q->body, o.gbody, o.gbody_len);
   free(o.gbody);
   return 0;
+}
+
+void routes_body_done(hreq *q) {
+  gkp__front *f = q->f;
+  q->submitted = 1;
+  if (q->route != ROUTE_ACTION && q->route != ROUTE_OAI_CHAT && q->route != ROUTE_OAI_EMBED) {
+    reply_error(q, 404, 0, "no such method");
+    return;
+  }
+  if (q->too_big) {
+    reply_error(q, 413, 0, "the request body is larger than the limit of %zu bytes",
+                f->opts.max_body);
+    return;
+  }
+  if (q->over_memory) {
+    reply_error(q, 503, FRONT_MEMORY_RETRY_S,
+                "the front holds as many request bodies as its memory limit allows "
+                "(--max-memory %zu bytes); retry in %d s",
+                f->opts.max_memory, FRONT_MEMORY_RETRY_S);
+    return;
+  }
+  if (gkp__dynbuf_len(&q->body) <= FRONT_INLINE_BODY) {
+    routes_body_work(q); /* microseconds: not worth a hand-off */
+  } else {
+    front_work_post(q);
+  }
+  front_suspend(q);
 }
 
 /* Parses (and translates) the body under the memory ceiling.  Returns 0,
