@@ -152,7 +152,6 @@ void front_req_unref(hreq *q) {
   if (atomic_fetch_sub(&q->refs, 1) != 1) {
     return;
   }
-  front_mem_set(q, 0);
   if (q->pending != NULL) {
     MHD_destroy_response(q->pending);
   }
@@ -416,6 +415,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     q->held = 0;
   }
   pthread_mutex_unlock(&f->mu);
+  /* The front is done with its body (a job still holding it is being
+   * cancelled): the count goes now, while the front surely exists (the last
+   * reference may be dropped on the loop thread after the front stopped). */
+  front_mem_set(q, 0);
   pthread_mutex_lock(&q->mu);
   q->closed = 1;
   if (q->job != NULL) {
