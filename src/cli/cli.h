@@ -40,6 +40,8 @@ gkp_pool *cli_open_pool(const cli_common *c);
  * consumes it and returns 1; returns -1 (after printing) when its value is
  * missing; 0 otherwise. */
 int cli_common_option(cli_common *c, int argc, char **argv, int *i);
+/* "1048576", "512k", "8M", "1G" -> bytes; 0 on a bad value (mount.c). */
+size_t cli_parse_size(const char *s);
 
 /* Returns the value of option `name` at argv[*i] ("--name VALUE" or
  * "--name=VALUE"), advancing *i, or NULL if argv[*i] is not that option.

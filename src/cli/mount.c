@@ -39,7 +39,7 @@ static const char MOUNT_USAGE[] =
     "Unmount with fusermount3 -u MOUNTPOINT (or Ctrl-C / SIGTERM on the daemon).\n";
 
 /* "1048576", "512k", "8M", "1G" -> bytes; 0 on a bad value. */
-static size_t parse_size(const char *s) {
+size_t cli_parse_size(const char *s) {
   char *end;
   unsigned long long v = strtoull(s, &end, 10);
   if (end == s) {
@@ -115,28 +115,28 @@ static int parse_o(mount_opts *o, const char *list) {
   }
   for (opt = strtok_r(copy, ",", &save); opt != NULL; opt = strtok_r(NULL, ",", &save)) {
     if (strncmp(opt, "max_prompt=", 11) == 0) {
-      o->max_prompt = parse_size(opt + 11);
+      o->max_prompt = cli_parse_size(opt + 11);
       if (o->max_prompt == 0 || o->max_prompt > FS_SCRATCH_MAX) {
         cli_error("mount: -o max_prompt=%s: give a size from 1 to 64M (e.g. 4M)", opt + 11);
         free(copy);
         return -1;
       }
     } else if (strncmp(opt, "max_answer=", 11) == 0) {
-      o->max_answer = parse_size(opt + 11);
+      o->max_answer = cli_parse_size(opt + 11);
       if (o->max_answer == 0 || o->max_answer > FS_MAX_TEXT) {
         cli_error("mount: -o max_answer=%s: give a size from 1 to 64M (e.g. 8M)", opt + 11);
         free(copy);
         return -1;
       }
     } else if (strncmp(opt, "max_images=", 11) == 0) {
-      o->max_images = parse_size(opt + 11);
+      o->max_images = cli_parse_size(opt + 11);
       if (o->max_images == 0 || o->max_images > FS_MAX_IMAGE_BYTES) {
         cli_error("mount: -o max_images=%s: give a size from 1 to 64M (e.g. 16M)", opt + 11);
         free(copy);
         return -1;
       }
     } else if (strncmp(opt, "max_memory=", 11) == 0) {
-      o->max_memory = parse_size(opt + 11);
+      o->max_memory = cli_parse_size(opt + 11);
       if (o->max_memory < FS_MIN_MAX_MEMORY) {
         cli_error("mount: -o max_memory=%s: give a size of at least 1M (e.g. 512M, 2G)", opt + 11);
         free(copy);
@@ -235,7 +235,8 @@ static void front_log(void *ud, const char *line) {
 static void *front_start(void *ud, struct gkp_pool *pool, struct gkp__runner *runner,
                          void (*log)(const char *line)) {
   const mount_opts *o = ud;
-  gkp__front_opts fo = {.listen = o->listen, .log = front_log};
+  /* The front's ceiling mirrors the mount's: a budget of its own, of the same size. */
+  gkp__front_opts fo = {.listen = o->listen, .log = front_log, .max_memory = o->max_memory};
   mount_log = log;
   return cli_front_start(pool, runner, &fo);
 }

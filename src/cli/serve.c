@@ -18,8 +18,9 @@
 static const char *SERVE_USAGE =
     "usage: gemini-pool serve --listen ADDR [--config F] [--state S]\n"
     "                         [--max-body BYTES] [--idle-timeout SECONDS]\n"
-    "                         [--header-timeout SECONDS]\n"
+    "                         [--header-timeout SECONDS] [--max-memory SIZE]\n"
     "  ADDR: 127.0.0.1:8787, [::1]:8787 or unix:/path (port 0: any free port)\n"
+    "  SIZE: request bodies held and being parsed, together (default 1G; 512M, ...)\n"
     "  Serves the Gemini REST API (/v1beta/models/...) from the pool; see\n"
     "  gemini-pool(1).  One log line per request on stderr.\n";
 
@@ -62,6 +63,13 @@ static int parse_serve(serve_opts *o, int argc, char **argv) {
         return -1;
       }
       o->front.max_body = n;
+    } else if ((v = cli_value("--max-memory", argc, argv, &i, &missing)) != NULL) {
+      size_t size = cli_parse_size(v);
+      if (size < ((size_t)1 << 20)) {
+        cli_error("serve: --max-memory %s: give a size of at least 1M (e.g. 512M, 2G)", v);
+        return -1;
+      }
+      o->front.max_memory = size;
     } else if ((v = cli_value("--idle-timeout", argc, argv, &i, &missing)) != NULL) {
       if (parse_uint("--idle-timeout", v, 86400, &n) != 0) {
         return -1;

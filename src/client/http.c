@@ -1,6 +1,7 @@
 #include "client/http.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,61 @@ static void free_headers(struct curl_slist *h) {
   curl_slist_free_all(h);
 }
 
+/* ---- easy handles, reused ------------------------------------------------ */
+
+/* The easy handles of ended requests, reset and kept for the next ones: a
+ * thread's own (requests start and end on their loop's thread), freed when
+ * it exits.  Creating a handle costs a dozen allocations; reusing one, a
+ * reset. */
+#define EASY_CACHE_MAX 64
+
+typedef struct easy_cache {
+  CURL *v[EASY_CACHE_MAX];
+  size_t n;
+} easy_cache;
+
+static pthread_key_t easy_key;
+static pthread_once_t easy_once = PTHREAD_ONCE_INIT;
+
+static void easy_cache_free(void *p) {
+  easy_cache *c = p;
+  for (size_t i = 0; i < c->n; i++) {
+    curl_easy_cleanup(c->v[i]);
+  }
+  free(c);
+}
+
+static void easy_key_make(void) {
+  pthread_key_create(&easy_key, easy_cache_free);
+}
+
+static CURL *easy_get(void) {
+  pthread_once(&easy_once, easy_key_make);
+  easy_cache *c = pthread_getspecific(easy_key);
+  if (c != NULL && c->n > 0) {
+    return c->v[--c->n];
+  }
+  return curl_easy_init();
+}
+
+static void easy_put(CURL *e) {
+  pthread_once(&easy_once, easy_key_make);
+  easy_cache *c = pthread_getspecific(easy_key);
+  if (c == NULL && (c = calloc(1, sizeof *c)) != NULL && pthread_setspecific(easy_key, c) != 0) {
+    free(c);
+    c = NULL;
+  }
+  if (c == NULL || c->n == EASY_CACHE_MAX) {
+    curl_easy_cleanup(e);
+    return;
+  }
+  curl_easy_reset(e); /* every option back to its default; connections stay in the multi */
+  c->v[c->n++] = e;
+}
+
 static void req_free(gkp__http_req *req) {
   if (req->xfer.easy != NULL) {
-    curl_easy_cleanup(req->xfer.easy);
+    easy_put(req->xfer.easy);
   }
   free_headers(req->headers);
   free(req->body);
@@ -345,7 +398,7 @@ int gkp__http_start(gkp__loop *loop, const gkp__http_opts *opts, const gkp__http
   if (copy_headers(req, opts->headers) < 0) {
     goto fail;
   }
-  req->xfer.easy = curl_easy_init();
+  req->xfer.easy = easy_get();
   if (req->xfer.easy == NULL) {
     goto fail;
   }

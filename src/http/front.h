@@ -4,9 +4,13 @@
  *
  * Module map:
  *   server.c   the daemon: listening, connections, bodies, suspend/resume,
- *              streaming, the watchdog (disconnects, slow headers)
+ *              streaming, the watchdog (disconnects, slow headers), the
+ *              body workers, the memory ceiling, the log
  *   routes.c   what a request means: routing, tokens, the runner's jobs,
  *              Gemini-format answers and errors
+ *   paths.c    the parsers of what comes before a body: routes, Host,
+ *              Origin, Content-Type; the bound on what parsing a body takes
+ *   openai.c   the OpenAI API translated to and from Gemini's
  *   callers.c  the callers of `clients`: tokens, per-client limits, usage
  *   front.h    this interface; front_impl.h the parts' shared structures
  *
@@ -14,7 +18,8 @@
  * library (gkp.h) and the configuration reader, never on the engine's
  * internals.  One internal polling thread (epoll) serves every connection;
  * a request waiting for a key or for answer bytes is a suspended
- * connection, not a thread.
+ * connection, not a thread.  Bodies are parsed and translated by a few
+ * body workers (server.c), never on the polling thread.
  */
 #ifndef GKP_HTTP_FRONT_H
 #define GKP_HTTP_FRONT_H
@@ -36,6 +41,8 @@ typedef struct gkp__front_opts {
   unsigned header_timeout_s; /* a new connection must complete its first request's
                                 headers within this; 0: the idle timeout */
   unsigned connection_limit; /* 0: 16384 */
+  size_t max_memory;         /* request bodies held and being parsed, all requests
+                                together; past it a request gets 503; 0: 1 GiB */
   gkp__front_log_fn log;     /* NULL: stderr */
   void *log_ud;
 } gkp__front_opts;

@@ -16,6 +16,13 @@
 
 /* What a stream may hold for a caller slower than Google. */
 #define FRONT_MAX_STREAM_BUF ((size_t)64 * 1024 * 1024)
+/* The threads that parse and translate bodies; a body up to
+ * FRONT_INLINE_BODY bytes is parsed where it arrives (linear: tens of
+ * microseconds at most, less than the hand-off). */
+#define FRONT_WORKERS 2
+#define FRONT_INLINE_BODY ((size_t)16 * 1024)
+/* Retry-After of a request refused for the memory ceiling. */
+#define FRONT_MEMORY_RETRY_S 2
 
 typedef struct hconn hconn;
 typedef struct hreq hreq;
@@ -50,13 +57,23 @@ struct gkp__front {
   int watchdog_started;
   atomic_int stopping;
   _Atomic int64_t published_ms; /* when http-clients.json was last written */
+  _Atomic size_t mem_used;      /* counted against opts.max_memory */
+  /* The body workers' queue. */
+  pthread_mutex_t work_mu;
+  pthread_cond_t work_cv;
+  hreq *work_head, *work_tail;
+  int work_stop;
+  pthread_t workers[FRONT_WORKERS];
+  int nworkers;
 };
 
 /* One connection (MHD's socket context). */
 struct hconn {
   int fd;
-  int64_t opened_ms; /* monotonic */
-  atomic_int got_request;
+  _Atomic int64_t opened_ms; /* monotonic: when it connected, or its last answer went out */
+  _Atomic int64_t line_ms;   /* when the request line of the next request came (0: not yet) */
+  atomic_int got_request;    /* the headers of its current request are in */
+  unsigned served;           /* requests completed (under the front's mutex) */
   hreq *req; /* the request being served, or NULL (under the front's mutex) */
   hconn *prev, *next;
 };
@@ -112,13 +129,21 @@ struct hreq {
   caller *cl;
   int64_t started_ms; /* monotonic */
   gkp__dynbuf body;
+  size_t mem; /* bytes of f->mem_used that are this request's */
   int too_big;
+  int over_memory; /* a chunked body passed the memory ceiling */
+  int close_conn;  /* answer with Connection: close (and at once, before a body) */
+  int in_headers;  /* routes_begin is deciding */
+  struct MHD_Response *pending; /* decided from the headers, queued once the body is in */
+  hreq *work_next; /* in the body workers' queue */
   int submitted;
   int replied;     /* a response was queued */
   hreq *held_next; /* in its caller's held queue */
   int held;
 
   pthread_mutex_t mu;
+  int working; /* with a body worker */
+  int closed;  /* libmicrohttpd is done with it: no job may start */
   gkp__job *job; /* until the job ended */
   int suspended;
   int ready;    /* something to queue (a stream's start or the whole reply) */
@@ -142,11 +167,26 @@ struct hreq {
 void front_wake(hreq *q);
 /* Drops a reference to a request. */
 void front_req_unref(hreq *q);
-/* Queues a whole reply now (polling thread; q->mu not held). */
+/* Queues a whole reply now (polling thread; q->mu not held).  Decided from
+ * the headers alone, it goes out once the body has been read (and
+ * dropped), so that the connection stays open: at once only with
+ * close_conn. */
 int front_reply(hreq *q, int status, const char *ctype, const char *body, size_t len,
                 int64_t retry_after_s);
 /* Suspends the request until front_wake (polling thread). */
 void front_suspend(hreq *q);
+/* Hands the request to a body worker, which calls routes_body_work
+ * (polling thread; the request is suspended after). */
+void front_work_post(hreq *q);
+/* Counts n more bytes of q against the memory ceiling: 0, or -ENOMEM
+ * (nothing counted) past it.  front_mem_set makes q's count n. */
+int front_mem_take(hreq *q, size_t n);
+int front_mem_set(hreq *q, size_t n);
+/* Writes one line to the daemon's log, control characters escaped. */
+void front_log(gkp__front *f, const char *line);
+/* A line with its control characters and backslashes escaped (\n, \xHH):
+ * into out (NUL-terminated, cut to outlen). */
+void front_log_escape(const char *line, char *out, size_t outlen);
 
 /* ---- routes.c ---- */
 /* Decides a request from its method, path and headers, before its body:
@@ -156,6 +196,28 @@ int routes_begin(hreq *q, const char *method, const char *url);
 void routes_body_done(hreq *q);
 /* The request was resumed with something ready: queues it. */
 void routes_resumed(hreq *q);
+/* A body worker's part: parses and translates the body, then submits the
+ * job, holds the request back, or makes its error ready (any thread but
+ * the polling one). */
+void routes_body_work(hreq *q);
+
+
+/* ---- paths.c ---- */
+/* Splits a request path into its route: the API (API_GEMINI or API_OPENAI),
+ * the model and the action.  Returns the route or ROUTE_NONE. */
+int routes_parse_path(const char *url, int *api, char *model, size_t model_len, char *action,
+                      size_t action_len);
+/* A Host value naming loopback ("localhost", "127.x.y.z", "[::1]", with or
+ * without ":PORT"); an Origin of such a host ("http(s)://HOST[:PORT]"). */
+int routes_host_is_loopback(const char *h, size_t len);
+int routes_origin_is_loopback(const char *origin);
+/* A Content-Type a browser may send from any page unasked (text/plain, the
+ * form types). */
+int routes_simple_request_type(const char *ctype);
+/* What parsing `len` bytes of JSON may allocate (cJSON's nodes and strings
+ * with malloc's headers), at most: counted against the memory ceiling
+ * before parsing. */
+size_t routes_json_cost(const char *s, size_t len);
 /* Submits a held request (its caller's turn came). */
 void routes_submit(hreq *q);
 /* A Gemini-format error body: {"error":{"code":..,"message":..,"status":..}}

@@ -6,6 +6,7 @@
  * the pool like any Gemini request.
  */
 #include <cjson/cJSON.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,21 @@
 
 /* ---- requests ------------------------------------------------------------------ */
 
+/* An error message naming a value of the request: at most 64 bytes of it,
+ * control characters shown as '?', so the message stays one line. */
 static int fail(char *msg, size_t len, int code, const char *fmt, const char *arg) {
-  snprintf(msg, len, fmt, arg != NULL ? arg : "");
+  char shown[65];
+  size_t n = 0;
+  for (const char *p = arg != NULL ? arg : ""; *p != '\0' && n < sizeof shown - 1; p++) {
+    shown[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+  }
+  shown[n] = '\0';
+  snprintf(msg, len, fmt, shown);
   return code;
 }
 
-/* A message's content as text: a string, or the text parts of an array. */
+/* A message's content as text: a string, or the text parts of an array
+ * joined by newlines (one pass to size it, one to copy: linear). */
 static char *content_text(const cJSON *content) {
   if (cJSON_IsString(content)) {
     return strdup(content->valuestring);
@@ -32,16 +42,22 @@ static char *content_text(const cJSON *content) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
     n += cJSON_IsString(t) ? strlen(t->valuestring) + 1 : 0;
   }
-  char *out = calloc(1, n + 1);
+  char *out = malloc(n + 1), *end = out;
+  if (out == NULL) {
+    return NULL;
+  }
   cJSON_ArrayForEach(p, content) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
-    if (out != NULL && cJSON_IsString(t)) {
-      if (out[0] != '\0') {
-        strcat(out, "\n");
+    if (cJSON_IsString(t)) {
+      size_t len = strlen(t->valuestring);
+      if (end != out) {
+        *end++ = '\n';
       }
-      strcat(out, t->valuestring);
+      memcpy(end, t->valuestring, len);
+      end += len;
     }
   }
+  *end = '\0';
   return out;
 }
 
@@ -128,27 +144,67 @@ static int assistant_parts(const cJSON *m, cJSON *parts, char *msg, size_t len) 
   return 0;
 }
 
-/* The function name of a tool_call id, from the assistant messages before. */
-static const char *tool_name(const cJSON *messages, const char *id) {
+/* The function names of the request's tool_call ids, looked up in
+ * constant time (glibc's hsearch_r): built once per request. */
+typedef struct tool_names {
+  struct hsearch_data h;
+  int made;
+} tool_names;
+
+static int tool_names_build(tool_names *tn, const cJSON *messages) {
   const cJSON *m, *tc;
+  size_t n = 0;
+  memset(tn, 0, sizeof *tn);
+  cJSON_ArrayForEach(m, messages) {
+    cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
+      n++;
+    }
+  }
+  if (n == 0) {
+    return 0;
+  }
+  if (hcreate_r(n + n / 2 + 1, &tn->h) == 0) {
+    return -1;
+  }
+  tn->made = 1;
   cJSON_ArrayForEach(m, messages) {
     cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
       const cJSON *tid = cJSON_GetObjectItemCaseSensitive(tc, "id");
       const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
       const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-      if (cJSON_IsString(tid) && strcmp(tid->valuestring, id) == 0 && cJSON_IsString(name)) {
-        return name->valuestring;
+      ENTRY e = {.key = NULL, .data = NULL}, *found = NULL;
+      if (cJSON_IsString(tid) && cJSON_IsString(name)) {
+        e.key = tid->valuestring; /* the first call of an id wins */
+        e.data = name->valuestring;
+        if (hsearch_r(e, ENTER, &found, &tn->h) == 0) {
+          return -1;
+        }
       }
     }
   }
-  return NULL;
+  return 0;
+}
+
+static void tool_names_free(tool_names *tn) {
+  if (tn->made) {
+    hdestroy_r(&tn->h);
+  }
+}
+
+/* The function name of a tool_call id, from the request's assistant messages. */
+static const char *tool_name(tool_names *tn, const char *id) {
+  ENTRY e = {.key = (char *)id, .data = NULL}, *found = NULL;
+  if (!tn->made || hsearch_r(e, FIND, &found, &tn->h) == 0 || found == NULL) {
+    return NULL;
+  }
+  return found->data;
 }
 
 /* A tool message -> a functionResponse part. */
-static cJSON *tool_part(const cJSON *messages, const cJSON *m, char *msg, size_t len) {
+static cJSON *tool_part(tool_names *tn, const cJSON *m, char *msg, size_t len) {
   const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
   const cJSON *nm = cJSON_GetObjectItemCaseSensitive(m, "name");
-  const char *name = cJSON_IsString(id) ? tool_name(messages, id->valuestring) : NULL;
+  const char *name = cJSON_IsString(id) ? tool_name(tn, id->valuestring) : NULL;
   if (name == NULL && cJSON_IsString(nm)) {
     name = nm->valuestring;
   }
@@ -172,7 +228,8 @@ static cJSON *tool_part(const cJSON *messages, const cJSON *m, char *msg, size_t
 }
 
 /* messages -> contents + systemInstruction. */
-static int translate_messages(const cJSON *messages, cJSON *g, char *msg, size_t len) {
+static int translate_messages(const cJSON *messages, tool_names *tn, cJSON *g, char *msg,
+                              size_t len) {
   cJSON *contents = cJSON_AddArrayToObject(g, "contents");
   cJSON *sys_parts = NULL, *last = NULL;
   const char *last_role = "";
@@ -216,7 +273,7 @@ static int translate_messages(const cJSON *messages, cJSON *g, char *msg, size_t
     } else if (strcmp(r, "assistant") == 0) {
       rc = assistant_parts(m, parts, msg, len);
     } else {
-      cJSON *p = tool_part(messages, m, msg, len);
+      cJSON *p = tool_part(tn, m, msg, len);
       rc = p != NULL ? (cJSON_AddItemToArray(parts, p), 0) : 400;
     }
     if (rc != 0) {
@@ -345,7 +402,11 @@ int oai_chat_request(const char *body, size_t len, oai_req *out, char *msg, size
   cJSON *g = cJSON_CreateObject();
   rc = request_model(req, out, msg, msglen);
   if (rc == 0) {
-    rc = translate_messages(cJSON_GetObjectItemCaseSensitive(req, "messages"), g, msg, msglen);
+    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(req, "messages");
+    tool_names tn;
+    rc = tool_names_build(&tn, messages) == 0 ? translate_messages(messages, &tn, g, msg, msglen)
+                                               : fail(msg, msglen, 500, "out of memory", NULL);
+    tool_names_free(&tn);
   }
   if (rc == 0) {
     translate_tools(req, g);
@@ -473,12 +534,15 @@ static void candidate_parts(const cJSON *g, char **text, cJSON *calls, int index
     }
   }
   *text = calloc(1, n + 1);
+  char *end = *text;
   cJSON_ArrayForEach(p, parts) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
     const cJSON *fc = cJSON_GetObjectItemCaseSensitive(p, "functionCall");
     if (*text != NULL && cJSON_IsString(t) &&
         !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "thought"))) {
-      strcat(*text, t->valuestring);
+      size_t tlen = strlen(t->valuestring);
+      memcpy(end, t->valuestring, tlen);
+      end += tlen;
     }
     if (cJSON_IsObject(fc)) {
       const cJSON *name = cJSON_GetObjectItemCaseSensitive(fc, "name");

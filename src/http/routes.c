@@ -1,10 +1,14 @@
 /*
  * routes.c - what a request means: the Gemini REST API passed through the
- * pool.  Routing and tokens before the body; the runner's raw job after it;
- * Google's answer (or a Gemini-format error) back.
+ * pool.  Before the body, from the headers alone: where the request may come
+ * from, routing, tokens, the caller's limits and room under the memory
+ * ceiling.  After it, on a body worker: parsing, the OpenAI translation and
+ * the runner's raw job.  Google's answer (or an error in the API's format)
+ * back.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +71,7 @@ static const char *status_name(int code) {
   case 405:
     return "METHOD_NOT_ALLOWED";
   case 413:
+  case 415:
     return "INVALID_ARGUMENT";
   case 429:
     return "RESOURCE_EXHAUSTED";
@@ -201,66 +206,66 @@ static const char *presented_token(hreq *q) {
   return MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "key");
 }
 
-/* Splits "/v1beta/models[/{m}[:{action}]]" into the request.  Returns the
- * route or ROUTE_NONE. */
-static int parse_openai_path(hreq *q, const char *url) {
-  q->api = API_OPENAI;
-  if (strcmp(url, "/v1/chat/completions") == 0) {
-    return ROUTE_OAI_CHAT;
+/* Without `clients` a request answers to anyone who can reach the port, so
+ * it must be one no web page can make: a loopback Host, no foreign Origin,
+ * and on API routes no body type a page may send unasked.  (No browser
+ * reaches a unix socket: anything goes there.)  Returns 0, or 1 after replying 403 / 415. */
+static int refuse_web_pages(hreq *q) {
+  if (q->f->clients != NULL || q->f->unix_path != NULL) {
+    return 0; /* every request presents a token; no browser reaches a unix socket */
   }
-  if (strcmp(url, "/v1/embeddings") == 0) {
-    return ROUTE_OAI_EMBED;
+  const char *host = header(q, MHD_HTTP_HEADER_HOST);
+  const char *origin = header(q, MHD_HTTP_HEADER_ORIGIN);
+  if (host == NULL || !routes_host_is_loopback(host, strlen(host))) {
+    return reply_error(q, 403, 0,
+                       "the request's Host is not a loopback name: without \"clients\" the "
+                       "front answers only requests addressed to localhost, 127.0.0.1 or [::1]");
   }
-  if (strcmp(url, "/v1/models") == 0 || strcmp(url, "/v1/models/") == 0) {
-    return ROUTE_OAI_MODELS;
+  if (origin != NULL && !routes_origin_is_loopback(origin)) {
+    return reply_error(q, 403, 0,
+                       "requests from web pages of other sites (Origin %.100s) are refused: "
+                       "without \"clients\" the front serves only local programs",
+                       origin);
   }
-  if (strncmp(url, "/v1/models/", 11) == 0 && strchr(url + 11, ':') == NULL &&
-      strlen(url + 11) < sizeof q->model) {
-    snprintf(q->model, sizeof q->model, "%s", url + 11);
-    return ROUTE_OAI_MODEL;
+  const char *ct = header(q, MHD_HTTP_HEADER_CONTENT_TYPE);
+  if (strcmp(q->method, "GET") != 0 && ct != NULL && routes_simple_request_type(ct)) {
+    return reply_error(q, 415, 0,
+                       "Content-Type %.80s is refused (a web page can send it unasked); send "
+                       "application/json",
+                       ct);
   }
-  q->api = API_GEMINI;
-  return ROUTE_NONE;
+  return 0;
 }
 
-static int parse_path(hreq *q, const char *url) {
-  const char *p;
-  int route = parse_openai_path(q, url);
-  if (route != ROUTE_NONE) {
-    return route;
+/* Content-Length given twice with different values: where the body ends
+ * is ambiguous, so the request is refused and the connection closed. */
+typedef struct length_seen {
+  const char *first;
+  int conflict;
+} length_seen;
+
+static enum MHD_Result content_length_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value) {
+  length_seen *ls = cls;
+  (void)kind;
+  if (key != NULL && strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0 && value != NULL) {
+    if (ls->first == NULL) {
+      ls->first = value;
+    } else if (strcmp(ls->first, value) != 0) {
+      ls->conflict = 1;
+    }
   }
-  if (strncmp(url, "/v1beta/", 8) == 0) {
-    p = url + 8;
-  } else if (strncmp(url, "/v1/", 4) == 0) {
-    p = url + 4;
-  } else {
-    return ROUTE_NONE;
+  return MHD_YES;
+}
+
+static int conflicting_length(hreq *q) {
+  length_seen ls = {NULL, 0};
+  MHD_get_connection_values(q->conn, MHD_HEADER_KIND, content_length_value, &ls);
+  if (!ls.conflict) {
+    return 0;
   }
-  if (strcmp(p, "models") == 0 || strcmp(p, "models/") == 0) {
-    return ROUTE_MODELS;
-  }
-  if (strncmp(p, "models/", 7) != 0) {
-    return ROUTE_NONE;
-  }
-  p += 7;
-  const char *colon = strchr(p, ':');
-  size_t mlen = colon != NULL ? (size_t)(colon - p) : strlen(p);
-  if (mlen == 0 || mlen >= sizeof q->model || strchr(p, '/') != NULL) {
-    return ROUTE_NONE;
-  }
-  memcpy(q->model, p, mlen);
-  q->model[mlen] = '\0';
-  if (gkp__gemini_model_path(q->model) == NULL) {
-    return ROUTE_NONE;
-  }
-  if (colon == NULL) {
-    return ROUTE_MODEL;
-  }
-  if (strlen(colon + 1) >= sizeof q->action) {
-    return ROUTE_NONE;
-  }
-  snprintf(q->action, sizeof q->action, "%s", colon + 1);
-  return ROUTE_ACTION;
+  q->close_conn = 1;
+  return reply_error(q, 400, 0, "Content-Length is given twice with different values");
 }
 
 static int action_known(const char *a) {
@@ -295,19 +300,48 @@ static int authenticate(hreq *q) {
                      "\"clients\"");
 }
 
-/* Declared body length over the limit: 413 before reading any of it. */
-static int body_too_large(hreq *q) {
+/* Before a body is read: refused over the size limit (413), the caller's
+ * own limits (429), or the memory ceiling (503, the declared length counted
+ * now).  Returns 0, or 1 after replying. */
+static int admit_body(hreq *q) {
+  gkp__front *f = q->f;
   const char *cl = header(q, MHD_HTTP_HEADER_CONTENT_LENGTH);
-  if (cl != NULL && strtoull(cl, NULL, 10) > q->f->opts.max_body) {
+  unsigned long long declared = cl != NULL ? strtoull(cl, NULL, 10) : 0;
+  if (declared > f->opts.max_body) {
+    q->close_conn = 1; /* at once, before the body is sent */
     return reply_error(q, 413, 0, "the request body is larger than the limit of %zu bytes",
-                       q->f->opts.max_body);
+                       f->opts.max_body);
+  }
+  if (q->cl != NULL) {
+    pthread_mutex_lock(&f->mu);
+    int64_t wait_s = callers_admit(f, q->cl);
+    pthread_mutex_unlock(&f->mu);
+    if (wait_s > 0) {
+      return reply_error(q, 429, wait_s,
+                         "client %s is over its own limit (rpm %lld, rpd %lld); retry in %lld s",
+                         q->cl->cfg->id, (long long)q->cl->cfg->rpm, (long long)q->cl->cfg->rpd,
+                         (long long)wait_s);
+    }
+  }
+  if (cl != NULL) { /* the buffer never grows past what was declared */
+    gkp__dynbuf_init(&q->body, (size_t)declared);
+    if (front_mem_take(q, (size_t)declared + 1) != 0) {
+      return reply_error(q, 503, FRONT_MEMORY_RETRY_S,
+                         "the front holds as many request bodies as its memory limit allows "
+                         "(--max-memory %zu bytes); retry in %d s",
+                         f->opts.max_memory, FRONT_MEMORY_RETRY_S);
+    }
   }
   return 0;
 }
 
 int routes_begin(hreq *q, const char *method, const char *url) {
   int is_get = strcmp(method, "GET") == 0, is_post = strcmp(method, "POST") == 0;
-  q->route = parse_path(q, url);
+  q->route = routes_parse_path(url, &q->api, q->model, sizeof q->model, q->action,
+                               sizeof q->action);
+  if (refuse_web_pages(q) || conflicting_length(q)) {
+    return 1;
+  }
   if (q->route == ROUTE_NONE) {
     return reply_error(q, 404, 0, "no such method: %.200s", url);
   }
@@ -332,7 +366,7 @@ int routes_begin(hreq *q, const char *method, const char *url) {
     if (!is_post) {
       return reply_error(q, 405, 0, "use POST for %.200s", url);
     }
-    return body_too_large(q);
+    return admit_body(q);
   }
   if (!is_post) {
     return reply_error(q, 405, 0, "use POST for %.200s", url);
@@ -346,7 +380,7 @@ int routes_begin(hreq *q, const char *method, const char *url) {
                        "%s (the pool serves the models of its configuration)",
                        q->model, q->action);
   }
-  if (body_too_large(q)) {
+  if (admit_body(q)) {
     return 1;
   }
   const char *alt = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "alt");
@@ -545,22 +579,42 @@ static void sink_done(void *ud, gkp__job *job, const gkp__job_info *in) {
   front_req_unref(q); /* the job's reference */
 }
 
+/* Fallback may serve a caller only with the models it may use (loop thread).
+ * A caller admitted to "auto" accepts whatever the router picks. */
+static int job_model_allowed(void *ud, const char *model) {
+  const hreq *q = ud;
+  return strcmp(q->model, "auto") == 0 || callers_allows(q->cl, model);
+}
+
 void routes_submit(hreq *q) {
+  size_t body_len = 0;
+  char *body = gkp__dynbuf_take(&q->body, &body_len); /* the job's from now on */
   gkp__raw_spec spec = {.model = q->model,
                         .action = q->action,
-                        .body = gkp__dynbuf_ptr(&q->body),
-                        .body_len = gkp__dynbuf_len(&q->body),
+                        .body = body,
+                        .body_len = body_len,
+                        .take_body = 1,
+                        .est_tokens = q->est_tokens,
                         .pin_model = q->pin,
+                        .model_allowed = q->cl != NULL ? job_model_allowed : NULL,
                         .max_wait_ms = -1};
   gkp__job_sink sink = {.on_state = sink_state, .on_done = sink_done, .on_raw = sink_raw};
   gkp_error err;
+  gkp__job *job = NULL;
   atomic_fetch_add(&q->refs, 1); /* the job's, dropped by sink_done */
   pthread_mutex_lock(&q->mu);
-  gkp__job *job = gkp__runner_submit_raw(q->f->runner, &spec, &sink, q, &err);
+  if (q->closed) { /* its connection ended while it was held back */
+    gkp__err(&err, -ECANCELED, "the request was cancelled");
+  } else {
+    job = gkp__runner_submit_raw(q->f->runner, &spec, &sink, q, &err);
+  }
   /* Under q->mu: sink_done, which clears q->job, waits for it. */
   q->job = job;
   if (job == NULL) {
-    int code = err.code == -ENOENT ? 404 : err.code == -EAGAIN ? 429 : 400;
+    int code = err.code == -ENOENT      ? 404
+               : err.code == -EAGAIN    ? 429
+               : err.code == -ECANCELED ? 499
+                                        : 400;
     q->status = code;
     q->reply = error_body(q, code, err.msg, 0, &q->reply_len);
     q->finished = 1;
@@ -568,14 +622,45 @@ void routes_submit(hreq *q) {
   }
   pthread_mutex_unlock(&q->mu);
   if (job == NULL) {
+    free(body);
+  } /* else the job holds the body, still counted as the request's */
+  if (job == NULL) {
     leave_waiting(q);
     front_wake(q);
     front_req_unref(q);
   }
 }
 
-/* Turns an OpenAI request into the Gemini one it stands for.  Returns 0,
- * or 1 after replying with an error. */
+/* A body worker's error: made ready for the polling thread to queue. */
+static void work_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void work_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...) {
+  char msg[GKP_MSG_MAX];
+  va_list ap;
+  size_t len = 0;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  char *body = error_body(q, code, msg, retry_s, &len);
+  pthread_mutex_lock(&q->mu);
+  free(q->reply);
+  q->reply = body;
+  q->reply_len = len;
+  q->status = code;
+  q->retry_after_s = retry_s;
+  q->finished = 1;
+  q->ready = 1;
+  pthread_mutex_unlock(&q->mu);
+  if (q->cl != NULL) {
+    pthread_mutex_lock(&q->f->mu);
+    q->cl->errors++;
+    pthread_mutex_unlock(&q->f->mu);
+  }
+  front_wake(q);
+}
+
+/* Turns an OpenAI request into the Gemini one it stands for (a body
+ * worker).  Returns 0, or 1 after making its error ready. */
 static int translate_openai(hreq *q) {
   oai_req o;
   char msg[GKP_MSG_MAX];
@@ -586,13 +671,15 @@ static int translate_openai(hreq *q) {
                                    sizeof msg);
   if (rc != 0) {
     free(o.gbody);
-    return reply_error(q, rc, 0, "%s", msg);
+    work_error(q, rc, 0, "%s", msg);
+    return 1;
   }
   snprintf(q->model, sizeof q->model, "%s", o.model);
   if (!model_served(q) || gkp__gemini_model_path(q->model) == NULL) {
     free(o.gbody);
-    return reply_error(q, 404, 0, "The model '%s' does not exist or you do not have access to it",
-                       q->model);
+    work_error(q, 404, 0, "The model '%s' does not exist or you do not have access to it",
+               q->model);
+    return 1;
   }
   snprintf(q->action, sizeof q->action, "%s",
            q->route == ROUTE_OAI_EMBED ? "batchEmbedContents"
@@ -621,48 +708,87 @@ void routes_body_done(hreq *q) {
                 f->opts.max_body);
     return;
   }
-  cJSON *doc = cJSON_ParseWithLength(gkp__dynbuf_ptr(&q->body), gkp__dynbuf_len(&q->body));
-  int ok = cJSON_IsObject(doc);
-  cJSON_Delete(doc);
-  if (!ok) {
-    reply_error(q, 400, 0,
-                "Invalid JSON payload received: the request body must be one JSON object");
+  if (q->over_memory) {
+    reply_error(q, 503, FRONT_MEMORY_RETRY_S,
+                "the front holds as many request bodies as its memory limit allows "
+                "(--max-memory %zu bytes); retry in %d s",
+                f->opts.max_memory, FRONT_MEMORY_RETRY_S);
     return;
   }
-  if (q->api == API_OPENAI && translate_openai(q)) {
-    return;
+  if (gkp__dynbuf_len(&q->body) <= FRONT_INLINE_BODY) {
+    routes_body_work(q); /* microseconds: not worth a hand-off */
+  } else {
+    front_work_post(q);
   }
-  if (q->cl != NULL) {
-    pthread_mutex_lock(&f->mu);
-    int64_t wait_s = callers_admit(f, q->cl);
-    int hold = wait_s == 0 && q->cl->waiting > 0;
-    if (hold) { /* its earlier request still waits: take turns with other callers */
-      q->held = 1;
-      if (q->cl->held_tail != NULL) {
-        q->cl->held_tail->held_next = q;
-      } else {
-        q->cl->held_head = q;
-      }
-      q->cl->held_tail = q;
-    } else if (wait_s == 0) {
-      q->waiting = 1;
-      q->cl->waiting++;
-    }
-    pthread_mutex_unlock(&f->mu);
-    if (wait_s > 0) {
-      reply_error(q, 429, wait_s,
-                  "client %s is over its own limit (rpm %lld, rpd %lld); retry in %lld s",
-                  q->cl->cfg->id, (long long)q->cl->cfg->rpm, (long long)q->cl->cfg->rpd,
-                  (long long)wait_s);
-      return;
-    }
-    if (hold) {
-      front_suspend(q);
-      return;
-    }
-  }
-  routes_submit(q);
   front_suspend(q);
+}
+
+/* Parses (and translates) the body under the memory ceiling.  Returns 0,
+ * or 1 after making its error ready. */
+static int body_parse(hreq *q) {
+  gkp__front *f = q->f;
+  size_t held = q->mem;
+  size_t cost = routes_json_cost(gkp__dynbuf_ptr(&q->body), gkp__dynbuf_len(&q->body));
+  /* The OpenAI translation holds the request's tree, Gemini's and its text. */
+  if (q->api == API_OPENAI) {
+    cost = cost > SIZE_MAX / 3 ? SIZE_MAX : cost * 3;
+  }
+  if (front_mem_take(q, cost) != 0) {
+    work_error(q, 503, FRONT_MEMORY_RETRY_S,
+               "the front holds as many request bodies as its memory limit allows "
+               "(--max-memory %zu bytes); retry in %d s",
+               f->opts.max_memory, FRONT_MEMORY_RETRY_S);
+    return 1;
+  }
+  int rc = 0;
+  if (q->api == API_OPENAI) {
+    rc = translate_openai(q); /* it parses the body itself */
+  } else {
+    cJSON *doc = cJSON_ParseWithLength(gkp__dynbuf_ptr(&q->body), gkp__dynbuf_len(&q->body));
+    int ok = cJSON_IsObject(doc);
+    q->est_tokens = ok ? gkp__raw_estimate_tokens_doc(doc) : 0;
+    cJSON_Delete(doc);
+    if (!ok) {
+      work_error(q, 400, 0,
+                 "Invalid JSON payload received: the request body must be one JSON object");
+      rc = 1;
+    }
+  }
+  /* What stays is the body the job will hold. */
+  front_mem_set(q, rc == 0 ? (q->body.alloc > held ? q->body.alloc : held) : 0);
+  return rc;
+}
+
+void routes_body_work(hreq *q) {
+  gkp__front *f = q->f;
+  int hold = 0;
+  if (atomic_load(&f->stopping)) {
+    work_error(q, 503, 0, "the service is stopping");
+  } else if (body_parse(q) == 0) {
+    if (q->cl != NULL) {
+      pthread_mutex_lock(&f->mu);
+      hold = q->cl->waiting > 0;
+      if (hold) { /* its earlier request still waits: take turns with other callers */
+        q->held = 1;
+        if (q->cl->held_tail != NULL) {
+          q->cl->held_tail->held_next = q;
+        } else {
+          q->cl->held_head = q;
+        }
+        q->cl->held_tail = q;
+      } else {
+        q->waiting = 1;
+        q->cl->waiting++;
+      }
+      pthread_mutex_unlock(&f->mu);
+    }
+    if (!hold) {
+      routes_submit(q);
+    }
+  }
+  pthread_mutex_lock(&q->mu);
+  q->working = 0;
+  pthread_mutex_unlock(&q->mu);
 }
 
 void routes_resumed(hreq *q) {

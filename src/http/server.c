@@ -9,8 +9,17 @@
  *
  * A watchdog thread does what libmicrohttpd cannot while a connection is
  * suspended: it notices callers that hung up (and cancels their jobs), and
- * it drops connections that have not completed their first request's
- * headers in time (slowloris).
+ * it drops connections whose request headers do not complete in time
+ * (slowloris): the first request's within the header deadline of the
+ * connection opening; a later request's line within the idle timeout of
+ * the previous answer, and its headers within the header deadline of that
+ * line.
+ *
+ * A whole body is parsed and translated by one of FRONT_WORKERS body
+ * workers, never on the polling thread, so that one large or crafted body
+ * cannot stall every other connection.  Bodies held (read, queued, or
+ * copied into a job) and their parsing count against one ceiling,
+ * max_memory; a request that would pass it gets 503 with Retry-After.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,16 +42,53 @@
 #define DEFAULT_MAX_BODY ((size_t)32 * 1024 * 1024)
 #define DEFAULT_IDLE_S 60
 #define DEFAULT_CONN_LIMIT 16384
+#define DEFAULT_MAX_MEMORY ((size_t)1 << 30)
 #define WATCHDOG_MS 200
-#define STREAM_CHUNK 16384
+/* libmicrohttpd allocates (and clears) a buffer this large with every
+ * streamed response: 16 KiB cost a fifth of the polling thread's time. */
+#define STREAM_CHUNK 4096
 
 /* ---- the log ----------------------------------------------------------------- */
 
-static void front_log(gkp__front *f, const char *line) {
+void front_log_escape(const char *line, char *out, size_t outlen) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  if (outlen == 0) {
+    return;
+  }
+  for (const unsigned char *p = (const unsigned char *)line; *p != '\0'; p++) {
+    char e[5];
+    size_t n = 0;
+    if (*p == '\\') {
+      e[n++] = '\\';
+      e[n++] = '\\';
+    } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+      e[n++] = '\\';
+      e[n++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+    } else if (*p < 0x20 || *p == 0x7f) {
+      e[n++] = '\\';
+      e[n++] = 'x';
+      e[n++] = hex[*p >> 4];
+      e[n++] = hex[*p & 15];
+    } else {
+      e[n++] = (char)*p;
+    }
+    if (o + n >= outlen) {
+      break;
+    }
+    memcpy(out + o, e, n);
+    o += n;
+  }
+  out[o] = '\0';
+}
+
+void front_log(gkp__front *f, const char *line) {
+  char safe[2400];
+  front_log_escape(line, safe, sizeof safe);
   if (f->opts.log != NULL) {
-    f->opts.log(f->opts.log_ud, line);
+    f->opts.log(f->opts.log_ud, safe);
   } else {
-    fprintf(stderr, "gemini-pool: %s\n", line);
+    fprintf(stderr, "gemini-pool: %s\n", safe);
   }
 }
 
@@ -77,11 +123,37 @@ static void front_publish(gkp__front *f, int force) {
   free(doc);
 }
 
+/* ---- the memory ceiling ------------------------------------------------------------ */
+
+int front_mem_take(hreq *q, size_t n) {
+  gkp__front *f = q->f;
+  size_t cur = atomic_load(&f->mem_used);
+  do {
+    if (n > f->opts.max_memory || cur > f->opts.max_memory - n) {
+      return -ENOMEM;
+    }
+  } while (!atomic_compare_exchange_weak(&f->mem_used, &cur, cur + n));
+  q->mem += n;
+  return 0;
+}
+
+int front_mem_set(hreq *q, size_t n) {
+  if (n > q->mem) {
+    return front_mem_take(q, n - q->mem);
+  }
+  atomic_fetch_sub(&q->f->mem_used, q->mem - n);
+  q->mem = n;
+  return 0;
+}
+
 /* ---- requests ------------------------------------------------------------------ */
 
 void front_req_unref(hreq *q) {
   if (atomic_fetch_sub(&q->refs, 1) != 1) {
     return;
+  }
+  if (q->pending != NULL) {
+    MHD_destroy_response(q->pending);
   }
   gkp__dynbuf_reset(&q->body);
   gkp__dynbuf_reset(&q->out);
@@ -112,6 +184,9 @@ static void add_common_headers(hreq *q, struct MHD_Response *r, const char *ctyp
                                int64_t retry_after_s) {
   char num[32];
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  if (q->close_conn) {
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+  }
   if (q->key_id[0] != '\0') {
     MHD_add_response_header(r, "x-pool-key", q->key_id);
   }
@@ -137,6 +212,11 @@ int front_reply(hreq *q, int status, const char *ctype, const char *body, size_t
   add_common_headers(q, r, ctype, retry_after_s);
   q->status = status;
   q->replied = 1;
+  if (q->in_headers && !q->close_conn) {
+    /* Queued before the body, libmicrohttpd would close the connection. */
+    q->pending = r;
+    return 0;
+  }
   enum MHD_Result ok = MHD_queue_response(q->conn, (unsigned)status, r);
   MHD_destroy_response(r);
   return ok == MHD_YES ? 0 : -EIO;
@@ -228,20 +308,37 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       return MHD_NO;
     }
     *con_cls = q;
+    q->in_headers = 1;
     routes_begin(q, method, url);
+    q->in_headers = 0;
     return MHD_YES;
   }
   if (q->replied) {
-    *upload_size = 0; /* a reply went out early (413, 401): the rest is dropped */
+    if (*upload_size > 0) { /* answered from the headers (401, 404, 429 ...): dropped */
+      *upload_size = 0;
+      return MHD_YES;
+    }
+    if (q->pending != NULL) { /* the body is over: the answer goes out */
+      struct MHD_Response *r = q->pending;
+      q->pending = NULL;
+      MHD_queue_response(conn, (unsigned)q->status, r);
+      MHD_destroy_response(r);
+    }
     return MHD_YES;
   }
   if (*upload_size > 0) {
     /* Over the limit (a chunked body, or one longer than it said): the rest
      * is read and dropped, and the answer is 413.  (libmicrohttpd sends a
      * reply queued in the middle of a body only once the body has ended.) */
-    if (!q->too_big && gkp__dynbuf_add(&q->body, upload_data, *upload_size) != 0) {
-      gkp__dynbuf_reset(&q->body);
-      q->too_big = 1;
+    if (!q->too_big && !q->over_memory) {
+      if (gkp__dynbuf_add(&q->body, upload_data, *upload_size) != 0) {
+        gkp__dynbuf_reset(&q->body);
+        q->too_big = 1;
+      } else if (q->body.alloc > q->mem && front_mem_set(q, q->body.alloc) != 0) {
+        gkp__dynbuf_reset(&q->body); /* a chunked body past the ceiling */
+        front_mem_set(q, 0);
+        q->over_memory = 1;
+      }
     }
     *upload_size = 0;
     return MHD_YES;
@@ -252,6 +349,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   }
   routes_resumed(q);
   return MHD_YES;
+}
+
+/* The request line of a request is in (before its headers): its header
+ * deadline starts. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)cls;
+  (void)uri;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  if (ci != NULL && ci->socket_context != NULL) {
+    hconn *hc = ci->socket_context;
+    atomic_store(&hc->line_ms, gkp__mono_ms());
+  }
+  return NULL;
 }
 
 /* How a request ended, for its log line ("" when it completed). */
@@ -286,6 +397,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (q->hc != NULL && q->hc->req == q) {
     q->hc->req = NULL;
   }
+  if (q->hc != NULL) { /* the next request's deadlines count from now */
+    atomic_store(&q->hc->line_ms, 0);
+    atomic_store(&q->hc->opened_ms, gkp__mono_ms());
+    atomic_store(&q->hc->got_request, 0);
+    q->hc->served++;
+  }
   if (q->held) { /* still in its caller's queue */
     hreq **pp = &q->cl->held_head, *prev = NULL;
     while (*pp != NULL && *pp != q) {
@@ -301,7 +418,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     q->held = 0;
   }
   pthread_mutex_unlock(&f->mu);
+  /* The front is done with its body (a job still holding it is being
+   * cancelled): the count goes now, while the front surely exists (the last
+   * reference may be dropped on the loop thread after the front stopped). */
+  front_mem_set(q, 0);
   pthread_mutex_lock(&q->mu);
+  q->closed = 1;
   if (q->job != NULL) {
     gkp__job_cancel(q->job); /* its on_done follows and lets go of the job */
   }
@@ -367,14 +489,27 @@ static int peer_gone(int fd) {
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* Whether a connection is late with the headers of its next request. */
+static int headers_late(const gkp__front *f, hconn *hc, int64_t now) {
+  int64_t header_ms = (int64_t)f->opts.header_timeout_s * 1000;
+  int64_t idle_ms = (int64_t)f->opts.idle_timeout_s * 1000;
+  int64_t opened = atomic_load(&hc->opened_ms), line = atomic_load(&hc->line_ms);
+  if (atomic_load(&hc->got_request) || hc->fd < 0) {
+    return 0;
+  }
+  if (hc->served == 0) {
+    return now - opened > header_ms; /* the first request: from the connection */
+  }
+  return line != 0 ? now - line > header_ms : now - opened > idle_ms;
+}
+
 static void watchdog_pass(gkp__front *f) {
   int64_t now = gkp__mono_ms();
-  int64_t header_ms = (int64_t)f->opts.header_timeout_s * 1000;
   pthread_mutex_lock(&f->mu);
   for (hconn *hc = f->conns; hc != NULL; hc = hc->next) {
-    if (!atomic_load(&hc->got_request) && now - hc->opened_ms > header_ms && hc->fd >= 0) {
+    if (headers_late(f, hc, now)) {
       shutdown(hc->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes it */
-      hc->opened_ms = INT64_MAX / 2;
+      hc->fd = -1;
       continue;
     }
     hreq *q = hc->req;
@@ -398,6 +533,68 @@ static void *watchdog_main(void *arg) {
     watchdog_pass(f);
   }
   return NULL;
+}
+
+/* ---- the body workers ------------------------------------------------------------------ */
+
+void front_work_post(hreq *q) {
+  gkp__front *f = q->f;
+  atomic_fetch_add(&q->refs, 1); /* the worker's */
+  pthread_mutex_lock(&q->mu);
+  q->working = 1;
+  pthread_mutex_unlock(&q->mu);
+  pthread_mutex_lock(&f->work_mu);
+  if (f->work_stop) { /* no worker left: answered here, without parsing */
+    pthread_mutex_unlock(&f->work_mu);
+    routes_body_work(q);
+    front_req_unref(q);
+    return;
+  }
+  q->work_next = NULL;
+  if (f->work_tail != NULL) {
+    f->work_tail->work_next = q;
+  } else {
+    f->work_head = q;
+  }
+  f->work_tail = q;
+  pthread_cond_signal(&f->work_cv);
+  pthread_mutex_unlock(&f->work_mu);
+}
+
+static void *worker_main(void *arg) {
+  gkp__front *f = arg;
+  pthread_mutex_lock(&f->work_mu);
+  for (;;) {
+    while (f->work_head == NULL && !f->work_stop) {
+      pthread_cond_wait(&f->work_cv, &f->work_mu);
+    }
+    hreq *q = f->work_head;
+    if (q == NULL) {
+      break;
+    }
+    f->work_head = q->work_next;
+    if (f->work_head == NULL) {
+      f->work_tail = NULL;
+    }
+    pthread_mutex_unlock(&f->work_mu);
+    routes_body_work(q);
+    front_req_unref(q);
+    pthread_mutex_lock(&f->work_mu);
+  }
+  pthread_mutex_unlock(&f->work_mu);
+  return NULL;
+}
+
+/* Lets the workers finish what is queued, then ends them. */
+static void workers_stop(gkp__front *f) {
+  pthread_mutex_lock(&f->work_mu);
+  f->work_stop = 1;
+  pthread_cond_broadcast(&f->work_cv);
+  pthread_mutex_unlock(&f->work_mu);
+  for (int i = 0; i < f->nworkers; i++) {
+    pthread_join(f->workers[i], NULL);
+  }
+  f->nworkers = 0;
 }
 
 /* ---- listening ----------------------------------------------------------------------- */
@@ -533,6 +730,8 @@ static void front_free(gkp__front *f) {
     unlink(f->unix_path);
     free(f->unix_path);
   }
+  pthread_mutex_destroy(&f->work_mu);
+  pthread_cond_destroy(&f->work_cv);
   pthread_mutex_destroy(&f->mu);
   free(f);
 }
@@ -555,7 +754,10 @@ int gkp__front_start(gkp_pool *pool, gkp__runner *runner, const gkp__front_opts 
   f->opts.header_timeout_s =
       opts->header_timeout_s ? opts->header_timeout_s : f->opts.idle_timeout_s;
   f->opts.connection_limit = opts->connection_limit ? opts->connection_limit : DEFAULT_CONN_LIMIT;
+  f->opts.max_memory = opts->max_memory ? opts->max_memory : DEFAULT_MAX_MEMORY;
   pthread_mutex_init(&f->mu, NULL);
+  pthread_mutex_init(&f->work_mu, NULL);
+  pthread_cond_init(&f->work_cv, NULL);
   const char *listen_at = opts->listen != NULL ? opts->listen : "127.0.0.1:8787";
   if ((rc = callers_init(f, err)) != 0 || (rc = front_models_init(f, err)) != 0) {
     front_free(f);
@@ -573,11 +775,23 @@ int gkp__front_start(gkp_pool *pool, gkp__runner *runner, const gkp__front_opts 
       on_completed, f, MHD_OPTION_NOTIFY_CONNECTION, on_connection, f,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)f->opts.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)f->opts.connection_limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-      MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_URI_LOG_CALLBACK, on_uri, f,
+      MHD_OPTION_END);
   if (f->d == NULL) {
     close(fd);
     front_free(f);
     return gkp__err(err, -EIO, "--listen %s: the HTTP server did not start", listen_at);
+  }
+  for (int i = 0; i < FRONT_WORKERS; i++) {
+    if (pthread_create(&f->workers[f->nworkers], NULL, worker_main, f) == 0) {
+      f->nworkers++;
+    }
+  }
+  if (f->nworkers == 0) {
+    MHD_stop_daemon(f->d);
+    close(fd);
+    front_free(f);
+    return gkp__err(err, -EAGAIN, "--listen %s: no thread for the body workers", listen_at);
   }
   if (pthread_create(&f->watchdog, NULL, watchdog_main, f) == 0) {
     f->watchdog_started = 1;
@@ -608,7 +822,9 @@ static int cancel_all(gkp__front *f) {
     if (q->job != NULL) {
       gkp__job_cancel(q->job);
     }
-    if (q->suspended) {
+    if (q->working) { /* a worker ends it (503: stopping) */
+      suspended++;
+    } else if (q->suspended) {
       suspended++;
       if (q->job == NULL) { /* held back, never submitted: end it */
         q->finished = 1;
@@ -636,6 +852,7 @@ void gkp__front_stop(gkp__front *f) {
     struct timespec ts = {0, 10 * 1000000L};
     nanosleep(&ts, NULL);
   }
+  workers_stop(f);
   MHD_stop_daemon(f->d);
   if (fd >= 0) {
     close(fd);

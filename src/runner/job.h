@@ -109,6 +109,7 @@ struct gkp__job {
   char *raw_action;
   int raw_stream;
   int pin_model;
+  int (*model_allowed)(void *ud, const char *model); /* fallback's filter, or NULL */
   int raw_sent;          /* answer bytes went to the sink */
   int refused_status;    /* Google refused the request: its status */
   gkp__dynbuf raw_error; /* the last error JSON */

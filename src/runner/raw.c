@@ -26,6 +26,12 @@ static void walk(const cJSON *node, int64_t *bytes, int64_t *files) {
   }
 }
 
+int64_t gkp__raw_estimate_tokens_doc(const cJSON *root) {
+  int64_t bytes = 0, files = 0;
+  walk(root, &bytes, &files);
+  return (bytes + 3) / 4 + files * GKP__GEMINI_TOKENS_PER_IMAGE;
+}
+
 int64_t gkp__raw_estimate_tokens(const char *body, size_t len) {
   int64_t bytes = 0, files = 0;
   cJSON *root = cJSON_ParseWithLength(body, len);

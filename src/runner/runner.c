@@ -507,10 +507,27 @@ static void job_fallback(gkp__job *job, const char *why) {
   int mi = gkp__config_model_index(cfg, job->model);
   next = job->pin_model || mi < 0 ? NULL : cfg->models[mi].fallback;
   if (job->ncands > 0) {
-    /* A routed job goes down its candidates, each with its thinking and tools. */
-    next = job->cand_i + 1 < job->ncands ? job->cands[++job->cand_i].model : NULL;
-    if (next != NULL) {
-      use_candidate(job, &job->cands[job->cand_i]);
+    /* A routed job goes down its candidates, each with its thinking and tools,
+     * past those the caller may not use. */
+    next = NULL;
+    while (job->cand_i + 1 < job->ncands) {
+      const char *c = job->cands[++job->cand_i].model;
+      if (job->model_allowed == NULL || job->model_allowed(job->sink_ud, c)) {
+        next = c;
+        use_candidate(job, &job->cands[job->cand_i]);
+        break;
+      }
+    }
+  } else {
+    /* Past the models the caller may not use (a chain is at most every model long). */
+    for (size_t hops = 0; next != NULL && job->model_allowed != NULL &&
+                          !job->model_allowed(job->sink_ud, next) && hops < cfg->nmodels;
+         hops++) {
+      mi = gkp__config_model_index(cfg, next);
+      next = mi < 0 ? NULL : cfg->models[mi].fallback;
+    }
+    if (next != NULL && job->model_allowed != NULL && !job->model_allowed(job->sink_ud, next)) {
+      next = NULL;
     }
   }
   if (next != NULL) {
@@ -1369,21 +1386,29 @@ gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const g
   }
   job->raw = 1;
   job->pin_model = s->pin_model;
+  job->model_allowed = s->model_allowed;
   job->raw_stream = strcmp(s->action, "streamGenerateContent") == 0;
   job->raw_action = strdup(s->action);
-  job->body = gkp__dup_n(s->body, s->body_len);
+  job->body = s->take_body ? (char *)s->body : gkp__dup_n(s->body, s->body_len);
   job->body_len = s->body_len;
   job->prompt = strdup("");
   if (job->raw_action == NULL || job->body == NULL || job->prompt == NULL) {
+    if (s->take_body) {
+      job->body = NULL; /* the caller's again */
+    }
     job_free(job);
     gkp__err(err, -ENOMEM, "out of memory");
     return NULL;
   }
-  job->est_tokens = gkp__raw_estimate_tokens(s->body, s->body_len);
+  job->est_tokens =
+      s->est_tokens > 0 ? s->est_tokens : gkp__raw_estimate_tokens(s->body, s->body_len);
   pthread_mutex_lock(&r->stats_mu);
   r->stats.submitted++;
   pthread_mutex_unlock(&r->stats_mu);
   if (gkp__loop_post(r->loop, job_begin, job) != 0) {
+    if (s->take_body) {
+      job->body = NULL; /* the caller's again */
+    }
     job_free(job);
     gkp__err(err, -ESHUTDOWN, "the runner is shutting down");
     return NULL;

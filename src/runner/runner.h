@@ -158,6 +158,12 @@ typedef struct gkp__raw_spec {
   const char *body;    /* the request JSON, sent as is */
   size_t body_len;
   int pin_model;       /* no fallback to other models */
+  /* NULL, or whether the caller may be served by a model: fallback skips
+   * the models it refuses (called on the loop thread with the sink's ud). */
+  int (*model_allowed)(void *ud, const char *model);
+  int take_body;       /* `body` is malloc'd and the runner takes it over (no copy;
+                          on failure it stays the caller's) */
+  int64_t est_tokens;  /* > 0: the body's gkp__raw_estimate_tokens_doc, not parsed again */
   int64_t max_wait_ms; /* < 0: the profile's (default 120 s) */
   int64_t deadline_ms; /* <= 0: the runner's default */
 } gkp__raw_spec;
@@ -170,6 +176,9 @@ gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *spec,
 /* Input tokens of a raw request body, estimated before sending: the UTF-8
  * bytes of every "text" string / 4, rounded up, plus 258 per inline file. */
 int64_t gkp__raw_estimate_tokens(const char *body, size_t len);
+/* The same from the body already parsed (cJSON). */
+struct cJSON;
+int64_t gkp__raw_estimate_tokens_doc(const struct cJSON *root);
 
 /* The text of a raw request's "contents" (every text part, joined by
  * newlines; malloc'd, NULL if none or out of memory) and whether it holds an

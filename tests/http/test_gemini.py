@@ -140,7 +140,7 @@ r = http(generate_url(front, "gemini-0-nonexistent"), user("x"))
 t.check(r.status == 404 and r.json()["error"]["status"] == "NOT_FOUND",
         "an unknown model: 404 in Gemini's error format", r)
 line, _, reply = raw_request(front, b"POST /v1beta/models/" + M.encode() + b":generateContent "
-                             b"HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+                             b"HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000000\r\n\r\n")
 t.check(" 413 " in line and b'"code":413' in reply, "a body declared over the limit: 413 before "
         "it is sent", reply)
 bad_req = {"contents": [{"role": "user", "parts": [{"text": "x"}]}],
@@ -199,7 +199,7 @@ before = len([e for e in emu.log() if e["action"] == "generateContent"])
 host, port = front2.url[7:].rsplit(":", 1)
 s = socket.create_connection((host, int(port)))
 body = json.dumps(user("waits, then its caller leaves")).encode()
-s.sendall(b"POST /v1beta/models/" + M.encode() + b":generateContent HTTP/1.1\r\nHost: x\r\n"
+s.sendall(b"POST /v1beta/models/" + M.encode() + b":generateContent HTTP/1.1\r\nHost: 127.0.0.1\r\n"
           b"x-pool-fallback: off\r\nContent-Type: application/json\r\nContent-Length: "
           + str(len(body)).encode() + b"\r\n\r\n" + body)
 time.sleep(1.0)

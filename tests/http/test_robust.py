@@ -47,7 +47,7 @@ port = int(port)
 
 # ---- slowloris: headers trickled slower than the header deadline are dropped -------------
 s = socket.create_connection((host, port))
-s.sendall(b"POST /v1beta/models/" + M.encode() + b":generateContent HTTP/1.1\r\nHost: x\r\n")
+s.sendall(b"POST /v1beta/models/" + M.encode() + b":generateContent HTTP/1.1\r\nHost: 127.0.0.1\r\n")
 started = time.monotonic()
 closed_after = None
 s.settimeout(0.5)
@@ -70,7 +70,7 @@ t.check(closed_after is not None and closed_after < 6 * SLOW,
 # ---- huge bodies --------------------------------------------------------------------------
 rss0 = front.rss_kb()
 line, _, reply = raw_request(front, b"POST /v1beta/models/" + M.encode() + b":generateContent "
-                             b"HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+                             b"HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000\r\n\r\n")
 t.check(" 413 " in line, "a 100 MB body (Content-Length) is refused with 413 before it is sent",
         reply[:300])
 
@@ -83,7 +83,7 @@ def chunks():
 
 
 line, sent, reply = raw_request(front, b"POST /v1beta/models/" + M.encode() + b":generateContent"
-                                b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                b" HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n",
                                 chunks())
 t.check(" 413 " in line, "a 100 MB chunked body is refused with 413", (line, sent))
 t.check(front.rss_kb() - rss0 < 16 * 1024,
@@ -94,7 +94,7 @@ t.check(front.rss_kb() - rss0 < 16 * 1024,
 N = 2000
 body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "stream"}]}]}).encode()
 req = (b"POST /v1beta/models/" + M.encode() + b":streamGenerateContent?alt=sse HTTP/1.1\r\n"
-       b"Host: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "
+       b"Host: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "
        + str(len(body)).encode() + b"\r\n\r\n" + body)
 threads_seen = []
 
