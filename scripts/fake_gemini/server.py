@@ -200,6 +200,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if call.plan.latency_s:
                 time.sleep(call.plan.latency_s)
+            if call.plan.hold:
+                emu.gates.wait(call.plan.hold)
             if isinstance(reply, Reset):
                 emu.record(call, None, "reset")
                 self._hang_up()
@@ -250,6 +252,8 @@ class Handler(BaseHTTPRequestHandler):
             if i and plan.chunk_delay_s:
                 time.sleep(plan.chunk_delay_s)
             self._chunk(events[i])
+            if i == 0 and plan.hold_stream:
+                emu.gates.wait(plan.hold_stream)
         if fault is not None and plan.chunk_delay_s:
             time.sleep(plan.chunk_delay_s)
         emu.record(call, 200, fault or reply.kind)
