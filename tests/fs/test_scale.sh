@@ -2,7 +2,7 @@
 # A mount over many jobs: the daemon's memory does not grow with the number of
 # finished jobs (RSS at 2 000 and 20 000 within 12 MB), status/metrics costs the
 # same (read time at 20 000 within 2x of that at 200), and a new mount over the
-# stored jobs lists them all quickly and reads any of them.  Jobs go to a zero-cost
+# stored jobs lists them all and reads any of them.  Jobs go to a zero-cost
 # upstream (bench_fs upstream) so that 20 000 take seconds.
 . "$(dirname "$0")/fs_lib.sh"
 BENCH_FS=${BENCH_FS:-$GKP_BUILD_ROOT/bench/bench_fs}
@@ -71,7 +71,7 @@ t1=$(date +%s%N)
 ls_ms=$(((t1 - t0) / 1000000))
 say "first ls of $N3 stored jobs: $entries entries in ${ls_ms} ms"
 check "a new mount lists every stored job (prompt, .out, .json)" test "$entries" = $((3 * N3))
-[ -n "${GKP_SANITIZED:-}" ] || check "... in under 2 s" test "$ls_ms" -lt 2000
+# How long that first ls takes is a figure: scripts/bench-fs's restore_100k_ms.
 check "and reads any of them" bash -c "grep -q 'quick brown fox' '$D/c-7-10.out'"
 check "ls -l shows a stored job" bash -c "ls -l '$D/c-7-10.out' | grep -q ' 58 '"
 kill $UP 2>/dev/null
