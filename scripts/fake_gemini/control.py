@@ -24,7 +24,7 @@ in the X-Emu-Token header, and name a loopback Host; otherwise it is refused wit
     GET  /_emu/clock                   the clock
     POST /_emu/clock                   {"offset_s": N} | {"advance_s": N} | {"now": unix time}
     POST /_emu/reset                   usage, faults (back to the start-up settings),
-                                       replay queue, gates (waiting requests go on),
+                                       replay queue, gates (requests waiting there are dropped),
                                        in-memory log, request numbering;
                                        {"clock": true} also restores the start-up offset
     GET  /_emu/keys                    keys (names, projects, states; never the secrets)

@@ -24,7 +24,8 @@ project's, which win over the global ones):
 
 Gates (``POST /_emu/gates``) let a test act while requests are known to be in flight
 rather than guess a delay: ``GET /_emu/gates`` counts the requests waiting at each.
-A gate is closed until opened; a request waits at most 600 s (a hang guard).
+A gate is closed until opened; a request waits at most 600 s (a hang guard). A reset
+drops the requests waiting at gates (closes their connections, logs nothing).
 
 One uniform draw per request picks at most one fault, in the order above
 (probabilities that add up to more than 1 favour the earlier ones). Randomness is
@@ -195,8 +196,8 @@ def _copy(book: dict) -> dict:
 
 class Gates:
     """Named gates where requests wait (faults ``hold`` and ``hold_stream``) until a
-    test opens them. Every gate is closed until opened; reset lets every waiting request
-    go and forgets the gates."""
+    test opens them. Every gate is closed until opened; a reset forgets the gates and
+    drops the requests waiting there (their connections are closed, nothing is logged)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -206,8 +207,9 @@ class Gates:
     def _gate(self, name: str) -> dict:
         return self._gates.setdefault(name, {"open": False, "waiting": 0, "passed": 0})
 
-    def wait(self, name: str, limit_s: float = MAX_DELAY_MS / 1000.0) -> None:
-        """Wait until the gate `name` is open (at most `limit_s`), or the emulator is reset."""
+    def wait(self, name: str, limit_s: float = MAX_DELAY_MS / 1000.0) -> bool:
+        """Wait until the gate `name` is open (at most `limit_s`); False when a reset
+        ended the wait (the request then belongs to no log: it is dropped)."""
         deadline = time.monotonic() + limit_s
         with self._cond:
             gate, epoch = self._gate(name), self._epoch
@@ -221,6 +223,7 @@ class Gates:
             finally:
                 gate["waiting"] -= 1
                 gate["passed"] += 1
+            return epoch == self._epoch
 
     def set(self, name: str, is_open: bool) -> None:
         with self._cond:

@@ -181,7 +181,7 @@ class Emulator:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
         own = conn is None
-        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             conn.request(method, path, body=body, headers=hdrs)
             resp = conn.getresponse()
@@ -1067,13 +1067,16 @@ class TestFaults(EmuTest):
             EMU.ctl("POST", "gates", {"name": "g2", "open": True})
             self.assertTrue(rest.result(timeout=60).strip())
             conn.close()
-        # A reset lets waiting requests go.
+        # A reset drops the waiting requests: closed unanswered, in no log.
         self.fault(hold_stream=None, hold="g3")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             held = pool.submit(EMU.generate, "gemini-2.5-flash", body_of("reset"))
             self.assertTrue(wait_for(lambda: gate("g3")["waiting"] == 1))
             EMU.ctl("POST", "reset")
-            self.assertEqual(held.result(timeout=60).status, 200)
+            with self.assertRaises((http.client.HTTPException, OSError)):
+                held.result(timeout=60)
+        self.assertEqual(EMU.log(), [])
+        self.assertEqual(gate("g3"), {"open": False, "waiting": 0, "passed": 0})
         for bad in ({"name": "", "open": True}, {"name": "x y", "open": True},
                     {"name": "g", "open": 1}):
             self.assertEqual(EMU.request("POST", "/_emu/gates", bad).status, 400, bad)
