@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote
 
 from . import answers, errors, prompt as prompts
 from . import clock as clk
-from .faults import FaultBook, FaultPlan, ReplayEntry, ReplayQueue
+from .faults import FaultBook, FaultPlan, Gates, ReplayEntry, ReplayQueue
 from .keyring import Key, Keyring
 from .quota import QuotaBook
 from .reqlog import RequestLog
@@ -108,6 +108,7 @@ class Emulator:
         self.log = log
         self.quota = QuotaBook()
         self.replay = ReplayQueue()
+        self.gates = Gates()
         self.fixtures_dir = fixtures_dir
         self.control_token = control_token
         self.started = time.time()
@@ -149,6 +150,7 @@ class Emulator:
         self.quota.reset()
         self.faults.reset()
         self.replay.clear()
+        self.gates.reset()
         self.log.clear()
         for key in self.keyring.keys:
             key.state = self._initial_states[key.name]

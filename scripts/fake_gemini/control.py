@@ -17,10 +17,15 @@ in the X-Emu-Token header, and name a loopback Host; otherwise it is refused wit
                                         "key", "model", "action": optional filters,
                                         "midstream": false, "content_type": ...}
                                        or {"clear": true}
+    GET  /_emu/gates                   every gate: {"NAME": {"open", "waiting", "passed"}}
+    POST /_emu/gates                   {"name": "NAME", "open": true|false}: open lets
+                                       the requests waiting there (fault fields hold,
+                                       hold_stream) and later ones go; close holds later ones
     GET  /_emu/clock                   the clock
     POST /_emu/clock                   {"offset_s": N} | {"advance_s": N} | {"now": unix time}
     POST /_emu/reset                   usage, faults (back to the start-up settings),
-                                       replay queue, in-memory log, request numbering;
+                                       replay queue, gates (requests waiting there are dropped),
+                                       in-memory log, request numbering;
                                        {"clock": true} also restores the start-up offset
     GET  /_emu/keys                    keys (names, projects, states; never the secrets)
     POST /_emu/keys                    {"name": "k1", "state": "ok"|"leaked"|...}
@@ -38,7 +43,7 @@ import math
 
 from . import clock as clk
 from .api import Emulator
-from .faults import parse_replay, validate_faults
+from .faults import GATE_NAME, parse_replay, validate_faults
 from .keyring import KEY_STATES
 
 
@@ -105,6 +110,16 @@ def _replay(emu: Emulator, doc: dict) -> dict:
         raise ControlError(400, str(exc)) from None
     emu.replay.add(entry)
     return {"ok": True, "queued": entry.describe(), "queue": emu.replay.snapshot()}
+
+
+def _gates(emu: Emulator, doc: dict) -> dict:
+    name, is_open = doc.get("name"), doc.get("open")
+    if not isinstance(name, str) or not GATE_NAME.fullmatch(name):
+        raise ControlError(400, "name must be a gate's name (1-64 of A-Z a-z 0-9 _ - .)")
+    if not isinstance(is_open, bool):
+        raise ControlError(400, "open must be true or false")
+    emu.gates.set(name, is_open)
+    return {"ok": True, "gates": emu.gates.snapshot()}
 
 
 def _clock(emu: Emulator, doc: dict) -> dict:
@@ -180,6 +195,8 @@ def handle_control(emu: Emulator, port: int, method: str, path: str, query: dict
             return 200, emu.faults.snapshot()
         if route == ("GET", "/_emu/replay"):
             return 200, {"queue": emu.replay.snapshot()}
+        if route == ("GET", "/_emu/gates"):
+            return 200, {"gates": emu.gates.snapshot()}
         if route == ("GET", "/_emu/clock"):
             return 200, _clock_view(emu)
         if route == ("GET", "/_emu/keys"):
@@ -191,6 +208,8 @@ def handle_control(emu: Emulator, port: int, method: str, path: str, query: dict
             return 200, _faults(emu, doc)
         if path == "/_emu/replay":
             return 200, _replay(emu, doc)
+        if path == "/_emu/gates":
+            return 200, _gates(emu, doc)
         if path == "/_emu/clock":
             return 200, _clock(emu, doc)
         if path == "/_emu/keys":

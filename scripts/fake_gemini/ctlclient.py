@@ -51,3 +51,31 @@ def call(base_url: str, token: str, method: str, path: str, body: dict | None = 
             return exc.code, json.loads(raw)
         except ValueError:
             return exc.code, {"error": raw.decode("utf-8", "replace")}
+
+
+def gate(base_url: str, token: str, name: str) -> dict:
+    """A gate's counts: {"open", "waiting", "passed"} (all zero before first use)."""
+    status, doc = call(base_url, token, "GET", "/_emu/gates")
+    if status != 200:
+        raise RuntimeError(f"GET /_emu/gates: {status} {doc}")
+    return doc["gates"].get(name, {"open": False, "waiting": 0, "passed": 0})
+
+
+def wait_gate(base_url: str, token: str, name: str, count: int,
+              limit_s: float = 120.0) -> int:
+    """Wait until at least `count` requests wait at gate `name`; returns how many do
+    (fewer only if `limit_s`, a hang guard, ran out)."""
+    import time
+    deadline = time.monotonic() + limit_s
+    while True:
+        waiting = gate(base_url, token, name)["waiting"]
+        if waiting >= count or time.monotonic() >= deadline:
+            return waiting
+        time.sleep(0.05)
+
+
+def set_gate(base_url: str, token: str, name: str, is_open: bool) -> None:
+    """Open (the requests waiting there go on) or close the gate `name`."""
+    status, doc = call(base_url, token, "POST", "/_emu/gates", {"name": name, "open": is_open})
+    if status != 200:
+        raise RuntimeError(f"POST /_emu/gates: {status} {doc}")

@@ -18,6 +18,14 @@ project's, which win over the global ones):
 - ``p_midstream``     streams: after one good chunk an error inside the 200 stream
 - ``midstream_form``  ``bare`` (``{"error":…}`` without ``data:``), ``data``
                       (``data: {"error":…}``) or ``random`` (default, half each)
+- ``hold``            the name of a gate: the request waits there, after its latency
+                      and before its response headers, until the gate is opened
+- ``hold_stream``     the name of a gate: a stream waits there after its first chunk
+
+Gates (``POST /_emu/gates``) let a test act while requests are known to be in flight
+rather than guess a delay: ``GET /_emu/gates`` counts the requests waiting at each.
+A gate is closed until opened; a request waits at most 600 s (a hang guard). A reset
+drops the requests waiting at gates (closes their connections, logs nothing).
 
 One uniform draw per request picks at most one fault, in the order above
 (probabilities that add up to more than 1 favour the earlier ones). Randomness is
@@ -31,19 +39,23 @@ import json
 import os
 import stat
 import random
+import re
 import threading
+import time
 from dataclasses import dataclass
 
 from . import errors
 
 PROBABILITIES = ("p500", "p503", "p504", "p_reset", "p_truncate", "p_malformed", "p_midstream")
 DURATIONS = ("latency_ms", "latency_jitter_ms", "chunk_delay_ms")
+GATES = ("hold", "hold_stream")
 MIDSTREAM_FORMS = ("bare", "data", "random")
 SIZES = {"answer_bytes": (1, 16 * 1024 * 1024), "image_count": (1, 200),
          "image_bytes": (1, 16 * 1024 * 1024)}
-FAULT_FIELDS = PROBABILITIES + DURATIONS + tuple(SIZES) + ("midstream_form",)
+FAULT_FIELDS = PROBABILITIES + DURATIONS + tuple(SIZES) + GATES + ("midstream_form",)
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 MAX_DELAY_MS = 600000
+GATE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def validate_faults(raw) -> dict:
@@ -74,6 +86,10 @@ def validate_faults(raw) -> dict:
                 raise ValueError(f"{name} must be an integer from {low} to {high} "
                                  f"(got {value!r})")
             out[name] = value
+        elif name in GATES:
+            if not isinstance(value, str) or not GATE_NAME.fullmatch(value):
+                raise ValueError(f"{name} must be a gate's name (1-64 of A-Z a-z 0-9 _ - .)")
+            out[name] = value
         elif value not in MIDSTREAM_FORMS:
             raise ValueError(f"midstream_form must be one of {', '.join(MIDSTREAM_FORMS)}")
         else:
@@ -93,6 +109,8 @@ class FaultPlan:
     image_bytes: int = 0
     midstream_form: str = "bare"
     midstream_code: int = 503
+    hold: str | None = None
+    hold_stream: str | None = None
 
 
 class FaultBook:
@@ -153,7 +171,8 @@ class FaultBook:
                          chunk_delay_s=fields.get("chunk_delay_ms", 0) / 1000.0,
                          answer_bytes=fields.get("answer_bytes"),
                          image_count=fields.get("image_count", 1),
-                         image_bytes=fields.get("image_bytes", 0))
+                         image_bytes=fields.get("image_bytes", 0),
+                         hold=fields.get("hold"), hold_stream=fields.get("hold_stream"))
         draw, edge = rng.random(), 0.0
         for name in PROBABILITIES:
             if name == "p_midstream" and not stream:
@@ -170,6 +189,56 @@ class FaultBook:
 
 def _copy(book: dict) -> dict:
     return {name: dict(fields) for name, fields in book.items()}
+
+
+# --- gates -------------------------------------------------------------------------
+
+
+class Gates:
+    """Named gates where requests wait (faults ``hold`` and ``hold_stream``) until a
+    test opens them. Every gate is closed until opened; a reset forgets the gates and
+    drops the requests waiting there (their connections are closed, nothing is logged)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._gates: dict[str, dict] = {}
+        self._epoch = 0
+
+    def _gate(self, name: str) -> dict:
+        return self._gates.setdefault(name, {"open": False, "waiting": 0, "passed": 0})
+
+    def wait(self, name: str, limit_s: float = MAX_DELAY_MS / 1000.0) -> bool:
+        """Wait until the gate `name` is open (at most `limit_s`); False when a reset
+        ended the wait (the request then belongs to no log: it is dropped)."""
+        deadline = time.monotonic() + limit_s
+        with self._cond:
+            gate, epoch = self._gate(name), self._epoch
+            gate["waiting"] += 1
+            try:
+                while not gate["open"] and epoch == self._epoch:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                gate["waiting"] -= 1
+                gate["passed"] += 1
+            return epoch == self._epoch
+
+    def set(self, name: str, is_open: bool) -> None:
+        with self._cond:
+            self._gate(name)["open"] = is_open
+            self._cond.notify_all()
+
+    def reset(self) -> None:
+        with self._cond:
+            self._epoch += 1
+            self._gates = {}
+            self._cond.notify_all()
+
+    def snapshot(self) -> dict:
+        with self._cond:
+            return {name: dict(gate) for name, gate in self._gates.items()}
 
 
 # --- replay ------------------------------------------------------------------------

@@ -156,6 +156,14 @@ class Handler(BaseHTTPRequestHandler):
     def _end_chunks(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
 
+    def _drop(self) -> None:
+        """A request a reset released from a gate: close without an answer or a log entry."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _hang_up(self) -> None:
         """Close with a TCP reset: no response, or a body cut off mid-way."""
         self.close_connection = True
@@ -200,6 +208,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if call.plan.latency_s:
                 time.sleep(call.plan.latency_s)
+            if call.plan.hold and not emu.gates.wait(call.plan.hold):
+                self._drop()
+                return
             if isinstance(reply, Reset):
                 emu.record(call, None, "reset")
                 self._hang_up()
@@ -250,6 +261,9 @@ class Handler(BaseHTTPRequestHandler):
             if i and plan.chunk_delay_s:
                 time.sleep(plan.chunk_delay_s)
             self._chunk(events[i])
+            if i == 0 and plan.hold_stream and not emu.gates.wait(plan.hold_stream):
+                self._drop()
+                return
         if fault is not None and plan.chunk_delay_s:
             time.sleep(plan.chunk_delay_s)
         emu.record(call, 200, fault or reply.kind)

@@ -27,12 +27,13 @@ M = "gemini-3-flash-preview"
 PROJECT = {"k1": "p1", "k2": "p2"}
 keys = [{"key": make_secret("F1"), "name": "k1", "project": "p1"},
         {"key": make_secret("F2"), "name": "k2", "project": "p2"},
-        # k3 never sends response headers, k4 stops after the first chunk
-        # (start-up faults: they survive /_emu/reset).
+        # k3 never sends response headers, k4 stops after the first chunk: both
+        # wait at an emulator gate nobody opens (start-up faults: they survive
+        # /_emu/reset).
         {"key": make_secret("F3"), "name": "k3", "project": "p3",
-         "faults": {"latency_ms": 60000}},
+         "faults": {"hold": "never"}},
         {"key": make_secret("F4"), "name": "k4", "project": "p4",
-         "faults": {"chunk_delay_ms": 60000}}]
+         "faults": {"hold_stream": "never"}}]
 emu = Emu(t, {"projects": {"p1": {}, "p2": {}, "p3": {}, "p4": {}}, "keys": keys})
 ids = [("k1", keys[0]["key"]), ("k2", keys[1]["key"])]
 n_pools = 0
@@ -193,19 +194,20 @@ runs = [Run(pa, "stalled", env=stall), Run(pb, "stalled mid-body", env=stall),
         Run(pc, "no patience", "--timeout", "2")]
 (ra, rb, rc), took = [run.result() for run in runs], [run.took for run in runs]
 ok, key, ex = served(pa, ra, "stalled")
-t.check(ok and key == "k2" and took[0] < 20 * SLOW,
+# k3 never answers: a run that did not give up on it would hang until the hang
+# guard; how long giving up took is a figure.
+t.check(ok and key == "k2",
         f"no response headers from k3: given up (stall timeout), k2 answers ({took[0]:.1f} s)",
         (ra, ex))
 t.check(ex["attempts"][0]["kind"] == "server" and ex["attempts"][0]["http_status"] == 0,
         "the stalled attempt counts as server trouble (transport failure)", ex["attempts"])
 ok, key, ex = served(pb, rb, "stalled mid-body")
-t.check(ok and key == "k2" and took[1] < 25 * SLOW,
+t.check(ok and key == "k2",
         f"k4 stops sending mid-stream: given up, exactly k2's answer ({took[1]:.1f} s)",
         (rb, ex))
 # The whole task's --timeout ends a run that would otherwise wait.
 line = one_line_error(rc)
-t.check(rc.returncode == 1 and line is not None and "timed out" in line
-        and took[2] < 10 * SLOW,
+t.check(rc.returncode == 1 and line is not None and "timed out" in line,
         f"--timeout 2 with a silent service: one line 'timed out', exit 1 ({took[2]:.1f} s)",
         rc)
 

@@ -94,6 +94,7 @@ static int on_data(void *ud, const char *bytes, size_t len) {
   if (r->t_first_data == 0) {
     r->t_first_data = test_now_ms();
   }
+  pthread_cond_broadcast(&r->cv);
   gkp__dynbuf_add(&r->body, bytes, len);
   int cancel = r->cancel_in_data && !r->cancelled_by_us;
   int abort = r->abort_in_data;
@@ -182,6 +183,25 @@ static void wait_done(rec *r, long timeout_ms) {
   pthread_mutex_unlock(&r->mu);
   if (!ok) {
     fail_msg("request %s not done after %ld ms (start rc %d)", r->url, timeout_ms, rc);
+  }
+}
+
+/* Waits until the first body bytes arrived (or the request ended).  Fails after
+ * timeout_ms, a hang guard. */
+static void wait_first_data(rec *r, long timeout_ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += timeout_ms / 1000;
+  pthread_mutex_lock(&r->mu);
+  while (r->data_calls == 0 && r->done_calls == 0) {
+    if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {
+      break;
+    }
+  }
+  int got = r->data_calls > 0;
+  pthread_mutex_unlock(&r->mu);
+  if (!got) {
+    fail_msg("no body bytes from %s after %ld ms", r->url, timeout_ms);
   }
 }
 
@@ -284,15 +304,25 @@ static void test_http_error_status(void **state) {
 static void test_streaming_is_incremental(void **state) {
   gkp__loop *loop = *state;
   rec r;
-  rec_init(&r, "/stream?n=3&gap_ms=700");
+  rec_init(&r, "/stream_held?id=incremental");
   start(loop, &r);
-  wait_done(&r, 20000);
+  /* The server holds the rest of the body until it is released: the first
+   * chunk is delivered while the request cannot have finished. */
+  wait_first_data(&r, 120000);
+  pthread_mutex_lock(&r.mu);
+  assert_int_equal(r.done_calls, 0);
+  assert_string_equal(gkp__dynbuf_ptr(&r.body), "chunk 0\n");
+  pthread_mutex_unlock(&r.mu);
+  rec rel;
+  rec_init(&rel, "/release?id=incremental");
+  start(loop, &rel);
+  wait_done(&rel, 120000);
+  assert_int_equal(rel.res.http_status, 200);
+  rec_free(&rel);
+  wait_done(&r, 120000);
   assert_int_equal(r.res.curl_code, CURLE_OK);
   assert_string_equal(gkp__dynbuf_ptr(&r.body), "chunk 0\nchunk 1\nchunk 2\n");
-  assert_true(r.data_calls >= 3);
-  /* The first chunk arrived long before the server finished. */
-  assert_true(r.t_first_data - r.t_start < 600);
-  assert_true(r.t_done - r.t_first_data >= 1200);
+  assert_true(r.data_calls >= 2);
   rec_free(&r);
 }
 
@@ -341,14 +371,14 @@ static void test_low_speed_timeout(void **state) {
     rec_init(&r, paths[i]);
     r.opts.low_speed_time_s = 1;
     start(loop, &r);
-    wait_done(&r, 10000);
+    /* The server stays silent for 30 s, then closes: only the low-speed
+     * check ends the request with this error before that (the wait is a hang
+     * guard; curl sees a stall after some bytes up to ~5 s late). */
+    wait_done(&r, 60000);
     assert_int_equal(r.res.curl_code, CURLE_OPERATION_TIMEDOUT);
     assert_true(r.res.timed_out);
     assert_string_equal(r.error, "stalled: less than 1 byte/s for 1 s");
     assert_false(r.res.unsent); /* the server got the request */
-    /* curl averages the speed over its last ~5 s, so a stall after some
-     * bytes is seen up to ~5 s later than low_speed_time. */
-    assert_true(r.t_done - r.t_start < (i == 0 ? 5000 : 10000));
     if (i == 1) {
       assert_int_equal(r.res.http_status, 200);
       assert_string_equal(gkp__dynbuf_ptr(&r.body), "0123456789");
@@ -363,12 +393,11 @@ static void test_overall_timeout(void **state) {
   rec_init(&r, "/trickle");
   r.opts.timeout_ms = 1500;
   start(loop, &r);
-  wait_done(&r, 10000);
+  wait_done(&r, 60000); /* a hang guard: /trickle goes on for 30 s */
   assert_int_equal(r.res.curl_code, CURLE_OPERATION_TIMEDOUT);
   assert_true(r.res.timed_out);
   assert_string_equal(r.error, "timed out after 1.5 s");
-  assert_true(r.t_done - r.t_start >= 1400);
-  assert_true(r.t_done - r.t_start < 5000);
+  assert_true(r.t_done - r.t_start >= 1400); /* not before the deadline */
   assert_true(r.data_calls > 3); /* the bytes that did arrive were delivered */
   rec_free(&r);
 }
@@ -523,23 +552,31 @@ static void start_many(gkp__loop *loop, void *ud) {
 
 static void test_many_concurrent(void **state) {
   gkp__loop *loop = *state;
+  /* One answer first: curl then knows the server speaks HTTP/1.1 and opens new
+   * connections at once instead of waiting (PIPEWAIT) to multiplex on the first. */
+  rec warm;
+  rec_init(&warm, "/hello");
+  start(loop, &warm);
+  wait_done(&warm, 120000);
+  rec_free(&warm);
   many *m = calloc(1, sizeof *m);
   assert_non_null(m);
   for (int i = 0; i < MANY; i++) {
-    rec_init(&m->r[i], "/conn?sleep_ms=300");
+    /* Each answer waits until half of them wait at the server at once. */
+    char path[64];
+    snprintf(path, sizeof path, "/conn_gate?id=many&n=%d", MANY / 2);
+    rec_init(&m->r[i], path);
   }
-  long long t0 = test_now_ms();
   assert_int_equal(gkp__loop_post(loop, start_many, m), 0);
   int conns[MANY];
   for (int i = 0; i < MANY; i++) {
-    wait_done(&m->r[i], 60000);
+    wait_done(&m->r[i], 180000);
     assert_int_equal(m->r[i].res.curl_code, CURLE_OK);
     assert_int_equal(m->r[i].res.http_status, 200);
     conns[i] = atoi(gkp__dynbuf_ptr(&m->r[i].body));
   }
-  long long took = test_now_ms() - t0;
-  /* They ran side by side: far less than 200 x 300 ms, on many connections. */
-  assert_true(took < 20000);
+  /* They ran side by side (200, not 504: the server saw MANY / 2 at once), on
+   * many connections. */
   int distinct = 0;
   for (int i = 0; i < MANY; i++) {
     int seen = 0;

@@ -9,6 +9,11 @@ Generic endpoints (any method):
   /conn                  200, body = the id of the TCP connection (counts connections)
   /conn?sleep_ms=N       the same after N ms
   /stream?n=N&gap_ms=G   chunked: N chunks "chunk i\\n", G ms apart
+  /stream_held?id=X      chunked: "chunk 0\\n", then waits until /release?id=X (120 s
+                         at most, a hang guard), then "chunk 1\\n" "chunk 2\\n"
+  /release?id=X          opens gate X: 200 "released"
+  /conn_gate?id=X&n=N    waits until N requests wait at gate X at once (then it stays
+                         open), 120 s at most; 200 with the connection id, or 504
   /hang                  reads the request and never answers
   /hang_body             headers (Content-Length 1000), 10 bytes, then silence
   /trickle               chunked, one byte every 100 ms for 30 s
@@ -23,7 +28,8 @@ never ends); the API key must be in x-goog-api-key and nowhere in the URL:
   POST /v1beta/models/MODEL:generateContent                 (one JSON object)
   POST /v1beta/models/MODEL:countTokens                     {"totalTokens":42}
   GET  /v1beta/models?pageSize=1000[&pageToken=p2]          two pages
-MODEL picks the behaviour: ok, slow, midstream-error, data-error, quota,
+MODEL picks the behaviour: ok, slow, held (slow, but the rest waits 120 s),
+midstream-error, data-error, quota,
 truncated, nofinish, safety, blocked, image, reset, hang, maxtokens.
 """
 
@@ -81,6 +87,36 @@ MIDSTREAM_ERROR = """{
 
 conn_counter = 0
 conn_lock = threading.Lock()
+
+
+GATES_LOCK = threading.Condition()
+GATES = {}  # name -> {"open": bool, "waiting": int}
+GATE_LIMIT_S = 120.0
+
+
+def gate_wait(name, need=None):
+    """Waits until gate `name` is open (or, with `need`, until that many wait at once,
+    which opens it); False after GATE_LIMIT_S."""
+    deadline = time.monotonic() + GATE_LIMIT_S
+    with GATES_LOCK:
+        g = GATES.setdefault(name, {"open": False, "waiting": 0})
+        g["waiting"] += 1
+        if need is not None and g["waiting"] >= need:
+            g["open"] = True
+            GATES_LOCK.notify_all()
+        while not g["open"]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            GATES_LOCK.wait(left)
+        g["waiting"] -= 1
+        return g["open"]
+
+
+def gate_open(name):
+    with GATES_LOCK:
+        GATES.setdefault(name, {"open": False, "waiting": 0})["open"] = True
+        GATES_LOCK.notify_all()
 
 
 def chunk(data):
@@ -194,6 +230,20 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(gap)
                 self.wfile.write(chunk(b"chunk %d\n" % i))
             return self.end_chunked()
+        if path == "/stream_held":
+            self.start_chunked()
+            self.wfile.write(chunk(b"chunk 0\n"))
+            self.wfile.flush()
+            gate_wait(q.get("id", [""])[0])
+            for i in (1, 2):
+                self.wfile.write(chunk(b"chunk %d\n" % i))
+            return self.end_chunked()
+        if path == "/release":
+            gate_open(q.get("id", [""])[0])
+            return self.send_plain(200, "released")
+        if path == "/conn_gate":
+            ok = gate_wait(q.get("id", [""])[0], int(q.get("n", ["1"])[0]))
+            return self.send_plain(200 if ok else 504, str(self.conn_id))
         if path == "/hang":
             time.sleep(30)
             self.close_connection = True
@@ -315,12 +365,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def plan(self, model):
         t = lambda s: {"text": s}
-        if model in ("ok", "slow"):
+        if model in ("ok", "slow", "held"):
             p = [response([{"text": "Let me think.", "thought": True}]),
                  response([t("Hello")], usage=dict(USAGE, candidatesTokenCount=1)),
                  response([t(" world")], finish="STOP", usage=USAGE)]
             if model == "slow":
                 p.insert(2, 1.0)
+            if model == "held":
+                p.insert(2, GATE_LIMIT_S)
             return p
         if model == "maxtokens":
             return [response([t("cut")], finish="MAX_TOKENS", usage=USAGE)]

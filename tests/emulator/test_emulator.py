@@ -181,7 +181,7 @@ class Emulator:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
         own = conn is None
-        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             conn.request(method, path, body=body, headers=hdrs)
             resp = conn.getresponse()
@@ -222,6 +222,22 @@ class Emulator:
 
 
 EMU: Emulator | None = None
+
+
+def gate(name):
+    """The emulator's count of a gate (all zero before a request reaches it)."""
+    return EMU.ctl("GET", "gates")["gates"].get(name, {"open": False, "waiting": 0,
+                                                       "passed": 0})
+
+
+def wait_for(predicate, limit=120.0):
+    """Poll `predicate` until it is true; False after `limit` seconds (a hang guard)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def setUpModule():
@@ -1020,6 +1036,52 @@ class TestFaults(EmuTest):
         chunks = self.sse_events(EMU.stream("gemini-2.5-flash", body_of("slow")))
         self.assertGreaterEqual(time.monotonic() - t, 0.08 * (len(chunks) - 1))
 
+    def test_gates_hold_requests_until_opened(self):
+        self.fault(hold="g1")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(EMU.generate, "gemini-2.5-flash", body_of(f"held {i}"))
+                    for i in range(2)]
+            self.assertTrue(wait_for(lambda: gate("g1")["waiting"] == 2))
+            self.assertFalse(any(f.done() for f in held))
+            self.assertEqual(EMU.log(), [], "nothing is answered while the gate is closed")
+            doc = EMU.ctl("POST", "gates", {"name": "g1", "open": True})
+            self.assertTrue(doc["gates"]["g1"]["open"])
+            self.assertEqual([f.result(timeout=60).status for f in held], [200, 200])
+        self.assertEqual(gate("g1"), {"open": True, "waiting": 0, "passed": 2})
+        # An open gate lets later requests through; closing it holds them again.
+        self.assertEqual(EMU.generate("gemini-2.5-flash", body_of("open")).status, 200)
+        EMU.ctl("POST", "gates", {"name": "g1", "open": False})
+        self.fault(hold=None, hold_stream="g2")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            conn = http.client.HTTPConnection("127.0.0.1", EMU.port, timeout=60)
+            body = json.dumps(body_of("a stream held after its first chunk")).encode()
+            conn.request("POST", "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+                         "?alt=sse", body, {"x-goog-api-key": KEY["kbig"],
+                                            "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            first = resp.read1(65536)
+            self.assertIn(b"data: ", first)
+            self.assertTrue(wait_for(lambda: gate("g2")["waiting"] == 1))
+            rest = pool.submit(resp.read)
+            EMU.ctl("POST", "gates", {"name": "g2", "open": True})
+            self.assertTrue(rest.result(timeout=60).strip())
+            conn.close()
+        # A reset drops the waiting requests: closed unanswered, in no log.
+        self.fault(hold_stream=None, hold="g3")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            held = pool.submit(EMU.generate, "gemini-2.5-flash", body_of("reset"))
+            self.assertTrue(wait_for(lambda: gate("g3")["waiting"] == 1))
+            EMU.ctl("POST", "reset")
+            with self.assertRaises((http.client.HTTPException, OSError)):
+                held.result(timeout=60)
+        self.assertEqual(EMU.log(), [])
+        self.assertEqual(gate("g3"), {"open": False, "waiting": 0, "passed": 0})
+        for bad in ({"name": "", "open": True}, {"name": "x y", "open": True},
+                    {"name": "g", "open": 1}):
+            self.assertEqual(EMU.request("POST", "/_emu/gates", bad).status, 400, bad)
+        self.assertEqual(EMU.request("POST", "/_emu/faults", {"hold": 3}).status, 400)
+
     def test_client_leaving_mid_stream_is_logged(self):
         self.fault(chunk_delay_ms=50)
         with socket.create_connection(("127.0.0.1", EMU.port), timeout=5) as s:
@@ -1028,9 +1090,7 @@ class TestFaults(EmuTest):
                       b"HTTP/1.1\r\nHost: x\r\nx-goog-api-key: " + KEY["kbig"].encode() +
                       b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             SEEN_BODIES.append(s.recv(65536))
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and not EMU.log():
-            time.sleep(0.02)
+        wait_for(EMU.log)
         self.assertEqual(self.last_log()["kind"], "client_closed")
 
     def test_server_errors(self):
@@ -1277,12 +1337,14 @@ class TestConcurrency(EmuTest):
                 text = self.answer_text(resp.json())
             return i, resp.status, text
 
-        EMU.ctl("POST", "faults", {"scope": "global", "latency_ms": 100})
-        t = time.monotonic()
+        # All fifty wait at a gate at once (served concurrently), then go together.
+        EMU.ctl("POST", "faults", {"scope": "global", "hold": "fifty"})
         with concurrent.futures.ThreadPoolExecutor(50) as pool:
-            results = list(pool.map(one, range(50)))
-        elapsed = time.monotonic() - t
-        self.assertLess(elapsed, 3.0, "requests are served concurrently")
+            futures = [pool.submit(one, i) for i in range(50)]
+            waiting = wait_for(lambda: gate("fifty")["waiting"] >= 50)
+            EMU.ctl("POST", "gates", {"name": "fifty", "open": True})
+            results = [f.result(timeout=120) for f in futures]
+        self.assertTrue(waiting, "fifty requests wait at the gate at the same time")
         for i, status, text in results:
             self.assertEqual(status, 200)
             self.assertIn(f"You asked: parallel {i}", text)

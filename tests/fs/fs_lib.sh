@@ -166,7 +166,7 @@ fs_mount() {
         >>"$FS_LOG" 2>&1 &
     FS_PID=$!
     local i
-    for i in $(seq 1 600); do
+    for i in $(seq 1 2400); do
         if [ -f "$MNT/README" ]; then
             return 0
         fi
@@ -184,7 +184,7 @@ fs_mount() {
         fi
         sleep 0.05
     done
-    echo "the mount did not come up within 30 s:" >&2
+    echo "the mount did not come up within 120 s:" >&2
     cat "$FS_LOG" >&2
     exit 1
 }
@@ -198,7 +198,7 @@ fs_umount() {
             umount -l "$MNT" 2>/dev/null
     fi
     if [ -n "$FS_PID" ]; then
-        for i in $(seq 1 600); do
+        for i in $(seq 1 2400); do
             kill -0 "$FS_PID" 2>/dev/null || break
             sleep 0.05
         done
@@ -211,6 +211,27 @@ fs_umount() {
         FS_PID=
     fi
     return $rc
+}
+
+# fs_metric NAME - the value of one line of the mount's status/metrics (0 if absent).
+fs_metric() {
+    awk -v n="$1" '$1 == n {v = $2} END {print int(v)}' "$MNT/status/metrics" 2>/dev/null
+}
+
+# fs_wait_metric NAME MIN [LIMIT_S] - waits until status/metrics shows NAME >= MIN;
+# non-zero (printing the last value) after LIMIT_S seconds, a hang guard (120).
+fs_wait_metric() {
+    local name=$1 min=$2 deadline v
+    deadline=$(($(date +%s) + ${3:-120}))
+    while :; do
+        v=$(fs_metric "$name")
+        [ "${v:-0}" -ge "$min" ] && return 0
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "$name is ${v:-0} after ${3:-120} s (waited for $min)" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
 }
 
 # fs_kill9 - kills the daemon the hard way and clears the dead mount.

@@ -48,7 +48,11 @@ kill -9 "$RPID"
 wait "$RPID" 2>/dev/null
 n0=$(sent)
 echo "while redis is down" >"$D/b"
-sleep 2
+# The job tries the state server and finds it down (an event; 120 s is a hang guard).
+for _ in $(seq 1 1200); do
+    grep -q "^state server 127.0.0.1:$RPORT unreachable since" "$MNT/status/pool" && break
+    sleep 0.1
+done
 check "status/pool says the state server is unreachable and since when" \
     grep -q "^state server 127.0.0.1:$RPORT unreachable since [0-9:]* UTC" "$MNT/status/pool"
 check "nothing is sent while Redis is down" test "$(sent)" = "$n0"

@@ -29,12 +29,13 @@ check "the image job made pic.png" test -s "$MNT/image/pic.png"
 cp "$MNT/image/pic.png" "$W/pic.before"
 check "pic.png is a PNG" bash -c "head -c 8 '$W/pic.before' | od -An -c | grep -q 'P   N   G'"
 cp "$D/d1.json" "$W/d1.json.before"
-# Jobs that will not have finished when the daemon stops.
-emu_ctl POST faults '{"scope":"global","latency_ms":30000}' >/dev/null
+# Jobs that will not have finished when the daemon stops: their requests wait at
+# an emulator gate that is never opened.
+emu_ctl POST faults '{"scope":"global","hold":"pending"}' >/dev/null
 for i in 1 2 3; do
     echo "pending question $i" >"$D/p$i"
 done
-sleep 0.5
+check "three requests are in flight" emu_gate_wait pending 3
 counts_before=$(counts)
 say "counts before: $counts_before"
 
@@ -76,11 +77,11 @@ for i in 6 7; do
     echo "durable question $i" >"$D/d$i"
     timeout 20 cat "$D/d$i.out" >"$W/d$i.before"
 done
-emu_ctl POST faults '{"scope":"global","latency_ms":30000}' >/dev/null
+emu_ctl POST faults '{"scope":"global","hold":"pending2"}' >/dev/null
 for i in 4 5; do
     echo "pending question $i" >"$D/p$i"
 done
-sleep 0.5
+check "two requests are in flight" emu_gate_wait pending2 2
 counts_before=$(counts)
 fs_kill9
 emu_ctl POST faults '{"scope":"global","clear":true}' >/dev/null

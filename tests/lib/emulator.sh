@@ -7,6 +7,9 @@
 #   curl -H "x-goog-api-key: FAKE-KEY-0001" "$EMU_URL/v1beta/models"
 #   emu_ctl POST /_emu/faults '{"scope":"global","p503":1}'
 #   emu_ctl GET /_emu/log
+#   emu_ctl POST faults '{"scope":"key","name":"k2","hold":"slow"}'
+#   emu_gate_wait slow 3 || echo "never held"  # until 3 requests wait at gate "slow"
+#   emu_gate_open slow
 #   emu_stop                                   # also run at exit, see below
 #
 # emu_start exports EMU_PID, EMU_PORT, EMU_URL (http://127.0.0.1:PORT), EMU_TOKEN (the
@@ -21,7 +24,8 @@ EMU_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export EMU_ROOT
 
 # emu_start KEYSFILE [ARGS...] - start the emulator on a free port; returns non-zero
-# (with the emulator's stderr shown) if it does not come up within 10 seconds.
+# (with the emulator's stderr shown) if it does not come up within 60 seconds (a hang
+# guard: a loaded machine can take seconds to start Python).
 emu_start() {
     local keys=${1:?emu_start: a keys file is required}
     shift
@@ -40,7 +44,7 @@ emu_start() {
         trap emu_stop EXIT
     fi
     local i
-    for i in $(seq 1 1000); do
+    for i in $(seq 1 6000); do
         if [ -s "$EMU_DIR/port" ]; then
             EMU_PORT=$(cat "$EMU_DIR/port")
             EMU_URL=http://127.0.0.1:$EMU_PORT
@@ -56,7 +60,7 @@ emu_start() {
         fi
         sleep 0.01
     done
-    echo "emu_start: fake-gemini did not start within 10 s" >&2
+    echo "emu_start: fake-gemini did not start within 60 s" >&2
     emu_stop
     return 1
 }
@@ -102,6 +106,31 @@ except urllib.error.HTTPError as err:
     sys.exit(1)
 PY
     fi
+}
+
+# emu_gate_wait NAME COUNT [LIMIT_S] - wait until COUNT requests wait at the emulator's
+# gate NAME (fault fields hold / hold_stream); prints how many do; non-zero if fewer
+# after LIMIT_S seconds (a hang guard, 120 by default).
+emu_gate_wait() {
+    local name=${1:?emu_gate_wait: NAME COUNT [LIMIT_S]} count=${2:?emu_gate_wait: NAME COUNT}
+    PYTHONPATH=$EMU_ROOT/scripts python3 - "$EMU_URL" "$EMU_TOKEN" "$name" "$count" \
+        "${3:-120}" <<'PY'
+import sys
+from fake_gemini import ctlclient
+url, token, name, count, limit = sys.argv[1:6]
+waiting = ctlclient.wait_gate(url, token, name, int(count), float(limit))
+print(waiting)
+sys.exit(0 if waiting >= int(count) else 1)
+PY
+}
+
+# emu_gate_open NAME / emu_gate_close NAME - let the requests held at gate NAME (and
+# later ones) go on / hold later ones again.
+emu_gate_open() {
+    emu_ctl POST gates "{\"name\":\"${1:?emu_gate_open: NAME}\",\"open\":true}" >/dev/null
+}
+emu_gate_close() {
+    emu_ctl POST gates "{\"name\":\"${1:?emu_gate_close: NAME}\",\"open\":false}" >/dev/null
 }
 
 # emu_stop - stop the emulator (SIGTERM, then SIGKILL after 5 s) and clean up.

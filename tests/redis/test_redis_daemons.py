@@ -8,10 +8,10 @@ so the emulator's log (body_sha256) tells which job each request was.
 Checked at the emulator: per key never more overlapping requests than
 MAX_INFLIGHT, no quota 429, nothing over a limit, exactly one request per
 prompt; every job answered (.out present, .json "done", ask exit 0).
-Mid-run one daemon is killed with -9: the leases it held stay on the server
-and expire by themselves (GEMINI_POOL_LEASE_TTL_MS) well within a minute; it
-is restarted on the same state directory and mount point and its unfinished
-jobs finish, none sent twice.
+One daemon is killed with -9 while its requests are held in flight at the
+emulator (a gate): the leases it held stay on the server and expire by themselves
+(GEMINI_POOL_LEASE_TTL_MS); it is restarted on the same state directory and mount
+point and its unfinished jobs finish, none sent twice.
 
 The 4 projects allow 480 requests a minute together, fewer than the 600 jobs:
 the machines must share each minute's budget (the last jobs wait for the
@@ -162,16 +162,6 @@ def ask_worker(pool: Pool) -> None:
             results.append((tag, r))
 
 
-t0 = time.monotonic()
-for i, d in enumerate(daemons):
-    for tag in daemon_jobs[i]:
-        with open(d.path(tag), "w", encoding="utf-8") as f:
-            f.write(prompt(tag) + "\n")
-threads = [threading.Thread(target=ask_worker, args=(p,)) for p in askers]
-for th in threads:
-    th.start()
-
-
 def live_leases() -> dict:
     """Lease id -> expiry (server ms) of every lease on the server not yet expired,
     and the server's time."""
@@ -186,39 +176,68 @@ def live_leases() -> dict:
     return out
 
 
-# Kill daemon 0 with -9 in the middle of its work (a quarter of its jobs done).
+def held() -> int:
+    gate = emu.ctl("GET", "/_emu/gates")["gates"].get("kill", {"open": True})
+    return 0 if gate["open"] else gate["waiting"]
+
+
+def wait_for(predicate, limit: float) -> bool:
+    """Polls until predicate() holds; False after `limit` s (a hang guard)."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# Daemon 0 is killed with -9 in the middle of its work, at events rather than times:
+# a quarter of its jobs answered, then the emulator holds every request at a gate,
+# and daemon 0 (alone at work so far) is killed once each lease on the server belongs
+# to a request it has in flight, held at the emulator.
 victim = daemons[0]
-deadline = time.monotonic() + 60 * SLOW
-while time.monotonic() < deadline:
-    metas = {tag: victim.meta(tag) for tag in daemon_jobs[0]}
-    done_before_kill = {tag: m for tag, m in metas.items() if m.get("status") == "done"}
-    n_done = len(done_before_kill)
-    if n_done >= per_daemon // 4:
-        break
-    time.sleep(0.05)
+t0 = time.monotonic()
+first = per_daemon // 4
+for tag in daemon_jobs[0][:first]:
+    with open(victim.path(tag), "w", encoding="utf-8") as f:
+        f.write(prompt(tag) + "\n")
+for tag in daemon_jobs[0][:first]:
+    with open(victim.path(tag + ".out"), "rb") as f:  # blocks until answered
+        f.read()
+done_before_kill = {tag: victim.meta(tag) for tag in daemon_jobs[0][:first]}
+n_done = sum(1 for m in done_before_kill.values() if m.get("status") == "done")
+emu.faults(scope="global", hold="kill")
+for tag in daemon_jobs[0][first:]:
+    with open(victim.path(tag), "w", encoding="utf-8") as f:
+        f.write(prompt(tag) + "\n")
+in_flight = wait_for(lambda: held() >= 1 and len(live_leases()) == held(), 120 * SLOW)
+t.check(in_flight, f"daemon 0 has requests in flight, held at the emulator ({held()}, "
+        f"{len(live_leases())} leases)")
 victim.proc.kill()
-killed_at = time.monotonic()
 killed_wall = time.time()
 victim.proc.wait()
+killed_at = time.monotonic()
 after_kill = live_leases()
 victim.unmount()
-t.log(f"killed daemon 0 with {n_done}/{per_daemon} jobs done; {len(after_kill)} live "
-      f"leases on the server right after")
-# A live holder releases (removes) its lease when its request ends (~LATENCY_MS);
-# what is still there 1.5 s later with its expiry ahead is the dead daemon's.
-time.sleep(1.5)
-dead = set(after_kill) & set(live_leases())
+t.log(f"killed daemon 0 with {n_done}/{per_daemon} jobs done and {held()} requests held at "
+      f"the emulator; {len(after_kill)} live leases on the server right after")
+# Nobody else has started yet: every lease on the server is the dead daemon's.
+dead = set(after_kill)
 t.check(dead, f"the killed daemon held leases that stay on the server ({len(dead)})")
-freed_at = None
-while time.monotonic() - killed_at < 60:
-    if not set(live_leases()) & dead:
-        freed_at = time.monotonic() - killed_at
-        break
-    time.sleep(0.1)
-t.check(freed_at is not None and freed_at < 60,
-        f"they expire on the server within a minute "
-        f"({freed_at if freed_at is None else round(freed_at, 1)} s after the kill, "
-        f"lease {TTL_MS} ms)")
+emu.faults(scope="global", hold=None)
+emu.ctl("POST", "/_emu/gates", {"name": "kill", "open": True})
+
+# The others start while the dead daemon's leases are still on the server.
+for i, d in enumerate(daemons[1:], start=1):
+    for tag in daemon_jobs[i]:
+        with open(d.path(tag), "w", encoding="utf-8") as f:
+            f.write(prompt(tag) + "\n")
+threads = [threading.Thread(target=ask_worker, args=(p,)) for p in askers]
+for th in threads:
+    th.start()
+freed = wait_for(lambda: not set(live_leases()) & dead, 60 * SLOW)
+t.check(freed, f"they expire on the server by themselves ({round(time.monotonic() - killed_at, 1)}"
+        f" s after the kill, lease {TTL_MS} ms)")
 victim.start()
 restarted_wall = time.time()
 

@@ -121,10 +121,10 @@ one = Pool(t, emu, [(keys[0]["name"], keys[0]["key"], {"project": "p1"})],
            config={"models": {M: {"rpm": 0 + 1000, "tpm": 250000, "rpd": 1000}}}, name="one")
 one.env["GEMINI_POOL_STATE"] = server.url
 one.env["GEMINI_POOL_LEASE_TTL_MS"] = str(TTL_MS)
-emu.faults(latency_ms=20000)
+emu.faults(hold="killed")  # the request waits at the emulator until the gate opens
 proc = subprocess.Popen(one.cmd("ask", "--task", "killed", "--model", M), env=one.env,
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-deadline = time.monotonic() + 10 * SLOW
+deadline = time.monotonic() + 120 * SLOW  # hang guards, not figures
 
 
 def held() -> int:
@@ -139,12 +139,13 @@ proc.kill()
 proc.wait()
 killed_at = time.monotonic()
 t.check(held() == 1, "killed with -9: the lease is still on the server")
-while held() != 0 and time.monotonic() - killed_at < 60:
+while held() != 0 and time.monotonic() - killed_at < 120 * SLOW:
     time.sleep(0.2)
 freed = time.monotonic() - killed_at
-t.check(held() == 0 and freed < TTL_MS / 1000 + 3,
-        f"the dead holder's lease freed on the server after {freed:.1f} s (lease {TTL_MS} ms)")
-emu.faults(latency_ms=0)
+t.check(held() == 0, f"the dead holder's lease expires on the server by itself "
+        f"(after {freed:.1f} s; lease {TTL_MS} ms)")
+emu.faults(hold=None)
+emu.ctl("POST", "/_emu/gates", {"name": "killed", "open": True})
 r = one.ask("--task", "after the kill", "--model", M, "--max-wait", "5")
 t.check(r.returncode == 0, "the key serves again", r)
 t.done()
