@@ -53,6 +53,7 @@ int cmd_keys(int argc, char **argv);
 int cmd_state(int argc, char **argv); /* state copy FROM TO */
 int cmd_mount(int argc, char **argv); /* parses, then calls fs_mount_run */
 int cmd_serve(int argc, char **argv);
+int cmd_skill(int argc, char **argv); /* skill [install [--dir DIR]] */
 
 /* Appends one JSON line to executions.jsonl beside the state file. */
 void cli_log_execution(gkp_pool *pool, const char *json_line);
