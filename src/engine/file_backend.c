@@ -624,6 +624,8 @@ static const gkp__backend_ops file_ops = {
     .where = fb_where,
     .close = fb_close,
     .import = fb_import,
+    .rate = gkp__fb_rate,
+    .scores = gkp__fb_scores,
 };
 
 static void store_note(void *ud, const char *line) {
