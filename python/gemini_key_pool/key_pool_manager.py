@@ -7,6 +7,7 @@ and reclaimed by the engine when the holding process dies."""
 from __future__ import annotations
 
 import ast
+import atexit
 import ctypes
 import errno
 import json
@@ -128,6 +129,18 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _close_all() -> None:
+    # Reservations still held at exit are released now rather than left to
+    # the engine's reclaim (which, on Redis, waits for the lease to expire).
+    for m in list(_managers):
+        try:
+            if m._pool is not None and m._pid == os.getpid():
+                m.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
 
 
 class KeyPoolManager:
