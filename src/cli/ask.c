@@ -225,30 +225,13 @@ static cJSON *result_json(const ask *a, const gkp__job_info *r, const char *imag
   return o;
 }
 
-/* What `rate` needs of a run: its task type and complexity (those of its
- * route, or of the task's words for a run with a named model). */
-static void add_pair(cJSON *o, gkp_pool *pool, const gkp__job_info *r, const char *task,
-                     int has_image) {
-  char *doc = NULL;
-  gkp_error err;
-  cJSON *route = r->route != NULL ? cJSON_Parse(r->route) : NULL;
-  if (route == NULL && gkp_route(pool, task, NULL, has_image, &doc, &err) == 0) {
-    route = cJSON_Parse(doc);
-  }
-  gkp_free(doc);
-  const cJSON *type = cJSON_GetObjectItemCaseSensitive(route, "task_type");
-  const cJSON *cx = cJSON_GetObjectItemCaseSensitive(route, "complexity");
-  if (cJSON_IsString(type) && cJSON_IsString(cx)) {
-    cJSON_AddStringToObject(o, "task_type", type->valuestring);
-    cJSON_AddStringToObject(o, "complexity", cx->valuestring);
-  }
-  cJSON_Delete(route);
-}
-
-static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r, const char *task,
-                          const char *full_task) {
+static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r, const char *task) {
   cJSON *o = result_json(a, r, gkp__dynbuf_ptr(&a->image_paths));
-  add_pair(o, pool, r, full_task, a->image_file != NULL);
+  /* What `rate` needs of a run: its task type and complexity. */
+  cJSON_AddItemToObject(o, "task_type",
+                        r->task_type[0] ? cJSON_CreateString(r->task_type) : cJSON_CreateNull());
+  cJSON_AddItemToObject(o, "complexity",
+                        r->complexity[0] ? cJSON_CreateString(r->complexity) : cJSON_CreateNull());
   char preview[121];
   size_t n = strlen(task) < 120 ? strlen(task) : 120;
   while (n > 0 && n < strlen(task) && ((unsigned char)task[n] & 0xC0) == 0x80) {
@@ -554,8 +537,7 @@ int cmd_ask(int argc, char **argv) {
   if (a.image_failed && code == CLI_OK) {
     code = CLI_FAILED; /* the reason was printed by on_image */
   }
-  log_execution(pool, &a, r, a.task[0] == '-' && a.task[1] == '\0' ? "(stdin)" : a.task,
-                gkp__dynbuf_ptr(&in.task));
+  log_execution(pool, &a, r, a.task[0] == '-' && a.task[1] == '\0' ? "(stdin)" : a.task);
   gkp__job_info_free(r);
 out:
   gkp__runner_free(runner);

@@ -43,7 +43,8 @@ static void print_route(const cJSON *d) {
   cJSON_ArrayForEach(c, cJSON_GetObjectItem(d, "candidates")) {
     const cJSON *th = cJSON_GetObjectItem(c, "thinking");
     const cJSON *t;
-    printf("%d. %s  thinking: %s  tools:", ++i, cJSON_GetStringValue(cJSON_GetObjectItem(c, "model")),
+    printf("%d. %s  thinking: %s  tools:", ++i,
+           cJSON_GetStringValue(cJSON_GetObjectItem(c, "model")),
            cJSON_IsString(th) ? th->valuestring : "none");
     int nt = 0;
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "tools")) {
@@ -114,8 +115,8 @@ int cmd_route(int argc, char **argv) {
   char *doc = NULL;
   gkp_error err;
   if (pool != NULL) {
-    int rc = gkp_route(pool, gkp__dynbuf_len(&in) > 0 ? gkp__dynbuf_ptr(&in) : "", quality, 0,
-                       &doc, &err);
+    int rc = gkp_route(pool, gkp__dynbuf_len(&in) > 0 ? gkp__dynbuf_ptr(&in) : "", quality, 0, &doc,
+                       &err);
     if (rc != 0) {
       cli_error("route: %s", err.msg);
       code = rc == -EINVAL ? CLI_USAGE : CLI_FAILED;
@@ -321,7 +322,7 @@ int cmd_rate(int argc, char **argv) {
   memset(&r, 0, sizeof r);
   struct stat sb;
   int code = looks_like_run_id(pos[0]) && stat(pos[0], &sb) != 0 ? find_run(pool, pos[0], &r)
-                                                                   : find_job(pool, pos[0], &r);
+                                                                 : find_job(pool, pos[0], &r);
   if (code == 0) {
     gkp_error err;
     if (gkp_rate(pool, r.task_type, r.complexity, r.model, (int)score, &err) != 0) {

@@ -52,18 +52,19 @@ enum { GKP__Q_DRAFT = 0, GKP__Q_STANDARD, GKP__Q_PRODUCTION, GKP__Q_RESEARCH, GK
 typedef struct gkp__strv {
   char **v;
   size_t n;
+  int *ix; /* model lists: each model's index in the config (set once loaded) */
 } gkp__strv;
 
 typedef struct gkp__route_type {
-  char *name;       /* "micro", "current_research", ... */
-  gkp__strv words;  /* lower-case substrings of the task; the first type matching wins */
-  gkp__strv models; /* tried first (then the quality's); empty: the quality's alone */
-  char *thinking;   /* overrides the quality's; NULL: the quality's */
-  int no_thinking;  /* thinking explicitly null: none */
-  unsigned tools;   /* GKP__RT_* turned on for this type */
-  int64_t max_chars;    /* > 0: only tasks shorter than this match */
-  int only_no_quality;  /* only when the caller gave no quality */
-  int only_with_image;  /* only tasks with an attached image */
+  char *name;          /* "micro", "current_research", ... */
+  gkp__strv words;     /* lower-case substrings of the task; the first type matching wins */
+  gkp__strv models;    /* tried first (then the quality's); empty: the quality's alone */
+  char *thinking;      /* overrides the quality's; NULL: the quality's */
+  int no_thinking;     /* thinking explicitly null: none */
+  unsigned tools;      /* GKP__RT_* turned on for this type */
+  int64_t max_chars;   /* > 0: only tasks shorter than this match */
+  int only_no_quality; /* only when the caller gave no quality */
+  int only_with_image; /* only tasks with an attached image */
 } gkp__route_type;
 
 typedef struct gkp__route_quality {
@@ -84,14 +85,14 @@ typedef struct gkp__routing {
   /* Every phrase of the types and complexities, grouped by first byte
    * ('a'..'z', then everything else): a task is matched in one pass. */
   gkp__phrase *phrases;
-  size_t bucket[28]; /* bucket b is phrases[bucket[b] .. bucket[b + 1]) */
-  int *fallback_ix;  /* per model of the config: its fallback's index, -1 at the end */
+  size_t bucket[28];      /* bucket b is phrases[bucket[b] .. bucket[b + 1]) */
+  int *fallback_ix;       /* per model of the config: its fallback's index, -1 at the end */
   gkp__route_type *types; /* in match order; "general" (no words) last */
   size_t ntypes;
-  gkp__strv cx_words[GKP__CX_COUNT];   /* checked research, high, medium, low */
-  int64_t low_max_chars;               /* no word matched: low under this, else medium */
-  gkp__route_quality q[GKP__Q_COUNT];  /* per quality level */
-  gkp__strv tool_words[3];             /* search, code, url: --enable-tools */
+  gkp__strv cx_words[GKP__CX_COUNT];  /* checked research, high, medium, low */
+  int64_t low_max_chars;              /* no word matched: low under this, else medium */
+  gkp__route_quality q[GKP__Q_COUNT]; /* per quality level */
+  gkp__strv tool_words[3];            /* search, code, url: --enable-tools */
 } gkp__routing;
 
 /* Names of complexities and qualities; the index of a name or -1. */
@@ -117,7 +118,7 @@ typedef struct gkp__config {
   gkp__profile_cfg *profiles; /* default directories plus "profiles" */
   size_t nprofiles;
   gkp__routing routing; /* built-in rules merged with "routing" */
-  char *secrets; /* every key's secret, on undumpable pages (common/secmem.h) */
+  char *secrets;        /* every key's secret, on undumpable pages (common/secmem.h) */
   size_t secrets_len;
   uint64_t *runs; /* every 8-byte run of every secret, sorted, undumpable */
   size_t nruns;

@@ -18,9 +18,9 @@ static const struct {
   const char *name;
   const char *model;
 } default_profiles[] = {
-    {"pro", "gemini-3.1-pro-preview"}, {"flash", "gemini-3-flash-preview"},
-    {"flash-2.5", "gemini-2.5-flash"}, {"flash-lite", "gemini-3.1-flash-lite-preview"},
-    {"gemma", "gemma-3-27b-it"},       {"image", "gemini-2.5-flash-image"},
+    {"pro", "gemini-3.1-pro-preview"},  {"flash", "gemini-3-flash-preview"},
+    {"flash-2.5", "gemini-2.5-flash"},  {"flash-lite", "gemini-3.1-flash-lite-preview"},
+    {"gemma", "gemma-3-27b-it"},        {"image", "gemini-2.5-flash-image"},
     {"auto", "gemini-3-flash-preview"}, /* routed: the model is only nominal */
 };
 
@@ -216,7 +216,8 @@ static int profile_route(const gkp__cfg_ctx *ctx, gkp__profile_cfg *p, const cJS
   const cJSON *quality = cJSON_GetObjectItemCaseSensitive(e, "quality");
   if (route != NULL) {
     snprintf(where, sizeof where, "%s.route", base);
-    if (!cJSON_IsNull(route) && !(cJSON_IsString(route) && strcmp(route->valuestring, "auto") == 0)) {
+    if (!cJSON_IsNull(route) &&
+        !(cJSON_IsString(route) && strcmp(route->valuestring, "auto") == 0)) {
       return gkp__cfg_fail(ctx, -EINVAL, where,
                            "expected \"auto\" (the pool picks the model) or null, got %s",
                            cJSON_IsString(route) ? gkp__cfg_quote(route->valuestring, q, sizeof q)
@@ -231,8 +232,9 @@ static int profile_route(const gkp__cfg_ctx *ctx, gkp__profile_cfg *p, const cJS
       return gkp__cfg_fail(ctx, -EINVAL, where,
                            "expected \"draft\", \"standard\", \"production\", \"research\" or "
                            "null, got %s",
-                           cJSON_IsString(quality) ? gkp__cfg_quote(quality->valuestring, q, sizeof q)
-                                                   : gkp__json_type(quality));
+                           cJSON_IsString(quality)
+                               ? gkp__cfg_quote(quality->valuestring, q, sizeof q)
+                               : gkp__json_type(quality));
     }
     if (replace_str(&p->quality, cJSON_IsString(quality) ? quality->valuestring : NULL) < 0) {
       return gkp__cfg_fail(ctx, -ENOMEM, where, "out of memory");

@@ -26,7 +26,7 @@
 
 #define MAX_WORDS 256   /* phrases per list */
 #define MAX_WORD_LEN 64 /* bytes per phrase */
-#define MAX_TYPES 56 /* with the built-in ones, fewer than GKP__PHRASE_CX */
+#define MAX_TYPES 56    /* with the built-in ones, fewer than GKP__PHRASE_CX */
 #define MAX_MODELS 8
 
 static const char *const cx_names[GKP__CX_COUNT] = {"low", "medium", "high", "research"};
@@ -51,13 +51,15 @@ static const struct builtin_type {
 } builtin_types[] = {
     {"intent", W("intent analysis", "route task", "classify intent", "select model"),
      "gemini-3-flash-preview", "minimal", 0, 0, 0},
-    {"image", W("generate image", "generate an image", "create diagram", "design mockup", "draw",
-                "visualize", "flowchart"),
+    {"image",
+     W("generate image", "generate an image", "create diagram", "design mockup", "draw",
+       "visualize", "flowchart"),
      "gemini-2.5-flash-image", NULL, 1, 0, 0},
     /* Embedding models answer no generation request: the type is told
      * apart (for scores) and routed by quality. */
-    {"embedding", W("semantic search", "find similar", "cluster", "embedding", "vector search",
-                    "rag", "retrieval"),
+    {"embedding",
+     W("semantic search", "find similar", "cluster", "embedding", "vector search", "rag",
+       "retrieval"),
      NULL, NULL, 0, 0, 0},
     {"current_research", W("latest", "recent", "current", "today", "news", "what happened"),
      "gemini-3-flash-preview", NULL, 0, GKP__RT_SEARCH, 0},
@@ -133,8 +135,28 @@ static void strv_clear(gkp__strv *v) {
     free(v->v[i]);
   }
   free(v->v);
+  free(v->ix);
   v->v = NULL;
+  v->ix = NULL;
   v->n = 0;
+}
+
+/* Fills v->ix with each model's index in cfg.  Returns 0 or -ENOMEM. */
+static int index_models(const gkp__config *cfg, gkp__strv *v) {
+  free(v->ix);
+  v->ix = calloc(v->n > 0 ? v->n : 1, sizeof *v->ix);
+  if (v->ix == NULL) {
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < v->n; i++) {
+    v->ix[i] = -1;
+    for (size_t j = 0; j < cfg->nmodels; j++) {
+      if (strcmp(cfg->models[j].id, v->v[i]) == 0) {
+        v->ix[i] = (int)j;
+      }
+    }
+  }
+  return 0;
 }
 
 static int strv_add(gkp__strv *v, const char *s) {
@@ -262,7 +284,8 @@ static int read_words(const gkp__cfg_ctx *ctx, const cJSON *a, const char *where
   size_t i = 0;
   const cJSON *w;
   if (!cJSON_IsArray(a)) {
-    return gkp__cfg_fail(ctx, -EINVAL, where, "expected an array of phrases such as [\"refactor\"], got %s",
+    return gkp__cfg_fail(ctx, -EINVAL, where,
+                         "expected an array of phrases such as [\"refactor\"], got %s",
                          gkp__json_type(a));
   }
   if (cJSON_GetArraySize(a) > MAX_WORDS) {
@@ -272,12 +295,10 @@ static int read_words(const gkp__cfg_ctx *ctx, const cJSON *a, const char *where
   strv_clear(v);
   cJSON_ArrayForEach(w, a) {
     snprintf(at, sizeof at, "%s[%zu]", where, i++);
-    if (!cJSON_IsString(w) || w->valuestring[0] == '\0' ||
-        strlen(w->valuestring) > MAX_WORD_LEN) {
-      return gkp__cfg_fail(ctx, -EINVAL, at, "expected a phrase of 1 to %d bytes, got %s",
-                           MAX_WORD_LEN,
-                           cJSON_IsString(w) ? gkp__cfg_quote(w->valuestring, q, sizeof q)
-                                             : gkp__json_type(w));
+    if (!cJSON_IsString(w) || w->valuestring[0] == '\0' || strlen(w->valuestring) > MAX_WORD_LEN) {
+      return gkp__cfg_fail(
+          ctx, -EINVAL, at, "expected a phrase of 1 to %d bytes, got %s", MAX_WORD_LEN,
+          cJSON_IsString(w) ? gkp__cfg_quote(w->valuestring, q, sizeof q) : gkp__json_type(w));
     }
     if (strv_add(v, w->valuestring) != 0) {
       return gkp__cfg_fail(ctx, -ENOMEM, at, "out of memory");
@@ -302,7 +323,9 @@ static int read_models(const gkp__cfg_ctx *ctx, const gkp__config *cfg, const cJ
                          "expected an array of %d to %d model ids such as [\"gemini-2.5-flash\"], "
                          "got %s",
                          allow_empty ? 0 : 1, MAX_MODELS,
-                         n < 0 ? gkp__json_type(a) : n == 0 ? "an empty array" : "more");
+                         n < 0    ? gkp__json_type(a)
+                         : n == 0 ? "an empty array"
+                                  : "more");
   }
   strv_clear(v);
   cJSON_ArrayForEach(m, a) {
@@ -332,10 +355,9 @@ static int read_thinking(const gkp__cfg_ctx *ctx, const cJSON *v, const char *wh
     return 0;
   }
   if (!cJSON_IsString(v) || index_of(v->valuestring, thinking_names, 4) < 0) {
-    return gkp__cfg_fail(ctx, -EINVAL, where,
-                         "expected \"minimal\", \"low\", \"medium\", \"high\" or null, got %s",
-                         cJSON_IsString(v) ? gkp__cfg_quote(v->valuestring, q, sizeof q)
-                                           : gkp__json_type(v));
+    return gkp__cfg_fail(
+        ctx, -EINVAL, where, "expected \"minimal\", \"low\", \"medium\", \"high\" or null, got %s",
+        cJSON_IsString(v) ? gkp__cfg_quote(v->valuestring, q, sizeof q) : gkp__json_type(v));
   }
   char *copy = strdup(v->valuestring);
   if (copy == NULL) {
@@ -353,7 +375,8 @@ static int read_tools(const gkp__cfg_ctx *ctx, const cJSON *a, const char *where
   size_t i = 0;
   const cJSON *t;
   if (!cJSON_IsArray(a)) {
-    return gkp__cfg_fail(ctx, -EINVAL, where, "expected an array such as [\"google_search\"], got %s",
+    return gkp__cfg_fail(ctx, -EINVAL, where,
+                         "expected an array such as [\"google_search\"], got %s",
                          gkp__json_type(a));
   }
   *out = 0;
@@ -661,6 +684,15 @@ int gkp__config_routing_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJ
       }
     }
     cfg->routing.fallback_ix = fb;
+    for (size_t i = 0; rc == 0 && i < cfg->routing.ntypes; i++) {
+      rc = index_models(cfg, &cfg->routing.types[i].models);
+    }
+    for (int q = 0; rc == 0 && q < GKP__Q_COUNT; q++) {
+      rc = index_models(cfg, &cfg->routing.q[q].models);
+    }
+    if (rc != 0) {
+      rc = gkp__cfg_fail(ctx, -ENOMEM, "routing", "out of memory");
+    }
   }
   return rc;
 }

@@ -142,8 +142,8 @@ int gkp__file_backend_open(const char *path, gkp_clock_fn clock, void *clock_ud,
 
 /* The mapped-file backend's scores, in a file beside the state file
  * (fb_scores.c): one appended line per score. */
-int gkp__fb_rate(gkp__backend *b, const char *task_type, const char *complexity,
-                 const char *model, int score, gkp_error *err);
+int gkp__fb_rate(gkp__backend *b, const char *task_type, const char *complexity, const char *model,
+                 int score, gkp_error *err);
 int gkp__fb_scores(gkp__backend *b, gkp__score **out, size_t *n, gkp_error *err);
 
 /* Configuration snapshots are shared by reference (pool.c). */

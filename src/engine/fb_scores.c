@@ -26,8 +26,8 @@ static int scores_path(gkp__backend *b, char *buf, size_t len, gkp_error *err) {
   return 0;
 }
 
-int gkp__fb_rate(gkp__backend *b, const char *task_type, const char *complexity,
-                 const char *model, int score, gkp_error *err) {
+int gkp__fb_rate(gkp__backend *b, const char *task_type, const char *complexity, const char *model,
+                 int score, gkp_error *err) {
   char path[4200], line[3 * GKP_ID_MAX + 24];
   int rc = scores_path(b, path, sizeof path, err);
   if (rc != 0) {

@@ -16,9 +16,9 @@
 #include "common/util.h"
 #include "engine/bounds.h"
 #include "engine/pool_impl.h"
-#include "engine/route.h"
 #include "engine/redis_backend.h"
 #include "engine/redis_conn.h"
+#include "engine/route.h"
 
 void gkp__pool_log(const gkp_pool *pool, int level, const char *fmt, ...) {
   char line[1024];

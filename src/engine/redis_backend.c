@@ -1437,7 +1437,10 @@ static int rb_rate(gkp__backend *b, const char *task_type, const char *complexit
   if (x == NULL) {
     return err != NULL && err->code != 0 ? err->code : -EIO;
   }
-  int rc = x->type == REDIS_REPLY_INTEGER ? 0 : gkp__err(err, -EIO, "%s: HINCRBY %s: %s", rb_where(b), SCORE_KEY, x->str != NULL ? x->str : "unexpected reply");
+  int rc = x->type == REDIS_REPLY_INTEGER
+               ? 0
+               : gkp__err(err, -EIO, "%s: HINCRBY %s: %s", rb_where(b), SCORE_KEY,
+                          x->str != NULL ? x->str : "unexpected reply");
   freeReplyObject(x);
   return rc;
 }

@@ -144,10 +144,10 @@ static int listed(const building *b, int mi) {
   return 0;
 }
 
-/* Adds `model` and its fallback chain, each as a candidate or a skip. */
-static void add_chain(building *b, const char *model) {
+/* Adds the model of index `mi` in the config and its fallback chain, each
+ * as a candidate or a skip. */
+static void add_chain(building *b, int mi) {
   gkp__route *r = b->out;
-  int mi = gkp__config_model_index(b->cfg, model);
   for (size_t steps = 0; mi >= 0 && steps < GKP__ROUTE_MAX; steps++) {
     const gkp__model_cfg *m = &b->cfg->models[mi];
     if (!listed(b, mi) && b->nlisted < sizeof b->listed / sizeof b->listed[0]) {
@@ -221,8 +221,8 @@ static void order_by_scores(gkp__route *r, const gkp__score *scores, size_t nsco
 /* Whether every model of the type generates images. */
 static int images_only(const gkp__config *cfg, const gkp__route_type *t) {
   for (size_t i = 0; i < t->models.n; i++) {
-    const gkp__model_cfg *m = gkp__config_model(cfg, t->models.v[i]);
-    if (m == NULL || !m->image_output) {
+    int mi = t->models.ix != NULL ? t->models.ix[i] : gkp__config_model_index(cfg, t->models.v[i]);
+    if (mi < 0 || !cfg->models[mi].image_output) {
       return 0;
     }
   }
@@ -252,16 +252,18 @@ void gkp__route_decide(const gkp__config *cfg, const gkp__route_in *in,
   } else if (t != NULL && t->thinking != NULL) {
     b.thinking = thinking_static(t->thinking);
   }
-  b.tools = (t != NULL ? t->tools : 0) |
-            (in->enable_tools ? gkp__routing_tools_for(rules, in->task) : 0);
+  b.tools =
+      (t != NULL ? t->tools : 0) | (in->enable_tools ? gkp__routing_tools_for(rules, in->task) : 0);
   for (size_t i = 0; t != NULL && i < t->models.n; i++) {
-    add_chain(&b, t->models.v[i]);
+    add_chain(&b, t->models.ix != NULL ? t->models.ix[i]
+                                       : gkp__config_model_index(cfg, t->models.v[i]));
   }
   /* The quality's models follow the type's, unless the type makes images
    * (a text model would answer without them). */
   if (t == NULL || !images_only(cfg, t)) {
     for (size_t i = 0; i < q->models.n; i++) {
-      add_chain(&b, q->models.v[i]);
+      add_chain(&b, q->models.ix != NULL ? q->models.ix[i]
+                                         : gkp__config_model_index(cfg, q->models.v[i]));
     }
   }
   order_by_scores(out, scores, nscores);

@@ -34,7 +34,6 @@ typedef struct gkp__model_quota {
   char detail[120];
 } gkp__model_quota;
 
-
 typedef struct gkp__route_in {
   const char *task; /* the task text as the caller wrote it */
   size_t len;

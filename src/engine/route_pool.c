@@ -152,8 +152,8 @@ void gkp__route_cache_free(gkp_pool *pool) {
   pool->route_cache = NULL;
 }
 
-int gkp_route(gkp_pool *pool, const char *task, const char *quality, int has_image,
-              char **json_out, gkp_error *err) {
+int gkp_route(gkp_pool *pool, const char *task, const char *quality, int has_image, char **json_out,
+              gkp_error *err) {
   gkp__route r;
   gkp__err_clear(err);
   if (json_out == NULL) {
@@ -165,8 +165,8 @@ int gkp_route(gkp_pool *pool, const char *task, const char *quality, int has_ima
   }
   int q = quality != NULL ? gkp__quality_index(quality) : -1;
   if (quality != NULL && q < 0) {
-    return gkp__err(err, -EINVAL,
-                    "unknown quality '%s' (draft, standard, production, research)", quality);
+    return gkp__err(err, -EINVAL, "unknown quality '%s' (draft, standard, production, research)",
+                    quality);
   }
   gkp__route_in in = {.task = task, .len = strlen(task), .has_image = has_image, .quality = q};
   int rc = gkp__pool_route(pool, &in, &r, err);

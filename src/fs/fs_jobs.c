@@ -371,10 +371,16 @@ char *fs_job_json(const fs_run *r, int store) {
   cJSON_AddItemToObject(o, "model_requested", str_or_null(r->model_requested));
   cJSON_AddItemToObject(o, "model_used", str_or_null(r->model_used));
   cJSON_AddItemToObject(o, "key_id", str_or_null(r->key_id));
+  /* A routed job's decision; every job's task type and complexity (what
+   * `rate` records).  Absent for jobs stored by versions without routing. */
   cJSON *route = r->route != NULL ? cJSON_Parse(r->route) : NULL;
-  cJSON_AddItemToObject(o, "route", route != NULL ? route : cJSON_CreateNull());
-  cJSON_AddItemToObject(o, "task_type", str_or_null(r->task_type));
-  cJSON_AddItemToObject(o, "complexity", str_or_null(r->complexity));
+  if (route != NULL) {
+    cJSON_AddItemToObject(o, "route", route);
+  }
+  if (r->task_type[0] != '\0' && r->complexity[0] != '\0') {
+    cJSON_AddStringToObject(o, "task_type", r->task_type);
+    cJSON_AddStringToObject(o, "complexity", r->complexity);
+  }
   for (size_t i = 0; i < r->nattempts; i++) {
     const gkp__attempt *a = &r->attempts[i];
     cJSON *x = cJSON_CreateObject();

@@ -709,8 +709,7 @@ static int ctl_rate(const char *line) {
   }
   pthread_mutex_unlock(&fs.mu);
   if (model[0] == '\0' || type[0] == '\0') {
-    fs_log(GKP_LOG_WARN, "ctl: rate %s/%s: no finished job with an answer by that name", job,
-           name);
+    fs_log(GKP_LOG_WARN, "ctl: rate %s/%s: no finished job with an answer by that name", job, name);
     return -EINVAL;
   }
   if (gkp_rate(fs.pool, type, cx, model, score, &err) != 0) {
@@ -791,6 +790,9 @@ char *fs_readme_text(const char *mountpoint) {
       "  cat flash/task.err                         why it failed (only if it failed)\n"
       "  rm flash/task                              cancel the job, remove its outputs\n"
       "\n"
+      "In auto/ (and profiles with \"route\": \"auto\") the pool picks the model for\n"
+      "each prompt from its words and the quota left today; NAME.json says how (route).\n"
+      "\n"
       "Files of a profile directory:\n"
       "  NAME           the prompt; writing it again sends a new job (the old one is\n"
       "                 cancelled and its outputs replaced); a file renamed onto NAME\n"
@@ -801,7 +803,8 @@ char *fs_readme_text(const char *mountpoint) {
       "  NAME.err       exists only when the job failed: why, and what to do\n"
       "  NAME.json      metadata, never blocks: status (queued, running, done, failed,\n"
       "                 cancelled), model_requested, model_used, key_id, attempts,\n"
-      "                 tokens_in, tokens_out, latency_ms, error, created, finished\n"
+      "                 tokens_in, tokens_out, latency_ms, error, created, finished,\n"
+      "                 task_type, complexity, and route when the pool picked the model\n"
       "  NAME.png ...   generated images: NAME.png, NAME-2.png, ... (by type); a name\n"
       "                 another job's image already has gets -1, -2, ... (the first\n"
       "                 free: NAME-2-1.png); NAME.json lists them under \"images\"\n"
@@ -816,6 +819,7 @@ char *fs_readme_text(const char *mountpoint) {
       "status/jobs        one line per job: name, status, model, key, latency, bytes,\n"
       "                   created, error\n"
       "ctl                echo reload > ctl;  echo 'reset KEY_ID' > ctl;  echo 'reset all' > ctl\n"
+      "                   echo 'rate auto/task 5' > ctl   (score 1-5: routing learns)\n"
       "\n"
       "Finished answers are kept in %s and come back after a\n"
       "restart; jobs that had not finished are sent again.\n"

@@ -132,7 +132,7 @@ struct hreq {
   char key_id[GKP_ID_MAX];
   char model_used[GKP_ID_MAX];
   char pool_route[512]; /* model "auto": the decision, compact (the x-pool-route header) */
-  gkp__dynbuf out; /* stream bytes not yet sent */
+  gkp__dynbuf out;      /* stream bytes not yet sent */
   size_t out_off;
   unsigned events;
 };

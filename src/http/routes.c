@@ -560,7 +560,7 @@ void routes_submit(hreq *q) {
   /* Under q->mu: sink_done, which clears q->job, waits for it. */
   q->job = job;
   if (job == NULL) {
-    int code = err.code == -ENOENT ? 404 : 400;
+    int code = err.code == -ENOENT ? 404 : err.code == -EAGAIN ? 429 : 400;
     q->status = code;
     q->reply = error_body(q, code, err.msg, 0, &q->reply_len);
     q->finished = 1;

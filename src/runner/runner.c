@@ -1124,8 +1124,8 @@ static int job_route(gkp__job *job, const gkp__job_spec *s, int quality, const g
     char why[GKP_MSG_MAX] = "";
     size_t n = 0;
     for (size_t i = 0; i < rt.nskipped && n < sizeof why; i++) {
-      int k = snprintf(why + n, sizeof why - n, "%s%s: %s", i > 0 ? "; " : "",
-                       rt.skipped[i].model, rt.skipped[i].detail);
+      int k = snprintf(why + n, sizeof why - n, "%s%s: %s", i > 0 ? "; " : "", rt.skipped[i].model,
+                       rt.skipped[i].detail);
       n += k > 0 ? (size_t)k : 0;
     }
     return gkp__err(err, -EAGAIN, "no model can take this task today: %s", why);
@@ -1153,10 +1153,9 @@ static int job_route(gkp__job *job, const gkp__job_spec *s, int quality, const g
     return gkp__err(err, -EINVAL, "unknown thinking level '%s' (minimal, low, medium, high)",
                     thinking);
   }
-  job->tools = s->tools != NULL ? tool_bits(s->tools, s->ntools)
-               : p != NULL && !s->enable_tools
-                   ? tool_bits((const char *const *)p->tools, p->ntools)
-                   : 0;
+  job->tools = s->tools != NULL                ? tool_bits(s->tools, s->ntools)
+               : p != NULL && !s->enable_tools ? tool_bits((const char *const *)p->tools, p->ntools)
+                                               : 0;
   use_candidate(job, &job->cands[0]);
   job->temperature = p != NULL ? p->temperature : -1;
   job->max_output_tokens = p != NULL ? p->max_output_tokens : 0;
@@ -1184,9 +1183,8 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
                   quality);
     goto out;
   }
-  job->quality_note = qi >= 0 && cfg->routing.q[qi].note != NULL
-                          ? strdup(cfg->routing.q[qi].note)
-                          : NULL;
+  job->quality_note =
+      qi >= 0 && cfg->routing.q[qi].note != NULL ? strdup(cfg->routing.q[qi].note) : NULL;
   job->thinking_given = s->thinking != NULL || (p != NULL && p->thinking != NULL);
   job->tools_given = s->tools != NULL || (!s->enable_tools && p != NULL && p->ntools > 0);
   if (s->prompt != NULL && s->prompt_len > 0) {

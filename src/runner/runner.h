@@ -38,10 +38,10 @@ typedef struct gkp__job_spec {
   int capture_thinking;     /* ask for thought summaries and keep them apart */
   const char *const *tools; /* "google_search", "code_execution", "url_context"; NULL: profile's */
   size_t ntools;
-  int64_t max_wait_ms; /* < 0: the profile's (default 120 s) */
-  int64_t deadline_ms; /* whole job, from submission; <= 0: the runner default (none) */
-  const char *quality; /* "draft" .. "research": thinking and a note; NULL: the profile's */
-  int enable_tools;    /* tools from the task's words (replace the profile's) */
+  int64_t max_wait_ms;    /* < 0: the profile's (default 120 s) */
+  int64_t deadline_ms;    /* whole job, from submission; <= 0: the runner default (none) */
+  const char *quality;    /* "draft" .. "research": thinking and a note; NULL: the profile's */
+  int enable_tools;       /* tools from the task's words (replace the profile's) */
   const char *route_text; /* routed: the text to route on instead of prompt (raw jobs) */
   int route_image;        /* routed: an image is attached (raw jobs) */
 } gkp__job_spec;
@@ -80,8 +80,8 @@ typedef struct gkp__job_info {
   size_t text_len;
   const char *thoughts; /* thought summaries (capture_thinking) */
   size_t thoughts_len;
-  const char *route; /* a routed job's decision (gkp_route's JSON), NULL otherwise */
-  const char *route_compact; /* the same, as the x-pool-route header says it */
+  const char *route;          /* a routed job's decision (gkp_route's JSON), NULL otherwise */
+  const char *route_compact;  /* the same, as the x-pool-route header says it */
   char task_type[GKP_ID_MAX]; /* the task's type and complexity as routing sees them (every */
   char complexity[16];        /* job with a prompt, routed or not: what `rate` records) */
   /* Raw jobs (gkp__runner_submit_raw), in on_done; zero/NULL in snapshots. */

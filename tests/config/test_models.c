@@ -170,9 +170,9 @@ static void test_default_profiles(void **state) {
   (void)state;
   gkp__config *cfg = load_ok("{" POOL ", 'models': {'my-new-model': {}}}");
   static const char *const defaults[][2] = {
-      {"pro", "gemini-3.1-pro-preview"}, {"flash", "gemini-3-flash-preview"},
-      {"flash-2.5", "gemini-2.5-flash"}, {"flash-lite", "gemini-3.1-flash-lite-preview"},
-      {"gemma", "gemma-3-27b-it"},       {"image", "gemini-2.5-flash-image"},
+      {"pro", "gemini-3.1-pro-preview"},  {"flash", "gemini-3-flash-preview"},
+      {"flash-2.5", "gemini-2.5-flash"},  {"flash-lite", "gemini-3.1-flash-lite-preview"},
+      {"gemma", "gemma-3-27b-it"},        {"image", "gemini-2.5-flash-image"},
       {"auto", "gemini-3-flash-preview"},
   };
   for (size_t i = 0; i < 7; i++) {

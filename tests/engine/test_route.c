@@ -20,7 +20,9 @@
 #include "engine/engine.h"
 #include "engine/route.h"
 
-#define POOL "{\"providers\": {\"gemini\": {\"keys\": [{\"id\": \"k1\", \"api_key\": \"env:GKP_ROUTE_KEY\"}]}}"
+#define POOL                                                                                       \
+  "{\"providers\": {\"gemini\": {\"keys\": [{\"id\": \"k1\", \"api_key\": "                        \
+  "\"env:GKP_ROUTE_KEY\"}]}}"
 
 static gkp__config *load(const char *extra) {
   char json[4096];
@@ -52,8 +54,7 @@ static void test_table(void **state) {
   } rows[] = {
       {"fix typo in: teh cat sat", "micro", "low", "gemma-3-1b-it", NULL, 0},
       {"convert to json: a=1, b=2", "micro", "low", "gemma-3-1b-it", NULL, 0},
-      {"intent analysis for this request", "intent", "low", "gemini-3-flash-preview", "minimal",
-       0},
+      {"intent analysis for this request", "intent", "low", "gemini-3-flash-preview", "minimal", 0},
       {"Generate image of a red bicycle", "image", "low", "gemini-2.5-flash-image", NULL, 0},
       {"create diagram of the login flow, then explain it", "image", "medium",
        "gemini-2.5-flash-image", NULL, 0},
@@ -65,13 +66,13 @@ static void test_table(void **state) {
       {"hello there", "general", "low", "gemini-3.1-flash-lite-preview", "minimal", 0},
       {"compare these two approaches to caching in a web service", "general", "medium",
        "gemini-3-flash-preview", "medium", 0},
-      {"Tell me a story about a lighthouse keeper and his cat, in three parts", "general",
-       "medium", "gemini-3-flash-preview", "medium", 0},
+      {"Tell me a story about a lighthouse keeper and his cat, in three parts", "general", "medium",
+       "gemini-3-flash-preview", "medium", 0},
       {"debug this crash in the parser", "general", "high", "gemini-3-flash-preview", "high", 0},
       {"a security audit of the login code", "general", "high", "gemini-3-flash-preview", "high",
        0},
-      {"novel research directions for key pooling", "general", "research",
-       "gemini-3.1-pro-preview", "high", 0},
+      {"novel research directions for key pooling", "general", "research", "gemini-3.1-pro-preview",
+       "high", 0},
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     gkp__route r = decide(cfg, rows[i].task, -1, NULL, NULL, 0);
@@ -159,10 +160,10 @@ static void test_scores(void **state) {
   gkp__score s[2] = {{"general", "medium", "gemini-2.5-flash", 20, 4},
                      {"general", "medium", "gemini-3-flash-preview", 2, 1}};
   gkp__route r = decide(cfg, "compare these two caching approaches", -1, NULL, s, 2);
-  assert_true(r.scored); /* 5 scores on the pair */
-  assert_string_equal(r.cands[0].model, "gemini-2.5-flash");         /* 5.0 */
+  assert_true(r.scored);                                                  /* 5 scores on the pair */
+  assert_string_equal(r.cands[0].model, "gemini-2.5-flash");              /* 5.0 */
   assert_string_equal(r.cands[1].model, "gemini-3.1-flash-lite-preview"); /* unscored: 3 */
-  assert_string_equal(r.cands[2].model, "gemini-3-flash-preview");   /* 2.0 */
+  assert_string_equal(r.cands[2].model, "gemini-3-flash-preview");        /* 2.0 */
   s[0].n = 3; /* 4 scores: the rules' order */
   r = decide(cfg, "compare these two caching approaches", -1, NULL, s, 2);
   assert_false(r.scored);
@@ -179,11 +180,11 @@ static void test_scores(void **state) {
 
 static void test_config_rules(void **state) {
   (void)state;
-  gkp__config *cfg =
-      load("\"routing\": {\"types\": {\"legal\": {\"words\": [\"Contract\"], \"models\": "
-           "[\"gemini-2.5-flash\"], \"tools\": [\"url_context\"]}, \"micro\": {\"max_chars\": 20}}, "
-           "\"complexity\": {\"high\": [\"contract\"]}, \"quality\": {\"production\": "
-           "{\"thinking\": \"low\"}}}");
+  gkp__config *cfg = load(
+      "\"routing\": {\"types\": {\"legal\": {\"words\": [\"Contract\"], \"models\": "
+      "[\"gemini-2.5-flash\"], \"tools\": [\"url_context\"]}, \"micro\": {\"max_chars\": 20}}, "
+      "\"complexity\": {\"high\": [\"contract\"]}, \"quality\": {\"production\": "
+      "{\"thinking\": \"low\"}}}");
   gkp__route r = decide(cfg, "check this contract", -1, NULL, NULL, 0);
   assert_string_equal(r.task_type, "legal");
   assert_string_equal(gkp__cx_name(r.complexity), "high");
@@ -232,9 +233,9 @@ static void test_config_errors(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_table),         cmocka_unit_test(test_quality_given),
-      cmocka_unit_test(test_skips),         cmocka_unit_test(test_scores),
-      cmocka_unit_test(test_config_rules),  cmocka_unit_test(test_config_errors),
+      cmocka_unit_test(test_table),        cmocka_unit_test(test_quality_given),
+      cmocka_unit_test(test_skips),        cmocka_unit_test(test_scores),
+      cmocka_unit_test(test_config_rules), cmocka_unit_test(test_config_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,7 +41,7 @@ echo "summarize this paragraph: a named model" >"$MNT/flash/z"
 timeout 60 cat "$MNT/flash/z.out" >/dev/null
 cat "$MNT/flash/z.json" >"$W/z.json"
 check "a job of a model directory has no route, but its task type and complexity" \
-    test "$(json_get "$W/z.json" '(d["route"], d["task_type"], d["complexity"])')" = "(None, 'general', 'low')"
+    test "$(json_get "$W/z.json" '(d.get("route"), d["task_type"], d["complexity"])')" = "(None, 'general', 'low')"
 
 # Five scores for 2.5-flash on (general, medium) put it first.
 TASK="explain the difference between a process and a thread"

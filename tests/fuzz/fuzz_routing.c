@@ -16,7 +16,9 @@
 #include "engine/route.h"
 #include "fuzz.h"
 
-#define HEAD "{\"providers\": {\"gemini\": {\"keys\": [{\"id\": \"k1\", \"api_key\": \"env:FUZZ_ROUTE_KEY\"}]}}, \"routing\": "
+#define HEAD                                                                                       \
+  "{\"providers\": {\"gemini\": {\"keys\": [{\"id\": \"k1\", \"api_key\": "                        \
+  "\"env:FUZZ_ROUTE_KEY\"}]}}, \"routing\": "
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
@@ -51,8 +53,8 @@ static void check_rules(const gkp__config *cfg) {
   for (size_t i = 0; i < sizeof tasks / sizeof tasks[0]; i++) {
     for (int q = -1; q < GKP__Q_COUNT; q++) {
       gkp__route out;
-      gkp__route_in in = {.task = tasks[i], .len = strlen(tasks[i]), .quality = q,
-                          .enable_tools = 1};
+      gkp__route_in in = {
+          .task = tasks[i], .len = strlen(tasks[i]), .quality = q, .enable_tools = 1};
       gkp__route_decide(cfg, &in, NULL, NULL, 0, &out);
       FUZZ_CHECK(out.ncands > 0);
       FUZZ_CHECK(out.ncands <= GKP__ROUTE_MAX && out.nskipped <= GKP__ROUTE_MAX);

@@ -111,6 +111,32 @@ static void test_answer_streams_and_records(void **st) {
   gkp_task_result_free(&r);
 }
 
+/* No model, no profile: the pool picks it, and says how in route. */
+static void test_routed_task(void **st) {
+  (void)st;
+  gkp_task t = {.prompt = "summarize this paragraph"};
+  gkp_task_result r;
+  gkp_error err;
+  assert_int_equal(gkp_run_task(pool, &t, &r, &err), 0);
+  assert_true(r.ok);
+  assert_string_equal(r.model_used, "gemini-3.1-flash-lite-preview");
+  assert_non_null(r.route);
+  assert_non_null(strstr(r.route, "\"task_type\":\"general\",\"complexity\":\"low\","
+                                  "\"quality\":\"draft\""));
+  assert_non_null(strstr(r.route, "\"candidates\":[{\"model\":\"gemini-3.1-flash-lite-preview\""));
+  gkp_task_result_free(&r);
+  /* A named model with a quality: no route; the quality's note is sent. */
+  gkp_task q = {.model = "gemini-2.5-flash", .prompt = "summarize", .quality = "production"};
+  assert_int_equal(gkp_run_task(pool, &q, &r, &err), 0);
+  assert_true(r.ok);
+  assert_null(r.route);
+  assert_non_null(strstr(r.text, "Quality level: production"));
+  gkp_task_result_free(&r);
+  q.quality = "best";
+  assert_int_equal(gkp_run_task(pool, &q, &r, &err), -EINVAL);
+  assert_non_null(strstr(err.msg, "unknown quality 'best'"));
+}
+
 static void test_server_error_retried_on_another_key(void **st) {
   (void)st;
   gkp_task t = {.model = "gemini-2.5-flash", .prompt = "retry me"};
@@ -199,6 +225,7 @@ static void test_many_threads_one_pool(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_answer_streams_and_records, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_routed_task, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_error_retried_on_another_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_model_not_found_falls_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_request_fails_with_googles_message, setup, teardown),
