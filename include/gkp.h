@@ -315,6 +315,17 @@ GKP_API int gkp_report_error(gkp_pool *pool, const gkp_lease *lease, int http_st
 GKP_API int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v,
                               gkp_error *err);
 
+/*
+ * Classifies an error response met outside a reservation (a request the
+ * caller sent itself with the key of `key_id`) and applies its rule to
+ * (project of key_id, model) as gkp_report_error does for a lease.  `body`
+ * may be Google's JSON error or its plain text.  -ENOENT for an unknown key
+ * id or model.
+ */
+GKP_API int gkp_report_key_error(gkp_pool *pool, const char *key_id, const char *model,
+                                 int http_status, const char *body, size_t len, gkp_verdict *out,
+                                 gkp_error *err);
+
 /* ---- Administration ---------------------------------------------------- */
 
 /*

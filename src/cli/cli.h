@@ -61,6 +61,7 @@ int cmd_rate(int argc, char **argv);  /* rate JOB SCORE */
 /* A new run id ("r" and 16 hex digits) into buf: what `ask --json` and
  * executions.jsonl name a run by, and what `rate` takes. */
 void cli_run_id(char *buf, size_t len);
+int cmd_skill(int argc, char **argv); /* skill [install [--dir DIR]] */
 
 /* Appends one JSON line to executions.jsonl beside the state file. */
 void cli_log_execution(gkp_pool *pool, const char *json_line);

@@ -36,6 +36,7 @@ static const char *USAGE =
     "  gemini-pool keys check                          validate every key (models.list)\n"
     "  gemini-pool reset [KEY_ID|all]                  clear cooldowns, re-enable keys\n"
     "  gemini-pool state copy FROM TO                  move the state between a file and Redis\n"
+    "  gemini-pool skill [install [--dir DIR]]         the agent skill (SKILL.md)\n"
     "  gemini-pool --help | --version\n"
     "\n"
     "Every command takes --config FILE (else $GEMINI_POOL_CONFIG, ./keys.json,\n"
@@ -199,6 +200,9 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "serve") == 0) {
     return cmd_serve(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "skill") == 0) {
+    return cmd_skill(argc - 1, argv + 1);
   }
   if (strcmp(cmd, "mount") == 0) {
     return cmd_mount(argc - 1, argv + 1);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary DESTDIR and checks what a user gets:
 # the binary, the shared and static library, gkp.h, gkp.pc, the example
-# configuration, the systemd user unit and the man page.
+# configuration, the agent skill, the systemd user unit and the man page.
 # Then compiles the README's library example with nothing but
 # `pkg-config --cflags --libs gkp` against the installed files (linked
 # against the shared library, and statically with --static), runs both with a
@@ -48,6 +48,11 @@ need "$unit"
 need "$mandir/man1/gemini-pool.1"
 cmp -s "$src/keys.json.example" "$dest$datadir/doc/gemini-key-pool/keys.json.example" ||
   fail "the installed keys.json.example differs from the source"
+need "$datadir/gemini-pool/skill/SKILL.md"
+cmp -s "$src/share/skill/SKILL.md" "$dest$datadir/gemini-pool/skill/SKILL.md" ||
+  fail "the installed SKILL.md differs from the source"
+"$dest$bindir/gemini-pool" skill | cmp -s - "$src/share/skill/SKILL.md" ||
+  fail "the installed gemini-pool skill does not print share/skill/SKILL.md"
 grep -qx "ExecStart=$bindir/gemini-pool mount %f -f" "$dest$unit" ||
   fail "$unit: no 'ExecStart=$bindir/gemini-pool mount %f -f' line"
 grep -qx 'ExecStop=-\?fusermount3 -u %f' "$dest$unit" || fail "$unit: no ExecStop with fusermount3"
