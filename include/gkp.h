@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define GKP_VERSION "0.2.0"
+#define GKP_VERSION "0.3.0"
 
 /* Marks the functions libgkp exports; everything else in the library is
  * hidden (it is built with -fvisibility=hidden). */
@@ -315,6 +315,17 @@ GKP_API int gkp_report_error(gkp_pool *pool, const gkp_lease *lease, int http_st
 GKP_API int gkp_apply_verdict(gkp_pool *pool, const gkp_lease *lease, gkp_verdict *v,
                               gkp_error *err);
 
+/*
+ * Classifies an error response met outside a reservation (a request the
+ * caller sent itself with the key of `key_id`) and applies its rule to
+ * (project of key_id, model) as gkp_report_error does for a lease.  `body`
+ * may be Google's JSON error or its plain text.  -ENOENT for an unknown key
+ * id or model.
+ */
+GKP_API int gkp_report_key_error(gkp_pool *pool, const char *key_id, const char *model,
+                                 int http_status, const char *body, size_t len, gkp_verdict *out,
+                                 gkp_error *err);
+
 /* ---- Administration ---------------------------------------------------- */
 
 /*
@@ -357,10 +368,13 @@ GKP_API int gkp_status_json(gkp_pool *pool, char **out, gkp_error *err);
 
 /* ---- Running a whole task ---------------------------------------------- */
 
-/* One generation task.  Pointers are borrowed for the duration of the call. */
+/* One generation task.  Pointers are borrowed for the duration of the call.
+ * With neither a profile nor a model (or either of them "auto", or a
+ * profile whose config says "route": "auto") the pool chooses the model:
+ * see gkp_route; the decision is in gkp_task_result.route. */
 typedef struct gkp_task {
-  const char *profile; /* a profile (directory) name, or NULL */
-  const char *model;   /* overrides the profile's model; one of the two is needed */
+  const char *profile; /* a profile (directory) name, "auto", or NULL */
+  const char *model;   /* overrides the profile's model; "auto" or NULL: routed */
   const char *prompt;  /* the task text, NUL-terminated */
   const char *context; /* extra text sent after the task, or NULL */
   const char *system;  /* system instruction, or NULL for the profile's */
@@ -376,6 +390,14 @@ typedef struct gkp_task {
   void (*on_text)(void *ud, const char *text, size_t len);
   void (*on_restart)(void *ud);
   void *ud;
+  /* The quality level: "draft" | "standard" | "production" | "research", or
+   * NULL.  It sets the thinking level (minimal, medium, high, high) unless
+   * `thinking` is given and adds a one-line quality note to the prompt; a
+   * routed task without one infers it from the task's complexity. */
+  const char *quality;
+  /* Turn on google_search / code_execution / url_context as the task's words
+   * call for them (as `gemini-pool ask --enable-tools`). */
+  int enable_tools;
 } gkp_task;
 
 /* An image the task generated. */
@@ -399,6 +421,9 @@ typedef struct gkp_task_result {
   gkp_image *images;
   size_t nimages;
   char error[GKP_MSG_MAX]; /* why it failed, "" on success */
+  /* The routing decision as one JSON object (the document gkp_route
+   * returns), malloc'd; NULL when the task named its model. */
+  char *route;
 } gkp_task_result;
 
 /*
@@ -413,6 +438,50 @@ GKP_API int gkp_run_task(gkp_pool *pool, const gkp_task *task, gkp_task_result *
 
 /* Frees what gkp_run_task put in *res.  Safe on a zeroed result. */
 GKP_API void gkp_task_result_free(gkp_task_result *res);
+
+/* ---- Routing: the pool chooses the model ------------------------------- */
+
+/*
+ * What the `auto` profile would do with `task` (its text; `has_image`: an
+ * image or PDF is attached) at `quality` ("draft" | "standard" |
+ * "production" | "research", or NULL: inferred from the task's complexity),
+ * given the quota left right now.  Sends nothing.  *json_out (free with
+ * gkp_free) is one JSON object:
+ *
+ *   {"task_type": "general" | "micro" | "intent" | "image" | "embedding" |
+ *                 "current_research" | "tool_use" | a type from the config,
+ *    "complexity": "low" | "medium" | "high" | "research",
+ *    "quality": "draft" | "standard" | "production" | "research",
+ *    "quality_given": true | false,
+ *    "scored": true | false,      (candidates ordered by rate scores)
+ *    "candidates": [{"model": ID, "thinking": "minimal"|"low"|"medium"|"high"|null,
+ *                    "tools": ["google_search", ...]}, ...],   (in the order tried)
+ *    "skipped": [{"model": ID, "reason": "rpd_exhausted" | "no_free_tier" |
+ *                 "keys_disabled" | "unknown_model", "detail": TEXT}, ...]}
+ *
+ * Rules come from the built-in defaults and "routing" in keys.json.  The
+ * quota is read from a per-model summary refreshed at most every second,
+ * so a decision costs the same on a pool of any size.  -EINVAL for an
+ * empty task or an unknown quality.
+ */
+GKP_API int gkp_route(gkp_pool *pool, const char *task, const char *quality, int has_image,
+                      char **json_out, gkp_error *err);
+
+/* Frees memory the library returned (gkp_route's document).  NULL is a no-op. */
+GKP_API void gkp_free(void *p);
+
+/*
+ * Records a score (1 to 5) for how well `model` did on a task of
+ * `task_type` and `complexity` (as named in a route document; for a task run
+ * with an explicit model, take them from gkp_route of its text).  Scores are
+ * kept in the state backend and shared by every process of the pool; once a
+ * (task type, complexity) pair has 5 scores or more, routing orders its
+ * candidates by average score (a model without scores counts as 3), among
+ * those with quota.  -EINVAL for a score out of range, an unknown
+ * complexity or an unknown model.
+ */
+GKP_API int gkp_rate(gkp_pool *pool, const char *task_type, const char *complexity,
+                     const char *model, int score, gkp_error *err);
 
 #ifdef __cplusplus
 }

@@ -19,20 +19,6 @@
 
 #define MAX_TASK ((size_t)16 * 1024 * 1024)
 
-/* The quality levels of the original gemini_agent. */
-static const struct quality {
-  const char *name, *model, *thinking, *note;
-} QUALITIES[] = {
-    {"draft", "gemini-3.1-flash-lite-preview", "minimal",
-     "Quality level: draft. Be brief; a quick first pass is fine."},
-    {"standard", "gemini-3-flash-preview", "medium",
-     "Quality level: standard. Be accurate and reasonably complete."},
-    {"production", "gemini-3-flash-preview", "high",
-     "Quality level: production. Be thorough, accurate and polished; check your work."},
-    {"research", "gemini-3.1-pro-preview", "high",
-     "Quality level: research. Be exhaustive and rigorous; cite sources where you can."},
-};
-
 typedef struct ask {
   cli_common common;
   const char *task, *model, *profile, *context_file, *output, *image_file, *image_output;
@@ -55,6 +41,7 @@ typedef struct ask {
   gkp__dynbuf image_paths; /* JSON array text */
   gkp__job_info result;
   int has_result;
+  char run_id[40];
 } ask;
 
 static int read_all(FILE *f, gkp__dynbuf *b) {
@@ -86,35 +73,6 @@ static int read_file(const char *path, gkp__dynbuf *b, const char *what) {
     cli_error("%s %s: %s", what, path, strerror(-rc));
   }
   return rc;
-}
-
-static int has_word(const char *text, const char *const *words) {
-  for (; *words != NULL; words++) {
-    if (strcasestr(text, *words) != NULL) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* --enable-tools: the tools the task's words call for. */
-static size_t tools_for(const char *task, const char **tools) {
-  static const char *const search[] = {"search", "latest",  "news",     "current", "today",
-                                       "recent", "look up", "find out", "who is",  NULL};
-  static const char *const code[] = {"calculate", "compute", "python",    "code", "plot",
-                                     "simulate",  "run ",    "algorithm", NULL};
-  static const char *const url[] = {"http://", "https://", "www.", NULL};
-  size_t n = 0;
-  if (has_word(task, search)) {
-    tools[n++] = "google_search";
-  }
-  if (has_word(task, code)) {
-    tools[n++] = "code_execution";
-  }
-  if (has_word(task, url)) {
-    tools[n++] = "url_context";
-  }
-  return n;
 }
 
 /* ---- sink (loop thread) ----------------------------------------------------- */
@@ -222,9 +180,10 @@ static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
 
 /* ---- output ----------------------------------------------------------------- */
 
-static cJSON *result_json(const gkp__job_info *r, const char *images) {
+static cJSON *result_json(const ask *a, const gkp__job_info *r, const char *images) {
   cJSON *o = cJSON_CreateObject(), *att = cJSON_CreateArray();
   char t[40];
+  cJSON_AddStringToObject(o, "run_id", a->run_id);
   cJSON_AddStringToObject(o, "status", gkp__job_status_name(r->status));
   cJSON_AddStringToObject(o, "model_requested", r->model_requested);
   cJSON_AddItemToObject(o, "model_used",
@@ -253,6 +212,8 @@ static cJSON *result_json(const gkp__job_info *r, const char *images) {
                         r->error[0] ? cJSON_CreateString(r->error) : cJSON_CreateNull());
   cJSON_AddStringToObject(o, "created", gkp__rfc3339(r->created_ms, t, sizeof t));
   cJSON_AddStringToObject(o, "finished", gkp__rfc3339(r->finished_ms, t, sizeof t));
+  cJSON *route = r->route != NULL ? cJSON_Parse(r->route) : NULL;
+  cJSON_AddItemToObject(o, "route", route != NULL ? route : cJSON_CreateNull());
   if (images != NULL) {
     char *arr = malloc(strlen(images) + 3);
     if (arr != NULL) {
@@ -264,8 +225,30 @@ static cJSON *result_json(const gkp__job_info *r, const char *images) {
   return o;
 }
 
-static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r, const char *task) {
-  cJSON *o = result_json(r, gkp__dynbuf_ptr(&a->image_paths));
+/* What `rate` needs of a run: its task type and complexity (those of its
+ * route, or of the task's words for a run with a named model). */
+static void add_pair(cJSON *o, gkp_pool *pool, const gkp__job_info *r, const char *task,
+                     int has_image) {
+  char *doc = NULL;
+  gkp_error err;
+  cJSON *route = r->route != NULL ? cJSON_Parse(r->route) : NULL;
+  if (route == NULL && gkp_route(pool, task, NULL, has_image, &doc, &err) == 0) {
+    route = cJSON_Parse(doc);
+  }
+  gkp_free(doc);
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(route, "task_type");
+  const cJSON *cx = cJSON_GetObjectItemCaseSensitive(route, "complexity");
+  if (cJSON_IsString(type) && cJSON_IsString(cx)) {
+    cJSON_AddStringToObject(o, "task_type", type->valuestring);
+    cJSON_AddStringToObject(o, "complexity", cx->valuestring);
+  }
+  cJSON_Delete(route);
+}
+
+static void log_execution(gkp_pool *pool, const ask *a, const gkp__job_info *r, const char *task,
+                          const char *full_task) {
+  cJSON *o = result_json(a, r, gkp__dynbuf_ptr(&a->image_paths));
+  add_pair(o, pool, r, full_task, a->image_file != NULL);
   char preview[121];
   size_t n = strlen(task) < 120 ? strlen(task) : 120;
   while (n > 0 && n < strlen(task) && ((unsigned char)task[n] & 0xC0) == 0x80) {
@@ -370,31 +353,19 @@ static int parse_args(ask *a, int argc, char **argv) {
   return 0;
 }
 
-static const struct quality *find_quality(const char *name) {
-  for (size_t i = 0; i < sizeof QUALITIES / sizeof QUALITIES[0]; i++) {
-    if (strcmp(QUALITIES[i].name, name) == 0) {
-      return &QUALITIES[i];
-    }
-  }
-  return NULL;
-}
-
 /* The inputs of a task: its text (with the quality's note), the context
  * file and the image file.  Returns 0, or -1 after printing why. */
 typedef struct ask_inputs {
   gkp__dynbuf task, context, image;
 } ask_inputs;
 
-static int read_inputs(const ask *a, const struct quality *q, ask_inputs *in) {
+static int read_inputs(const ask *a, ask_inputs *in) {
   if (strcmp(a->task, "-") == 0 ? read_file("-", &in->task, "task from") != 0
                                 : gkp__dynbuf_adds(&in->task, a->task) != 0) {
     return -1;
   }
   if (gkp__dynbuf_len(&in->task) == 0) {
     cli_error("ask: the task is empty");
-    return -1;
-  }
-  if (q != NULL && gkp__dynbuf_printf(&in->task, "\n\n%s", q->note) != 0) {
     return -1;
   }
   if (a->context_file != NULL && read_file(a->context_file, &in->context, "context file") != 0) {
@@ -429,13 +400,13 @@ static int open_answer(ask *a) {
   return 0;
 }
 
-/* The job to submit: options first, then the quality's defaults, then the
- * "flash" profile.  `tools` has room for three. */
-static gkp__job_spec job_spec(const ask *a, const struct quality *q, ask_inputs *in,
-                              const char **tools) {
+/* The job to submit: with neither --model nor --profile, the pool picks
+ * the model (routing); the quality's thinking and note, and the tools the
+ * task's words call for, are applied by the runner. */
+static gkp__job_spec job_spec(const ask *a, ask_inputs *in) {
   gkp__job_spec spec = {
       .profile = a->profile,
-      .model = a->model != NULL ? a->model : (q != NULL ? q->model : NULL),
+      .model = a->model,
       .prompt = gkp__dynbuf_ptr(&in->task),
       .prompt_len = gkp__dynbuf_len(&in->task),
       .context = a->context_file != NULL ? gkp__dynbuf_ptr(&in->context) : NULL,
@@ -443,25 +414,20 @@ static gkp__job_spec job_spec(const ask *a, const struct quality *q, ask_inputs 
       .system = a->system,
       .image = a->image_file != NULL ? gkp__dynbuf_ptr(&in->image) : NULL,
       .image_len = gkp__dynbuf_len(&in->image),
-      .thinking = a->thinking != NULL ? a->thinking : (q != NULL ? q->thinking : NULL),
+      .thinking = a->thinking,
       .capture_thinking = a->capture_thinking,
       .max_wait_ms = a->max_wait_ms,
       .deadline_ms = a->timeout_ms,
+      .quality = a->quality,
+      .enable_tools = a->enable_tools,
   };
-  if (spec.profile == NULL && spec.model == NULL) {
-    spec.profile = "flash";
-  }
-  if (a->enable_tools) {
-    spec.ntools = tools_for(gkp__dynbuf_ptr(&in->task), tools);
-    spec.tools = tools;
-  }
   return spec;
 }
 
 /* --json: the result document, on stdout or in --output.  Returns the exit
  * code. */
 static int print_json(const ask *a, const gkp__job_info *r, int code) {
-  cJSON *o = result_json(r, gkp__dynbuf_ptr(&a->image_paths));
+  cJSON *o = result_json(a, r, gkp__dynbuf_ptr(&a->image_paths));
   cJSON_AddStringToObject(o, "text", r->text);
   if (a->capture_thinking) {
     cJSON_AddStringToObject(o, "thoughts", r->thoughts);
@@ -543,8 +509,6 @@ static int run_job(ask *a, gkp_pool *pool, const gkp__job_spec *spec, gkp__runne
 int cmd_ask(int argc, char **argv) {
   ask a = {.max_wait_ms = -1};
   ask_inputs in;
-  const struct quality *q = NULL;
-  const char *tools[3];
   gkp_pool *pool = NULL;
   gkp__runner *runner = NULL;
   int rc = parse_args(&a, argc, argv), code = CLI_USAGE;
@@ -562,18 +526,20 @@ int cmd_ask(int argc, char **argv) {
   pthread_mutex_init(&a.mu, NULL);
   pthread_cond_init(&a.cv, NULL);
 
-  if (a.quality != NULL && (q = find_quality(a.quality)) == NULL) {
+  if (a.quality != NULL && strcmp(a.quality, "draft") != 0 && strcmp(a.quality, "standard") != 0 &&
+      strcmp(a.quality, "production") != 0 && strcmp(a.quality, "research") != 0) {
     cli_error("ask: unknown --quality '%s' (draft, standard, production, research)", a.quality);
     goto out;
   }
-  if (read_inputs(&a, q, &in) != 0) {
+  cli_run_id(a.run_id, sizeof a.run_id);
+  if (read_inputs(&a, &in) != 0) {
     goto out;
   }
   pool = cli_open_pool(&a.common);
   if (pool == NULL || open_answer(&a) != 0) {
     goto out;
   }
-  gkp__job_spec spec = job_spec(&a, q, &in, tools);
+  gkp__job_spec spec = job_spec(&a, &in);
   if (a.image_file != NULL && spec.context == NULL && gkp__dynbuf_len(&in.image) == 0) {
     cli_error("ask: image file %s is empty", a.image_file);
     goto out;
@@ -588,7 +554,8 @@ int cmd_ask(int argc, char **argv) {
   if (a.image_failed && code == CLI_OK) {
     code = CLI_FAILED; /* the reason was printed by on_image */
   }
-  log_execution(pool, &a, r, a.task[0] == '-' && a.task[1] == '\0' ? "(stdin)" : a.task);
+  log_execution(pool, &a, r, a.task[0] == '-' && a.task[1] == '\0' ? "(stdin)" : a.task,
+                gkp__dynbuf_ptr(&in.task));
   gkp__job_info_free(r);
 out:
   gkp__runner_free(runner);

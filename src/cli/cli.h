@@ -53,6 +53,13 @@ int cmd_keys(int argc, char **argv);
 int cmd_state(int argc, char **argv); /* state copy FROM TO */
 int cmd_mount(int argc, char **argv); /* parses, then calls fs_mount_run */
 int cmd_serve(int argc, char **argv);
+int cmd_route(int argc, char **argv); /* route --task TEXT [--quality Q] [--json] */
+int cmd_rate(int argc, char **argv);  /* rate JOB SCORE */
+
+/* A new run id ("r" and 16 hex digits) into buf: what `ask --json` and
+ * executions.jsonl name a run by, and what `rate` takes. */
+void cli_run_id(char *buf, size_t len);
+int cmd_skill(int argc, char **argv); /* skill [install [--dir DIR]] */
 
 /* Appends one JSON line to executions.jsonl beside the state file. */
 void cli_log_execution(gkp_pool *pool, const char *json_line);

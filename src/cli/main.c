@@ -18,16 +18,22 @@
 static const char *USAGE =
     "usage:\n"
     "  gemini-pool mount MOUNTPOINT [-f] [-o OPTS]     the filesystem\n"
-    "  gemini-pool ask --task TEXT|- [--model M] [--profile P] [--context-file F]\n"
+    "  gemini-pool ask --task TEXT|- [--model M|auto] [--profile P] [--context-file F]\n"
     "                  [--output F] [--image-file F] [--image-output F]\n"
     "                  [--system-prompt S] [--quality draft|standard|production|research]\n"
     "                  [--enable-tools] [--capture-thinking] [--json]\n"
     "                  [--max-wait SECONDS] [--timeout SECONDS]\n"
+    "                  without --model or --profile, the pool picks the model (auto)\n"
+    "  gemini-pool route --task TEXT|- [--quality Q] [--json]\n"
+    "                                                  what auto would pick, and why (sends nothing)\n"
+    "  gemini-pool rate JOB SCORE                      teach the router: JOB is a job's path in the\n"
+    "                                                  mount or a run id from ask --json; SCORE 1-5\n"
     "  gemini-pool serve --listen ADDR                 the HTTP front (Gemini REST API)\n"
     "  gemini-pool status [--json]                     the pool, from the state file\n"
     "  gemini-pool keys check                          validate every key (models.list)\n"
     "  gemini-pool reset [KEY_ID|all]                  clear cooldowns, re-enable keys\n"
     "  gemini-pool state copy FROM TO                  move the state between a file and Redis\n"
+    "  gemini-pool skill [install [--dir DIR]]         the agent skill (SKILL.md)\n"
     "  gemini-pool --help | --version\n"
     "\n"
     "Every command takes --config FILE (else $GEMINI_POOL_CONFIG, ./keys.json,\n"
@@ -183,8 +189,17 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "keys") == 0) {
     return cmd_keys(argc - 1, argv + 1);
   }
+  if (strcmp(cmd, "route") == 0) {
+    return cmd_route(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "rate") == 0) {
+    return cmd_rate(argc - 1, argv + 1);
+  }
   if (strcmp(cmd, "serve") == 0) {
     return cmd_serve(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "skill") == 0) {
+    return cmd_skill(argc - 1, argv + 1);
   }
   if (strcmp(cmd, "mount") == 0) {
     return cmd_mount(argc - 1, argv + 1);

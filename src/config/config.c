@@ -301,6 +301,9 @@ static int parse_config(const char *json, size_t len, const char *name, const ch
   if (rc == 0) {
     rc = gkp__config_profiles_load(&ctx, cfg, root);
   }
+  if (rc == 0) {
+    rc = gkp__config_routing_load(&ctx, cfg, root);
+  }
   if (rc == 0 && (seal_secrets(cfg) != 0 || gkp__config_build_runs(cfg) != 0)) {
     rc = gkp__cfg_fail(&ctx, -ENOMEM, NULL, "out of memory");
   }
@@ -485,6 +488,7 @@ void gkp__config_free(gkp__config *cfg) {
   for (size_t i = 0; i < cfg->nprofiles; i++) {
     gkp__profile_cfg_clear(&cfg->profiles[i]);
   }
+  gkp__routing_clear(&cfg->routing);
   gkp__secmem_free(cfg->secrets, cfg->secrets_len);
   gkp__secmem_free(cfg->runs, cfg->nruns * sizeof *cfg->runs);
   free(cfg->keys);

@@ -36,10 +36,59 @@ typedef struct gkp__profile_cfg {
   char **tools; /* "google_search", "code_execution", "url_context" */
   size_t ntools;
   char *thinking;            /* "minimal" | "low" | "medium" | "high" or NULL */
+  int route;                 /* "route": "auto": the pool picks the model (model is nominal) */
+  char *quality;             /* "quality": draft | standard | production | research, or NULL */
   int64_t max_wait_ms;       /* how long a job may wait for a key (default 120 s) */
   double temperature;        /* < 0: not set */
   int64_t max_output_tokens; /* <= 0: not set */
 } gkp__profile_cfg;
+
+/* Routing rules (SPEC §5.1): built-in defaults, then "routing" in keys.json
+ * (routing.c). */
+enum { GKP__RT_SEARCH = 1, GKP__RT_CODE = 2, GKP__RT_URL = 4 }; /* tool bits */
+enum { GKP__CX_LOW = 0, GKP__CX_MEDIUM, GKP__CX_HIGH, GKP__CX_RESEARCH, GKP__CX_COUNT };
+enum { GKP__Q_DRAFT = 0, GKP__Q_STANDARD, GKP__Q_PRODUCTION, GKP__Q_RESEARCH, GKP__Q_COUNT };
+
+typedef struct gkp__strv {
+  char **v;
+  size_t n;
+} gkp__strv;
+
+typedef struct gkp__route_type {
+  char *name;       /* "micro", "current_research", ... */
+  gkp__strv words;  /* lower-case substrings of the task; the first type matching wins */
+  gkp__strv models; /* tried first (then the quality's); empty: the quality's alone */
+  char *thinking;   /* overrides the quality's; NULL: the quality's */
+  int no_thinking;  /* thinking explicitly null: none */
+  unsigned tools;   /* GKP__RT_* turned on for this type */
+  int64_t max_chars;    /* > 0: only tasks shorter than this match */
+  int only_no_quality;  /* only when the caller gave no quality */
+  int only_with_image;  /* only tasks with an attached image */
+} gkp__route_type;
+
+typedef struct gkp__route_quality {
+  gkp__strv models; /* the first candidates, then down the last one's fallback chain */
+  char *thinking;   /* NULL: none */
+  char *note;       /* one line added to the prompt */
+} gkp__route_quality;
+
+typedef struct gkp__routing {
+  gkp__route_type *types; /* in match order; "general" (no words) last */
+  size_t ntypes;
+  gkp__strv cx_words[GKP__CX_COUNT];   /* checked research, high, medium, low */
+  int64_t low_max_chars;               /* no word matched: low under this, else medium */
+  gkp__route_quality q[GKP__Q_COUNT];  /* per quality level */
+  gkp__strv tool_words[3];             /* search, code, url: --enable-tools */
+} gkp__routing;
+
+/* Names of complexities and qualities; the index of a name or -1. */
+const char *gkp__cx_name(int cx);
+const char *gkp__quality_name(int q);
+int gkp__quality_index(const char *name);
+int gkp__cx_index(const char *name);
+
+/* The tools the task's words call for (GKP__RT_* bits), from r->tool_words. */
+unsigned gkp__routing_tools_for(const gkp__routing *r, const char *task);
 
 typedef struct gkp__config {
   char *path;       /* the file it was read from ("<text>" name when parsed from memory) */
@@ -54,6 +103,7 @@ typedef struct gkp__config {
   size_t nmodels;
   gkp__profile_cfg *profiles; /* default directories plus "profiles" */
   size_t nprofiles;
+  gkp__routing routing; /* built-in rules merged with "routing" */
   char *secrets; /* every key's secret, on undumpable pages (common/secmem.h) */
   size_t secrets_len;
   uint64_t *runs; /* every 8-byte run of every secret, sorted, undumpable */

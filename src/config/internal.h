@@ -171,6 +171,15 @@ int gkp__config_models_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJS
  */
 int gkp__config_profiles_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON *root);
 
+/*
+ * Builds cfg->routing: the built-in rules, then the file's "routing"
+ * (types added or merged by name, complexity words and quality levels
+ * replaced).  Needs cfg->models.  Returns 0 or a negative errno with
+ * ctx->err: one line naming the place and the fix.
+ */
+int gkp__config_routing_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON *root);
+void gkp__routing_clear(gkp__routing *r);
+
 /* Frees the strings of one model or profile entry (not the entry itself). */
 void gkp__model_cfg_clear(gkp__model_cfg *m);
 void gkp__profile_cfg_clear(gkp__profile_cfg *p);

@@ -21,6 +21,7 @@ static const struct {
     {"pro", "gemini-3.1-pro-preview"}, {"flash", "gemini-3-flash-preview"},
     {"flash-2.5", "gemini-2.5-flash"}, {"flash-lite", "gemini-3.1-flash-lite-preview"},
     {"gemma", "gemma-3-27b-it"},       {"image", "gemini-2.5-flash-image"},
+    {"auto", "gemini-3-flash-preview"}, /* routed: the model is only nominal */
 };
 
 static const char *const tool_names[] = {"google_search", "code_execution", "url_context"};
@@ -36,6 +37,7 @@ void gkp__profile_cfg_clear(gkp__profile_cfg *p) {
   free(p->model);
   free(p->system);
   free(p->thinking);
+  free(p->quality);
   memset(p, 0, sizeof *p);
 }
 
@@ -204,6 +206,41 @@ static int profile_numbers(const gkp__cfg_ctx *ctx, gkp__profile_cfg *p, const c
   return 0;
 }
 
+/* "route": "auto" (or null: the profile's model) and "quality" (one of the
+ * levels, or null).  Returns 0 or a negative errno. */
+static int profile_route(const gkp__cfg_ctx *ctx, gkp__profile_cfg *p, const cJSON *e,
+                         const char *base) {
+  char where[192];
+  char q[96];
+  const cJSON *route = cJSON_GetObjectItemCaseSensitive(e, "route");
+  const cJSON *quality = cJSON_GetObjectItemCaseSensitive(e, "quality");
+  if (route != NULL) {
+    snprintf(where, sizeof where, "%s.route", base);
+    if (!cJSON_IsNull(route) && !(cJSON_IsString(route) && strcmp(route->valuestring, "auto") == 0)) {
+      return gkp__cfg_fail(ctx, -EINVAL, where,
+                           "expected \"auto\" (the pool picks the model) or null, got %s",
+                           cJSON_IsString(route) ? gkp__cfg_quote(route->valuestring, q, sizeof q)
+                                                 : gkp__json_type(route));
+    }
+    p->route = cJSON_IsString(route);
+  }
+  if (quality != NULL) {
+    snprintf(where, sizeof where, "%s.quality", base);
+    if (!cJSON_IsNull(quality) &&
+        !(cJSON_IsString(quality) && gkp__quality_index(quality->valuestring) >= 0)) {
+      return gkp__cfg_fail(ctx, -EINVAL, where,
+                           "expected \"draft\", \"standard\", \"production\", \"research\" or "
+                           "null, got %s",
+                           cJSON_IsString(quality) ? gkp__cfg_quote(quality->valuestring, q, sizeof q)
+                                                   : gkp__json_type(quality));
+    }
+    if (replace_str(&p->quality, cJSON_IsString(quality) ? quality->valuestring : NULL) < 0) {
+      return gkp__cfg_fail(ctx, -ENOMEM, where, "out of memory");
+    }
+  }
+  return 0;
+}
+
 /* Applies the optional fields of one "profiles" entry to p (those absent
  * keep their value).  Returns 0 or a negative errno. */
 static int profile_fields(const gkp__cfg_ctx *ctx, gkp__profile_cfg *p, const cJSON *e,
@@ -224,6 +261,9 @@ static int profile_fields(const gkp__cfg_ctx *ctx, gkp__profile_cfg *p, const cJ
   if (rc == 0 && thinking != NULL) {
     snprintf(where, sizeof where, "%s.thinking", base);
     rc = profile_string(ctx, thinking, where, thinking_names, 4, &p->thinking);
+  }
+  if (rc == 0) {
+    rc = profile_route(ctx, p, e, base);
   }
   return rc == 0 ? profile_numbers(ctx, p, e, base) : rc;
 }
@@ -264,7 +304,12 @@ static int apply_profile(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON 
   if (p == NULL) {
     return gkp__cfg_fail(ctx, -ENOMEM, base, "out of memory");
   }
-  if (model == NULL && added) {
+  const cJSON *route = cJSON_GetObjectItemCaseSensitive(e, "route");
+  if (model == NULL && added && cJSON_IsString(route)) {
+    if (replace_str(&p->model, "gemini-3-flash-preview") < 0) {
+      return gkp__cfg_fail(ctx, -ENOMEM, base, "out of memory");
+    }
+  } else if (model == NULL && added) {
     return gkp__cfg_fail(ctx, -EINVAL, base,
                          "missing \"model\"; name the model this profile uses, e.g. \"model\": "
                          "\"gemini-2.5-flash\"");
@@ -298,6 +343,7 @@ int gkp__config_profiles_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const c
     if (p == NULL || replace_str(&p->model, model) < 0) {
       return gkp__cfg_fail(ctx, -ENOMEM, "profiles", "out of memory");
     }
+    p->route = strcmp(name, "auto") == 0;
   }
   const cJSON *profiles = cJSON_GetObjectItemCaseSensitive(root, "profiles");
   if (profiles == NULL || cJSON_IsNull(profiles)) {

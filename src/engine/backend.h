@@ -68,6 +68,14 @@ typedef struct gkp__snapshot {
 
 void gkp__snapshot_free(gkp__snapshot *s);
 
+/* The scores of one (task type, complexity, model): rate verb, routing. */
+typedef struct gkp__score {
+  char task_type[GKP_ID_MAX];
+  char complexity[16];
+  char model[GKP_ID_MAX];
+  int64_t sum, n;
+} gkp__score;
+
 typedef struct gkp__backend gkp__backend;
 
 typedef struct gkp__backend_ops {
@@ -116,6 +124,11 @@ typedef struct gkp__backend_ops {
    * totals as of now, cooldowns, learned limits, disabled keys) over this
    * state's records of the keys and models both configurations name. */
   int (*import)(gkp__backend *b, const gkp__snapshot *s, gkp_error *err);
+  /* Adds one score (1..5) for a (task type, complexity, model), shared by
+   * every process of the state; `scores` reads them all, summed. */
+  int (*rate)(gkp__backend *b, const char *task_type, const char *complexity, const char *model,
+              int score, gkp_error *err);
+  int (*scores)(gkp__backend *b, gkp__score **out, size_t *n, gkp_error *err);
 } gkp__backend_ops;
 
 struct gkp__backend {
@@ -126,6 +139,12 @@ struct gkp__backend {
  * the store has to say (moved aside, upgraded). */
 int gkp__file_backend_open(const char *path, gkp_clock_fn clock, void *clock_ud, gkp_log_fn log,
                            void *log_ud, gkp__backend **out, gkp_error *err);
+
+/* The mapped-file backend's scores, in a file beside the state file
+ * (fb_scores.c): one appended line per score. */
+int gkp__fb_rate(gkp__backend *b, const char *task_type, const char *complexity,
+                 const char *model, int score, gkp_error *err);
+int gkp__fb_scores(gkp__backend *b, gkp__score **out, size_t *n, gkp_error *err);
 
 /* Configuration snapshots are shared by reference (pool.c). */
 const gkp__config *gkp__config_ref(const gkp__config *cfg);

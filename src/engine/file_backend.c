@@ -437,9 +437,13 @@ static int lease_pm(fb *f, const gkp_lease *l, int *key_slot, gkp_error *err) {
     return (int)f->st->keys[s].leases[li].pm_slot;
   }
   /* A lease already released (a verdict after release, say) still names
-   * its key and pair. */
+   * its key and pair; so does an error met outside a reservation
+   * (gkp_report_key_error), whose pair may have no record yet. */
   int ki = cfg_key_index(f, l->key_id);
-  int ps = ki >= 0 ? find_pm(f, l->project, l->model) : -1;
+  int mi = ki >= 0 && strcmp(f->cfg->keys[ki].project, l->project) == 0
+               ? model_index(f->cfg, l->model)
+               : -1;
+  int ps = mi >= 0 ? pm_attach(f, ki, mi, NULL) : ki >= 0 ? find_pm(f, l->project, l->model) : -1;
   if (ps < 0) {
     return gkp__err(err, -EINVAL, "not a lease of this pool");
   }
@@ -620,6 +624,8 @@ static const gkp__backend_ops file_ops = {
     .where = fb_where,
     .close = fb_close,
     .import = fb_import,
+    .rate = gkp__fb_rate,
+    .scores = gkp__fb_scores,
 };
 
 static void store_note(void *ud, const char *line) {

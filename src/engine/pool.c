@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "engine/bounds.h"
 #include "engine/pool_impl.h"
+#include "engine/route.h"
 #include "engine/redis_backend.h"
 #include "engine/redis_conn.h"
 
@@ -265,6 +266,7 @@ static int pool_open(gkp_pool **out, gkp__config *cfg, char *config_path, const 
   pthread_mutex_init(&pool->names_mu, NULL);
   pthread_mutex_init(&pool->reload_mu, NULL);
   pthread_mutex_init(&pool->task_mu, NULL);
+  pthread_mutex_init(&pool->route_mu, NULL);
 
   spath = state_path(opts->state_path, cfg->state, err);
   if (spath == NULL) {
@@ -342,6 +344,7 @@ void gkp_pool_close(gkp_pool *pool) {
   if (pool->task_runner != NULL && !forked) {
     pool->task_runner_free(pool->task_runner);
   }
+  gkp__route_cache_free(pool);
   if (pool->be != NULL) {
     pool->be->ops->close(pool->be, forked);
   }
@@ -354,6 +357,7 @@ void gkp_pool_close(gkp_pool *pool) {
   pthread_mutex_destroy(&pool->names_mu);
   pthread_mutex_destroy(&pool->reload_mu);
   pthread_mutex_destroy(&pool->task_mu);
+  pthread_mutex_destroy(&pool->route_mu);
   free(pool->config_path);
   free(pool);
 }

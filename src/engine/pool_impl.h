@@ -38,6 +38,9 @@ struct gkp_pool {
   pthread_mutex_t task_mu;
   void *task_runner;
   void (*task_runner_free)(void *runner);
+  /* Routing's quota summary and scores, a second old at most (route_pool.c). */
+  pthread_mutex_t route_mu;
+  void *route_cache;
 };
 
 /* Logs one line through the pool's log callback, if any. */

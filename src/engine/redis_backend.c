@@ -1419,6 +1419,64 @@ static void rb_set_lease_ttl(gkp__backend *b, int64_t ms) {
   pthread_mutex_unlock(&r->conn.mu);
 }
 
+/* ---- scores ------------------------------------------------------------------------------ */
+
+/* One hash, gkp:{pool}:scores, field "TYPE\tCOMPLEXITY\tMODEL", value
+ * count << 32 | sum: one HINCRBY adds a score atomically. */
+#define SCORE_KEY "gkp:{pool}:scores"
+
+static int rb_rate(gkp__backend *b, const char *task_type, const char *complexity,
+                   const char *model, int score, gkp_error *err) {
+  rb *r = (rb *)b;
+  char field[3 * GKP_ID_MAX + 4], inc[32];
+  snprintf(field, sizeof field, "%s\t%s\t%s", task_type, complexity, model);
+  snprintf(inc, sizeof inc, "%lld", (long long)((1LL << 32) + score));
+  pthread_mutex_lock(&r->conn.mu);
+  redisReply *x = cmd(r, SCORE_KEY, err, 4, "HINCRBY", SCORE_KEY, field, inc);
+  pthread_mutex_unlock(&r->conn.mu);
+  if (x == NULL) {
+    return err != NULL && err->code != 0 ? err->code : -EIO;
+  }
+  int rc = x->type == REDIS_REPLY_INTEGER ? 0 : gkp__err(err, -EIO, "%s: HINCRBY %s: %s", rb_where(b), SCORE_KEY, x->str != NULL ? x->str : "unexpected reply");
+  freeReplyObject(x);
+  return rc;
+}
+
+static int rb_scores(gkp__backend *b, gkp__score **out, size_t *n, gkp_error *err) {
+  rb *r = (rb *)b;
+  *out = NULL;
+  *n = 0;
+  pthread_mutex_lock(&r->conn.mu);
+  redisReply *x = cmd(r, SCORE_KEY, err, 2, "HGETALL", SCORE_KEY);
+  pthread_mutex_unlock(&r->conn.mu);
+  if (x == NULL) {
+    return err != NULL && err->code != 0 ? err->code : -EIO;
+  }
+  size_t cap = x->type == REDIS_REPLY_ARRAY ? x->elements / 2 : 0;
+  gkp__score *s = calloc(cap > 0 ? cap : 1, sizeof *s);
+  if (s == NULL) {
+    freeReplyObject(x);
+    return gkp__err(err, -ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i + 1 < x->elements && cap > 0; i += 2) {
+    const redisReply *f = x->element[i], *v = x->element[i + 1];
+    if (f->str == NULL || v->str == NULL) {
+      continue;
+    }
+    gkp__score *e = &s[*n];
+    long long packed = strtoll(v->str, NULL, 10);
+    if (sscanf(f->str, "%63[^\t]\t%15[^\t]\t%63s", e->task_type, e->complexity, e->model) == 3 &&
+        packed > 0) {
+      e->n = packed >> 32;
+      e->sum = packed & 0xffffffffLL;
+      (*n)++;
+    }
+  }
+  freeReplyObject(x);
+  *out = s;
+  return 0;
+}
+
 static const gkp__backend_ops redis_ops = {
     .attach = rb_attach,
     .reserve = rb_reserve,
@@ -1438,6 +1496,8 @@ static const gkp__backend_ops redis_ops = {
     .set_lease_ttl = rb_set_lease_ttl,
     .release_unreached = rb_release_unreached,
     .endpoint_down = rb_endpoint_down,
+    .rate = rb_rate,
+    .scores = rb_scores,
 };
 
 int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn clock,

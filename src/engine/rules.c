@@ -3,6 +3,7 @@
  * backend verb (the rules themselves are gkp__apply_rule in quota.c).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -34,6 +35,43 @@ int gkp_report_error(gkp_pool *pool, const gkp_lease *lease, int http_status, co
   int rc;
   gkp_classify(http_status, body, len, &v);
   rc = gkp_apply_verdict(pool, lease, &v, err);
+  if (out != NULL) {
+    *out = v;
+  }
+  return rc;
+}
+
+int gkp_report_key_error(gkp_pool *pool, const char *key_id, const char *model, int http_status,
+                         const char *body, size_t len, gkp_verdict *out, gkp_error *err) {
+  /* A lease that names the key and the pair and matches no live lease: the
+   * backends apply a verdict to what a lease names (as after a release). */
+  gkp_lease l = {.id = UINT64_MAX};
+  gkp_verdict v;
+  int rc = enter(pool, err), ki = -1, mi;
+  if (rc != 0) {
+    return rc;
+  }
+  const gkp__config *c = gkp__pool_config(pool);
+  for (size_t i = 0; key_id != NULL && i < c->nkeys; i++) {
+    if (strcmp(c->keys[i].id, key_id) == 0) {
+      ki = (int)i;
+    }
+  }
+  mi = model != NULL ? gkp__config_model_index(c, model) : -1;
+  if (ki >= 0 && mi >= 0) {
+    gkp__strlcpy(l.key_id, c->keys[ki].id, sizeof l.key_id);
+    gkp__strlcpy(l.project, c->keys[ki].project, sizeof l.project);
+    gkp__strlcpy(l.model, c->models[mi].id, sizeof l.model);
+  }
+  gkp__config_unref(c);
+  if (ki < 0) {
+    return gkp__err(err, -ENOENT, "unknown key id '%s'", key_id != NULL ? key_id : "");
+  }
+  if (mi < 0) {
+    return gkp__err(err, -ENOENT, "unknown model '%s'", model != NULL ? model : "");
+  }
+  gkp_classify(http_status, body != NULL ? body : "", body != NULL ? len : 0, &v);
+  rc = gkp_apply_verdict(pool, &l, &v, err);
   if (out != NULL) {
     *out = v;
   }

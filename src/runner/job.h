@@ -9,6 +9,7 @@
 
 #include "client/gemini.h"
 #include "common/dynbuf.h"
+#include "engine/route.h"
 #include "runner/runner.h"
 
 #define GKP__MAX_ANSWER ((size_t)64 * 1024 * 1024)
@@ -45,6 +46,14 @@ struct gkp__job {
   int64_t deadline_ms; /* absolute */
   gkp__job_sink sink;
   void *sink_ud;
+  /* A routed job: the candidates in order, the one being tried. */
+  char *route_json;
+  char *route_compact;
+  gkp__route_cand *cands;
+  size_t ncands, cand_i;
+  int thinking_given; /* the spec or profile named a thinking level: kept for every candidate */
+  int tools_given;    /* the spec or profile named tools: kept for every candidate */
+  char *quality_note; /* the quality's note for the prompt, or NULL */
 
   /* Where it is (loop thread; status/attempts also under mu). */
   int status;

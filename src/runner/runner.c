@@ -100,6 +100,8 @@ static void job_info(gkp__job *job, gkp__job_info *out) {
   out->text_len = gkp__dynbuf_len(&job->text);
   out->thoughts = gkp__dynbuf_ptr(&job->thoughts);
   out->thoughts_len = gkp__dynbuf_len(&job->thoughts);
+  out->route = job->route_json;
+  out->route_compact = job->route_compact;
   raw_info(job, out);
 }
 
@@ -206,6 +208,10 @@ static void job_free(gkp__job *job) {
   free(job->image);
   free(job->body);
   free(job->raw_action);
+  free(job->route_json);
+  free(job->route_compact);
+  free(job->quality_note);
+  free(job->cands);
   gkp__dynbuf_reset(&job->raw_error);
   gkp__dynbuf_reset(&job->text);
   gkp__dynbuf_reset(&job->attempt_text);
@@ -477,6 +483,17 @@ static void chain_message(gkp__job *job, char *buf, size_t len) {
   }
 }
 
+/* A routed job's settings for one candidate: its thinking and tools unless
+ * the caller named them. */
+static void use_candidate(gkp__job *job, const gkp__route_cand *c) {
+  if (!job->thinking_given) {
+    job->thinking = gkp__gemini_thinking_parse(c->thinking);
+  }
+  if (!job->tools_given) {
+    job->tools = c->tools;
+  }
+}
+
 /* Moves the job to the next model of its chain, or fails it at the end. */
 static void job_fallback(gkp__job *job, const char *why) {
   gkp__runner *r = job->runner;
@@ -487,6 +504,13 @@ static void job_fallback(gkp__job *job, const char *why) {
   const gkp__config *cfg = gkp__pool_config(r->pool);
   int mi = gkp__config_model_index(cfg, job->model);
   next = job->pin_model || mi < 0 ? NULL : cfg->models[mi].fallback;
+  if (job->ncands > 0) {
+    /* A routed job goes down its candidates, each with its thinking and tools. */
+    next = job->cand_i + 1 < job->ncands ? job->cands[++job->cand_i].model : NULL;
+    if (next != NULL) {
+      use_candidate(job, &job->cands[job->cand_i]);
+    }
+  }
   if (next != NULL) {
     gkp__strlcpy(job->model, next, sizeof job->model);
   }
@@ -1078,6 +1102,66 @@ static unsigned tool_bits(const char *const *tools, size_t n) {
   return bits;
 }
 
+/* A routed job: the decision, its first candidate, the JSON it records.
+ * Returns 0 or a negative errno with err set. */
+static int job_route(gkp__job *job, const gkp__job_spec *s, int quality, const gkp__config *cfg,
+                     gkp_error *err) {
+  const gkp__profile_cfg *p = s->profile != NULL ? gkp__config_profile(cfg, s->profile) : NULL;
+  gkp__route rt;
+  char compact[1024];
+  gkp__route_in in = {.task = s->route_text != NULL ? s->route_text : s->prompt,
+                      .len = s->route_text != NULL ? strlen(s->route_text) : s->prompt_len,
+                      .has_image = s->image != NULL || s->route_image,
+                      .enable_tools = s->enable_tools,
+                      .quality = quality};
+  int rc = gkp__pool_route(job->runner->pool, &in, &rt, err);
+  if (rc != 0) {
+    return rc;
+  }
+  if (rt.ncands == 0) {
+    char why[GKP_MSG_MAX] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < rt.nskipped && n < sizeof why; i++) {
+      int k = snprintf(why + n, sizeof why - n, "%s%s: %s", i > 0 ? "; " : "",
+                       rt.skipped[i].model, rt.skipped[i].detail);
+      n += k > 0 ? (size_t)k : 0;
+    }
+    return gkp__err(err, -EAGAIN, "no model can take this task today: %s", why);
+  }
+  job->cands = malloc(rt.ncands * sizeof *job->cands);
+  job->route_json = gkp__route_json(&rt);
+  gkp__route_compact(&rt, compact, sizeof compact);
+  job->route_compact = strdup(compact);
+  job->model_requested = strdup("auto");
+  job->profile = s->profile != NULL ? strdup(s->profile) : NULL;
+  const char *system = s->system != NULL ? s->system : p != NULL ? p->system : NULL;
+  job->system = system != NULL ? strdup(system) : NULL;
+  if (job->cands == NULL || job->route_json == NULL || job->route_compact == NULL ||
+      job->model_requested == NULL || (s->profile != NULL && job->profile == NULL) ||
+      (system != NULL && job->system == NULL)) {
+    return gkp__err(err, -ENOMEM, "out of memory");
+  }
+  memcpy(job->cands, rt.cands, rt.ncands * sizeof *job->cands);
+  job->ncands = rt.ncands;
+  job->cand_i = 0;
+  gkp__strlcpy(job->model, rt.cands[0].model, sizeof job->model);
+  const char *thinking = s->thinking != NULL ? s->thinking : p != NULL ? p->thinking : NULL;
+  job->thinking = gkp__gemini_thinking_parse(thinking);
+  if (job->thinking < 0) {
+    return gkp__err(err, -EINVAL, "unknown thinking level '%s' (minimal, low, medium, high)",
+                    thinking);
+  }
+  job->tools = s->tools != NULL ? tool_bits(s->tools, s->ntools)
+               : p != NULL && !s->enable_tools
+                   ? tool_bits((const char *const *)p->tools, p->ntools)
+                   : 0;
+  use_candidate(job, &job->cands[0]);
+  job->temperature = p != NULL ? p->temperature : -1;
+  job->max_output_tokens = p != NULL ? p->max_output_tokens : 0;
+  job->max_wait_ms = s->max_wait_ms >= 0 ? s->max_wait_ms : p != NULL ? p->max_wait_ms : 120000;
+  return 0;
+}
+
 /* Fills the job's settings from its profile and the spec.  Returns 0 or a
  * negative errno with err set. */
 static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
@@ -1089,6 +1173,24 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
   const gkp__config *cfg = gkp__pool_config(pool);
   if (s->profile != NULL && (p = gkp__config_profile(cfg, s->profile)) == NULL) {
     rc = gkp__err(err, -ENOENT, "unknown profile '%s'", s->profile);
+    goto out;
+  }
+  const char *quality = s->quality != NULL ? s->quality : p != NULL ? p->quality : NULL;
+  int qi = quality != NULL ? gkp__quality_index(quality) : -1;
+  if (quality != NULL && qi < 0) {
+    rc = gkp__err(err, -EINVAL, "unknown quality '%s' (draft, standard, production, research)",
+                  quality);
+    goto out;
+  }
+  job->quality_note = qi >= 0 && cfg->routing.q[qi].note != NULL
+                          ? strdup(cfg->routing.q[qi].note)
+                          : NULL;
+  job->thinking_given = s->thinking != NULL || (p != NULL && p->thinking != NULL);
+  job->tools_given = s->tools != NULL || (!s->enable_tools && p != NULL && p->ntools > 0);
+  int routed = s->model != NULL ? strcmp(s->model, "auto") == 0
+                                : (p != NULL ? p->route : s->profile == NULL);
+  if (routed) {
+    rc = job_route(job, s, qi, cfg, err);
     goto out;
   }
   model = s->model != NULL ? s->model : p != NULL ? p->model : NULL;
@@ -1103,15 +1205,19 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
   system = s->system != NULL ? s->system : p != NULL ? p->system : NULL;
   job->system = system != NULL ? strdup(system) : NULL;
   thinking = s->thinking != NULL ? s->thinking : p != NULL ? p->thinking : NULL;
+  if (thinking == NULL && qi >= 0) {
+    thinking = cfg->routing.q[qi].thinking; /* the quality's level */
+  }
   job->thinking = gkp__gemini_thinking_parse(thinking);
   if (job->thinking < 0) {
     rc = gkp__err(err, -EINVAL, "unknown thinking level '%s' (minimal, low, medium, high)",
                   thinking);
     goto out;
   }
-  job->tools = s->tools != NULL ? tool_bits(s->tools, s->ntools)
-               : p != NULL      ? tool_bits((const char *const *)p->tools, p->ntools)
-                                : 0;
+  job->tools = s->tools != NULL  ? tool_bits(s->tools, s->ntools)
+               : s->enable_tools ? gkp__routing_tools_for(&cfg->routing, s->prompt)
+               : p != NULL       ? tool_bits((const char *const *)p->tools, p->ntools)
+                                 : 0;
   job->temperature = p != NULL ? p->temperature : -1;
   job->max_output_tokens = p != NULL ? p->max_output_tokens : 0;
   job->max_wait_ms = s->max_wait_ms >= 0 ? s->max_wait_ms : p != NULL ? p->max_wait_ms : 120000;
@@ -1148,6 +1254,21 @@ static gkp__job *job_new(gkp__runner *r, int64_t deadline_ms, const gkp__job_sin
   return job;
 }
 
+/* The task text with the quality's note after it (if any), malloc'd. */
+static char *with_note(const char *prompt, size_t len, const char *note) {
+  if (note == NULL) {
+    return gkp__dup_n(prompt, len);
+  }
+  size_t nlen = strlen(note);
+  char *out = malloc(len + nlen + 3);
+  if (out != NULL) {
+    memcpy(out, prompt, len);
+    memcpy(out + len, "\n\n", 2);
+    memcpy(out + len + 2, note, nlen + 1);
+  }
+  return out;
+}
+
 gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__job_sink *sink,
                              void *ud, gkp_error *err) {
   gkp__job *job;
@@ -1165,7 +1286,7 @@ gkp__job *gkp__runner_submit(gkp__runner *r, const gkp__job_spec *s, const gkp__
     job_free(job);
     return NULL;
   }
-  job->prompt = gkp__dup_n(s->prompt, s->prompt_len);
+  job->prompt = with_note(s->prompt, s->prompt_len, job->quality_note);
   job->context = s->context != NULL ? gkp__dup_n(s->context, s->context_len) : NULL;
   if (s->image != NULL) {
     job->image = malloc(s->image_len > 0 ? s->image_len : 1);
@@ -1224,7 +1345,17 @@ gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *s, const g
     return NULL;
   }
   gkp__job_spec js = {.profile = s->profile, .model = s->model, .max_wait_ms = s->max_wait_ms};
-  if (job_settings(job, &js, err) != 0) {
+  char *text = NULL;
+  if (s->model != NULL && strcmp(s->model, "auto") == 0) {
+    /* Routed on the text of the request's contents. */
+    text = gkp__raw_task_text(s->body, s->body_len, &js.route_image);
+    js.route_text = text != NULL && text[0] != '\0' ? text : "(no text)";
+    js.prompt = js.route_text;
+    js.prompt_len = strlen(js.route_text);
+  }
+  int src = job_settings(job, &js, err);
+  free(text);
+  if (src != 0) {
     job_free(job);
     return NULL;
   }
@@ -1264,6 +1395,8 @@ int gkp__job_snapshot(gkp__job *job, gkp__job_info *out) {
   out->error = strdup(in.error);
   out->text = gkp__dup_n(in.text != NULL ? in.text : "", in.text_len);
   out->thoughts = gkp__dup_n(in.thoughts != NULL ? in.thoughts : "", in.thoughts_len);
+  out->route = in.route != NULL ? strdup(in.route) : NULL;
+  out->route_compact = in.route_compact != NULL ? strdup(in.route_compact) : NULL;
   gkp__attempt *a = malloc(sizeof *a * (in.nattempts > 0 ? in.nattempts : 1));
   if (a != NULL && in.nattempts > 0) {
     memcpy(a, in.attempts, sizeof *a * in.nattempts);
@@ -1288,6 +1421,8 @@ void gkp__job_info_free(gkp__job_info *info) {
   free((char *)info->error);
   free((char *)info->text);
   free((char *)info->thoughts);
+  free((char *)info->route);
+  free((char *)info->route_compact);
   free((gkp__attempt *)info->attempts);
   memset(info, 0, sizeof *info);
 }

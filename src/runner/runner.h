@@ -25,7 +25,8 @@ typedef struct gkp__job gkp__job;
 /* What to run.  Every pointer is borrowed for the duration of submit. */
 typedef struct gkp__job_spec {
   const char *profile; /* a configured profile, or NULL */
-  const char *model;   /* overrides the profile's model; one of the two is needed */
+  const char *model;   /* overrides the profile's model; "auto", or neither given, or a
+                          profile with "route": "auto": the pool picks it (routing) */
   const char *prompt;  /* the task text (not necessarily NUL-terminated) */
   size_t prompt_len;
   const char *context; /* extra context text placed before the task, or NULL */
@@ -39,6 +40,10 @@ typedef struct gkp__job_spec {
   size_t ntools;
   int64_t max_wait_ms; /* < 0: the profile's (default 120 s) */
   int64_t deadline_ms; /* whole job, from submission; <= 0: the runner default (none) */
+  const char *quality; /* "draft" .. "research": thinking and a note; NULL: the profile's */
+  int enable_tools;    /* tools from the task's words (replace the profile's) */
+  const char *route_text; /* routed: the text to route on instead of prompt (raw jobs) */
+  int route_image;        /* routed: an image is attached (raw jobs) */
 } gkp__job_spec;
 
 enum gkp__job_status {
@@ -75,6 +80,8 @@ typedef struct gkp__job_info {
   size_t text_len;
   const char *thoughts; /* thought summaries (capture_thinking) */
   size_t thoughts_len;
+  const char *route; /* a routed job's decision (gkp_route's JSON), NULL otherwise */
+  const char *route_compact; /* the same, as the x-pool-route header says it */
   /* Raw jobs (gkp__runner_submit_raw), in on_done; zero/NULL in snapshots. */
   int refused_status;     /* Google refused the request itself (a 400, say): its HTTP
                              status, and its error JSON below; 0 otherwise */
@@ -161,6 +168,11 @@ gkp__job *gkp__runner_submit_raw(gkp__runner *r, const gkp__raw_spec *spec,
 /* Input tokens of a raw request body, estimated before sending: the UTF-8
  * bytes of every "text" string / 4, rounded up, plus 258 per inline file. */
 int64_t gkp__raw_estimate_tokens(const char *body, size_t len);
+
+/* The text of a raw request's "contents" (every text part, joined by
+ * newlines; malloc'd, NULL if none or out of memory) and whether it holds an
+ * inline file. */
+char *gkp__raw_task_text(const char *body, size_t len, int *has_image);
 
 /* Cancels a job: a running request is aborted, a waiting job leaves the
  * queue; the sink sees on_done(cancelled) unless the job already ended.

@@ -85,6 +85,7 @@ static void on_done(void *ud, gkp__job *job, const gkp__job_info *info) {
   res->text = gkp__dup_n(info->text, info->text_len);
   res->text_len = res->text != NULL ? info->text_len : 0;
   res->thoughts = gkp__dup_n(info->thoughts, info->thoughts_len);
+  res->route = info->route != NULL ? strdup(info->route) : NULL;
   pthread_mutex_lock(&w->mu);
   w->done = 1;
   pthread_cond_signal(&w->cv);
@@ -120,10 +121,9 @@ int gkp_run_task(gkp_pool *pool, const gkp_task *task, gkp_task_result *res, gkp
       .capture_thinking = task->capture_thinking,
       .max_wait_ms = task->max_wait_ms,
       .deadline_ms = task->timeout_ms,
+      .quality = task->quality,
+      .enable_tools = task->enable_tools,
   };
-  if (spec.profile == NULL && spec.model == NULL) {
-    spec.profile = "flash";
-  }
   gkp__job_sink sink = {
       .on_text = on_text, .on_restart = on_restart, .on_image = on_image, .on_done = on_done};
   pthread_mutex_init(&w.mu, NULL);
@@ -155,6 +155,7 @@ void gkp_task_result_free(gkp_task_result *res) {
   }
   free(res->text);
   free(res->thoughts);
+  free(res->route);
   for (size_t i = 0; i < res->nimages; i++) {
     free(res->images[i].data);
   }

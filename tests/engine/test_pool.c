@@ -1019,8 +1019,59 @@ static void test_clock_step_forward_keeps_live_leases(void **st) {
   gkp_release(pool, &b, 1, NULL);
 }
 
+/* An error met outside a reservation (a caller that sent with the key
+ * itself) follows the same rules: per day until midnight Pacific, per minute
+ * for the retry delay, given as Google's JSON or as plain text; a live
+ * lease of the key is left alone. */
+static void test_report_key_error_without_lease(void **st) {
+  (void)st;
+  open_pool(3, NULL, NULL);
+  gkp_verdict v;
+  gkp_error err;
+  gkp_lease held;
+  int status;
+  char *day = fixture("429_per_day_free_tier.json", &status);
+  char *minute = fixture("429_input_tokens_per_minute_free_tier.json", &status);
+  reserve_ok("gemini-2.5-flash", &held); /* k1, in flight */
+  assert_int_equal(gkp_report_key_error(pool, "k2", "gemini-2.5-flash", 429, day, strlen(day), &v,
+                                        &err),
+                   0);
+  assert_int_equal(v.kind, GKP_KIND_RPD);
+  assert_int_equal(v.cooldown_until_ms, gkp_next_pacific_midnight(T0));
+  assert_int_equal(gkp_report_key_error(pool, "k3", "gemini-2.5-flash", 429, minute, strlen(minute),
+                                        &v, &err),
+                   0);
+  assert_int_equal(v.kind, GKP_KIND_TPM);
+  assert_int_equal(v.cooldown_until_ms, T0 + 26000);
+  /* k1 is busy, k2 and k3 cool: nothing; the lease of k1 still renews. */
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 0);
+  assert_int_equal(gkp_lease_renew(pool, &held, NULL), 0);
+  assert_int_equal(gkp_release(pool, &held, 1, NULL), 0);
+  t_now = T0 + 26000;
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 2);
+  /* Plain text, as an SDK's exception prints it. */
+  const char *text = "429 RESOURCE_EXHAUSTED. You exceeded your current quota. Please retry in "
+                     "12.5s. quotaId: GenerateRequestsPerMinutePerProjectPerModel-FreeTier";
+  assert_int_equal(
+      gkp_report_key_error(pool, "k3", "gemini-2.5-flash", 429, text, strlen(text), &v, &err), 0);
+  assert_int_equal(v.kind, GKP_KIND_RPM);
+  assert_int_equal(v.cooldown_until_ms, T0 + 26000 + 12500);
+  /* Unknown key or model: -ENOENT with a line naming it, nothing applied. */
+  assert_int_equal(gkp_report_key_error(pool, "k9", "gemini-2.5-flash", 429, day, strlen(day), &v,
+                                        &err),
+                   -ENOENT);
+  assert_non_null(strstr(err.msg, "'k9'"));
+  assert_int_equal(gkp_report_key_error(pool, "k1", "gemini-9", 429, day, strlen(day), &v, &err),
+                   -ENOENT);
+  assert_non_null(strstr(err.msg, "'gemini-9'"));
+  assert_int_equal(gkp_count_available(pool, "gemini-2.5-flash", NULL), 1);
+  free(day);
+  free(minute);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_report_key_error_without_lease, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lru_order_all_before_repeat, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lru_order_shared_beyond_a_page, setup, teardown),
       cmocka_unit_test_setup_teardown(test_never_used_first, setup, teardown),
