@@ -8,8 +8,11 @@
  * project each): selection must not cost more with more keys.
  *
  * Usage: bench_engine [SECONDS_PER_PHASE]
+ * Routing decisions per second on the 10 000-key pool (its quota used by the
+ * phase before): a decision reads a cached per-model summary, never the keys.
+ *
  * Last line: bench-engine: cycles_per_s_1proc=N cycles_per_s_8proc=N keys_256_per_s=N
- *            keys_10000_per_s=N naive_per_s=N
+ *            keys_10000_per_s=N naive_per_s=N route_per_s=N
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -126,6 +129,39 @@ static double bench_keys(const char *state, int n, double secs) {
   gkp_pool_close(pool);
   free(config);
   return (double)cycles / t;
+}
+
+/* Routing decisions (gkp_route: the decision and its JSON) per second on a
+ * pool of n keys whose quota was used: the quota summary comes from the
+ * cache, refreshed (one walk of the keys) every second. */
+static double bench_route(const char *state, int n, double secs) {
+  static const char *const tasks[] = {
+      "summarize this paragraph",
+      "explain how a TCP handshake works, step by step",
+      "refactor this module so that it has no global state",
+      "fix typo in: teh cat",
+      "what is the latest news about the Debian release",
+      "a deep analysis of the strategic options for the company",
+  };
+  char *config = config_of(n);
+  gkp_pool *pool = open_config(state, config);
+  long count = 0;
+  double t = now_s(), end = t + secs;
+  while (now_s() < end) {
+    for (int i = 0; i < 64; i++) {
+      char *doc = NULL;
+      if (gkp_route(pool, tasks[count % 6], NULL, 0, &doc, NULL) != 0) {
+        fprintf(stderr, "gkp_route failed\n");
+        exit(1);
+      }
+      gkp_free(doc);
+      count++;
+    }
+  }
+  t = now_s() - t;
+  gkp_pool_close(pool);
+  free(config);
+  return (double)count / t;
 }
 
 static double bench_many(const char *state, double secs) {
@@ -305,6 +341,10 @@ int main(int argc, char **argv) {
   double k10000 = bench_keys(huge, 10000, secs);
   printf("engine, 10000 keys:  %10.0f cycles/s (1 process): %.0f%% of the %d-key figure\n", k10000,
          100.0 * k10000 / one, NKEYS);
+  double route = bench_route(huge, 10000, secs);
+  printf("routing, 10000 keys: %10.0f decisions/s (gkp_route, quota summary cached): %.0fx the "
+         "1-process cycle\n",
+         route, route / one);
   double nv = bench_naive(naive_path, secs);
   printf("naive JSON rewrite:  %10.0f cycles/s (lock, parse, write new + rename per op)\n", nv);
   printf("ratio: 1 process %.0fx, %d processes %.0fx the naive baseline\n", one / nv, PROCS,
@@ -314,7 +354,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "could not remove %s\n", dir);
   }
   printf("bench-engine: cycles_per_s_1proc=%.0f cycles_per_s_8proc=%.0f keys_256_per_s=%.0f "
-         "keys_10000_per_s=%.0f naive_per_s=%.0f\n",
-         one, many, k256, k10000, nv);
+         "keys_10000_per_s=%.0f naive_per_s=%.0f route_per_s=%.0f\n",
+         one, many, k256, k10000, nv, route);
   return 0;
 }

@@ -6,7 +6,7 @@ The original package's names over libgkp, the engine of gemini-key-pool:
 """
 
 from ._lib import PoolError
-from .gemini_agent import run_gemini_task
+from .tasks import run_gemini_task
 from .key_pool_manager import KeyPoolManager, parse_rate_limit_type
 
 __version__ = "0.3.0"

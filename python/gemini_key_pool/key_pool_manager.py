@@ -7,6 +7,7 @@ and reclaimed by the engine when the holding process dies."""
 from __future__ import annotations
 
 import ast
+import atexit
 import ctypes
 import errno
 import json
@@ -130,6 +131,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+@atexit.register
+def _close_all() -> None:
+    # Reservations still held at exit are released now rather than left to
+    # the engine's reclaim (which, on Redis, waits for the lease to expire).
+    for m in list(_managers):
+        try:
+            if m._pool is not None and m._pid == os.getpid():
+                m.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+
+
 class KeyPoolManager:
     """The pool of keys.json, its state shared with every process using it.
 
@@ -145,6 +158,8 @@ class KeyPoolManager:
         self._state_arg = os.fspath(state) if state is not None else None
         self._lock = threading.Lock()
         self._held: dict = {}
+        self._models: dict = {}  # model names resolved (a reload may remove one: the
+        # engine then answers "unknown model" itself)
         self._renewer = None
         self._stop = threading.Event()
         self._pool = None
@@ -214,10 +229,15 @@ class KeyPoolManager:
     def _model(self, model) -> str:
         """The engine's id for a model name (the original's short names too)."""
         name = model or self.default_model
+        known = self._models.get(name)
+        if known is not None:
+            return known
         lb = _lib.lib()
         pool = self._p()
         for cand in (name, MODEL_ALIASES.get(name), f"{name}-preview", f"{name}-it"):
             if cand and lb.gkp_model_known(pool, b(cand)):
+                if len(self._models) < 256:
+                    self._models[name] = cand
                 return cand
         raise ValueError(f"unknown model '{name}'")
 
@@ -233,10 +253,11 @@ class KeyPoolManager:
         `model` and returns its id.  Raises RuntimeError when none is free
         now, or, with wait=SECONDS, when none became free in that time.
         Release it with release_key(key_id)."""
-        self._provider(provider)
-        mid = b(self._model(model))
-        lb = _lib.lib()
-        pool = self._p()
+        if provider != "gemini":
+            self._provider(provider)
+        mid = self._model(model).encode()
+        lb = _lib._lib or _lib.lib()
+        pool = self._pool or self._p()
         lease = _lib.Lease()
         w = _lib.Wait()
         err = _lib.Error()
@@ -280,8 +301,8 @@ class KeyPoolManager:
             if not stack:
                 del self._held[key_id]
         err = _lib.Error()
-        rc = _lib.lib().gkp_release(self._p(), ctypes.byref(h.lease), int(h.sent),
-                                    ctypes.byref(err))
+        rc = (_lib._lib or _lib.lib()).gkp_release(self._pool or self._p(), ctypes.byref(h.lease),
+                                                   int(h.sent), ctypes.byref(err))
         if rc != 0:
             err.raise_for(rc)
 

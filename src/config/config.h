@@ -72,7 +72,20 @@ typedef struct gkp__route_quality {
   char *note;       /* one line added to the prompt */
 } gkp__route_quality;
 
+/* One phrase of the match index: which list it belongs to. */
+typedef struct gkp__phrase {
+  const char *text; /* a word of a type's or a complexity's list */
+  uint32_t len;
+  uint16_t list; /* a type's index, or GKP__PHRASE_CX + complexity */
+} gkp__phrase;
+#define GKP__PHRASE_CX 64
+
 typedef struct gkp__routing {
+  /* Every phrase of the types and complexities, grouped by first byte
+   * ('a'..'z', then everything else): a task is matched in one pass. */
+  gkp__phrase *phrases;
+  size_t bucket[28]; /* bucket b is phrases[bucket[b] .. bucket[b + 1]) */
+  int *fallback_ix;  /* per model of the config: its fallback's index, -1 at the end */
   gkp__route_type *types; /* in match order; "general" (no words) last */
   size_t ntypes;
   gkp__strv cx_words[GKP__CX_COUNT];   /* checked research, high, medium, low */

@@ -26,7 +26,7 @@
 
 #define MAX_WORDS 256   /* phrases per list */
 #define MAX_WORD_LEN 64 /* bytes per phrase */
-#define MAX_TYPES 64
+#define MAX_TYPES 56 /* with the built-in ones, fewer than GKP__PHRASE_CX */
 #define MAX_MODELS 8
 
 static const char *const cx_names[GKP__CX_COUNT] = {"low", "medium", "high", "research"};
@@ -167,6 +167,8 @@ void gkp__routing_clear(gkp__routing *r) {
     strv_clear(&r->types[i].models);
   }
   free(r->types);
+  free(r->phrases);
+  free(r->fallback_ix);
   for (int i = 0; i < GKP__CX_COUNT; i++) {
     strv_clear(&r->cx_words[i]);
   }
@@ -591,14 +593,74 @@ static int apply_routing(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON 
   return 0;
 }
 
+/* The bucket of a phrase's or a text's first byte. */
+static int bucket_of(unsigned char c) {
+  return c >= 'a' && c <= 'z' ? c - 'a' : 26;
+}
+
+/* Builds r->phrases and r->bucket from the lists. */
+static int build_index(gkp__routing *r) {
+  size_t n = 0, at[27] = {0};
+  for (size_t i = 0; i < r->ntypes; i++) {
+    n += r->types[i].words.n;
+  }
+  for (int c = 0; c < GKP__CX_COUNT; c++) {
+    n += r->cx_words[c].n;
+  }
+  free(r->phrases);
+  r->phrases = calloc(n > 0 ? n : 1, sizeof *r->phrases);
+  if (r->phrases == NULL) {
+    return -ENOMEM;
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t l = 0; l < r->ntypes + GKP__CX_COUNT; l++) {
+      const gkp__strv *w = l < r->ntypes ? &r->types[l].words : &r->cx_words[l - r->ntypes];
+      uint16_t list = (uint16_t)(l < r->ntypes ? l : GKP__PHRASE_CX + (l - r->ntypes));
+      for (size_t i = 0; i < w->n; i++) {
+        int b = bucket_of((unsigned char)w->v[i][0]);
+        if (pass == 0) {
+          r->bucket[b + 1]++;
+        } else {
+          gkp__phrase *p = &r->phrases[r->bucket[b] + at[b]++];
+          p->text = w->v[i];
+          p->len = (uint32_t)strlen(w->v[i]);
+          p->list = list;
+        }
+      }
+    }
+    if (pass == 0) {
+      for (int b = 1; b < 28; b++) {
+        r->bucket[b] += r->bucket[b - 1];
+      }
+    }
+  }
+  return 0;
+}
+
 /* See internal.h. */
 int gkp__config_routing_load(const gkp__cfg_ctx *ctx, gkp__config *cfg, const cJSON *root) {
   if (load_defaults(&cfg->routing) != 0) {
     return gkp__cfg_fail(ctx, -ENOMEM, "routing", "out of memory");
   }
   const cJSON *routing = cJSON_GetObjectItemCaseSensitive(root, "routing");
-  if (routing == NULL || cJSON_IsNull(routing)) {
-    return 0;
+  int rc = routing == NULL || cJSON_IsNull(routing) ? 0 : apply_routing(ctx, cfg, routing);
+  if (rc == 0 && build_index(&cfg->routing) != 0) {
+    rc = gkp__cfg_fail(ctx, -ENOMEM, "routing", "out of memory");
   }
-  return apply_routing(ctx, cfg, routing);
+  if (rc == 0) {
+    int *fb = calloc(cfg->nmodels > 0 ? cfg->nmodels : 1, sizeof *fb);
+    if (fb == NULL) {
+      return gkp__cfg_fail(ctx, -ENOMEM, "routing", "out of memory");
+    }
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+      fb[i] = -1;
+      for (size_t j = 0; cfg->models[i].fallback != NULL && j < cfg->nmodels; j++) {
+        if (strcmp(cfg->models[j].id, cfg->models[i].fallback) == 0) {
+          fb[i] = (int)j;
+        }
+      }
+    }
+    cfg->routing.fallback_ix = fb;
+  }
+  return rc;
 }

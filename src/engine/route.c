@@ -4,7 +4,6 @@
  * rules and the fallback chains, skips from a quota summary, order from
  * scores.  No locks, no I/O, no clock.
  */
-#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,28 +30,38 @@ const char *gkp__skip_name(int skip) {
   }
 }
 
-/* Whether the lower-cased `text` holds `phrase` starting at a word start. */
-static int has_phrase(const char *text, const char *phrase) {
-  for (const char *p = strstr(text, phrase); p != NULL; p = strstr(p + 1, phrase)) {
-    if (p == text || !isalnum((unsigned char)p[-1])) {
-      return 1;
+/* One pass over the lower-cased text: at every word start, the phrases of
+ * the index that begin there.  Returns the lists matched: bit i for type i,
+ * bit GKP__PHRASE_CX + c for complexity c. */
+static void match_lists(const gkp__routing *r, const char *text, size_t len, uint64_t *types,
+                        unsigned *cx) {
+  *types = 0;
+  *cx = 0;
+  for (size_t pos = 0; pos < len; pos++) {
+    if (pos > 0 && isalnum((unsigned char)text[pos - 1])) {
+      continue;
+    }
+    unsigned char c = (unsigned char)text[pos];
+    int b = c >= 'a' && c <= 'z' ? c - 'a' : 26;
+    for (size_t i = r->bucket[b]; i < r->bucket[b + 1]; i++) {
+      const gkp__phrase *p = &r->phrases[i];
+      if (p->len <= len - pos && memcmp(text + pos, p->text, p->len) == 0) {
+        if (p->list >= GKP__PHRASE_CX) {
+          *cx |= 1u << (p->list - GKP__PHRASE_CX);
+        } else {
+          *types |= 1ull << p->list;
+        }
+      }
     }
   }
-  return 0;
-}
-
-static int has_any(const char *text, const gkp__strv *words) {
-  for (size_t i = 0; i < words->n; i++) {
-    if (has_phrase(text, words->v[i])) {
-      return 1;
-    }
-  }
-  return 0;
 }
 
 static void classify_lower(const gkp__config *cfg, const gkp__route_in *in, const char *lower,
-                           int *type, int *cx) {
+                           size_t n, int *type, int *cx) {
   const gkp__routing *r = &cfg->routing;
+  uint64_t types;
+  unsigned cxs;
+  match_lists(r, lower, n, &types, &cxs);
   *type = -1;
   for (size_t i = 0; i < r->ntypes && *type < 0; i++) {
     const gkp__route_type *t = &r->types[i];
@@ -60,7 +69,7 @@ static void classify_lower(const gkp__config *cfg, const gkp__route_in *in, cons
         (t->only_no_quality && in->quality >= 0)) {
       continue;
     }
-    if (has_any(lower, &t->words)) {
+    if (types & (1ull << i)) {
       *type = (int)i;
     }
   }
@@ -72,7 +81,7 @@ static void classify_lower(const gkp__config *cfg, const gkp__route_in *in, cons
   static const int order[] = {GKP__CX_RESEARCH, GKP__CX_HIGH, GKP__CX_MEDIUM, GKP__CX_LOW};
   *cx = -1;
   for (int i = 0; i < 4 && *cx < 0; i++) {
-    if (has_any(lower, &r->cx_words[order[i]])) {
+    if (cxs & (1u << order[i])) {
       *cx = order[i];
     }
   }
@@ -95,7 +104,7 @@ static void classify(const gkp__config *cfg, const gkp__route_in *in, int *type,
     lower[i] = (char)tolower((unsigned char)(c == '\0' ? ' ' : c));
   }
   lower[n] = '\0';
-  classify_lower(cfg, in, lower, type, cx);
+  classify_lower(cfg, in, lower, n, type, cx);
   if (lower != small) {
     free(lower);
   }
@@ -122,16 +131,13 @@ typedef struct building {
   const char *thinking;
   unsigned tools;
   gkp__route *out;
+  int listed[2 * GKP__ROUTE_MAX]; /* model indexes already placed */
+  size_t nlisted;
 } building;
 
-static int listed(const gkp__route *r, const char *model) {
-  for (size_t i = 0; i < r->ncands; i++) {
-    if (strcmp(r->cands[i].model, model) == 0) {
-      return 1;
-    }
-  }
-  for (size_t i = 0; i < r->nskipped; i++) {
-    if (strcmp(r->skipped[i].model, model) == 0) {
+static int listed(const building *b, int mi) {
+  for (size_t i = 0; i < b->nlisted; i++) {
+    if (b->listed[i] == mi) {
       return 1;
     }
   }
@@ -141,14 +147,12 @@ static int listed(const gkp__route *r, const char *model) {
 /* Adds `model` and its fallback chain, each as a candidate or a skip. */
 static void add_chain(building *b, const char *model) {
   gkp__route *r = b->out;
-  for (size_t steps = 0; model != NULL && steps < GKP__ROUTE_MAX; steps++) {
-    int mi = gkp__config_model_index(b->cfg, model);
-    if (mi < 0) {
-      return;
-    }
+  int mi = gkp__config_model_index(b->cfg, model);
+  for (size_t steps = 0; mi >= 0 && steps < GKP__ROUTE_MAX; steps++) {
     const gkp__model_cfg *m = &b->cfg->models[mi];
-    if (!listed(r, m->id)) {
+    if (!listed(b, mi) && b->nlisted < sizeof b->listed / sizeof b->listed[0]) {
       const gkp__model_quota *q = b->quota != NULL ? &b->quota[mi] : NULL;
+      b->listed[b->nlisted++] = mi;
       if (q != NULL && q->skip != GKP__SKIP_NONE) {
         if (r->nskipped < GKP__ROUTE_MAX) {
           gkp__strlcpy(r->skipped[r->nskipped].model, m->id, GKP_ID_MAX);
@@ -166,7 +170,7 @@ static void add_chain(building *b, const char *model) {
         c->tools = m->thinking_level >= 0 ? b->tools : 0;
       }
     }
-    model = m->fallback;
+    mi = b->cfg->routing.fallback_ix != NULL ? b->cfg->routing.fallback_ix[mi] : -1;
   }
 }
 
@@ -230,7 +234,9 @@ void gkp__route_decide(const gkp__config *cfg, const gkp__route_in *in,
                        gkp__route *out) {
   const gkp__routing *rules = &cfg->routing;
   int type, cx;
-  memset(out, 0, sizeof *out);
+  /* Only the header and the counts: the arrays are filled up to them. */
+  out->ncands = out->nskipped = 0;
+  out->scored = 0;
   classify(cfg, in, &type, &cx);
   const gkp__route_type *t = type >= 0 ? &rules->types[type] : NULL;
   gkp__strlcpy(out->task_type, t != NULL ? t->name : "general", sizeof out->task_type);
@@ -263,51 +269,114 @@ void gkp__route_decide(const gkp__config *cfg, const gkp__route_in *in,
 
 /* ---- rendering ------------------------------------------------------------ */
 
-static cJSON *tools_json(unsigned tools) {
-  static const char *const names[] = {"google_search", "code_execution", "url_context"};
-  cJSON *a = cJSON_CreateArray();
-  for (int i = 0; i < 3; i++) {
-    if (tools & (1u << i)) {
-      cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
-    }
+/* A growing string for the decision's JSON. */
+typedef struct jbuf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} jbuf;
+
+static void put(jbuf *b, const char *s, size_t n) {
+  if (b->oom) {
+    return;
   }
-  return a;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 512;
+    while (cap < b->len + n + 1) {
+      cap *= 2;
+    }
+    char *g = realloc(b->p, cap);
+    if (g == NULL) {
+      b->oom = 1;
+      return;
+    }
+    b->p = g;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void puts_(jbuf *b, const char *s) {
+  put(b, s, strlen(s));
+}
+
+/* A JSON string (quoted, escaped). */
+static void put_str(jbuf *b, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  put(b, "\"", 1);
+  for (const char *run = s;; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c != '\0' && c >= 0x20 && c != '"' && c != '\\') {
+      continue;
+    }
+    put(b, run, (size_t)(s - run));
+    if (c == '\0') {
+      break;
+    }
+    char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+    if (c < 0x20) {
+      esc[1] = 'u';
+      esc[2] = '0';
+      esc[3] = '0';
+      esc[4] = hex[c >> 4];
+      esc[5] = hex[c & 15];
+      put(b, esc, 6);
+    } else {
+      put(b, esc, 2);
+    }
+    run = s + 1;
+  }
+  put(b, "\"", 1);
 }
 
 char *gkp__route_json(const gkp__route *r) {
-  cJSON *o = cJSON_CreateObject(), *cands = cJSON_CreateArray(), *skipped = cJSON_CreateArray();
-  cJSON_AddStringToObject(o, "task_type", r->task_type);
-  cJSON_AddStringToObject(o, "complexity", gkp__cx_name(r->complexity));
-  cJSON_AddStringToObject(o, "quality", gkp__quality_name(r->quality));
-  cJSON_AddBoolToObject(o, "quality_given", r->quality_given);
-  cJSON_AddBoolToObject(o, "scored", r->scored);
+  static const char *const tool_names[] = {"google_search", "code_execution", "url_context"};
+  jbuf b = {.p = malloc(1024), .cap = 1024};
+  b.oom = b.p == NULL;
+  puts_(&b, "{\"task_type\":");
+  put_str(&b, r->task_type);
+  puts_(&b, ",\"complexity\":");
+  put_str(&b, gkp__cx_name(r->complexity));
+  puts_(&b, ",\"quality\":");
+  put_str(&b, gkp__quality_name(r->quality));
+  puts_(&b, r->quality_given ? ",\"quality_given\":true" : ",\"quality_given\":false");
+  puts_(&b, r->scored ? ",\"scored\":true,\"candidates\":[" : ",\"scored\":false,\"candidates\":[");
   for (size_t i = 0; i < r->ncands; i++) {
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "model", r->cands[i].model);
-    cJSON_AddItemToObject(c, "thinking",
-                          r->cands[i].thinking != NULL ? cJSON_CreateString(r->cands[i].thinking)
-                                                       : cJSON_CreateNull());
-    cJSON_AddItemToObject(c, "tools", tools_json(r->cands[i].tools));
-    cJSON_AddItemToArray(cands, c);
+    puts_(&b, i > 0 ? ",{\"model\":" : "{\"model\":");
+    put_str(&b, r->cands[i].model);
+    puts_(&b, ",\"thinking\":");
+    if (r->cands[i].thinking != NULL) {
+      put_str(&b, r->cands[i].thinking);
+    } else {
+      puts_(&b, "null");
+    }
+    puts_(&b, ",\"tools\":[");
+    for (int t = 0, n = 0; t < 3; t++) {
+      if (r->cands[i].tools & (1u << t)) {
+        puts_(&b, n++ > 0 ? "," : "");
+        put_str(&b, tool_names[t]);
+      }
+    }
+    puts_(&b, "]}");
   }
+  puts_(&b, "],\"skipped\":[");
   for (size_t i = 0; i < r->nskipped; i++) {
-    cJSON *s = cJSON_CreateObject();
-    cJSON_AddStringToObject(s, "model", r->skipped[i].model);
-    cJSON_AddStringToObject(s, "reason", gkp__skip_name(r->skipped[i].skip));
-    cJSON_AddStringToObject(s, "detail", r->skipped[i].detail);
-    cJSON_AddItemToArray(skipped, s);
+    puts_(&b, i > 0 ? ",{\"model\":" : "{\"model\":");
+    put_str(&b, r->skipped[i].model);
+    puts_(&b, ",\"reason\":");
+    put_str(&b, gkp__skip_name(r->skipped[i].skip));
+    puts_(&b, ",\"detail\":");
+    put_str(&b, r->skipped[i].detail);
+    puts_(&b, "}");
   }
-  cJSON_AddItemToObject(o, "candidates", cands);
-  cJSON_AddItemToObject(o, "skipped", skipped);
-  char *text = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  if (text == NULL) {
+  puts_(&b, "]}");
+  if (b.oom) {
+    free(b.p);
     return NULL;
   }
-  /* cJSON's allocator is malloc here; hand out plain malloc'd memory. */
-  char *copy = strdup(text);
-  cJSON_free(text);
-  return copy;
+  return b.p;
 }
 
 void gkp__route_compact(const gkp__route *r, char *buf, size_t len) {

@@ -230,6 +230,8 @@ struct fs_run {
   int64_t tokens_in, tokens_out;
   int64_t created_ms, finished_ms;
   char *error;
+  char *route; /* a routed job's decision (JSON), NULL otherwise */
+  char task_type[GKP_ID_MAX], complexity[16]; /* routing's view of the task */
 
   fs_parked *parked;  /* reads waiting for text */
   fs_handle *pollers; /* handles with a poll handle */

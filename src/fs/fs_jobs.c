@@ -371,6 +371,10 @@ char *fs_job_json(const fs_run *r, int store) {
   cJSON_AddItemToObject(o, "model_requested", str_or_null(r->model_requested));
   cJSON_AddItemToObject(o, "model_used", str_or_null(r->model_used));
   cJSON_AddItemToObject(o, "key_id", str_or_null(r->key_id));
+  cJSON *route = r->route != NULL ? cJSON_Parse(r->route) : NULL;
+  cJSON_AddItemToObject(o, "route", route != NULL ? route : cJSON_CreateNull());
+  cJSON_AddItemToObject(o, "task_type", str_or_null(r->task_type));
+  cJSON_AddItemToObject(o, "complexity", str_or_null(r->complexity));
   for (size_t i = 0; i < r->nattempts; i++) {
     const gkp__attempt *a = &r->attempts[i];
     cJSON *x = cJSON_CreateObject();
@@ -542,6 +546,11 @@ static void take_info(fs_run *r, const gkp__job_info *info) {
   gkp__strlcpy(r->key_id, info->key_id, sizeof r->key_id);
   r->tokens_in = info->tokens_in;
   r->tokens_out = info->tokens_out;
+  if (info->route != NULL && r->route == NULL) {
+    r->route = strdup(info->route);
+  }
+  gkp__strlcpy(r->task_type, info->task_type, sizeof r->task_type);
+  gkp__strlcpy(r->complexity, info->complexity, sizeof r->complexity);
   if (info->nattempts != r->nattempts) {
     gkp__attempt *a = realloc(r->attempts, (info->nattempts + 1) * sizeof *a);
     if (a != NULL) {

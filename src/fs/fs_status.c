@@ -27,7 +27,8 @@ static const char CTL_HELP[] =
     "  reload         re-read the configuration (keys.json and .env)\n"
     "  reset KEY_ID   clear the cooldowns of a key and enable it again\n"
     "  reset all      the same for every key\n"
-    "e.g.  echo reload > ctl\n"
+    "  rate DIR/NAME SCORE   score a finished job 1 to 5; routing learns from the scores\n"
+    "e.g.  echo reload > ctl;  echo 'rate auto/q1 5' > ctl\n"
     "A bad command is refused with \"Invalid argument\"; the mount's log says why.\n";
 
 /* ---- helpers --------------------------------------------------------------------- */
@@ -678,6 +679,48 @@ int fs_reload(void) {
   return 0;
 }
 
+/* rate DIR/NAME SCORE: the job's model, task type and complexity, from
+ * memory or the store, into gkp_rate.  Returns 0 or -EINVAL. */
+static int ctl_rate(const char *line) {
+  char job[256], model[GKP_ID_MAX] = "", type[GKP_ID_MAX] = "", cx[16] = "";
+  char extra[2];
+  int score;
+  gkp_error err;
+  if (sscanf(line, "rate %255s %d %1s", job, &score, extra) != 2 || score < 1 || score > 5) {
+    fs_log(GKP_LOG_WARN, "ctl: usage: rate DIR/NAME SCORE (SCORE 1 to 5), got '%s'", line);
+    return -EINVAL;
+  }
+  char *name = strchr(job, '/');
+  if (name == NULL) {
+    fs_log(GKP_LOG_WARN, "ctl: rate %s: name the job as DIR/NAME, e.g. auto/q1", job);
+    return -EINVAL;
+  }
+  *name++ = '\0';
+  pthread_mutex_lock(&fs.mu);
+  fs_dir *d = fs_dir_get(job);
+  fs_slot *s = d != NULL ? fs_slot_get(d, name, 0) : NULL;
+  if (d != NULL && (s == NULL || s->run == NULL) && fs_store_fault(d, name) == 1) {
+    s = fs_slot_get(d, name, 0);
+  }
+  if (s != NULL && s->run != NULL && s->run->status == GKP__JOB_DONE) {
+    gkp__strlcpy(model, s->run->model_used, sizeof model);
+    gkp__strlcpy(type, s->run->task_type, sizeof type);
+    gkp__strlcpy(cx, s->run->complexity, sizeof cx);
+  }
+  pthread_mutex_unlock(&fs.mu);
+  if (model[0] == '\0' || type[0] == '\0') {
+    fs_log(GKP_LOG_WARN, "ctl: rate %s/%s: no finished job with an answer by that name", job,
+           name);
+    return -EINVAL;
+  }
+  if (gkp_rate(fs.pool, type, cx, model, score, &err) != 0) {
+    fs_log(GKP_LOG_WARN, "ctl: rate %s/%s: %s", job, name, err.msg);
+    return -EINVAL;
+  }
+  fs_log(GKP_LOG_INFO, "ctl: rated %s/%s (%s, %s, %s) %d", job, name, model, type, cx, score);
+  return 0;
+}
+
 /* Runs one command line. */
 static int ctl_line(const char *line) {
   gkp_error err;
@@ -685,6 +728,9 @@ static int ctl_line(const char *line) {
   int n = sscanf(line, "%15s %71s", word, arg);
   if (n <= 0) {
     return 0; /* a blank line */
+  }
+  if (strcmp(word, "rate") == 0) {
+    return ctl_rate(line);
   }
   if (strcmp(word, "reload") == 0 && n == 1) {
     return fs_reload();
@@ -698,7 +744,8 @@ static int ctl_line(const char *line) {
     fs_log(GKP_LOG_INFO, "ctl: reset %s", id);
     return 0;
   }
-  fs_log(GKP_LOG_WARN, "ctl: unknown command '%s' (reload, reset KEY_ID, reset all)", line);
+  fs_log(GKP_LOG_WARN,
+         "ctl: unknown command '%s' (reload, reset KEY_ID, reset all, rate DIR/NAME SCORE)", line);
   return -EINVAL;
 }
 

@@ -335,6 +335,12 @@ static int run_from_json(fs_run *r, const cJSON *doc) {
   snprintf(r->model_requested, GKP_ID_MAX, "%s", json_str(doc, "model_requested"));
   snprintf(r->model_used, GKP_ID_MAX, "%s", json_str(doc, "model_used"));
   snprintf(r->key_id, GKP_ID_MAX, "%s", json_str(doc, "key_id"));
+  snprintf(r->task_type, GKP_ID_MAX, "%s", json_str(doc, "task_type"));
+  snprintf(r->complexity, sizeof r->complexity, "%s", json_str(doc, "complexity"));
+  const cJSON *route = cJSON_GetObjectItemCaseSensitive(doc, "route");
+  if (cJSON_IsObject(route)) {
+    r->route = cJSON_PrintUnformatted(route);
+  }
   r->tokens_in = json_int(doc, "tokens_in", -1);
   r->tokens_out = json_int(doc, "tokens_out", -1);
   r->created_ms = json_int(spool, "created_ms", gkp__now_ms());

@@ -650,6 +650,7 @@ void fs_run_unref(fs_run *r) {
   free(r->images);
   free(r->attempts);
   free(r->error);
+  free(r->route);
   fs_slot_unref(r->slot);
   free(r);
 }

@@ -131,6 +131,7 @@ struct hreq {
   int64_t retry_after_s; /* > 0: a Retry-After header */
   char key_id[GKP_ID_MAX];
   char model_used[GKP_ID_MAX];
+  char pool_route[512]; /* model "auto": the decision, compact (the x-pool-route header) */
   gkp__dynbuf out; /* stream bytes not yet sent */
   size_t out_off;
   unsigned events;

@@ -42,6 +42,18 @@ char *routes_error_json(int code, const char *status, const char *message, int64
   return s;
 }
 
+/* Whether the request's model is served to its caller: a configured model,
+ * or "auto" (the pool picks one; generation only) for a caller allowed
+ * the "auto" profile. */
+static int model_served(const hreq *q) {
+  if (strcmp(q->model, "auto") == 0) {
+    return callers_allows(q->cl, "auto") &&
+           (q->route == ROUTE_OAI_CHAT || strcmp(q->action, "generateContent") == 0 ||
+            strcmp(q->action, "streamGenerateContent") == 0);
+  }
+  return gkp_model_known(q->f->pool, q->model) && callers_allows(q->cl, q->model);
+}
+
 static const char *status_name(int code) {
   switch (code) {
   case 400:
@@ -328,7 +340,7 @@ int routes_begin(hreq *q, const char *method, const char *url) {
   if (!action_known(q->action)) {
     return reply_error(q, 404, 0, "unknown method models.%s", q->action);
   }
-  if (!gkp_model_known(q->f->pool, q->model) || !callers_allows(q->cl, q->model)) {
+  if (!model_served(q)) {
     return reply_error(q, 404, 0,
                        "models/%s is not found for API version v1beta, or is not supported for "
                        "%s (the pool serves the models of its configuration)",
@@ -426,8 +438,21 @@ static void leave_waiting(hreq *q) {
   }
 }
 
+/* A routed request's decision, for the x-pool-route header (before any
+ * header goes out: the job's first state comes at once). */
+static void note_route(hreq *q, const gkp__job_info *info) {
+  if (info->route_compact != NULL) {
+    pthread_mutex_lock(&q->mu);
+    if (q->pool_route[0] == '\0' && !q->streaming) {
+      snprintf(q->pool_route, sizeof q->pool_route, "%s", info->route_compact);
+    }
+    pthread_mutex_unlock(&q->mu);
+  }
+}
+
 static void sink_state(void *ud, gkp__job *job, const gkp__job_info *info) {
   (void)job;
+  note_route(ud, info);
   if (info->status == GKP__JOB_RUNNING) {
     leave_waiting(ud);
   }
@@ -474,6 +499,7 @@ static void failed_reply(hreq *q, const gkp__job_info *in) {
 
 static void sink_done(void *ud, gkp__job *job, const gkp__job_info *in) {
   hreq *q = ud;
+  note_route(q, in);
   leave_waiting(q);
   pthread_mutex_lock(&q->mu);
   if (q->key_id[0] == '\0' && !q->streaming) {
@@ -563,8 +589,7 @@ static int translate_openai(hreq *q) {
     return reply_error(q, rc, 0, "%s", msg);
   }
   snprintf(q->model, sizeof q->model, "%s", o.model);
-  if (!gkp_model_known(q->f->pool, q->model) || !callers_allows(q->cl, q->model) ||
-      gkp__gemini_model_path(q->model) == NULL) {
+  if (!model_served(q) || gkp__gemini_model_path(q->model) == NULL) {
     free(o.gbody);
     return reply_error(q, 404, 0, "The model '%s' does not exist or you do not have access to it",
                        q->model);

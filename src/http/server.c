@@ -118,6 +118,9 @@ static void add_common_headers(hreq *q, struct MHD_Response *r, const char *ctyp
   if (q->model_used[0] != '\0') {
     MHD_add_response_header(r, "x-pool-model", q->model_used);
   }
+  if (q->pool_route[0] != '\0') {
+    MHD_add_response_header(r, "x-pool-route", q->pool_route);
+  }
   if (retry_after_s > 0) {
     snprintf(num, sizeof num, "%lld", (long long)retry_after_s);
     MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);

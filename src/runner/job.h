@@ -52,6 +52,8 @@ struct gkp__job {
   gkp__route_cand *cands;
   size_t ncands, cand_i;
   int thinking_given; /* the spec or profile named a thinking level: kept for every candidate */
+  char task_type[GKP_ID_MAX]; /* routing's view of the task ("" for raw jobs) */
+  char complexity[16];
   int tools_given;    /* the spec or profile named tools: kept for every candidate */
   char *quality_note; /* the quality's note for the prompt, or NULL */
 

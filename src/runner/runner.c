@@ -102,6 +102,8 @@ static void job_info(gkp__job *job, gkp__job_info *out) {
   out->thoughts_len = gkp__dynbuf_len(&job->thoughts);
   out->route = job->route_json;
   out->route_compact = job->route_compact;
+  gkp__strlcpy(out->task_type, job->task_type, sizeof out->task_type);
+  gkp__strlcpy(out->complexity, job->complexity, sizeof out->complexity);
   raw_info(job, out);
 }
 
@@ -1187,6 +1189,14 @@ static int job_settings(gkp__job *job, const gkp__job_spec *s, gkp_error *err) {
                           : NULL;
   job->thinking_given = s->thinking != NULL || (p != NULL && p->thinking != NULL);
   job->tools_given = s->tools != NULL || (!s->enable_tools && p != NULL && p->ntools > 0);
+  if (s->prompt != NULL && s->prompt_len > 0) {
+    gkp__route_in in = {.task = s->prompt, .len = s->prompt_len, .quality = qi};
+    int ti, cx;
+    gkp__route_classify(cfg, &in, &ti, &cx);
+    gkp__strlcpy(job->task_type, ti >= 0 ? cfg->routing.types[ti].name : "general",
+                 sizeof job->task_type);
+    gkp__strlcpy(job->complexity, gkp__cx_name(cx), sizeof job->complexity);
+  }
   int routed = s->model != NULL ? strcmp(s->model, "auto") == 0
                                 : (p != NULL ? p->route : s->profile == NULL);
   if (routed) {

@@ -82,6 +82,8 @@ typedef struct gkp__job_info {
   size_t thoughts_len;
   const char *route; /* a routed job's decision (gkp_route's JSON), NULL otherwise */
   const char *route_compact; /* the same, as the x-pool-route header says it */
+  char task_type[GKP_ID_MAX]; /* the task's type and complexity as routing sees them (every */
+  char complexity[16];        /* job with a prompt, routed or not: what `rate` records) */
   /* Raw jobs (gkp__runner_submit_raw), in on_done; zero/NULL in snapshots. */
   int refused_status;     /* Google refused the request itself (a 400, say): its HTTP
                              status, and its error JSON below; 0 otherwise */

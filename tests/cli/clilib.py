@@ -227,18 +227,25 @@ class Pool:
         if emu is not None:
             self.env["GOOGLE_GEMINI_BASE_URL"] = emu.url
 
-    def cmd(self, *args: str, faketime: str | None = None) -> list:
+    def cmd(self, *args: str, faketime: str | None = None, routed: bool = False) -> list:
+        """The command line of `gemini-pool ARGS`.  `ask` without --model or
+        --profile routes (the pool picks the model); tests of other things run
+        it on the "flash" profile unless they ask for routing (routed=True)."""
+        if (args and args[0] == "ask" and not routed and "--model" not in args
+                and "--profile" not in args):
+            args = ("ask", "--profile", "flash", *args[1:])
         argv = [BINARY, *args]
         if faketime is not None:
             argv = ["faketime", "-f", faketime, *argv]
         return argv
 
     def run(self, *args: str, input: bytes | None = None, timeout: float = 60,
-            faketime: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+            faketime: str | None = None, env: dict | None = None,
+            routed: bool = False) -> subprocess.CompletedProcess:
         e = dict(self.env)
         e.update(env or {})
         try:
-            return subprocess.run(self.cmd(*args, faketime=faketime), input=input,
+            return subprocess.run(self.cmd(*args, faketime=faketime, routed=routed), input=input,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   env=e, timeout=timeout * SLOW, cwd=self.dir)
         except subprocess.TimeoutExpired as exc:
@@ -246,6 +253,7 @@ class Pool:
                                                (exc.stderr or b"") + b"\n(TEST: timed out)")
 
     def ask(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        """`gemini-pool ask ARGS` (see cmd for routed=True)."""
         return self.run("ask", *args, **kw)
 
     def status(self, **kw) -> dict:

@@ -121,8 +121,10 @@ t.check(pool.key(st, "k2")["state"] == "disabled" and "leaked" in
 
 # ---- ask: stdout, --output, --json, --task -, executions.jsonl ---------------------------
 since = len(emu.log())
-r = pool.ask("--task", "basics one")
-t.check(r.returncode == 0 and r.stdout.decode() == answer_of(M, "k1", "p1", "basics one")
+# Without --model the pool routes: a short task goes to flash-lite.
+ROUTED = "gemini-3.1-flash-lite-preview"
+r = pool.ask("--task", "basics one", routed=True)
+t.check(r.returncode == 0 and r.stdout.decode() == answer_of(ROUTED, "k1", "p1", "basics one")
         and r.stderr == b"", "ask prints exactly the answer of the first key (k1)", r)
 out = os.path.join(t.dir, "answer.txt")
 r = pool.ask("--task", "basics two", "--output", out)
@@ -130,12 +132,12 @@ with open(out, encoding="utf-8") as f:
     got = f.read()
 t.check(r.returncode == 0 and r.stdout == b"" and got.startswith("[fake-gemini model=")
         and "You asked: basics two" in got, "--output FILE gets the answer, stdout nothing", r)
-r = pool.ask("--task", "-", "--json", input=b"basics from stdin")
+r = pool.ask("--task", "-", "--json", input=b"basics from stdin", routed=True)
 try:
     doc = json.loads(r.stdout)
 except ValueError:
     doc = {}
-t.check(r.returncode == 0 and doc.get("status") == "done" and doc.get("model_used") == M
+t.check(r.returncode == 0 and doc.get("status") == "done" and doc.get("model_used") == ROUTED
         and "You asked: basics from stdin" in doc.get("text", "")
         and doc.get("attempts", [{}])[-1].get("kind") == "ok",
         "--task - --json: the task from stdin, a JSON result", r)

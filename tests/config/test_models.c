@@ -173,8 +173,9 @@ static void test_default_profiles(void **state) {
       {"pro", "gemini-3.1-pro-preview"}, {"flash", "gemini-3-flash-preview"},
       {"flash-2.5", "gemini-2.5-flash"}, {"flash-lite", "gemini-3.1-flash-lite-preview"},
       {"gemma", "gemma-3-27b-it"},       {"image", "gemini-2.5-flash-image"},
+      {"auto", "gemini-3-flash-preview"},
   };
-  for (size_t i = 0; i < 6; i++) {
+  for (size_t i = 0; i < 7; i++) {
     const gkp__profile_cfg *p = gkp__config_profile(cfg, defaults[i][0]);
     assert_non_null(p);
     assert_ptr_equal(p, &cfg->profiles[i]);
@@ -185,13 +186,14 @@ static void test_default_profiles(void **state) {
     assert_int_equal(p->max_wait_ms, 120000);
     assert_true(p->temperature < 0);
     assert_true(p->max_output_tokens <= 0);
+    assert_int_equal(p->route, i == 6); /* "auto" routes; its model is nominal */
   }
   for (size_t i = 0; i < cfg->nmodels; i++) {
     const gkp__profile_cfg *p = gkp__config_profile(cfg, cfg->models[i].id);
     assert_non_null(p);
     assert_string_equal(p->model, cfg->models[i].id);
   }
-  assert_int_equal(cfg->nprofiles, 6 + cfg->nmodels);
+  assert_int_equal(cfg->nprofiles, 7 + cfg->nmodels);
   assert_null(gkp__config_profile(cfg, "research"));
   assert_null(gkp__config_profile(cfg, NULL));
   gkp__config_free(cfg);
@@ -224,7 +226,7 @@ static void test_user_profiles_valid(void **state) {
   assert_null(p->system);
   assert_string_equal(p->thinking, "minimal");
   assert_int_equal(p->max_wait_ms, 120000);
-  assert_int_equal(cfg->nprofiles, 6 + cfg->nmodels + 1);
+  assert_int_equal(cfg->nprofiles, 7 + cfg->nmodels + 1);
   gkp__config_free(cfg);
 }
 

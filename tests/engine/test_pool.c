@@ -1033,14 +1033,13 @@ static void test_report_key_error_without_lease(void **st) {
   char *day = fixture("429_per_day_free_tier.json", &status);
   char *minute = fixture("429_input_tokens_per_minute_free_tier.json", &status);
   reserve_ok("gemini-2.5-flash", &held); /* k1, in flight */
-  assert_int_equal(gkp_report_key_error(pool, "k2", "gemini-2.5-flash", 429, day, strlen(day), &v,
-                                        &err),
-                   0);
+  assert_int_equal(
+      gkp_report_key_error(pool, "k2", "gemini-2.5-flash", 429, day, strlen(day), &v, &err), 0);
   assert_int_equal(v.kind, GKP_KIND_RPD);
   assert_int_equal(v.cooldown_until_ms, gkp_next_pacific_midnight(T0));
-  assert_int_equal(gkp_report_key_error(pool, "k3", "gemini-2.5-flash", 429, minute, strlen(minute),
-                                        &v, &err),
-                   0);
+  assert_int_equal(
+      gkp_report_key_error(pool, "k3", "gemini-2.5-flash", 429, minute, strlen(minute), &v, &err),
+      0);
   assert_int_equal(v.kind, GKP_KIND_TPM);
   assert_int_equal(v.cooldown_until_ms, T0 + 26000);
   /* k1 is busy, k2 and k3 cool: nothing; the lease of k1 still renews. */
@@ -1057,9 +1056,9 @@ static void test_report_key_error_without_lease(void **st) {
   assert_int_equal(v.kind, GKP_KIND_RPM);
   assert_int_equal(v.cooldown_until_ms, T0 + 26000 + 12500);
   /* Unknown key or model: -ENOENT with a line naming it, nothing applied. */
-  assert_int_equal(gkp_report_key_error(pool, "k9", "gemini-2.5-flash", 429, day, strlen(day), &v,
-                                        &err),
-                   -ENOENT);
+  assert_int_equal(
+      gkp_report_key_error(pool, "k9", "gemini-2.5-flash", 429, day, strlen(day), &v, &err),
+      -ENOENT);
   assert_non_null(strstr(err.msg, "'k9'"));
   assert_int_equal(gkp_report_key_error(pool, "k1", "gemini-9", 429, day, strlen(day), &v, &err),
                    -ENOENT);

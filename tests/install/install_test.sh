@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary DESTDIR and checks what a user gets:
 # the binary, the shared and static library, gkp.h, gkp.pc, the example
-# configuration, the systemd units (user and system), the sysusers.d entry and
-# the man page.
+# configuration, the agent skill, the systemd units (user and system), the
+# sysusers.d entry and the man page.
 # Then compiles the README's library example with nothing but
 # `pkg-config --cflags --libs gkp` against the installed files (linked
 # against the shared library, and statically with --static), runs both with a
@@ -51,6 +51,11 @@ need "$prefix/lib/sysusers.d/gemini-pool.conf"
 need "$mandir/man1/gemini-pool.1"
 cmp -s "$src/keys.json.example" "$dest$datadir/doc/gemini-key-pool/keys.json.example" ||
   fail "the installed keys.json.example differs from the source"
+need "$datadir/gemini-pool/skill/SKILL.md"
+cmp -s "$src/share/skill/SKILL.md" "$dest$datadir/gemini-pool/skill/SKILL.md" ||
+  fail "the installed SKILL.md differs from the source"
+"$dest$bindir/gemini-pool" skill | cmp -s - "$src/share/skill/SKILL.md" ||
+  fail "the installed gemini-pool skill does not print share/skill/SKILL.md"
 unit=$prefix/lib/systemd/user/gemini-pool-mount@.service
 grep -qx "ExecStart=$bindir/gemini-pool mount %f -f" "$dest$unit" ||
   fail "$unit: no 'ExecStart=$bindir/gemini-pool mount %f -f' line"

@@ -228,3 +228,16 @@ def test_bad_config_is_one_line(tmp_path, monkeypatch):
         KeyPoolManager(config_path=str(bad), state=str(tmp_path / "state.db"))
     assert str(bad) in str(e.value) and "\n" not in str(e.value)
     assert isinstance(e.value, RuntimeError)
+
+
+def test_route_and_key_ids_send_nothing(emu_pool):
+    emu, pool = emu_pool(2)
+    m = KeyPoolManager()
+    assert m.key_ids() == ["k1", "k2"]
+    r = m.route("Refactor the authentication module", quality="research")
+    assert r["quality"] == "research" and r["quality_given"] is True
+    assert r["candidates"] and all("model" in c for c in r["candidates"])
+    assert set(r) >= {"task_type", "complexity", "quality", "candidates", "skipped"}
+    with pytest.raises(gemini_key_pool.PoolError):
+        m.route("x", quality="best")
+    assert not emu.log()

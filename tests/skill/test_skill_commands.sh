@@ -28,6 +28,9 @@ answers=$(grep -o '\[fake-gemini model=' "$FS_TMP/out" | wc -l)
 check "the answers came back from the emulator ($answers)" test "$answers" -ge 9
 check "a job in auto/ names the model the pool chose" \
   grep -q '"model_used":.*"gemini-' "$MNT/auto/why-tests.json"
+check "a job in auto/ names its route" \
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["route"]; sys.exit(0 if r["candidates"] and r["task_type"] else 1)' \
+  "$MNT/auto/why-tests.json"
 check "ask --json names its route" grep -q '"route":' "$FS_TMP/out"
 check "ask --json names its run id" grep -q '"run_id":' "$FS_TMP/out"
 check "no job failed" test -z "$(find "$MNT/auto" -name '*.err')"
