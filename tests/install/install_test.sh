@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary DESTDIR and checks what a user gets:
 # the binary, the shared and static library, gkp.h, gkp.pc, the example
-# configuration, the agent skill, the systemd user unit and the man page.
+# configuration, the agent skill, the systemd units (user and system), the
+# sysusers.d entry and the man page.
 # Then compiles the README's library example with nothing but
 # `pkg-config --cflags --libs gkp` against the installed files (linked
 # against the shared library, and statically with --static), runs both with a
-# throwaway keys.json, and verifies the unit with systemd-analyze if present.
+# throwaway keys.json, and verifies the units with systemd-analyze if present.
 set -euo pipefail
 src=${GKP_SOURCE_ROOT:?} build=${GKP_BUILD_ROOT:?}
 tmp=$(mktemp -d)
@@ -43,8 +44,10 @@ need "$libdir/libgkp.a"
 need "$libdir/pkgconfig/gkp.pc"
 need "$includedir/gkp.h"
 need "$datadir/doc/gemini-key-pool/keys.json.example"
-unit=$prefix/lib/systemd/user/gemini-pool@.service
-need "$unit"
+units=(user/gemini-pool-serve.service user/gemini-pool-mount@.service
+       system/gemini-pool-serve.service system/gemini-pool-mount@.service)
+for u in "${units[@]}"; do need "$prefix/lib/systemd/$u"; done
+need "$prefix/lib/sysusers.d/gemini-pool.conf"
 need "$mandir/man1/gemini-pool.1"
 cmp -s "$src/keys.json.example" "$dest$datadir/doc/gemini-key-pool/keys.json.example" ||
   fail "the installed keys.json.example differs from the source"
@@ -53,10 +56,19 @@ cmp -s "$src/share/skill/SKILL.md" "$dest$datadir/gemini-pool/skill/SKILL.md" ||
   fail "the installed SKILL.md differs from the source"
 "$dest$bindir/gemini-pool" skill | cmp -s - "$src/share/skill/SKILL.md" ||
   fail "the installed gemini-pool skill does not print share/skill/SKILL.md"
+unit=$prefix/lib/systemd/user/gemini-pool-mount@.service
 grep -qx "ExecStart=$bindir/gemini-pool mount %f -f" "$dest$unit" ||
   fail "$unit: no 'ExecStart=$bindir/gemini-pool mount %f -f' line"
 grep -qx 'ExecStop=-\?fusermount3 -u %f' "$dest$unit" || fail "$unit: no ExecStop with fusermount3"
-! grep -q '@[A-Z_]*@' "$dest$unit" || fail "$unit: an unsubstituted @VARIABLE@"
+unit=$prefix/lib/systemd/user/gemini-pool-serve.service
+grep -qx "ExecStart=$bindir/gemini-pool serve --listen \${GEMINI_POOL_LISTEN}" "$dest$unit" ||
+  fail "$unit: no 'ExecStart=$bindir/gemini-pool serve --listen \${GEMINI_POOL_LISTEN}' line"
+for u in "${units[@]}"; do
+  unit=$prefix/lib/systemd/$u
+  grep -qx 'ExecReload=kill -HUP $MAINPID' "$dest$unit" || fail "$unit: no ExecReload sending SIGHUP"
+  grep -qx 'LimitCORE=0' "$dest$unit" || fail "$unit: core files are not off"
+  ! grep -q '@[A-Z_]*@' "$dest$unit" || fail "$unit: an unsubstituted @VARIABLE@"
+done
 "$dest$bindir/gemini-pool" --version >/dev/null || fail "the installed gemini-pool does not run"
 
 # ---- the README's example against the installed pkg-config file -----------
@@ -116,26 +128,35 @@ deps=$(ldd "$tmp/example-static")
 run example
 run example-static
 
-# ---- the systemd unit --------------------------------------------------------
+# ---- the systemd units -------------------------------------------------------
 if command -v systemd-analyze >/dev/null; then
   # Verified as installed, except that ExecStart names the binary in DESTDIR
   # (verify checks that it exists); --user needs a runtime directory.
-  mkdir -p "$tmp/units" "$tmp/run"
+  mkdir -p "$tmp/units/user" "$tmp/units/system" "$tmp/run"
   chmod 700 "$tmp/run"
-  sed "s#^ExecStart=$bindir/#ExecStart=$dest$bindir/#" "$dest$unit" >"$tmp/units/gemini-pool@.service"
-  if ! XDG_RUNTIME_DIR=$tmp/run systemd-analyze --user --man=no verify \
-    "$tmp/units/gemini-pool@home-me-gemini.service" >"$tmp/verify.log" 2>&1; then
-    if grep -q 'Failed to initialize manager\|Failed to lookup RuntimeDirectory' "$tmp/verify.log"; then
-      echo "install: note: systemd-analyze cannot run here; unit not verified:"
-      cat "$tmp/verify.log"
+  for u in "${units[@]}"; do
+    sed "s#^ExecStart=$bindir/#ExecStart=$dest$bindir/#" "$dest$prefix/lib/systemd/$u" >"$tmp/units/$u"
+  done
+  verify() { # KIND INSTANCE...
+    local kind=$1 flags=()
+    shift
+    [ "$kind" = user ] && flags=(--user)
+    if ! (cd "$tmp/units/$kind" && XDG_RUNTIME_DIR=$tmp/run systemd-analyze "${flags[@]}" --man=no \
+      verify "$@") >"$tmp/verify.log" 2>&1 || [ -s "$tmp/verify.log" ]; then
+      if grep -q 'Failed to initialize manager\|Failed to lookup RuntimeDirectory' "$tmp/verify.log"; then
+        echo "install: note: systemd-analyze cannot run here; $kind units not verified:"
+        cat "$tmp/verify.log"
+      else
+        cat "$tmp/verify.log" >&2
+        fail "systemd-analyze verify rejects the $kind units"
+      fi
     else
-      cat "$tmp/verify.log" >&2
-      fail "systemd-analyze verify rejects gemini-pool@.service"
+      echo "install: systemd-analyze verify $kind $*: clean"
     fi
-  else
-    echo "install: systemd-analyze verify gemini-pool@home-me-gemini.service: ok"
-  fi
+  }
+  verify user ./gemini-pool-serve.service ./gemini-pool-mount@home-me-gemini.service
+  verify system ./gemini-pool-serve.service ./gemini-pool-mount@srv-gemini.service
 else
-  echo "install: note: no systemd-analyze; the unit is not verified"
+  echo "install: note: no systemd-analyze; the units are not verified"
 fi
 echo "install: ok"
