@@ -30,6 +30,11 @@ const char *gkp__skip_name(int skip) {
   }
 }
 
+/* ASCII letters and digits (the C locale's isalnum, without its call). */
+static int is_alnum(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+}
+
 /* One pass over the lower-cased text: at every word start, the phrases of
  * the index that begin there.  Returns the lists matched: bit i for type i,
  * bit GKP__PHRASE_CX + c for complexity c. */
@@ -38,14 +43,16 @@ static void match_lists(const gkp__routing *r, const char *text, size_t len, uin
   *types = 0;
   *cx = 0;
   for (size_t pos = 0; pos < len; pos++) {
-    if (pos > 0 && isalnum((unsigned char)text[pos - 1])) {
+    if (pos > 0 && is_alnum((unsigned char)text[pos - 1])) {
       continue;
     }
     unsigned char c = (unsigned char)text[pos];
     int b = c >= 'a' && c <= 'z' ? c - 'a' : 26;
     for (size_t i = r->bucket[b]; i < r->bucket[b + 1]; i++) {
       const gkp__phrase *p = &r->phrases[i];
-      if (p->len <= len - pos && memcmp(text + pos, p->text, p->len) == 0) {
+      /* The second byte first: most phrases of a bucket differ there. */
+      if (p->len <= len - pos && (p->len < 2 || p->text[1] == text[pos + 1]) &&
+          memcmp(text + pos, p->text, p->len) == 0) {
         if (p->list >= GKP__PHRASE_CX) {
           *cx |= 1u << (p->list - GKP__PHRASE_CX);
         } else {
@@ -101,7 +108,7 @@ static void classify(const gkp__config *cfg, const gkp__route_in *in, int *type,
   }
   for (size_t i = 0; i < n; i++) {
     char c = in->task[i];
-    lower[i] = (char)tolower((unsigned char)(c == '\0' ? ' ' : c));
+    lower[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c == '\0' ? ' ' : c;
   }
   lower[n] = '\0';
   classify_lower(cfg, in, lower, n, type, cx);
@@ -117,12 +124,12 @@ void gkp__route_classify(const gkp__config *cfg, const gkp__route_in *in, int *t
 /* The static name of a thinking level, or NULL. */
 static const char *thinking_static(const char *t) {
   static const char *const names[] = {"minimal", "low", "medium", "high"};
-  for (size_t i = 0; t != NULL && i < 4; i++) {
-    if (strcmp(t, names[i]) == 0) {
-      return names[i];
-    }
+  if (t == NULL) {
+    return NULL;
   }
-  return NULL;
+  /* The first two bytes tell them apart; one comparison confirms. */
+  int i = t[0] == 'l' ? 1 : t[0] == 'h' ? 3 : t[0] == 'm' ? (t[1] == 'i' ? 0 : 2) : -1;
+  return i >= 0 && strcmp(t, names[i]) == 0 ? names[i] : NULL;
 }
 
 typedef struct building {
@@ -278,7 +285,18 @@ typedef struct jbuf {
   int oom;
 } jbuf;
 
-static void put(jbuf *b, const char *s, size_t n) {
+static void grow_put(jbuf *b, const char *s, size_t n);
+
+static inline void put(jbuf *b, const char *s, size_t n) {
+  if (b->len + n + 1 <= b->cap) {
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return;
+  }
+  grow_put(b, s, n);
+}
+
+static void grow_put(jbuf *b, const char *s, size_t n) {
   if (b->oom) {
     return;
   }
@@ -297,7 +315,6 @@ static void put(jbuf *b, const char *s, size_t n) {
   }
   memcpy(b->p + b->len, s, n);
   b->len += n;
-  b->p[b->len] = '\0';
 }
 
 static void puts_(jbuf *b, const char *s) {
@@ -337,6 +354,7 @@ char *gkp__route_json(const gkp__route *r) {
   static const char *const tool_names[] = {"google_search", "code_execution", "url_context"};
   jbuf b = {.p = malloc(1024), .cap = 1024};
   b.oom = b.p == NULL;
+  b.cap = b.p != NULL ? b.cap : 0;
   puts_(&b, "{\"task_type\":");
   put_str(&b, r->task_type);
   puts_(&b, ",\"complexity\":");
@@ -378,6 +396,7 @@ char *gkp__route_json(const gkp__route *r) {
     free(b.p);
     return NULL;
   }
+  b.p[b.len] = '\0'; /* put always leaves room for it */
   return b.p;
 }
 
