@@ -32,6 +32,7 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 #include "engine/backend.h"
+#include "engine/client_counts.h"
 #include "engine/redis_backend.h"
 #include "engine/redis_conn.h"
 #include "engine/redis_lua.h"
@@ -1377,6 +1378,84 @@ static int rb_import(gkp__backend *b, const gkp__snapshot *s, gkp_error *err) {
 
 /* ---- open and close ------------------------------------------------------------------------ */
 
+/* ---- callers' counts ------------------------------------------------------------------------ */
+
+/* A caller's counts are one string, read then written back by a script
+ * that checks it did not change in between (retrying if it did). */
+static int client_read(rb *r, const char *name, char *text, gkp__client_counts *c, gkp_error *err) {
+  redisReply *x = cmd(r, name, err, 2, "GET", name);
+  text[0] = '\0';
+  memset(c, 0, sizeof *c);
+  if (x == NULL) {
+    return err != NULL && err->code != 0 ? err->code : -EIO;
+  }
+  if (x->type == REDIS_REPLY_STRING && x->len < GKP__CLIENT_TEXT_MAX) {
+    memcpy(text, x->str, x->len);
+    text[x->len] = '\0';
+    gkp__client_decode(text, x->len, c); /* damaged: from zero */
+  } else if (x->type != REDIS_REPLY_NIL) {
+    freeReplyObject(x);
+    return gkp__err(err, -EPROTO, "%s: %s is not a caller's record", r->conn.url.where, name);
+  }
+  freeReplyObject(x);
+  return 0;
+}
+
+static int rb_client_count(gkp__backend *b, const char *id, int kind, int64_t rpm, int64_t rpd,
+                           int64_t *retry_s, gkp_error *err) {
+  rb *r = (rb *)b;
+  char name[KNAME], old[GKP__CLIENT_TEXT_MAX], text[GKP__CLIENT_TEXT_MAX];
+  gkp__client_counts c;
+  int rc = 0;
+  *retry_s = 0;
+  snprintf(name, sizeof name, "gkp:client:{%s}", id);
+  pthread_mutex_lock(&r->conn.mu);
+  for (int attempt = 0;; attempt++) {
+    if (attempt == 64) {
+      rc = gkp__err(err, -EBUSY, "%s: caller %s's record keeps changing", r->conn.url.where, id);
+      break;
+    }
+    if ((rc = client_read(r, name, old, &c, err)) != 0) {
+      break;
+    }
+    *retry_s = gkp__client_count(&c, kind, server_now(r), rpm, rpd);
+    gkp__client_encode(&c, text, sizeof text);
+    const char *av[] = {name, old, text};
+    redisReply *x = gkp__rconn_script(&r->conn, GKP__RS_CAS, 1, 3, av, err);
+    if (x == NULL) {
+      rc = err != NULL && err->code != 0 ? err->code : -EIO;
+      break;
+    }
+    int done = x->type == REDIS_REPLY_INTEGER && x->integer == 1;
+    int other = x->type != REDIS_REPLY_INTEGER || (x->integer != 0 && x->integer != 1);
+    freeReplyObject(x);
+    if (other) {
+      rc = gkp__err(err, -EPROTO, "%s: unexpected answer to a caller's update", r->conn.url.where);
+      break;
+    }
+    if (done) {
+      break;
+    }
+  }
+  pthread_mutex_unlock(&r->conn.mu);
+  return rc;
+}
+
+static int rb_client_usage(gkp__backend *b, const char *id, gkp_client_usage *out, gkp_error *err) {
+  rb *r = (rb *)b;
+  char name[KNAME], text[GKP__CLIENT_TEXT_MAX];
+  gkp__client_counts c;
+  snprintf(name, sizeof name, "gkp:client:{%s}", id);
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&r->conn.mu);
+  int rc = client_read(r, name, text, &c, err);
+  if (rc == 0) {
+    gkp__client_read(&c, server_now(r), out);
+  }
+  pthread_mutex_unlock(&r->conn.mu);
+  return rc;
+}
+
 static const char *rb_where(gkp__backend *b) {
   return ((rb *)b)->conn.url.where;
 }
@@ -1438,6 +1517,8 @@ static const gkp__backend_ops redis_ops = {
     .set_lease_ttl = rb_set_lease_ttl,
     .release_unreached = rb_release_unreached,
     .endpoint_down = rb_endpoint_down,
+    .client_count = rb_client_count,
+    .client_usage = rb_client_usage,
 };
 
 int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn clock,

@@ -61,6 +61,7 @@ enum gkp__rscript {
   GKP__RS_VERDICT,
   GKP__RS_RESET,
   GKP__RS_GC,
+  GKP__RS_CAS,
   GKP__RS_COUNT
 };
 

@@ -89,9 +89,7 @@ static int reply_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...)
   front_reply(q, code, JSON_TYPE, body != NULL ? body : "", len, retry_s);
   free(body);
   if (q->cl != NULL) {
-    pthread_mutex_lock(&q->f->mu);
-    q->cl->errors++;
-    pthread_mutex_unlock(&q->f->mu);
+    callers_error(q->f, q->cl);
   }
   return 1;
 }
@@ -608,8 +606,13 @@ void routes_body_done(hreq *q) {
     return;
   }
   if (q->cl != NULL) {
-    pthread_mutex_lock(&f->mu);
     int64_t wait_s = callers_admit(f, q->cl);
+    if (wait_s < 0) {
+      reply_error(q, 503, 1, "the pool's state could not count client %s's request; retry",
+                  q->cl->cfg->id);
+      return;
+    }
+    pthread_mutex_lock(&f->mu);
     int hold = wait_s == 0 && q->cl->waiting > 0;
     if (hold) { /* its earlier request still waits: take turns with other callers */
       q->held = 1;
