@@ -40,6 +40,9 @@ gkp_pool *cli_open_pool(const cli_common *c);
  * consumes it and returns 1; returns -1 (after printing) when its value is
  * missing; 0 otherwise. */
 int cli_common_option(cli_common *c, int argc, char **argv, int *i);
+/* Warns (one line, never the password) when a state URL given on the
+ * command line (`what`: the option) carries a literal password. */
+void cli_warn_literal_password(const char *state, const char *what);
 
 /* Returns the value of option `name` at argv[*i] ("--name VALUE" or
  * "--name=VALUE"), advancing *i, or NULL if argv[*i] is not that option.

@@ -109,9 +109,32 @@ int cli_common_option(cli_common *c, int argc, char **argv, int *i) {
   }
   if ((v = cli_value("--state", argc, argv, i, &missing)) != NULL) {
     c->state = v;
+    cli_warn_literal_password(v, "--state");
     return 1;
   }
   return missing ? -1 : 0;
+}
+
+void cli_warn_literal_password(const char *state, const char *what) {
+  const char *rest = strncmp(state, "redis://", 8) == 0  ? state + 8
+                     : strncmp(state, "unix://", 7) == 0 ? state + 7
+                                                         : NULL;
+  if (rest == NULL) {
+    return;
+  }
+  /* As the URL is parsed: the user info ends at the last '@'. */
+  const char *at = strrchr(rest, '@');
+  if (at == NULL) {
+    return;
+  }
+  const char *colon = memchr(rest, ':', (size_t)(at - rest));
+  const char *pw = colon != NULL ? colon + 1 : rest;
+  if (pw < at && strncmp(pw, "env:", 4) != 0) {
+    cli_error("warning: %s carries a literal Redis password, which every user of this machine "
+              "can read (/proc/PID/cmdline); write it as redis://:env:NAME@host:port/db and set "
+              "NAME in the environment or in the .env beside keys.json",
+              what);
+  }
 }
 
 void cli_log_execution(gkp_pool *pool, const char *json_line) {

@@ -253,7 +253,7 @@ static int attach_locked(rb *r, const gkp__config *cfg, int reload, gkp_error *e
   }
   x = cmd(r, r->lru, err, 4, "ZRANGE", r->lru, "0", "-1");
   for (size_t i = 0; x != NULL && i < x->elements; i++) {
-    if (cfg_key(r, x->element[i]->str) < 0) {
+    if (x->element[i]->type == REDIS_REPLY_STRING && cfg_key(r, x->element[i]->str) < 0) {
       freeReplyObject(cmd(r, r->lru, NULL, 3, "ZREM", r->lru, x->element[i]->str));
     }
   }
@@ -419,6 +419,11 @@ static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int pro
     o->index = (int)reply_int(x->element[4]) - 1;
     o->full = (int)reply_int(x->element[5]);
     freeReplyObject(x);
+    if (o->status < -2 || o->status > 1 || (o->status == 1 && (o->index < 0 || o->index >= n))) {
+      rc = gkp__err(err, -EPROTO, "state %s: the server's answer to reserve is out of range",
+                    r->conn.url.where);
+      break;
+    }
     saw_time(r, o->now);
     if (o->ready < 0) {
       o->ready = INT64_MAX;
@@ -574,7 +579,7 @@ static int reserve_locked(rb *r, const char *model, int64_t est, gkp_lease *out,
       keep_page(r, x);
     }
     for (size_t i = 0; i < got; i++) {
-      int ki = cfg_key(r, x->element[i]->str);
+      int ki = x->element[i]->type == REDIS_REPLY_STRING ? cfg_key(r, x->element[i]->str) : -1;
       if (ki >= 0) {
         kis[n++] = ki;
       }
@@ -1109,7 +1114,8 @@ static int rb_gc(gkp__backend *b, gkp_error *err) {
 
 static const char *field(const redisReply *h, const char *name) {
   for (size_t i = 0; h != NULL && i + 1 < h->elements; i += 2) {
-    if (strcmp(h->element[i]->str, name) == 0) {
+    if (h->element[i]->type == REDIS_REPLY_STRING && h->element[i + 1]->type == REDIS_REPLY_STRING &&
+        strcmp(h->element[i]->str, name) == 0) {
       return h->element[i + 1]->str;
     }
   }
@@ -1151,6 +1157,11 @@ static void snap_pm(gkp__snap_pm *e, const redisReply *m, const redisReply *w,
   e->requests_today = gkp__day_count(p, t);
   e->reqs_minute = e->tokens_minute = 0;
   for (size_t i = 0; w != NULL && i + 1 < w->elements; i += 2) {
+    if (w->element[i]->type != REDIS_REPLY_STRING ||
+        w->element[i + 1]->type != REDIS_REPLY_STRING ||
+        (w->element[i]->str[0] != 'r' && w->element[i]->str[0] != 't')) {
+      continue;
+    }
     const char *f = w->element[i]->str;
     int64_t sec = strtoll(f + 1, NULL, 10), v = strtoll(w->element[i + 1]->str, NULL, 10);
     if (sec > t->dead_sec) {
@@ -1238,7 +1249,8 @@ static int rb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err) {
     if (x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 4) {
       s->down_since_ms = reply_int(x->element[0]);
       s->down_last_ms = reply_int(x->element[1]);
-      if (s->down_since_ms > 0) {
+      if (s->down_since_ms > 0 && x->element[2]->type == REDIS_REPLY_STRING &&
+          x->element[3]->type == REDIS_REPLY_STRING) {
         gkp__strlcpy(s->down_url, x->element[2]->str, sizeof s->down_url);
         gkp__strlcpy(s->down_reason, x->element[3]->str, sizeof s->down_reason);
       }

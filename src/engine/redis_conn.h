@@ -119,6 +119,10 @@ redisReply *gkp__rconn_cmd(gkp__rconn *c, const char *route_key, int argc, const
 redisReply *gkp__rconn_script(gkp__rconn *c, int script, int nkeys, int argc, const char **argv,
                               gkp_error *err);
 
+/* A TIME reply in ms, or -1 unless it is two decimal strings (seconds,
+ * microseconds below a million). */
+int64_t gkp__redis_time_ms(const redisReply *r);
+
 /* Our estimate of the server's clock now. */
 int64_t gkp__rconn_server_now(const gkp__rconn *c);
 
