@@ -110,12 +110,38 @@ static void row(gkp__dynbuf *b, const cJSON *key, const char *model, const cJSON
   }
 }
 
+/* Makes a string fit for a terminal: control characters (C0, DEL, and C1
+ * as UTF-8) become '?'.  Same length. */
+static void defang_text(char *s) {
+  for (unsigned char *p = (unsigned char *)s; p != NULL && *p != '\0'; p++) {
+    if (*p < 0x20 || *p == 0x7f) {
+      *p = '?';
+    } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+      p[0] = p[1] = '?';
+      p++;
+    }
+  }
+}
+
+/* Every string and member name of the document: what the state holds came
+ * from upstream or from a state server and reaches a terminal. */
+static void defang(cJSON *o) {
+  for (; o != NULL; o = o->next) {
+    defang_text(o->string);
+    if (cJSON_IsString(o)) {
+      defang_text(o->valuestring);
+    }
+    defang(o->child);
+  }
+}
+
 char *gkp__status_table(const char *json, int64_t now_ms) {
   cJSON *doc = cJSON_Parse(json), *key;
   gkp__dynbuf b;
   if (doc == NULL) {
     return NULL;
   }
+  defang(doc);
   gkp__dynbuf_init(&b, (size_t)16 << 20);
   gkp__dynbuf_printf(&b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %s\n", "KEY", "PROJECT",
                      "STATE", "MODEL", "TODAY", "MINUTE", "TOKENS/MIN", "COOLDOWN", "LAST ERROR");

@@ -4,15 +4,18 @@ CLUSTER SLOTS, TIME, redirections, scripts and hashes with replies out of
 shape or out of range: `gemini-pool status` and `ask` fail closed with one
 line (never a crash, never a sanitizer report), and a server's text is shown
 without its control characters.  A literal password on the command line is
-warned about (the env: form suggested) and never printed."""
+warned about (the env: form suggested) and never printed.  Fields a state
+server holds reach `status` without their terminal escapes."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+sys.path.insert(0, HERE)
 from clilib import Pool, T, make_secret  # noqa: E402
 
 t = T("redis-hostile")
@@ -110,4 +113,24 @@ err = dead.stderr.decode("utf-8", "replace")
 t.check(dead.returncode != 0 and PW not in err and "hunter2" not in err and
         "127.0.0.1:1" in err, "an unreachable server's message names it without the password",
         err)
+
+# ---- hostile data in a real server: status shows no terminal escape --------------------
+if shutil.which("redis-server") is not None:
+    from redislib import Redis  # noqa: E402
+    red = Redis(t, name="data")
+    pool.env["GEMINI_POOL_STATE"] = red.url
+    doc = pool.status()
+    project = doc["keys"][0]["project"]
+    evil = "bad\x1b]0;pwned\x07\x1b[2J\xc2\x9b31m"
+    subprocess.run(["redis-cli", "-p", str(red.port), "HSET", f"gkp:{{{project}}}:k:k1",
+                    "dis", "1", "dreason", evil], check=True, stdout=subprocess.DEVNULL)
+    r = pool.run("status")
+    t.check(r.returncode == 0 and b"bad" in r.stdout and b"\x1b" not in r.stdout and
+            b"\x07" not in r.stdout and b"\xc2\x9b" not in r.stdout,
+            "status prints a state server's field without its terminal escapes", r.stdout[-800:])
+    r = pool.run("status", "--json")
+    t.check(r.returncode == 0 and b"\x1b" not in r.stdout and b"\x07" not in r.stdout,
+            "status --json escapes them", r.stdout[-400:])
+else:
+    t.log("redis-server not installed: the hostile data check skipped")
 t.done()
