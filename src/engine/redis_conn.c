@@ -424,6 +424,18 @@ static int slot_entry_ok(const redisReply *e) {
          p->type == REDIS_REPLY_INTEGER && p->integer > 0 && p->integer <= 65535;
 }
 
+size_t gkp__redis_slots_bad(const redisReply *r) {
+  if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+    return 1;
+  }
+  for (size_t i = 0; i < r->elements; i++) {
+    if (!slot_entry_ok(r->element[i])) {
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
 /* Reads CLUSTER SLOTS into the slot table; an answer out of shape or out
  * of range is refused whole. */
 static int load_slots(gkp__rconn *c, gkp_error *err) {
@@ -432,14 +444,13 @@ static int load_slots(gkp__rconn *c, gkp_error *err) {
     freeReplyObject(r);
     return gkp__err(err, -EPROTO, "state %s: CLUSTER SLOTS failed", c->url.where);
   }
-  for (size_t i = 0; i < r->elements; i++) {
-    if (!slot_entry_ok(r->element[i])) {
-      freeReplyObject(r);
-      return gkp__err(err, -EPROTO,
-                      "state %s: the server's CLUSTER SLOTS answer is malformed (entry %zu: "
-                      "slots must be 0 to 16383, a host and a port); refusing it",
-                      c->url.where, i + 1);
-    }
+  size_t bad = gkp__redis_slots_bad(r);
+  if (bad != 0) {
+    freeReplyObject(r);
+    return gkp__err(err, -EPROTO,
+                    "state %s: the server's CLUSTER SLOTS answer is malformed (entry %zu: "
+                    "slots must be 0 to 16383, a host and a port); refusing it",
+                    c->url.where, bad);
   }
   if (c->slot_node == NULL && (c->slot_node = calloc(NSLOTS, 1)) == NULL) {
     freeReplyObject(r);
@@ -609,24 +620,34 @@ static gkp__rnode *route(gkp__rconn *c, const char *key, gkp_error *err) {
   return &c->nodes[ni];
 }
 
+int gkp__redis_redirect_parse(const char *msg, int *ask, int *slot, char host[256], int *port) {
+  char tail;
+  const char *arg, *colon;
+  if (strncmp(msg, "ASK ", 4) == 0) {
+    *ask = 1, arg = msg + 4;
+  } else if (strncmp(msg, "MOVED ", 6) == 0) {
+    *ask = 0, arg = msg + 6;
+  } else {
+    return -1;
+  }
+  /* "slot host:port": the last ':' separates the port (an IPv6 host has
+   * colons of its own). */
+  colon = strrchr(arg, ':');
+  if (colon == NULL || sscanf(arg, "%d %255s", slot, host) != 2 ||
+      sscanf(colon + 1, "%d%c", port, &tail) != 1 || *slot < 0 || *slot >= NSLOTS ||
+      *port <= 0 || *port > 65535 || strrchr(host, ':') == NULL) {
+    return -1;
+  }
+  *strrchr(host, ':') = '\0';
+  return host[0] != '\0' ? 0 : -1;
+}
+
 /* Follows a MOVED/ASK reply: the node it names (added if new). */
 static gkp__rnode *redirect(gkp__rconn *c, const redisReply *r, int *ask, gkp_error *err) {
   char host[256];
   int port, slot, ni = -1;
-  char text[256], tail;
-  *ask = is_error(r, "ASK");
-  /* "MOVED slot host:port": the last ':' separates the port (an IPv6 host
-   * has colons of its own). */
-  const char *arg = r->str + (*ask ? 4 : 6), *colon = strrchr(arg, ':');
-  if (colon == NULL || sscanf(arg, "%d %255s", &slot, host) != 2 ||
-      sscanf(colon + 1, "%d%c", &port, &tail) != 1 || slot < 0 || slot >= NSLOTS ||
-      port <= 0 || port > 65535 || strrchr(host, ':') == NULL) {
-    gkp__err(err, -EPROTO, "state %s: malformed redirection from the server: %s", c->url.where,
-             shown(r->str, text, sizeof text));
-    return NULL;
-  }
-  *strrchr(host, ':') = '\0';
-  if (host[0] == '\0') {
+  char text[256];
+  if (gkp__redis_redirect_parse(r->str, ask, &slot, host, &port) != 0) {
     gkp__err(err, -EPROTO, "state %s: malformed redirection from the server: %s", c->url.where,
              shown(r->str, text, sizeof text));
     return NULL;
