@@ -26,8 +26,15 @@ static int64_t minute_used(const gkp__client_counts *c, int64_t sec, int64_t *ol
   return used;
 }
 
+/* A clock before 1970 or absurdly far ahead counts as its nearest bound:
+ * the buckets are indexed by the second. */
+static int64_t sane_now(int64_t now_ms) {
+  return now_ms < 0 ? 0 : now_ms > (INT64_C(1) << 52) ? INT64_C(1) << 52 : now_ms;
+}
+
 int64_t gkp__client_count(gkp__client_counts *c, int kind, int64_t now_ms, int64_t rpm,
                           int64_t rpd) {
+  now_ms = sane_now(now_ms);
   int64_t sec = now_ms / 1000, day = gkp_last_pacific_midnight(now_ms), oldest;
   if (kind == GKP__CLIENT_ERROR) {
     c->errors += c->errors < COUNT_MAX;
@@ -59,6 +66,7 @@ int64_t gkp__client_count(gkp__client_counts *c, int kind, int64_t now_ms, int64
 
 void gkp__client_read(const gkp__client_counts *c, int64_t now_ms, gkp_client_usage *out) {
   int64_t oldest;
+  now_ms = sane_now(now_ms);
   out->minute = minute_used(c, now_ms / 1000, &oldest);
   out->today = c->day_ms == gkp_last_pacific_midnight(now_ms) ? c->today : 0;
   out->requests = c->requests;
@@ -114,9 +122,13 @@ int gkp__client_decode(const char *s, size_t len, gkp__client_counts *out) {
   p += 2;
   int64_t *head[] = {&c.day_ms, &c.today, &c.requests, &c.rejected, &c.errors};
   for (size_t i = 0; i < sizeof head / sizeof head[0]; i++) {
-    if (expect(&p, end, ' ') != 0 || number(&p, end, head[i]) != 0) {
+    /* The day may start before 1970 (a midnight Pacific of a clock near 0). */
+    int neg = i == 0 && p + 1 < end && p[0] == ' ' && p[1] == '-';
+    if (expect(&p, end, ' ') != 0 || (neg && expect(&p, end, '-') != 0) ||
+        number(&p, end, head[i]) != 0) {
       return -EINVAL;
     }
+    *head[i] = neg ? -*head[i] : *head[i];
   }
   if (c.today > COUNT_MAX || c.requests > COUNT_MAX || c.rejected > COUNT_MAX ||
       c.errors > COUNT_MAX) {
