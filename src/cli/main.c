@@ -32,8 +32,9 @@ static const char *USAGE =
     "\n"
     "Every command takes --config FILE (else $GEMINI_POOL_CONFIG, ./keys.json,\n"
     "$XDG_CONFIG_HOME/gemini-pool/keys.json) and --state FILE|URL (else $GEMINI_POOL_STATE,\n"
-    "$XDG_STATE_HOME/gemini-pool/state.db).  $GOOGLE_GEMINI_BASE_URL overrides the\n"
-    "API endpoint (e.g. http://127.0.0.1:PORT for scripts/fake-gemini).\n"
+    "$XDG_STATE_HOME/gemini-pool/state.db), before or after the command.\n"
+    "$GOOGLE_GEMINI_BASE_URL overrides the API endpoint (e.g. http://127.0.0.1:PORT\n"
+    "for scripts/fake-gemini).\n"
     "$GEMINI_POOL_STALL_TIMEOUT (seconds, default 300): a request that receives\n"
     "nothing for this long is retried on another key.\n";
 
@@ -176,8 +177,44 @@ static void no_core_dumps(void) {
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* `gemini-pool --state URL status` is `gemini-pool status --state URL`: the
+ * options every command takes (--config, --state) may come before the
+ * command; they are moved after its arguments.  Returns 0, or -1 (one line
+ * said) when one lacks its value. */
+static int globals_first(int *argc, char **argv) {
+  int n = 0;
+  while (1 + n < *argc) {
+    const char *a = argv[1 + n];
+    int eq = strncmp(a, "--config=", 9) == 0 || strncmp(a, "--state=", 8) == 0;
+    int sep = strcmp(a, "--config") == 0 || strcmp(a, "--state") == 0;
+    if (!eq && !sep) {
+      break;
+    }
+    if (sep && 2 + n >= *argc) {
+      cli_error("%s needs a value", a);
+      return -1;
+    }
+    n += sep ? 2 : 1;
+  }
+  if (n == 0 || 1 + n >= *argc) {
+    return 0; /* none, or nothing after them (the command's absence is said) */
+  }
+  char *moved[8];
+  if (n > (int)(sizeof moved / sizeof moved[0])) {
+    cli_error("--config and --state are given too many times");
+    return -1;
+  }
+  memcpy(moved, argv + 1, sizeof *argv * (size_t)n);
+  memmove(argv + 1, argv + 1 + n, sizeof *argv * (size_t)(*argc - 1 - n));
+  memcpy(argv + *argc - n, moved, sizeof *argv * (size_t)n);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   no_core_dumps();
+  if (globals_first(&argc, argv) != 0) {
+    return CLI_USAGE;
+  }
   if (argc < 2) {
     fputs(USAGE, stderr);
     return CLI_USAGE;
