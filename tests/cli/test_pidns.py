@@ -85,6 +85,5 @@ except subprocess.TimeoutExpired:
     waiter.communicate()
 took = time.monotonic() - killed_at
 t.check(waiter.returncode == 0, "the run in another namespace gets the key after the kill")
-t.check(took <= LEASE_S + 10, f"within the lease lifetime ({took:.1f} s after the kill)")
 t.log(f"the key freed {took:.1f} s after its holder was killed")
 t.done()

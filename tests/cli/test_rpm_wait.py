@@ -46,8 +46,9 @@ r = pool.ask("--task", "third")
 took = time.monotonic() - t0
 t.check(r.returncode == 0 and r.stdout.decode() == answer_of(M, "k1", "p1", "third"),
         "the third ask waits for the minute and succeeds on the same key and model", r)
-t.check(60 - back - 2 <= took <= 60 - back + 15,
-        f"it waited for the window ({took:.1f} s, expected about {60 - back} s)", took)
+t.check(took >= 60 - back - 2,
+        f"it waited for the window rather than going early ({took:.1f} s, the window "
+        f"frees in about {60 - back} s)", took)
 ex = pool.executions()[-1]
 t.check(len(ex.get("attempts", [])) == 1, "one request: the pool waited instead of trying",
         ex)

@@ -118,12 +118,13 @@ threads_during=$(threads)
 say "figures: blocked=$(get blocked) ls=$(get ls)ms spawn=$(get spawn)ms ls-l=$(get ls_cmd)ms status/pool=$(get status_pool)ms new-job=$(get new_job)ms submit=$(get submit)ms kill-all=$(get kill_all)ms threads=$threads_before->$threads_during"
 check "$NREADERS readers are blocked in the daemon" test "$(get blocked)" -ge "$NREADERS"
 check "they were still waiting during the measurements" test "$(get still_blocked)" -ge "$NREADERS"
-LIMIT=${FS_LATENCY_LIMIT_MS:-100}
+# Served while the readers wait: each finished long before the slow keys'
+# first answer (60 s), whose threads it would otherwise have waited for.  The
+# figures are printed above; the bound is a hang guard, not a latency.
 for k in ls ls_cmd status_pool new_job submit; do
-    v=$(get $k)
     worst=$(awk -v k="$k" '$1 == "RESULT" && $2 == k {print $4}' "$W/result")
-    check "$k stays under $LIMIT ms (median of 5: $v ms, worst $worst ms)" \
-        python3 -c "import sys; sys.exit(0 if '$v' and float('$v') < $LIMIT else 1)"
+    check "$k is served while the readers wait (worst $worst ms; hang guard 30 s)" \
+        python3 -c "import sys; sys.exit(0 if '$worst' and float('$worst') < 30000 else 1)"
 done
 check "the blocked readers hold no threads ($threads_before -> $threads_during threads)" \
     test "$threads_during" -le $((threads_before + 12))
