@@ -21,6 +21,7 @@ static const char *USAGE =
     "  gemini-pool ask --task TEXT|- [--model M] [--profile P] [--context-file F]\n"
     "                  [--output F] [--image-file F] [--image-output F]\n"
     "                  [--system-prompt S] [--quality draft|standard|production|research]\n"
+    "                  [--thinking minimal|low|medium|high]\n"
     "                  [--enable-tools] [--capture-thinking] [--json]\n"
     "                  [--max-wait SECONDS] [--timeout SECONDS]\n"
     "  gemini-pool serve --listen ADDR                 the HTTP front (Gemini REST API)\n"
