@@ -141,8 +141,10 @@ int gkp__client_decode(const char *s, size_t len, gkp__client_counts *out) {
         slot >= GKP__CLIENT_SECONDS || sec % GKP__CLIENT_SECONDS != slot || n > COUNT_MAX) {
       return -EINVAL;
     }
-    c.sec[slot] = sec;
-    c.n[slot] = n;
+    if (n > 0) { /* an empty bucket counts nothing, as if absent */
+      c.sec[slot] = sec;
+      c.n[slot] = n;
+    }
   }
   *out = c;
   return 0;
