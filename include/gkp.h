@@ -360,6 +360,33 @@ GKP_API const char *gkp_key_id(const gkp_pool *pool, size_t i);
 GKP_API int64_t gkp_next_pacific_midnight(int64_t now_ms);
 GKP_API int64_t gkp_last_pacific_midnight(int64_t now_ms);
 
+/* ---- Callers of a front -------------------------------------------------- */
+
+/* What one caller (a client of the HTTP front, named by its id) used, as
+ * kept with the shared state: every process on the state counts against
+ * the same figures, and they outlive the process. */
+typedef struct gkp_client_usage {
+  int64_t minute;   /* requests admitted in the last 60 s */
+  int64_t today;    /* requests admitted since midnight Pacific */
+  int64_t requests; /* admitted, ever */
+  int64_t rejected; /* refused for the caller's own rpm or rpd */
+  int64_t errors;   /* answered with an error */
+} gkp_client_usage;
+
+/* Counts a request of caller `id` unless it is over `rpm` requests in the
+ * last minute or `rpd` since midnight Pacific (0: no limit).  Returns 0
+ * (admitted), the seconds until it may send again (refused, counted as
+ * rejected), or a negative errno. */
+GKP_API int64_t gkp_client_admit(gkp_pool *pool, const char *id, int64_t rpm, int64_t rpd,
+                                 gkp_error *err);
+
+/* Counts an error answered to caller `id`. */
+GKP_API int gkp_client_error(gkp_pool *pool, const char *id, gkp_error *err);
+
+/* Reads caller `id`'s usage (zeros for a caller never seen). */
+GKP_API int gkp_client_get_usage(gkp_pool *pool, const char *id, gkp_client_usage *out,
+                                 gkp_error *err);
+
 /*
  * The whole pool as a JSON document (the status/pool.json schema), read from
  * the state file under its lock.  *out is malloc'd; the caller frees it.

@@ -262,6 +262,8 @@ int cmd_state(int argc, char **argv) {
   cli_common from = c, to = c;
   from.state = pos[1];
   to.state = pos[2];
+  cli_warn_literal_password(from.state, "state copy's FROM");
+  cli_warn_literal_password(to.state, "state copy's TO");
   gkp_pool *a = cli_open_pool(&from);
   if (a == NULL) {
     return CLI_USAGE;

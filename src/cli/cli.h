@@ -42,6 +42,9 @@ gkp_pool *cli_open_pool(const cli_common *c);
 int cli_common_option(cli_common *c, int argc, char **argv, int *i);
 /* "1048576", "512k", "8M", "1G" -> bytes; 0 on a bad value (mount.c). */
 size_t cli_parse_size(const char *s);
+/* Warns (one line, never the password) when a state URL given on the
+ * command line (`what`: the option) carries a literal password. */
+void cli_warn_literal_password(const char *state, const char *what);
 
 /* Returns the value of option `name` at argv[*i] ("--name VALUE" or
  * "--name=VALUE"), advancing *i, or NULL if argv[*i] is not that option.

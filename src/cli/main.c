@@ -21,6 +21,7 @@ static const char *USAGE =
     "  gemini-pool ask --task TEXT|- [--model M|auto] [--profile P] [--context-file F]\n"
     "                  [--output F] [--image-file F] [--image-output F]\n"
     "                  [--system-prompt S] [--quality draft|standard|production|research]\n"
+    "                  [--thinking minimal|low|medium|high]\n"
     "                  [--enable-tools] [--capture-thinking] [--json]\n"
     "                  [--max-wait SECONDS] [--timeout SECONDS]\n"
     "                  without --model or --profile, the pool picks the model (auto)\n"
@@ -41,8 +42,9 @@ static const char *USAGE =
     "\n"
     "Every command takes --config FILE (else $GEMINI_POOL_CONFIG, ./keys.json,\n"
     "$XDG_CONFIG_HOME/gemini-pool/keys.json) and --state FILE|URL (else $GEMINI_POOL_STATE,\n"
-    "$XDG_STATE_HOME/gemini-pool/state.db).  $GOOGLE_GEMINI_BASE_URL overrides the\n"
-    "API endpoint (e.g. http://127.0.0.1:PORT for scripts/fake-gemini).\n"
+    "$XDG_STATE_HOME/gemini-pool/state.db), before or after the command.\n"
+    "$GOOGLE_GEMINI_BASE_URL overrides the API endpoint (e.g. http://127.0.0.1:PORT\n"
+    "for scripts/fake-gemini).\n"
     "$GEMINI_POOL_STALL_TIMEOUT (seconds, default 300): a request that receives\n"
     "nothing for this long is retried on another key.\n";
 
@@ -118,9 +120,32 @@ int cli_common_option(cli_common *c, int argc, char **argv, int *i) {
   }
   if ((v = cli_value("--state", argc, argv, i, &missing)) != NULL) {
     c->state = v;
+    cli_warn_literal_password(v, "--state");
     return 1;
   }
   return missing ? -1 : 0;
+}
+
+void cli_warn_literal_password(const char *state, const char *what) {
+  const char *rest = strncmp(state, "redis://", 8) == 0  ? state + 8
+                     : strncmp(state, "unix://", 7) == 0 ? state + 7
+                                                         : NULL;
+  if (rest == NULL) {
+    return;
+  }
+  /* As the URL is parsed: the user info ends at the last '@'. */
+  const char *at = strrchr(rest, '@');
+  if (at == NULL) {
+    return;
+  }
+  const char *colon = memchr(rest, ':', (size_t)(at - rest));
+  const char *pw = colon != NULL ? colon + 1 : rest;
+  if (pw < at && strncmp(pw, "env:", 4) != 0) {
+    cli_error("warning: %s carries a literal Redis password, which every user of this machine "
+              "can read (/proc/PID/cmdline); write it as redis://:env:NAME@host:port/db and set "
+              "NAME in the environment or in the .env beside keys.json",
+              what);
+  }
 }
 
 void cli_log_execution(gkp_pool *pool, const char *json_line) {
@@ -162,8 +187,44 @@ static void no_core_dumps(void) {
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* `gemini-pool --state URL status` is `gemini-pool status --state URL`: the
+ * options every command takes (--config, --state) may come before the
+ * command; they are moved after its arguments.  Returns 0, or -1 (one line
+ * said) when one lacks its value. */
+static int globals_first(int *argc, char **argv) {
+  int n = 0;
+  while (1 + n < *argc) {
+    const char *a = argv[1 + n];
+    int eq = strncmp(a, "--config=", 9) == 0 || strncmp(a, "--state=", 8) == 0;
+    int sep = strcmp(a, "--config") == 0 || strcmp(a, "--state") == 0;
+    if (!eq && !sep) {
+      break;
+    }
+    if (sep && 2 + n >= *argc) {
+      cli_error("%s needs a value", a);
+      return -1;
+    }
+    n += sep ? 2 : 1;
+  }
+  if (n == 0 || 1 + n >= *argc) {
+    return 0; /* none, or nothing after them (the command's absence is said) */
+  }
+  char *moved[8];
+  if (n > (int)(sizeof moved / sizeof moved[0])) {
+    cli_error("--config and --state are given too many times");
+    return -1;
+  }
+  memcpy(moved, argv + 1, sizeof *argv * (size_t)n);
+  memmove(argv + 1, argv + 1 + n, sizeof *argv * (size_t)(*argc - 1 - n));
+  memcpy(argv + *argc - n, moved, sizeof *argv * (size_t)n);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   no_core_dumps();
+  if (globals_first(&argc, argv) != 0) {
+    return CLI_USAGE;
+  }
   if (argc < 2) {
     fputs(USAGE, stderr);
     return CLI_USAGE;

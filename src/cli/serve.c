@@ -179,21 +179,12 @@ int cmd_serve(int argc, char **argv) {
 
 /* ---- usage per client in gemini-pool status ---------------------------------- */
 
-/* The front's usage file, parsed; NULL if there is none. */
+/* The callers' usage as the pool's state has it; NULL if there are none. */
 static cJSON *clients_usage(gkp_pool *pool) {
-  const char *state = gkp_pool_state_path(pool), *slash = strrchr(state, '/');
-  char path[4200];
-  snprintf(path, sizeof path, "%.*s%s", slash ? (int)(slash - state) : 0, state,
-           slash ? "/" GKP__FRONT_USAGE_FILE : GKP__FRONT_USAGE_FILE);
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    return NULL;
-  }
-  char buf[1 << 16];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  return cJSON_Parse(buf);
+  char *json = gkp__front_usage_json(pool);
+  cJSON *doc = json != NULL ? cJSON_Parse(json) : NULL;
+  free(json);
+  return doc;
 }
 
 char *cli_status_json(gkp_pool *pool, const gkp__status *st) {

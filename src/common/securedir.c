@@ -52,8 +52,8 @@ static int make_dirs(const char *dir, const char *what, gkp_error *err) {
 
 /* Checks one directory on the way down: `last` is the directory itself.
  * Returns 0 or a negative errno with the refusal in err. */
-static int check_one(const char *path, int last, const char *dir, const char *what,
-                     gkp_error *err) {
+static int check_one(const char *path, int last, int private_, const char *dir,
+                     const char *what, gkp_error *err) {
   struct stat st;
   char owner[128], me[128];
   uid_t uid = geteuid();
@@ -77,6 +77,12 @@ static int check_one(const char *path, int last, const char *dir, const char *wh
                     "'%s'), or another path",
                     path, what, owner, mode, me, me, path, path);
   }
+  if (last && private_ && (st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+    return gkp__err(err, -EPERM,
+                    "%s: %s holds prompts and answers but has mode %04o, so other users can list "
+                    "it; chmod 700 '%s', or use another path",
+                    path, what, mode, path);
+  }
   if (!last &&
       ((st.st_uid != uid && st.st_uid != 0) || (others_write && (st.st_mode & S_ISVTX) == 0))) {
     user_name(st.st_uid, owner, sizeof owner);
@@ -89,8 +95,8 @@ static int check_one(const char *path, int last, const char *dir, const char *wh
   return 0;
 }
 
-/* See securedir.h. */
-int gkp__secure_dir(const char *dir, int create, const char *what, gkp_error *err) {
+static int secure_dir(const char *dir, int create, int private_, const char *what,
+                      gkp_error *err) {
   char real[PATH_MAX];
   int rc;
   if (dir == NULL || dir[0] == '\0') {
@@ -106,16 +112,26 @@ int gkp__secure_dir(const char *dir, int create, const char *what, gkp_error *er
   /* From the root down: "/", "/a", "/a/b", ... each checked as a parent,
    * the full path as the directory itself. */
   size_t n = strlen(real);
-  rc = check_one("/", n == 1, dir, what, err);
+  rc = check_one("/", n == 1, private_, dir, what, err);
   for (size_t i = 1; rc == 0 && n > 1 && i <= n; i++) {
     if (real[i] == '/' || real[i] == '\0') {
       char c = real[i];
       real[i] = '\0';
-      rc = check_one(real, i == n, dir, what, err);
+      rc = check_one(real, i == n, private_, dir, what, err);
       real[i] = c;
     }
   }
   return rc;
+}
+
+/* See securedir.h. */
+int gkp__secure_dir(const char *dir, int create, const char *what, gkp_error *err) {
+  return secure_dir(dir, create, 0, what, err);
+}
+
+/* See securedir.h. */
+int gkp__private_dir(const char *dir, int create, const char *what, gkp_error *err) {
+  return secure_dir(dir, create, 1, what, err);
 }
 
 /* See securedir.h. */

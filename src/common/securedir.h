@@ -27,7 +27,11 @@
  */
 int gkp__secure_dir(const char *dir, int create, const char *what, gkp_error *err);
 
-/* Same for the directory holding `path` (the part before its last '/'; the
+/* Same, and `dir` itself may not be readable by group or others either: for
+ * a directory that holds prompts and answers (the job store's). */
+int gkp__private_dir(const char *dir, int create, const char *what, gkp_error *err);
+
+/* Same as gkp__secure_dir for the directory holding `path` (the part before its last '/'; the
  * working directory when there is none). */
 int gkp__secure_parent(const char *path, int create, const char *what, gkp_error *err);
 

@@ -120,6 +120,13 @@ typedef struct gkp__backend_ops {
   const char *(*where)(gkp__backend *b);
   /* Releases the leases this process holds (unless `forked`) and frees. */
   void (*close)(gkp__backend *b, int forked);
+  /* A caller's counts (client_counts.h), shared by every process on the
+   * state: `client_count` admits a request (*retry_s 0) or refuses it
+   * (*retry_s > 0), or counts an error (GKP__CLIENT_ERROR), in one step;
+   * `client_usage` reads them as of now. */
+  int (*client_count)(gkp__backend *b, const char *id, int kind, int64_t rpm, int64_t rpd,
+                      int64_t *retry_s, gkp_error *err);
+  int (*client_usage)(gkp__backend *b, const char *id, gkp_client_usage *out, gkp_error *err);
   /* Writes what a snapshot of another state holds (counts, the minute's
    * totals as of now, cooldowns, learned limits, disabled keys) over this
    * state's records of the keys and models both configurations name. */

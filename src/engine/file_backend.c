@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/timeutil.h"
@@ -494,6 +495,9 @@ static void fb_close(gkp__backend *b, int forked) {
   free(f->cfg_of_slot);
   free(f->pm_cache);
   forget_tpm(f);
+  if (f->clients_fd >= 0) {
+    close(f->clients_fd);
+  }
   free(f->own);
   free(f);
 }
@@ -583,6 +587,8 @@ static const gkp__backend_ops file_ops = {
     .import = fb_import,
     .rate = gkp__fb_rate,
     .scores = gkp__fb_scores,
+    .client_count = fb_client_count,
+    .client_usage = fb_client_usage,
 };
 
 static void store_note(void *ud, const char *line) {
@@ -602,6 +608,7 @@ int gkp__file_backend_open(const char *path, gkp_clock_fn clock, void *clock_ud,
   }
   f->base.ops = &file_ops;
   f->lease_ttl_ms = GKP_LEASE_TTL_MS;
+  f->clients_fd = -1;
   f->clock = clock;
   f->clock_ud = clock_ud;
   f->log = log;

@@ -82,6 +82,9 @@ typedef struct fb {
     int64_t at_ms; /* monotonic */
   } alive[ALIVE_CACHE];
   unsigned alive_next;
+  /* The callers' counts, in the file beside the state file (client_counts.h,
+   * fb_clients.c): -1 until first used.  Guarded by the store's mutex. */
+  int clients_fd;
 } fb;
 
 /* Internal names of the helpers the backend's files share. */
@@ -161,6 +164,13 @@ int unknown_key(const fb *f, const char *id, gkp_error *err);
  * *ready / *reason otherwise (file_backend.c). */
 int eligible(fb *f, int ki, int mi, int64_t est, const gkp__instant *t, int64_t *ready,
              int *reason);
+
+/* The callers' verbs of fb_clients.c (see backend.h), and closing their file. */
+#define fb_client_count gkp__fb_client_count
+#define fb_client_usage gkp__fb_client_usage
+int fb_client_count(gkp__backend *b, const char *id, int kind, int64_t rpm, int64_t rpd,
+                    int64_t *retry_s, gkp_error *err);
+int fb_client_usage(gkp__backend *b, const char *id, gkp_client_usage *out, gkp_error *err);
 
 /* The verbs of fb_admin.c (see backend.h). */
 int fb_admin(gkp__backend *b, const gkp__admin *op, gkp_error *err);

@@ -32,6 +32,7 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 #include "engine/backend.h"
+#include "engine/client_counts.h"
 #include "engine/redis_backend.h"
 #include "engine/redis_conn.h"
 #include "engine/redis_lua.h"
@@ -252,7 +253,7 @@ static int attach_locked(rb *r, const gkp__config *cfg, int reload, gkp_error *e
   }
   x = cmd(r, r->lru, err, 4, "ZRANGE", r->lru, "0", "-1");
   for (size_t i = 0; x != NULL && i < x->elements; i++) {
-    if (cfg_key(r, x->element[i]->str) < 0) {
+    if (x->element[i]->type == REDIS_REPLY_STRING && cfg_key(r, x->element[i]->str) < 0) {
       freeReplyObject(cmd(r, r->lru, NULL, 3, "ZREM", r->lru, x->element[i]->str));
     }
   }
@@ -418,6 +419,11 @@ static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int pro
     o->index = (int)reply_int(x->element[4]) - 1;
     o->full = (int)reply_int(x->element[5]);
     freeReplyObject(x);
+    if (o->status < -2 || o->status > 1 || (o->status == 1 && (o->index < 0 || o->index >= n))) {
+      rc = gkp__err(err, -EPROTO, "state %s: the server's answer to reserve is out of range",
+                    r->conn.url.where);
+      break;
+    }
     saw_time(r, o->now);
     if (o->ready < 0) {
       o->ready = INT64_MAX;
@@ -573,7 +579,7 @@ static int reserve_locked(rb *r, const char *model, int64_t est, gkp_lease *out,
       keep_page(r, x);
     }
     for (size_t i = 0; i < got; i++) {
-      int ki = cfg_key(r, x->element[i]->str);
+      int ki = x->element[i]->type == REDIS_REPLY_STRING ? cfg_key(r, x->element[i]->str) : -1;
       if (ki >= 0) {
         kis[n++] = ki;
       }
@@ -1108,7 +1114,8 @@ static int rb_gc(gkp__backend *b, gkp_error *err) {
 
 static const char *field(const redisReply *h, const char *name) {
   for (size_t i = 0; h != NULL && i + 1 < h->elements; i += 2) {
-    if (strcmp(h->element[i]->str, name) == 0) {
+    if (h->element[i]->type == REDIS_REPLY_STRING && h->element[i + 1]->type == REDIS_REPLY_STRING &&
+        strcmp(h->element[i]->str, name) == 0) {
       return h->element[i + 1]->str;
     }
   }
@@ -1150,6 +1157,11 @@ static void snap_pm(gkp__snap_pm *e, const redisReply *m, const redisReply *w,
   e->requests_today = gkp__day_count(p, t);
   e->reqs_minute = e->tokens_minute = 0;
   for (size_t i = 0; w != NULL && i + 1 < w->elements; i += 2) {
+    if (w->element[i]->type != REDIS_REPLY_STRING ||
+        w->element[i + 1]->type != REDIS_REPLY_STRING ||
+        (w->element[i]->str[0] != 'r' && w->element[i]->str[0] != 't')) {
+      continue;
+    }
     const char *f = w->element[i]->str;
     int64_t sec = strtoll(f + 1, NULL, 10), v = strtoll(w->element[i + 1]->str, NULL, 10);
     if (sec > t->dead_sec) {
@@ -1237,7 +1249,8 @@ static int rb_snapshot(gkp__backend *b, gkp__snapshot **out, gkp_error *err) {
     if (x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 4) {
       s->down_since_ms = reply_int(x->element[0]);
       s->down_last_ms = reply_int(x->element[1]);
-      if (s->down_since_ms > 0) {
+      if (s->down_since_ms > 0 && x->element[2]->type == REDIS_REPLY_STRING &&
+          x->element[3]->type == REDIS_REPLY_STRING) {
         gkp__strlcpy(s->down_url, x->element[2]->str, sizeof s->down_url);
         gkp__strlcpy(s->down_reason, x->element[3]->str, sizeof s->down_reason);
       }
@@ -1377,6 +1390,84 @@ static int rb_import(gkp__backend *b, const gkp__snapshot *s, gkp_error *err) {
 
 /* ---- open and close ------------------------------------------------------------------------ */
 
+/* ---- callers' counts ------------------------------------------------------------------------ */
+
+/* A caller's counts are one string, read then written back by a script
+ * that checks it did not change in between (retrying if it did). */
+static int client_read(rb *r, const char *name, char *text, gkp__client_counts *c, gkp_error *err) {
+  redisReply *x = cmd(r, name, err, 2, "GET", name);
+  text[0] = '\0';
+  memset(c, 0, sizeof *c);
+  if (x == NULL) {
+    return err != NULL && err->code != 0 ? err->code : -EIO;
+  }
+  if (x->type == REDIS_REPLY_STRING && x->len < GKP__CLIENT_TEXT_MAX) {
+    memcpy(text, x->str, x->len);
+    text[x->len] = '\0';
+    gkp__client_decode(text, x->len, c); /* damaged: from zero */
+  } else if (x->type != REDIS_REPLY_NIL) {
+    freeReplyObject(x);
+    return gkp__err(err, -EPROTO, "%s: %s is not a caller's record", r->conn.url.where, name);
+  }
+  freeReplyObject(x);
+  return 0;
+}
+
+static int rb_client_count(gkp__backend *b, const char *id, int kind, int64_t rpm, int64_t rpd,
+                           int64_t *retry_s, gkp_error *err) {
+  rb *r = (rb *)b;
+  char name[KNAME], old[GKP__CLIENT_TEXT_MAX], text[GKP__CLIENT_TEXT_MAX];
+  gkp__client_counts c;
+  int rc = 0;
+  *retry_s = 0;
+  snprintf(name, sizeof name, "gkp:client:{%s}", id);
+  pthread_mutex_lock(&r->conn.mu);
+  for (int attempt = 0;; attempt++) {
+    if (attempt == 64) {
+      rc = gkp__err(err, -EBUSY, "%s: caller %s's record keeps changing", r->conn.url.where, id);
+      break;
+    }
+    if ((rc = client_read(r, name, old, &c, err)) != 0) {
+      break;
+    }
+    *retry_s = gkp__client_count(&c, kind, server_now(r), rpm, rpd);
+    gkp__client_encode(&c, text, sizeof text);
+    const char *av[] = {name, old, text};
+    redisReply *x = gkp__rconn_script(&r->conn, GKP__RS_CAS, 1, 3, av, err);
+    if (x == NULL) {
+      rc = err != NULL && err->code != 0 ? err->code : -EIO;
+      break;
+    }
+    int done = x->type == REDIS_REPLY_INTEGER && x->integer == 1;
+    int other = x->type != REDIS_REPLY_INTEGER || (x->integer != 0 && x->integer != 1);
+    freeReplyObject(x);
+    if (other) {
+      rc = gkp__err(err, -EPROTO, "%s: unexpected answer to a caller's update", r->conn.url.where);
+      break;
+    }
+    if (done) {
+      break;
+    }
+  }
+  pthread_mutex_unlock(&r->conn.mu);
+  return rc;
+}
+
+static int rb_client_usage(gkp__backend *b, const char *id, gkp_client_usage *out, gkp_error *err) {
+  rb *r = (rb *)b;
+  char name[KNAME], text[GKP__CLIENT_TEXT_MAX];
+  gkp__client_counts c;
+  snprintf(name, sizeof name, "gkp:client:{%s}", id);
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&r->conn.mu);
+  int rc = client_read(r, name, text, &c, err);
+  if (rc == 0) {
+    gkp__client_read(&c, server_now(r), out);
+  }
+  pthread_mutex_unlock(&r->conn.mu);
+  return rc;
+}
+
 static const char *rb_where(gkp__backend *b) {
   return ((rb *)b)->conn.url.where;
 }
@@ -1501,6 +1592,8 @@ static const gkp__backend_ops redis_ops = {
     .endpoint_down = rb_endpoint_down,
     .rate = rb_rate,
     .scores = rb_scores,
+    .client_count = rb_client_count,
+    .client_usage = rb_client_usage,
 };
 
 int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn clock,

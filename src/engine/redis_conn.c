@@ -100,7 +100,7 @@ static int password_from_env(const char *name, const char *dir, const char *wher
 /* Parses "[user:password@]" at the start of an authority; returns its length. */
 static int parse_userinfo(const char *a, size_t alen, const char *dir, gkp__rurl *u,
                           gkp_error *err) {
-  const char *at = memchr(a, '@', alen), *colon;
+  const char *at = memrchr(a, '@', alen), *colon;
   char *pw;
   int rc = 0;
   if (at == NULL) {
@@ -146,12 +146,16 @@ static int bad_url(const char *where, const char *why, gkp_error *err) {
 }
 
 static int parse_tcp(const char *rest, const char *dir, gkp__rurl *u, gkp_error *err) {
-  size_t alen = strcspn(rest, "/?#");
+  /* A password may hold '/', '#', '?' or '@' unencoded: the authority ends
+   * at the first of "/?#" after the last '@'. */
+  const char *last_at = strrchr(rest, '@');
+  size_t alen = last_at != NULL ? (size_t)(last_at - rest) + strcspn(last_at, "/?#")
+                                : strcspn(rest, "/?#");
   const char *a = rest, *hp, *end = rest + alen, *colon;
   int ui;
   snprintf(u->where, sizeof u->where, "redis://");
   /* The shown form never carries the user info. */
-  hp = memchr(a, '@', alen) != NULL ? (const char *)memchr(a, '@', alen) + 1 : a;
+  hp = last_at != NULL ? last_at + 1 : a;
   snprintf(u->where + 8, sizeof u->where - 8, "%.*s%s", (int)(end - hp), hp, end);
   ui = parse_userinfo(a, alen, dir, u, err);
   if (ui < 0) {
@@ -315,6 +319,18 @@ static redisReply *node_cmd(gkp__rnode *n, int argc, const char **argv, const si
   return redisCommandArgv(n->c, argc, argv, lens);
 }
 
+/* Text from the server made fit for a message: at most 200 bytes, control
+ * characters and bytes beyond ASCII shown as '?'. */
+static const char *shown(const char *s, char *buf, size_t len) {
+  size_t i = 0;
+  for (; s != NULL && s[i] != '\0' && i + 1 < len && i < 200; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    buf[i] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
+  }
+  buf[i] = '\0';
+  return buf;
+}
+
 /* A reply that is an error with this prefix. */
 static int is_error(const redisReply *r, const char *prefix) {
   return r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
@@ -388,12 +404,53 @@ static int node_open(gkp__rconn *c, gkp__rnode *n, gkp_error *err) {
   return rc;
 }
 
-/* Reads CLUSTER SLOTS into the slot table. */
+/* Whether a CLUSTER SLOTS entry is [start, end, [host, port, ...], ...] with
+ * 0 <= start <= end < 16384, a host of at most 255 bytes and a port from 1
+ * to 65535. */
+static int slot_entry_ok(const redisReply *e) {
+  if (e->type != REDIS_REPLY_ARRAY || e->elements < 3) {
+    return 0;
+  }
+  const redisReply *a = e->element[0], *b = e->element[1], *m = e->element[2];
+  if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_INTEGER || a->integer < 0 ||
+      b->integer >= NSLOTS || a->integer > b->integer) {
+    return 0;
+  }
+  if (m->type != REDIS_REPLY_ARRAY || m->elements < 2) {
+    return 0;
+  }
+  const redisReply *h = m->element[0], *p = m->element[1];
+  return h->type == REDIS_REPLY_STRING && h->len < 256 && strlen(h->str) == h->len &&
+         p->type == REDIS_REPLY_INTEGER && p->integer > 0 && p->integer <= 65535;
+}
+
+size_t gkp__redis_slots_bad(const redisReply *r) {
+  if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+    return 1;
+  }
+  for (size_t i = 0; i < r->elements; i++) {
+    if (!slot_entry_ok(r->element[i])) {
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
+/* Reads CLUSTER SLOTS into the slot table; an answer out of shape or out
+ * of range is refused whole. */
 static int load_slots(gkp__rconn *c, gkp_error *err) {
   redisReply *r = redisCommand(c->nodes[0].c, "CLUSTER SLOTS");
   if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
     freeReplyObject(r);
     return gkp__err(err, -EPROTO, "state %s: CLUSTER SLOTS failed", c->url.where);
+  }
+  size_t bad = gkp__redis_slots_bad(r);
+  if (bad != 0) {
+    freeReplyObject(r);
+    return gkp__err(err, -EPROTO,
+                    "state %s: the server's CLUSTER SLOTS answer is malformed (entry %zu: "
+                    "slots must be 0 to 16383, a host and a port); refusing it",
+                    c->url.where, bad);
   }
   if (c->slot_node == NULL && (c->slot_node = calloc(NSLOTS, 1)) == NULL) {
     freeReplyObject(r);
@@ -401,12 +458,9 @@ static int load_slots(gkp__rconn *c, gkp_error *err) {
   }
   for (size_t i = 0; i < r->elements; i++) {
     redisReply *e = r->element[i];
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[2]->elements < 2) {
-      continue;
-    }
     const char *host = e->element[2]->element[0]->str;
     int port = (int)e->element[2]->element[1]->integer, ni = -1;
-    if (host == NULL || host[0] == '\0') {
+    if (host[0] == '\0') {
       host = c->url.host;
     }
     for (int k = 0; k < c->nnodes && ni < 0; k++) {
@@ -417,8 +471,8 @@ static int load_slots(gkp__rconn *c, gkp_error *err) {
       gkp__strlcpy(c->nodes[ni].host, host, sizeof c->nodes[ni].host);
       c->nodes[ni].port = port;
     }
-    for (long long s = e->element[0]->integer; ni >= 0 && s <= e->element[1]->integer; s++) {
-      c->slot_node[s] = (uint8_t)ni;
+    for (long long sl = e->element[0]->integer; ni >= 0 && sl <= e->element[1]->integer; sl++) {
+      c->slot_node[sl] = (uint8_t)ni;
     }
   }
   freeReplyObject(r);
@@ -428,9 +482,17 @@ static int load_slots(gkp__rconn *c, gkp_error *err) {
 static int load_scripts(gkp__rconn *c, gkp__rnode *n, gkp_error *err) {
   for (int s = 0; s < GKP__RS_COUNT; s++) {
     redisReply *r = redisCommand(n->c, "SCRIPT LOAD %s", gkp__redis_script_text(s));
-    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
+    char text[256];
+    int hex = r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40;
+    for (size_t i = 0; hex && i < 40; i++) {
+      hex = strchr("0123456789abcdef", r->str[i]) != NULL && r->str[i] != '\0';
+    }
+    if (!hex) {
       int rc = gkp__err(err, r == NULL ? -EAGAIN : -EPROTO, "state %s: loading a script failed: %s",
-                        c->url.where, r != NULL && r->str != NULL ? r->str : "no answer");
+                        c->url.where,
+                        r != NULL && r->type == REDIS_REPLY_ERROR
+                            ? shown(r->str, text, sizeof text)
+                            : (r != NULL ? "not a script's SHA1" : "no answer"));
       freeReplyObject(r);
       return rc;
     }
@@ -464,6 +526,29 @@ static int went_down(gkp__rconn *c, const char *why, gkp_error *err) {
   }
   c->next_try_ms = now + c->backoff_ms;
   return down_err(c, err);
+}
+
+/* A decimal string of at most `max` digits, or -1. */
+static int64_t decimal(const redisReply *x, size_t max) {
+  int64_t v = 0;
+  if (x->type != REDIS_REPLY_STRING || x->len == 0 || x->len > max) {
+    return -1;
+  }
+  for (size_t i = 0; i < x->len; i++) {
+    if (x->str[i] < '0' || x->str[i] > '9') {
+      return -1;
+    }
+    v = v * 10 + (x->str[i] - '0');
+  }
+  return v;
+}
+
+int64_t gkp__redis_time_ms(const redisReply *r) {
+  if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+    return -1;
+  }
+  int64_t sec = decimal(r->element[0], 12), usec = decimal(r->element[1], 6);
+  return sec < 0 || usec < 0 || usec >= 1000000 ? -1 : sec * 1000 + usec / 1000;
 }
 
 int gkp__rconn_connect(gkp__rconn *c, gkp_error *err) {
@@ -504,11 +589,19 @@ int gkp__rconn_connect(gkp__rconn *c, gkp_error *err) {
     return rc;
   }
   r = redisCommand(c->nodes[0].c, "TIME");
-  if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-    gkp__rconn_saw_server_time(c,
-                               atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000);
+  if (r == NULL) {
+    return went_down(c, "no answer", err);
   }
+  int64_t server_ms = gkp__redis_time_ms(r);
   freeReplyObject(r);
+  if (server_ms < 0) {
+    gkp__rconn_drop(c);
+    return gkp__err(err, -EPROTO,
+                    "state %s: the server's TIME answer is malformed (two decimal strings "
+                    "expected); refusing it",
+                    c->url.where);
+  }
+  gkp__rconn_saw_server_time(c, server_ms);
   c->down_since_ms = 0;
   c->backoff_ms = 0;
   c->connected_once = 1;
@@ -527,13 +620,36 @@ static gkp__rnode *route(gkp__rconn *c, const char *key, gkp_error *err) {
   return &c->nodes[ni];
 }
 
+int gkp__redis_redirect_parse(const char *msg, int *ask, int *slot, char host[256], int *port) {
+  char tail;
+  const char *arg, *colon;
+  if (strncmp(msg, "ASK ", 4) == 0) {
+    *ask = 1, arg = msg + 4;
+  } else if (strncmp(msg, "MOVED ", 6) == 0) {
+    *ask = 0, arg = msg + 6;
+  } else {
+    return -1;
+  }
+  /* "slot host:port": the last ':' separates the port (an IPv6 host has
+   * colons of its own). */
+  colon = strrchr(arg, ':');
+  if (colon == NULL || sscanf(arg, "%d %255s", slot, host) != 2 ||
+      sscanf(colon + 1, "%d%c", port, &tail) != 1 || *slot < 0 || *slot >= NSLOTS ||
+      *port <= 0 || *port > 65535 || strrchr(host, ':') == NULL) {
+    return -1;
+  }
+  *strrchr(host, ':') = '\0';
+  return host[0] != '\0' ? 0 : -1;
+}
+
 /* Follows a MOVED/ASK reply: the node it names (added if new). */
 static gkp__rnode *redirect(gkp__rconn *c, const redisReply *r, int *ask, gkp_error *err) {
   char host[256];
   int port, slot, ni = -1;
-  *ask = is_error(r, "ASK");
-  if (sscanf(r->str + (*ask ? 4 : 6), "%d %255[^:]:%d", &slot, host, &port) != 3) {
-    gkp__err(err, -EPROTO, "state %s: %s", c->url.where, r->str);
+  char text[256];
+  if (gkp__redis_redirect_parse(r->str, ask, &slot, host, &port) != 0) {
+    gkp__err(err, -EPROTO, "state %s: malformed redirection from the server: %s", c->url.where,
+             shown(r->str, text, sizeof text));
     return NULL;
   }
   for (int k = 0; k < c->nnodes && ni < 0; k++) {
@@ -548,7 +664,7 @@ static gkp__rnode *redirect(gkp__rconn *c, const redisReply *r, int *ask, gkp_er
     gkp__strlcpy(c->nodes[ni].host, host, sizeof c->nodes[ni].host);
     c->nodes[ni].port = port;
   }
-  if (!*ask && c->slot_node != NULL && slot >= 0 && slot < NSLOTS) {
+  if (!*ask && c->slot_node != NULL) {
     c->slot_node[slot] = (uint8_t)ni;
   }
   if (node_open(c, &c->nodes[ni], err) != 0) {
@@ -626,7 +742,8 @@ redisReply *gkp__rconn_script(gkp__rconn *c, int script, int nkeys, int argc, co
   }
   free(av);
   if (r != NULL && r->type == REDIS_REPLY_ERROR) {
-    gkp__err(err, -EIO, "state %s: %s", c->url.where, r->str);
+    char text[256];
+    gkp__err(err, -EIO, "state %s: %s", c->url.where, shown(r->str, text, sizeof text));
     freeReplyObject(r);
     return NULL;
   }

@@ -61,6 +61,7 @@ enum gkp__rscript {
   GKP__RS_VERDICT,
   GKP__RS_RESET,
   GKP__RS_GC,
+  GKP__RS_CAS,
   GKP__RS_COUNT
 };
 
@@ -117,6 +118,20 @@ redisReply *gkp__rconn_cmd(gkp__rconn *c, const char *route_key, int argc, const
  * first (all in one slot) then its arguments. */
 redisReply *gkp__rconn_script(gkp__rconn *c, int script, int nkeys, int argc, const char **argv,
                               gkp_error *err);
+
+/* 0 if a CLUSTER SLOTS reply is an array of [start, end, [host, port, ..]]
+ * entries with slots in 0..16383, a host and a port in 1..65535; else the
+ * number of the first entry that is not (1 for a reply that is no array). */
+size_t gkp__redis_slots_bad(const redisReply *r);
+
+/* Parses a redirection "MOVED slot host:port" or "ASK slot host:port":
+ * 0 with *ask, a slot in 0..16383, a non-empty host and a port in
+ * 1..65535, or -1. */
+int gkp__redis_redirect_parse(const char *msg, int *ask, int *slot, char host[256], int *port);
+
+/* A TIME reply in ms, or -1 unless it is two decimal strings (seconds,
+ * microseconds below a million). */
+int64_t gkp__redis_time_ms(const redisReply *r);
 
 /* Our estimate of the server's clock now. */
 int64_t gkp__rconn_server_now(const gkp__rconn *c);

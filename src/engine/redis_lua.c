@@ -10,6 +10,7 @@
  *                    eN le  (lX: a learned limit, lXa: when, applying that Pacific day)
  *   gkp:{P}:w:MODEL  hash: rSEC / tSEC -> requests / tokens of second SEC
  *   gkp:{P}:seq      counter of lease ids
+ *   gkp:client:{ID}  string: a caller's counts (client_counts.h's text)
  * The arithmetic mirrors quota.c: a bucket of second S counts until
  * (S + 61) s + 250 ms; the day count is kept against the Pacific midnight
  * it started from (ds), which the client computes and the script checks
@@ -271,6 +272,14 @@ static const char gc_lua[] =
             "end\n"
             "return n\n";
 
+/* Sets a string only if it still holds what the client read ("": absent).
+ * KEYS: the string.  ARGV: old new.  Returns 1, or 0 if it changed. */
+static const char cas_lua[] =
+    "local v = redis.call('GET', KEYS[1]) or ''\n"
+    "if v ~= ARGV[1] then return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[2])\n"
+    "return 1\n";
+
 const char *gkp__redis_script_text(int script) {
   switch (script) {
   case GKP__RS_RESERVE:
@@ -287,6 +296,8 @@ const char *gkp__redis_script_text(int script) {
     return reset_lua;
   case GKP__RS_GC:
     return gc_lua;
+  case GKP__RS_CAS:
+    return cas_lua;
   default:
     return NULL;
   }

@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
+#include "engine/client_counts.h"
 #include "engine/pool_impl.h"
 
 /* Clears err and refuses use from a forked child. */
@@ -114,6 +115,46 @@ int gkp_count_available(gkp_pool *pool, const char *model, gkp_error *err) {
 int gkp_clear_expired(gkp_pool *pool, gkp_error *err) {
   int rc = enter(pool, err);
   return rc != 0 ? rc : pool->be->ops->gc(pool->be, err);
+}
+
+static int client_id(const char *id, gkp_error *err) {
+  return id != NULL && gkp__client_id_ok(id)
+             ? 0
+             : gkp__err(err, -EINVAL, "a caller's id must be 1 to %d printable characters",
+                        GKP_ID_MAX - 1);
+}
+
+int64_t gkp_client_admit(gkp_pool *pool, const char *id, int64_t rpm, int64_t rpd, gkp_error *err) {
+  int64_t retry_s = 0;
+  int rc = enter(pool, err);
+  if (rc == 0) {
+    rc = client_id(id, err);
+  }
+  if (rc == 0) {
+    rc = pool->be->ops->client_count(pool->be, id, GKP__CLIENT_ADMIT, rpm < 0 ? 0 : rpm,
+                                     rpd < 0 ? 0 : rpd, &retry_s, err);
+  }
+  return rc != 0 ? rc : retry_s;
+}
+
+int gkp_client_error(gkp_pool *pool, const char *id, gkp_error *err) {
+  int64_t retry_s = 0;
+  int rc = enter(pool, err);
+  if (rc == 0) {
+    rc = client_id(id, err);
+  }
+  return rc != 0
+             ? rc
+             : pool->be->ops->client_count(pool->be, id, GKP__CLIENT_ERROR, 0, 0, &retry_s, err);
+}
+
+int gkp_client_get_usage(gkp_pool *pool, const char *id, gkp_client_usage *out, gkp_error *err) {
+  int rc = enter(pool, err);
+  memset(out, 0, sizeof *out);
+  if (rc == 0) {
+    rc = client_id(id, err);
+  }
+  return rc != 0 ? rc : pool->be->ops->client_usage(pool->be, id, out, err);
 }
 
 int gkp__pool_max_tpm(gkp_pool *pool, const char *model, int fresh, int64_t *out, gkp_error *err) {

@@ -11,6 +11,28 @@
 #include "common/timeutil.h"
 #include "engine/status.h"
 
+/* Copies `s` for a terminal: control characters (C0, DEL, and C1 as UTF-8)
+ * become '?', so what the state holds (it came from upstream or from a state
+ * server) can neither move the cursor nor start a line of its own. */
+static const char *tty(char *buf, size_t len, const char *s) {
+  size_t o = 0;
+  if (s == NULL) {
+    return NULL;
+  }
+  for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && o + 1 < len; p++) {
+    if (*p < 0x20 || *p == 0x7f) {
+      buf[o++] = '?';
+    } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+      buf[o++] = '?';
+      p++;
+    } else {
+      buf[o++] = (char)*p;
+    }
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
 /* "7/20", "7/250*" when the limit was learned, or "7" when it is unknown. */
 static void used_of(char *buf, size_t len, int64_t used, int64_t lim, int learned) {
   if (lim >= 0) {
@@ -35,10 +57,13 @@ static void learned_lines(gkp__dynbuf *b, const gkp__status_key *key, const gkp_
     if (l->until_ms > 0) {
       gkp__rfc3339(l->until_ms, until, sizeof until);
     }
+    char kid[256], mid[256];
+    tty(kid, sizeof kid, key->id);
     gkp__dynbuf_printf(b,
                        "  * %s %s: %s limit %lld learned from Google's 429 at %s, until %s "
                        "(midnight Pacific; gemini-pool reset %s forgets it)\n",
-                       key->id, m->id, metric[i], (long long)l->value, at, until, key->id);
+                       kid, tty(mid, sizeof mid, m->id), metric[i], (long long)l->value, at, until,
+                       kid);
   }
 }
 
@@ -64,8 +89,10 @@ static void endpoint_line(gkp__dynbuf *b, const gkp__status_info *in, int64_t no
   gkp__rfc3339(in->down_since_ms, since, sizeof since);
   /* whole seconds, as the document shows them */
   span(ago, sizeof ago, now - in->down_since_ms / 1000 * 1000);
-  gkp__dynbuf_printf(b, "endpoint %s unreachable since %s (%s ago): %s\n", in->endpoint_url, since,
-                     ago, in->down_error != NULL ? in->down_error : "no answer");
+  char url[1024], why[1024];
+  gkp__dynbuf_printf(b, "endpoint %s unreachable since %s (%s ago): %s\n",
+                     tty(url, sizeof url, in->endpoint_url), since, ago,
+                     in->down_error != NULL ? tty(why, sizeof why, in->down_error) : "no answer");
 }
 
 static void row(gkp__dynbuf *b, const gkp__status_key *key, const gkp__status_model *m,
@@ -84,9 +111,11 @@ static void row(gkp__dynbuf *b, const gkp__status_key *key, const gkp__status_mo
                gkp__hms_utc(m->cooldown_until_s * 1000, hms, sizeof hms), left);
     }
   }
-  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n", key->id,
-                     key->project, key->state, m != NULL ? m->id : "-", today, minute, tokens, cool,
-                     err != NULL ? err : "-");
+  char kid[256], proj[256], mid[256], why[256];
+  gkp__dynbuf_printf(b, "%-16s %-12s %-9s %-30s %-11s %-7s %-15s %-34s %.60s\n",
+                     tty(kid, sizeof kid, key->id), tty(proj, sizeof proj, key->project),
+                     key->state, m != NULL ? tty(mid, sizeof mid, m->id) : "-", today, minute,
+                     tokens, cool, err != NULL ? tty(why, sizeof why, err) : "-");
   if (m != NULL) {
     learned_lines(b, key, m);
   }
@@ -116,8 +145,10 @@ char *gkp__status_table(const gkp__status *s, int64_t now_ms) {
       row(&b, &key, NULL, now_ms);
     }
     if (key.disabled_reason != NULL) {
-      gkp__dynbuf_printf(&b, "  %s is disabled: %s (gemini-pool reset %s re-enables it)\n", key.id,
-                         key.disabled_reason, key.id);
+      char kid[256], why[1024];
+      tty(kid, sizeof kid, key.id);
+      gkp__dynbuf_printf(&b, "  %s is disabled: %s (gemini-pool reset %s re-enables it)\n", kid,
+                         tty(why, sizeof why, key.disabled_reason), kid);
     }
   }
   endpoint_line(&b, &in, now_ms);
@@ -125,7 +156,9 @@ char *gkp__status_table(const gkp__status *s, int64_t now_ms) {
                      in.next_daily_reset_ms > 0
                          ? gkp__rfc3339(in.next_daily_reset_ms, reset, sizeof reset)
                          : "?");
-  gkp__dynbuf_printf(&b, "state: %s %s\n", in.state_backend, in.state_file);
+  char where[1024];
+  gkp__dynbuf_printf(&b, "state: %s %s\n", in.state_backend,
+                     tty(where, sizeof where, in.state_file));
   return gkp__dynbuf_take(&b, NULL);
 }
 

@@ -341,6 +341,7 @@ int gkp__store_lock(gkp__store *st, gkp_error *err) {
   if (st->hdr->lru_dirty) {
     gkp__store_lru_rebuild(st);
   }
+  gkp__store_repair_lease_ids(st);
   return st->moved || st->hdr->lay.layout_gen != st->seen_layout ? 1 : 0;
 }
 

@@ -122,6 +122,32 @@ const char *gkp__store_validate_recs(const gkp__store *st) {
   return NULL;
 }
 
+/* Lease ids come from the header's counter and are never 0: a counter this
+ * close to wrapping (a damaged or hostile file, or 2^32 leases after the
+ * highest first id) would soon hand out 0, which no verb accepts, and then
+ * ids already in use.  It restarts above every live lease's id below the
+ * limit, in its own change. */
+#define LEASE_ID_LIMIT (UINT64_MAX - (UINT64_C(1) << 20))
+
+void gkp__store_repair_lease_ids(gkp__store *st) {
+  gkp__store_hdr *h = st->hdr;
+  if (h->next_lease_id != 0 && h->next_lease_id <= LEASE_ID_LIMIT) {
+    return;
+  }
+  uint64_t next = 1;
+  for (uint32_t i = 0; i < h->lay.nkeys; i++) {
+    for (int k = 0; k < GKP__MAX_LEASES; k++) {
+      uint64_t id = st->keys[i].leases[k].id;
+      if (id != 0 && id <= LEASE_ID_LIMIT && id >= next) {
+        next = id + 1;
+      }
+    }
+  }
+  gkp__store_save(st, &h->next_lease_id, sizeof h->next_lease_id);
+  h->next_lease_id = next;
+  gkp__store_commit(st);
+}
+
 /* Refuses a state file `path` whose directory `dir` is on a file system
  * whose mapped pages are not coherent between hosts (NFS, CIFS, FUSE). */
 int gkp__store_check_fs(const char *dir, const char *path, gkp_error *err) {

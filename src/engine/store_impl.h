@@ -29,6 +29,9 @@ static inline uint64_t round_up(uint64_t n) {
 const char *gkp__store_validate_hdr(const gkp__store_hdr *h, uint64_t size);
 const char *gkp__store_validate_recs(const gkp__store *st);
 int gkp__store_check_fs(const char *dir, const char *path, gkp_error *err);
+/* store_check.c: restarts the lease id counter when it is near wrapping
+ * (inside a transaction, after the rollback). */
+void gkp__store_repair_lease_ids(gkp__store *st);
 
 /* store.c: unmaps; maps `size` bytes of st->fd; copies back an unfinished
  * change; whether the LRU links are sound, and relinking them. */

@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/securedir.h"
 #include "common/timeutil.h"
 #include "fs/fs.h"
@@ -145,6 +146,39 @@ static const char schema[] =
     " idx INTEGER NOT NULL, mime TEXT NOT NULL, data BLOB NOT NULL,"
     " PRIMARY KEY(job, idx));"
     "PRAGMA user_version = 1;";
+
+/* The database, its WAL and its shared memory hold prompts: readable by
+ * their owner alone whatever the umask.  The database is created here 0600
+ * (SQLite gives the WAL and the shared-memory file the database's mode), and
+ * any of the three left readable by others is made private.  Never through
+ * a symbolic link. */
+static int db_files_private(gkp_error *err) {
+  static const char *const suffix[] = {"", "-wal", "-shm"};
+  for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+    char path[4200];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s%s", fs.db_path, suffix[i]);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (i == 0 ? O_CREAT : 0), 0600);
+    if (fd < 0 && errno == ENOENT) {
+      continue;
+    }
+    if (fd < 0) {
+      return gkp__err(err, -errno, "job store %s: %s", path,
+                      errno == ELOOP ? "is a symbolic link; refusing to follow it"
+                                     : strerror(errno));
+    }
+    int bad = fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
+              ((sb.st_mode & 077) != 0 && fchmod(fd, sb.st_mode & 0700) != 0);
+    close(fd);
+    if (bad) {
+      return gkp__err(err, -EPERM,
+                      "job store %s: not a regular file of this user that can be made private; "
+                      "move it away",
+                      path);
+    }
+  }
+  return 0;
+}
 
 /* Opens the database (never through a symbolic link).  `writer`: creates
  * it, turns WAL on and creates the schema.  Returns NULL with a logged
@@ -937,7 +971,14 @@ int fs_store_start(gkp_error *err) {
   pthread_once(&stripes_once, stripes_init);
   /* The store holds prompts and answers: its directory must be the user's
    * alone, and the database is never opened through a symbolic link. */
-  if ((rc = gkp__secure_parent(fs.db_path, 1, "the state directory", err)) != 0) {
+  char dir[4096];
+  const char *slash = strrchr(fs.db_path, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash != NULL ? (int)(slash - fs.db_path) : 1,
+           slash != NULL ? fs.db_path : ".");
+  if ((rc = gkp__private_dir(dir, 1, "the state directory", err)) != 0) {
+    return rc;
+  }
+  if ((rc = db_files_private(err)) != 0) {
     return rc;
   }
   if ((wdb = db_open(1)) == NULL) {

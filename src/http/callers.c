@@ -3,6 +3,7 @@
  * per-minute and per-day limits.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,38 +74,23 @@ caller *callers_find(gkp__front *f, const char *token) {
 }
 
 int64_t callers_admit(gkp__front *f, caller *c) {
-  int64_t now = gkp_pool_now(f->pool), sec = now / 1000, used = 0;
-  int64_t day = gkp_last_pacific_midnight(now);
-  if (c->day_start_ms != day) {
-    c->day_start_ms = day;
-    c->today = 0;
+  gkp_error e;
+  int64_t wait_s = gkp_client_admit(f->pool, c->cfg->id, c->cfg->rpm, c->cfg->rpd, &e);
+  if (wait_s < 0) {
+    char line[GKP_MSG_MAX + 64];
+    snprintf(line, sizeof line, "client %s: its usage could not be counted: %s", c->cfg->id, e.msg);
+    front_log(f, line);
   }
-  if (c->cfg->rpd > 0 && c->today >= c->cfg->rpd) {
-    c->rejected++;
-    return (gkp_next_pacific_midnight(now) - now + 999) / 1000;
+  return wait_s;
+}
+
+void callers_error(gkp__front *f, caller *c) {
+  gkp_error e;
+  if (gkp_client_error(f->pool, c->cfg->id, &e) != 0) {
+    char line[GKP_MSG_MAX + 64];
+    snprintf(line, sizeof line, "client %s: its error could not be counted: %s", c->cfg->id, e.msg);
+    front_log(f, line);
   }
-  int64_t oldest = sec;
-  for (int i = 0; i < 60; i++) {
-    if (c->minute_at[i] > sec - 60 && c->minute[i] > 0) {
-      used += c->minute[i];
-      if (c->minute_at[i] < oldest) {
-        oldest = c->minute_at[i];
-      }
-    }
-  }
-  if (c->cfg->rpm > 0 && used >= c->cfg->rpm) {
-    c->rejected++;
-    return oldest + 60 - sec > 0 ? oldest + 60 - sec : 1;
-  }
-  int slot = (int)(sec % 60);
-  if (c->minute_at[slot] != sec) {
-    c->minute_at[slot] = sec;
-    c->minute[slot] = 0;
-  }
-  c->minute[slot]++;
-  c->today++;
-  c->requests++;
-  return 0;
 }
 
 int callers_allows(const caller *c, const char *model) {
@@ -119,33 +105,61 @@ int callers_allows(const caller *c, const char *model) {
   return 0;
 }
 
-char *gkp__front_clients_json(gkp__front *f) {
+/* One caller's usage as the state has it, with `waiting` (-1: not known
+ * here), as a JSON object. */
+static int usage_json(gkp__dynbuf *b, gkp_pool *pool, const gkp__client_cfg *cfg, int first,
+                      long long waiting) {
+  gkp_client_usage u;
+  gkp_error e;
+  if (gkp_client_get_usage(pool, cfg->id, &u, &e) != 0) {
+    return gkp__dynbuf_printf(b, "%s{\"id\":\"%s\",\"error\":\"state unreadable\"}",
+                              first ? "" : ",", cfg->id);
+  }
+  int rc = gkp__dynbuf_printf(b,
+                              "%s{\"id\":\"%s\",\"rpm\":%lld,\"rpd\":%lld,\"minute\":%lld,"
+                              "\"today\":%lld,\"requests\":%lld,\"rejected\":%lld,"
+                              "\"errors\":%lld",
+                              first ? "" : ",", cfg->id, (long long)cfg->rpm, (long long)cfg->rpd,
+                              (long long)u.minute, (long long)u.today, (long long)u.requests,
+                              (long long)u.rejected, (long long)u.errors);
+  if (rc == 0 && waiting >= 0) {
+    rc = gkp__dynbuf_printf(b, ",\"waiting\":%lld", waiting);
+  }
+  return rc == 0 ? gkp__dynbuf_adds(b, "}") : rc;
+}
+
+static char *usage_doc(gkp_pool *pool, const gkp__clients *clients, gkp__front *f) {
   gkp__dynbuf b;
   gkp__dynbuf_init(&b, 1 << 24);
   int rc = gkp__dynbuf_adds(&b, "{\"clients\":[");
-  pthread_mutex_lock(&f->mu);
-  int64_t now = gkp_pool_now(f->pool), sec = now / 1000;
-  for (size_t i = 0; rc == 0 && f->clients != NULL && i < f->clients->n; i++) {
-    caller *c = &f->callers[i];
-    int64_t minute = 0;
-    for (int s = 0; s < 60; s++) {
-      minute += c->minute_at[s] > sec - 60 ? c->minute[s] : 0;
+  for (size_t i = 0; rc == 0 && clients != NULL && i < clients->n; i++) {
+    long long waiting = -1;
+    if (f != NULL) {
+      pthread_mutex_lock(&f->mu);
+      waiting = f->callers[i].waiting;
+      pthread_mutex_unlock(&f->mu);
     }
-    int64_t today = c->day_start_ms == gkp_last_pacific_midnight(now) ? c->today : 0;
-    rc = gkp__dynbuf_printf(&b,
-                            "%s{\"id\":\"%s\",\"rpm\":%lld,\"rpd\":%lld,\"minute\":%lld,"
-                            "\"today\":%lld,\"requests\":%llu,\"rejected\":%llu,\"errors\":%llu,"
-                            "\"waiting\":%u}",
-                            i ? "," : "", c->cfg->id, (long long)c->cfg->rpm,
-                            (long long)c->cfg->rpd, (long long)minute, (long long)today,
-                            (unsigned long long)c->requests, (unsigned long long)c->rejected,
-                            (unsigned long long)c->errors, c->waiting);
+    rc = usage_json(&b, pool, &clients->v[i], i == 0, waiting);
   }
-  pthread_mutex_unlock(&f->mu);
   if (rc == 0) {
-    rc = gkp__dynbuf_printf(&b, "],\"updated_ms\":%lld}", (long long)now);
+    rc = gkp__dynbuf_printf(&b, "],\"updated_ms\":%lld}", (long long)gkp_pool_now(pool));
   }
   char *out = rc == 0 ? strdup(gkp__dynbuf_ptr(&b)) : NULL;
   gkp__dynbuf_reset(&b);
+  return out;
+}
+
+char *gkp__front_clients_json(gkp__front *f) {
+  return usage_doc(f->pool, f->clients, f);
+}
+
+char *gkp__front_usage_json(gkp_pool *pool) {
+  gkp__clients *clients = NULL;
+  gkp_error e;
+  if (gkp__clients_load(gkp_pool_config_path(pool), &clients, &e) != 0 || clients == NULL) {
+    return NULL;
+  }
+  char *out = usage_doc(pool, clients, NULL);
+  gkp__clients_free(clients);
   return out;
 }

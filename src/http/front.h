@@ -65,13 +65,14 @@ void gkp__front_stop(gkp__front *f);
 const char *gkp__front_address(const gkp__front *f);
 
 /* Per-client usage as a JSON object {"clients":[{"id":..,"requests":..,
- * "rpm":..,"rpd":..,"minute":..,"today":..,"rejected":..,"waiting":..}]};
- * malloc'd, NULL on failure.  Any thread. */
+ * "rpm":..,"rpd":..,"minute":..,"today":..,"rejected":..,"errors":..,
+ * "waiting":..}],"updated_ms":..}, read from the pool's state (shared by
+ * every front on it); "waiting" counts this front's requests.  malloc'd,
+ * NULL on failure.  Any thread. */
 char *gkp__front_clients_json(gkp__front *f);
 
-/* The file beside the state file where a front with clients keeps that
- * object (with "updated_ms"), rewritten as requests end, for
- * `gemini-pool status`. */
-#define GKP__FRONT_USAGE_FILE "http-clients.json"
+/* The same for the `clients` of the pool's configuration without a front
+ * (no "waiting"), for `gemini-pool status`; NULL when there are none. */
+char *gkp__front_usage_json(gkp_pool *pool);
 
 #endif

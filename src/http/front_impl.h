@@ -27,14 +27,10 @@
 typedef struct hconn hconn;
 typedef struct hreq hreq;
 
-/* A caller of `clients` and what it used (under the front's mutex). */
+/* A caller of `clients` and its requests in this process (under the front's
+ * mutex); what it used is kept with the pool's state (gkp_client_admit). */
 typedef struct caller {
   const gkp__client_cfg *cfg;
-  int64_t minute[60]; /* requests admitted in each second of the last minute */
-  int64_t minute_at[60];
-  int64_t day_start_ms; /* the midnight Pacific `today` counts from */
-  int64_t today;
-  uint64_t requests, rejected, errors;
   unsigned waiting;            /* its requests waiting for a key in the runner */
   hreq *held_head, *held_tail; /* requests held back for fairness */
 } caller;
@@ -56,7 +52,6 @@ struct gkp__front {
   pthread_t watchdog;
   int watchdog_started;
   atomic_int stopping;
-  _Atomic int64_t published_ms; /* when http-clients.json was last written */
   _Atomic size_t mem_used;      /* counted against opts.max_memory */
   /* The body workers' queue. */
   pthread_mutex_t work_mu;
@@ -244,15 +239,23 @@ char *oai_error_from_gemini(int code, const char *gjson, size_t glen, size_t *le
 /* GET /v1/models (only NULL) or /v1/models/{only}; NULL if none. */
 char *oai_models_json(char *const *models, size_t n, const caller *cl, const char *only);
 
+/* ---- server.c ---- */
+/* One line for the daemon's log. */
+void front_log(gkp__front *f, const char *line);
+
 /* ---- callers.c ---- */
 int callers_init(gkp__front *f, gkp_error *err);
 void callers_free(gkp__front *f);
 /* Finds the caller of a presented token (constant time in the token);
  * NULL if none. */
 caller *callers_find(gkp__front *f, const char *token);
-/* Admits one request of c now, or returns the seconds until it may
- * (its rpm or rpd spent).  Under the front's mutex. */
+/* Admits one request of c now (0), or returns the seconds until it may
+ * (its rpm or rpd spent), or a negative errno (the state unreachable,
+ * logged); counted in the pool's state.  Not under the front's mutex. */
 int64_t callers_admit(gkp__front *f, caller *c);
+/* Counts an error answered to c (logged if it cannot).  Not under the
+ * front's mutex. */
+void callers_error(gkp__front *f, caller *c);
 /* Whether the client may use the profile/model (its allowed profiles). */
 int callers_allows(const caller *c, const char *model);
 

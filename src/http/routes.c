@@ -106,9 +106,7 @@ static int reply_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...)
   front_reply(q, code, JSON_TYPE, body != NULL ? body : "", len, retry_s);
   free(body);
   if (q->cl != NULL) {
-    pthread_mutex_lock(&q->f->mu);
-    q->cl->errors++;
-    pthread_mutex_unlock(&q->f->mu);
+    callers_error(q->f, q->cl);
   }
   return 1;
 }
@@ -313,9 +311,11 @@ static int admit_body(hreq *q) {
                        f->opts.max_body);
   }
   if (q->cl != NULL) {
-    pthread_mutex_lock(&f->mu);
-    int64_t wait_s = callers_admit(f, q->cl);
-    pthread_mutex_unlock(&f->mu);
+    int64_t wait_s = callers_admit(f, q->cl); /* one step of the state backend */
+    if (wait_s < 0) {
+      return reply_error(q, 503, 1, "the pool's state could not count client %s's request; retry",
+                         q->cl->cfg->id);
+    }
     if (wait_s > 0) {
       return reply_error(q, 429, wait_s,
                          "client %s is over its own limit (rpm %lld, rpd %lld); retry in %lld s",
@@ -652,9 +652,7 @@ static void work_error(hreq *q, int code, int64_t retry_s, const char *fmt, ...)
   q->ready = 1;
   pthread_mutex_unlock(&q->mu);
   if (q->cl != NULL) {
-    pthread_mutex_lock(&q->f->mu);
-    q->cl->errors++;
-    pthread_mutex_unlock(&q->f->mu);
+    callers_error(q->f, q->cl);
   }
   front_wake(q);
 }

@@ -92,37 +92,6 @@ void front_log(gkp__front *f, const char *line) {
   }
 }
 
-/* ---- usage per client, for gemini-pool status ------------------------------------ */
-
-/* Writes the callers' usage to http-clients.json beside the state file (at
- * most twice a second unless `force`), replacing it whole. */
-static void front_publish(gkp__front *f, int force) {
-  int64_t now = gkp__mono_ms();
-  if (f->clients == NULL || (!force && now - atomic_load(&f->published_ms) < 500)) {
-    return;
-  }
-  atomic_store(&f->published_ms, now);
-  char *doc = gkp__front_clients_json(f);
-  const char *state = gkp_pool_state_path(f->pool), *slash = strrchr(state, '/');
-  char path[4200], tmp[4300];
-  if (doc == NULL) {
-    return;
-  }
-  snprintf(path, sizeof path, "%.*s%s", slash ? (int)(slash - state) : 0, state,
-           slash ? "/" GKP__FRONT_USAGE_FILE : GKP__FRONT_USAGE_FILE);
-  snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd >= 0) {
-    size_t len = strlen(doc);
-    int ok = write(fd, doc, len) == (ssize_t)len;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-      unlink(tmp);
-    }
-  }
-  free(doc);
-}
-
 /* ---- the memory ceiling ------------------------------------------------------------ */
 
 int front_mem_take(hreq *q, size_t n) {
@@ -435,7 +404,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   pthread_mutex_unlock(&q->mu);
   front_log(f, line);
   front_req_unref(q);
-  front_publish(f, 0);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -857,6 +825,5 @@ void gkp__front_stop(gkp__front *f) {
   if (fd >= 0) {
     close(fd);
   }
-  front_publish(f, 1);
   front_free(f);
 }

@@ -202,6 +202,7 @@ class Pool:
         self.t = t
         self.dir = os.path.join(t.dir, name)
         os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        os.chmod(os.path.join(self.dir, "state"), 0o700)  # it will hold prompts
         self.config_file = os.path.join(self.dir, "keys.json")
         self.state_file = os.path.join(self.dir, "state", "state.db")
         self.env = {k: v for k, v in os.environ.items()

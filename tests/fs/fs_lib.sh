@@ -147,6 +147,7 @@ fs_setup() {
     FS_KEYS_JSON=$FS_TMP/keys.json
     FS_EMU_KEYS=$FS_TMP/emu-keys.json
     mkdir -p "$MNT"
+    mkdir -m 700 "$FS_TMP/state"  # it holds prompts: nobody else may list it
     trap fs_cleanup EXIT
     fs_write_emu_keys "$FS_EMU_KEYS" "$n" "$big"
     fs_write_pool_keys "$FS_KEYS_JSON" "$n" "$big" "$inflight"
