@@ -652,6 +652,101 @@ static int rb_renew(gkp__backend *b, const gkp_lease *l, gkp_error *err) {
   return rc;
 }
 
+/* One script over leases `idx` (of one slot).  Returns 0 or the errno of a
+ * failed call (then each of them gets it). */
+static int renew_group(rb *r, const gkp_lease *ls, const size_t *idx, size_t n, int *rcs,
+                       gkp_error *err) {
+  const char **av = calloc(2 * n + 2, sizeof *av);
+  char(*names)[KNAME] = malloc(n * sizeof *names);
+  char(*ids)[24] = malloc(n * sizeof *ids);
+  char now[24], ttl[24];
+  int rc = 0;
+  if (av == NULL || names == NULL || ids == NULL) {
+    rc = gkp__err(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  now_arg(r, now);
+  snprintf(ttl, sizeof ttl, "%d", r->lease_ttl_ms);
+  for (size_t i = 0; i < n; i++) {
+    kname(names[i], 'l', ls[idx[i]].project, ls[idx[i]].key_id);
+    lease_member(&ls[idx[i]], ids[i]);
+    av[i] = names[i];
+    av[n + 2 + i] = ids[i];
+  }
+  av[n] = now;
+  av[n + 1] = ttl;
+  redisReply *x = gkp__rconn_script(&r->conn, GKP__RS_RENEW_MANY, (int)n, (int)(2 * n + 2), av,
+                                    err);
+  if (x == NULL) {
+    rc = err != NULL && err->code != 0 ? err->code : -EIO;
+  } else if (x->type != REDIS_REPLY_ARRAY || x->elements != n + 1) {
+    rc = gkp__err(err, -EPROTO, "unexpected answer from %s to a lease renewal", r->conn.url.where);
+  } else {
+    saw_time(r, reply_int(x->element[0]));
+    for (size_t i = 0; i < n; i++) {
+      rcs[idx[i]] = reply_int(x->element[i + 1]) == 1 ? 0 : -ESTALE;
+    }
+  }
+  freeReplyObject(x);
+out:
+  if (rc != 0) {
+    for (size_t i = 0; i < n; i++) {
+      rcs[idx[i]] = rc;
+    }
+  }
+  free(av);
+  free(names);
+  free(ids);
+  return rc;
+}
+
+/* A heartbeat's leases: one script on a single server; on a cluster one per
+ * project (each script stays in one slot). */
+static int rb_renew_many(gkp__backend *b, const gkp_lease *ls, size_t n, int *rcs,
+                         gkp_error *err) {
+  rb *r = (rb *)b;
+  size_t *idx = malloc(n * sizeof *idx), ng;
+  char *done = calloc(n, 1);
+  int rc = 0;
+  if (idx == NULL || done == NULL) {
+    free(idx);
+    free(done);
+    for (size_t i = 0; i < n; i++) {
+      rcs[i] = -ENOMEM;
+    }
+    return gkp__err(err, -ENOMEM, "out of memory");
+  }
+  pthread_mutex_lock(&r->conn.mu);
+  for (size_t i = 0; i < n; i++) {
+    if (done[i]) {
+      continue;
+    }
+    ng = 0;
+    for (size_t j = i; j < n; j++) {
+      if (done[j]) {
+        continue;
+      }
+      if (bad_lease(&ls[j], NULL) != 0) {
+        rcs[j] = -EINVAL;
+        done[j] = 1;
+      } else if (!r->conn.cluster || strcmp(ls[j].project, ls[i].project) == 0) {
+        idx[ng++] = j;
+        done[j] = 1;
+      }
+    }
+    if (ng > 0) {
+      int g = renew_group(r, ls, idx, ng, rcs, err);
+      if (g != 0 && rc == 0) {
+        rc = g;
+      }
+    }
+  }
+  pthread_mutex_unlock(&r->conn.mu);
+  free(idx);
+  free(done);
+  return rc;
+}
+
 static int rb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err) {
   rb *r = (rb *)b;
   char k[KNAME], lk[KNAME], m[KNAME], w[KNAME], id[24], st[24], est[24], ds[24], plu[24] = "";
@@ -727,6 +822,65 @@ static int rb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
   }
   pthread_mutex_unlock(&r->conn.mu);
   return rc;
+}
+
+/* The end of a request: usage (unless u is NULL) and release in one
+ * script; on a cluster the endpoint record (another slot) is marked
+ * reachable apart. */
+static int rb_finish(gkp__backend *b, const gkp_lease *l, const gkp_usage *u, int sent,
+                     gkp_error *err) {
+  rb *r = (rb *)b;
+  char k[KNAME], lk[KNAME], m[KNAME], w[KNAME], id[24], st[24], est[24], ds[24], plu[24] = "";
+  char pt[24], out[24];
+  redisReply *x;
+  int rc, gone;
+  int64_t o = 0;
+  if ((rc = bad_lease(l, err)) != 0) {
+    return rc;
+  }
+  kname(k, 'k', l->project, l->key_id);
+  kname(lk, 'l', l->project, l->key_id);
+  kname(m, 'm', l->project, l->model);
+  kname(w, 'w', l->project, l->model);
+  lease_member(l, id);
+  snprintf(st, sizeof st, "%" PRId64, l->started_ms);
+  snprintf(est, sizeof est, "%" PRId64, l->est_tokens);
+  snprintf(ds, sizeof ds, "%" PRId64, gkp_last_pacific_midnight(l->started_ms));
+  snprintf(pt, sizeof pt, "%" PRId64, u != NULL ? u->prompt_tokens : (int64_t)-1);
+  if (u != NULL) {
+    o = (u->candidates_tokens > 0 ? u->candidates_tokens : 0) +
+        (u->thoughts_tokens > 0 ? u->thoughts_tokens : 0);
+  }
+  snprintf(out, sizeof out, "%" PRId64, o);
+  pthread_mutex_lock(&r->conn.mu);
+  int64_t before = own_last_used(r, l->id);
+  if (before >= 0) {
+    snprintf(plu, sizeof plu, "%" PRId64, before);
+  }
+  int one = !r->conn.cluster, nk = 0;
+  const char *av[14];
+  av[nk++] = k;
+  av[nk++] = lk;
+  av[nk++] = m;
+  av[nk++] = w;
+  if (one && u != NULL) {
+    av[nk++] = r->endpoint;
+  }
+  const char *args[] = {id, sent ? "1" : "0", st, est, ds, plu, u != NULL ? "1" : "0", pt, out};
+  memcpy(av + nk, args, sizeof args);
+  x = gkp__rconn_script(&r->conn, GKP__RS_FINISH, nk, nk + 9, av, err);
+  rc = x == NULL ? (err != NULL && err->code != 0 ? err->code : -EIO) : 0;
+  gone = x != NULL && reply_int(x) == 1;
+  freeReplyObject(x);
+  if (gone && !sent && before > 0) { /* never sent: the key's place in the LRU order back */
+    freeReplyObject(cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", plu, l->key_id));
+  }
+  if (rc == 0 && u != NULL && !one) {
+    endpoint_up(r);
+  }
+  own_remove(r, l->id);
+  pthread_mutex_unlock(&r->conn.mu);
+  return rc == -EAGAIN && u == NULL ? 0 : rc;
 }
 
 /* ---- the endpoint record ------------------------------------------------------------------ */
@@ -1423,6 +1577,8 @@ static const gkp__backend_ops redis_ops = {
     .attach = rb_attach,
     .reserve = rb_reserve,
     .renew = rb_renew,
+    .renew_many = rb_renew_many,
+    .finish = rb_finish,
     .release = rb_release,
     .record_usage = rb_record_usage,
     .apply_verdict = rb_apply_verdict,
@@ -1457,6 +1613,7 @@ int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn c
     return gkp__err(err, -ENOMEM, "out of memory");
   }
   r->base.ops = &redis_ops;
+  r->base.remote = 1;
   pthread_mutex_init(&r->memo_mu, NULL);
   r->clock = clock;
   r->clock_ud = clock_ud;

@@ -61,6 +61,8 @@ enum gkp__rscript {
   GKP__RS_VERDICT,
   GKP__RS_RESET,
   GKP__RS_GC,
+  GKP__RS_RENEW_MANY,
+  GKP__RS_FINISH,
   GKP__RS_COUNT
 };
 

@@ -183,6 +183,59 @@ static const char renew_lua[] =
             "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])\n"
             "return {1, now}\n";
 
+/* KEYS: the lease sets of n leases (one slot: a single server, or one
+ * project on a cluster).  ARGV: now ttl, then the n lease ids.  Returns {now,
+ * r1 .. rn}: 1 where the lease was still there and is extended, else 0. */
+static const char renew_many_lua[] =
+    PRELUDE "local now = clock(ARGV[1])\n"
+            "local ttl = tonumber(ARGV[2])\n"
+            "local out = {now}\n"
+            "for i = 1, #KEYS do\n"
+            "  local s = redis.call('ZSCORE', KEYS[i], ARGV[i + 2])\n"
+            "  if not s then out[i + 1] = 0\n"
+            "  elseif tonumber(s) <= now then redis.call('ZREM', KEYS[i], ARGV[i + 2]); out[i + 1] = 0\n"
+            "  else redis.call('ZADD', KEYS[i], now + ttl, ARGV[i + 2]); out[i + 1] = 1 end\n"
+            "end\n"
+            "return out\n";
+
+/* KEYS: k l m w [endpoint].  ARGV: id sent started_ms est started_day_start
+ * last_used_before, then counted prompt out_tokens.  The end of a request
+ * in one step: the usage of a 2xx answer (counted == '1', as usage_lua;
+ * the endpoint, when named, marked reachable), then the release (as
+ * release_lua).  Returns 1 if the lease was still there. */
+static const char finish_lua[] = PRELUDE
+    "if ARGV[7] == '1' then\n"
+    "  redis.call('HSET', KEYS[3], 'prv', 1, 's429', 0, 'ssrv', 0, 'le', '')\n"
+    "  if #KEYS >= 5 then redis.call('HSET', KEYS[5], 'since', '0') end\n"
+    "  local p = tonumber(ARGV[8])\n"
+    "  if p >= 0 then\n"
+    "    local sec = math.floor(tonumber(ARGV[3]) / 1000)\n"
+    "    if redis.call('HEXISTS', KEYS[4], 'r' .. sec) == 1 then\n"
+    "      local v = num(redis.call('HGET', KEYS[4], 't' .. sec), 0) + p - tonumber(ARGV[4])\n"
+    "      if v < 0 then v = 0 end\n"
+    "      redis.call('HSET', KEYS[4], 't' .. sec, v)\n"
+    "    end\n"
+    "    redis.call('HINCRBY', KEYS[3], 'tin', p)\n"
+    "  end\n"
+    "  if tonumber(ARGV[9]) > 0 then redis.call('HINCRBY', KEYS[3], 'tout', ARGV[9]) end\n"
+    "end\n"
+    "local gone = redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "if gone == 1 and ARGV[2] == '0' then\n"
+    "  local sec = math.floor(tonumber(ARGV[3]) / 1000)\n"
+    "  local est = tonumber(ARGV[4])\n"
+    "  adjust(KEYS[4], 'r' .. sec, -1)\n"
+    "  if est > 0 then adjust(KEYS[4], 't' .. sec, -est) end\n"
+    "  local m = redis.call('HMGET', KEYS[3], 'ds', 'dc', 'rt')\n"
+    "  if num(m[1], 0) == tonumber(ARGV[5]) and num(m[2], 0) > 0 then\n"
+    "    redis.call('HINCRBY', KEYS[3], 'dc', -1) end\n"
+    "  if num(m[3], 0) > 0 then redis.call('HINCRBY', KEYS[3], 'rt', -1) end\n"
+    "  if num(redis.call('HGET', KEYS[1], 'rt'), 0) > 0 then redis.call('HINCRBY', KEYS[1], 'rt', "
+    "-1) end\n"
+    "  if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'lu') == ARGV[3] then\n"
+    "    redis.call('HSET', KEYS[1], 'lu', ARGV[6]) end\n"
+    "end\n"
+    "return gone\n";
+
 /* KEYS: k l m w.  ARGV: id sent started_ms est started_day_start last_used_before
  * ("": unknown; an unsent request gives the key its earlier last use back).
  * Returns 1 if the lease was still there. */
@@ -287,6 +340,10 @@ const char *gkp__redis_script_text(int script) {
     return reset_lua;
   case GKP__RS_GC:
     return gc_lua;
+  case GKP__RS_RENEW_MANY:
+    return renew_many_lua;
+  case GKP__RS_FINISH:
+    return finish_lua;
   default:
     return NULL;
   }
