@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "engine/engine.h"
 #include "engine/quota.h"
 #include "gkp.h"
 
@@ -96,10 +97,9 @@ typedef struct gkp__backend_ops {
    * clears it. */
   int64_t (*endpoint_down)(gkp__backend *b, char *buf, size_t len);
   int (*record_usage)(gkp__backend *b, const gkp_lease *l, const gkp_usage *u, gkp_error *err);
-  /* The end of a request in one step: record_usage(u) unless u is NULL,
-   * then release(sent). */
-  int (*finish)(gkp__backend *b, const gkp_lease *l, const gkp_usage *u, int sent,
-                gkp_error *err);
+  /* The ends of n requests in one step: for each, record_usage unless not
+   * counted, then release(sent). */
+  int (*finish)(gkp__backend *b, const gkp__finish *f, size_t n, gkp_error *err);
   /* Applies a classified error; sets v->cooldown_until_ms. */
   int (*apply_verdict)(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err);
   int (*admin)(gkp__backend *b, const gkp__admin *op, gkp_error *err);

@@ -56,6 +56,18 @@ int gkp__pool_renew_leases(gkp_pool *pool, const gkp_lease *ls, size_t n, int *r
 int gkp__pool_finish(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage, int sent,
                      gkp_error *err);
 
+/* The end of one request, for gkp__pool_finish_many. */
+typedef struct gkp__finish {
+  gkp_lease lease;
+  gkp_usage usage;
+  int counted; /* a 2xx answer: its usage is recorded */
+  int sent;
+} gkp__finish;
+
+/* The ends of n requests in one step of the backend (one transaction, one
+ * script on a single Redis server). */
+int gkp__pool_finish_many(gkp_pool *pool, const gkp__finish *f, size_t n, gkp_error *err);
+
 /* Sets how long the leases this pool takes live unless renewed (default
  * GKP_LEASE_TTL_MS); for tests of the heartbeat in real time. */
 void gkp__pool_set_lease_ttl(gkp_pool *pool, int64_t ms);

@@ -497,18 +497,28 @@ static int fb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
   return rc;
 }
 
-/* Usage and release in one transaction. */
-static int fb_finish(gkp__backend *b, const gkp_lease *l, const gkp_usage *u, int sent,
-                     gkp_error *err) {
+/* Usage and release of n requests in one transaction. */
+static int fb_finish(gkp__backend *b, const gkp__finish *fs, size_t n, gkp_error *err) {
   fb *f = (fb *)b;
-  int rc;
-  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
+  int rc = begin(f, err), first = 0;
+  if (rc != 0) {
     return rc;
   }
-  rc = u != NULL ? usage_locked(f, l, u, err) : 0;
-  release_locked(f, l, sent);
+  for (size_t i = 0; i < n; i++) {
+    const gkp_lease *l = &fs[i].lease;
+    rc = bad_lease(l, err);
+    if (rc == 0 && fs[i].counted) {
+      rc = usage_locked(f, l, &fs[i].usage, err);
+    }
+    if (bad_lease(l, NULL) == 0) {
+      release_locked(f, l, fs[i].sent);
+    }
+    if (rc != 0 && first == 0) {
+      first = rc;
+    }
+  }
   end(f);
-  return rc;
+  return first;
 }
 
 static int fb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err) {

@@ -524,12 +524,20 @@ int gkp__pool_renew_leases(gkp_pool *pool, const gkp_lease *ls, size_t n, int *r
 
 int gkp__pool_finish(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage, int sent,
                      gkp_error *err) {
+  gkp__finish f = {.lease = *lease, .counted = usage != NULL, .sent = sent};
+  if (usage != NULL) {
+    f.usage = *usage;
+  }
+  return gkp__pool_finish_many(pool, &f, 1, err);
+}
+
+int gkp__pool_finish_many(gkp_pool *pool, const gkp__finish *f, size_t n, gkp_error *err) {
   int rc;
   gkp__err_clear(err);
   if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
     return rc;
   }
-  return pool->be->ops->finish(pool->be, lease, usage, sent, err);
+  return n == 0 ? 0 : pool->be->ops->finish(pool->be, f, n, err);
 }
 
 int gkp__pool_state_remote(const gkp_pool *pool) {

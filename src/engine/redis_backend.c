@@ -824,63 +824,117 @@ static int rb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
   return rc;
 }
 
-/* The end of a request: usage (unless u is NULL) and release in one
- * script; on a cluster the endpoint record (another slot) is marked
- * reachable apart. */
-static int rb_finish(gkp__backend *b, const gkp_lease *l, const gkp_usage *u, int sent,
-                     gkp_error *err) {
-  rb *r = (rb *)b;
-  char k[KNAME], lk[KNAME], m[KNAME], w[KNAME], id[24], st[24], est[24], ds[24], plu[24] = "";
-  char pt[24], out[24];
-  redisReply *x;
-  int rc, gone;
+/* One request's end as arguments of the finish script (9) and its keys
+ * (4), in `buf` (13 strings). */
+typedef struct fin_args {
+  char k[KNAME], lk[KNAME], m[KNAME], w[KNAME];
+  char id[24], st[24], est[24], ds[24], plu[24], pt[24], out[24];
+  int64_t before;
+} fin_args;
+
+static void fin_fill(rb *r, const gkp__finish *f, fin_args *a) {
+  const gkp_lease *l = &f->lease;
   int64_t o = 0;
-  if ((rc = bad_lease(l, err)) != 0) {
-    return rc;
+  kname(a->k, 'k', l->project, l->key_id);
+  kname(a->lk, 'l', l->project, l->key_id);
+  kname(a->m, 'm', l->project, l->model);
+  kname(a->w, 'w', l->project, l->model);
+  lease_member(l, a->id);
+  snprintf(a->st, sizeof a->st, "%" PRId64, l->started_ms);
+  snprintf(a->est, sizeof a->est, "%" PRId64, l->est_tokens);
+  snprintf(a->ds, sizeof a->ds, "%" PRId64, gkp_last_pacific_midnight(l->started_ms));
+  snprintf(a->pt, sizeof a->pt, "%" PRId64, f->counted ? f->usage.prompt_tokens : (int64_t)-1);
+  if (f->counted) {
+    o = (f->usage.candidates_tokens > 0 ? f->usage.candidates_tokens : 0) +
+        (f->usage.thoughts_tokens > 0 ? f->usage.thoughts_tokens : 0);
   }
-  kname(k, 'k', l->project, l->key_id);
-  kname(lk, 'l', l->project, l->key_id);
-  kname(m, 'm', l->project, l->model);
-  kname(w, 'w', l->project, l->model);
-  lease_member(l, id);
-  snprintf(st, sizeof st, "%" PRId64, l->started_ms);
-  snprintf(est, sizeof est, "%" PRId64, l->est_tokens);
-  snprintf(ds, sizeof ds, "%" PRId64, gkp_last_pacific_midnight(l->started_ms));
-  snprintf(pt, sizeof pt, "%" PRId64, u != NULL ? u->prompt_tokens : (int64_t)-1);
-  if (u != NULL) {
-    o = (u->candidates_tokens > 0 ? u->candidates_tokens : 0) +
-        (u->thoughts_tokens > 0 ? u->thoughts_tokens : 0);
+  snprintf(a->out, sizeof a->out, "%" PRId64, o);
+  a->before = own_last_used(r, l->id);
+  a->plu[0] = '\0';
+  if (a->before >= 0) {
+    snprintf(a->plu, sizeof a->plu, "%" PRId64, a->before);
   }
-  snprintf(out, sizeof out, "%" PRId64, o);
-  pthread_mutex_lock(&r->conn.mu);
-  int64_t before = own_last_used(r, l->id);
-  if (before >= 0) {
-    snprintf(plu, sizeof plu, "%" PRId64, before);
+}
+
+/* One finish script over fs[0..n) (one slot, or a single server). */
+static int finish_group(rb *r, const gkp__finish *fs, size_t n, gkp_error *err) {
+  fin_args *a = calloc(n, sizeof *a);
+  const char **av = calloc(13 * n + 2, sizeof *av);
+  char count[24];
+  int rc = 0, counted = 0, nk = 0, na = 0;
+  if (a == NULL || av == NULL) {
+    free(a);
+    free(av);
+    return gkp__err(err, -ENOMEM, "out of memory");
   }
-  int one = !r->conn.cluster, nk = 0;
-  const char *av[14];
-  av[nk++] = k;
-  av[nk++] = lk;
-  av[nk++] = m;
-  av[nk++] = w;
-  if (one && u != NULL) {
+  for (size_t i = 0; i < n; i++) {
+    fin_fill(r, &fs[i], &a[i]);
+    counted |= fs[i].counted;
+    av[nk++] = a[i].k;
+    av[nk++] = a[i].lk;
+    av[nk++] = a[i].m;
+    av[nk++] = a[i].w;
+  }
+  /* An answer came: on a single server the script marks the endpoint
+   * reachable in the same call; a cluster keeps it in another slot. */
+  if (counted && !r->conn.cluster) {
     av[nk++] = r->endpoint;
   }
-  const char *args[] = {id, sent ? "1" : "0", st, est, ds, plu, u != NULL ? "1" : "0", pt, out};
-  memcpy(av + nk, args, sizeof args);
-  x = gkp__rconn_script(&r->conn, GKP__RS_FINISH, nk, nk + 9, av, err);
-  rc = x == NULL ? (err != NULL && err->code != 0 ? err->code : -EIO) : 0;
-  gone = x != NULL && reply_int(x) == 1;
-  freeReplyObject(x);
-  if (gone && !sent && before > 0) { /* never sent: the key's place in the LRU order back */
-    freeReplyObject(cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", plu, l->key_id));
+  snprintf(count, sizeof count, "%zu", n);
+  const char **arg = av + nk;
+  arg[na++] = count;
+  for (size_t i = 0; i < n; i++) {
+    const char *one[] = {a[i].id, fs[i].sent ? "1" : "0", a[i].st, a[i].est, a[i].ds, a[i].plu,
+                         fs[i].counted ? "1" : "0", a[i].pt, a[i].out};
+    memcpy(arg + na, one, sizeof one);
+    na += 9;
   }
-  if (rc == 0 && u != NULL && !one) {
+  redisReply *x = gkp__rconn_script(&r->conn, GKP__RS_FINISH, nk, nk + na, av, err);
+  rc = x == NULL ? (err != NULL && err->code != 0 ? err->code : -EIO) : 0;
+  for (size_t i = 0; i < n; i++) {
+    int gone = x != NULL && x->type == REDIS_REPLY_ARRAY && i < x->elements &&
+               reply_int(x->element[i]) == 1;
+    if (gone && !fs[i].sent && a[i].before > 0) {
+      /* never sent: the key's place in the LRU order back */
+      freeReplyObject(
+          cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", a[i].plu, fs[i].lease.key_id));
+    }
+    /* Unreachable: the lease ends on the server by itself. */
+    own_remove(r, fs[i].lease.id);
+  }
+  freeReplyObject(x);
+  if (rc == 0 && counted && r->conn.cluster) {
     endpoint_up(r);
   }
-  own_remove(r, l->id);
+  free(a);
+  free(av);
+  return rc;
+}
+
+/* The ends of n requests: one script on a single server; on a cluster one
+ * per request (each in its project's slot). */
+static int rb_finish(gkp__backend *b, const gkp__finish *fs, size_t n, gkp_error *err) {
+  rb *r = (rb *)b;
+  int rc = 0, counted = 0;
+  for (size_t i = 0; i < n; i++) {
+    if ((rc = bad_lease(&fs[i].lease, err)) != 0) {
+      return rc;
+    }
+    counted |= fs[i].counted;
+  }
+  pthread_mutex_lock(&r->conn.mu);
+  if (!r->conn.cluster) {
+    rc = finish_group(r, fs, n, err);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      int one = finish_group(r, &fs[i], 1, err);
+      rc = rc != 0 ? rc : one;
+    }
+  }
   pthread_mutex_unlock(&r->conn.mu);
-  return rc == -EAGAIN && u == NULL ? 0 : rc;
+  /* Releases on an unreachable server end by themselves: only a lost usage
+   * is worth an error. */
+  return rc == -EAGAIN && !counted ? 0 : rc;
 }
 
 /* ---- the endpoint record ------------------------------------------------------------------ */

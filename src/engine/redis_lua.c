@@ -198,43 +198,52 @@ static const char renew_many_lua[] =
             "end\n"
             "return out\n";
 
-/* KEYS: k l m w [endpoint].  ARGV: id sent started_ms est started_day_start
- * last_used_before, then counted prompt out_tokens.  The end of a request
- * in one step: the usage of a 2xx answer (counted == '1', as usage_lua;
- * the endpoint, when named, marked reachable), then the release (as
- * release_lua).  Returns 1 if the lease was still there. */
+/* The end of n requests in one step.  KEYS: k l m w of each lease, then
+ * (on a single server, when any is counted) the endpoint.  ARGV: n, then
+ * for each lease: id sent started_ms est started_day_start last_used_before
+ * counted prompt out_tokens.  For each: the usage of a 2xx answer (counted
+ * == '1', as usage_lua; the endpoint, when named, marked reachable), then
+ * the release (as release_lua).  Returns for each 1 if its lease was still
+ * there. */
 static const char finish_lua[] = PRELUDE
-    "if ARGV[7] == '1' then\n"
-    "  redis.call('HSET', KEYS[3], 'prv', 1, 's429', 0, 'ssrv', 0, 'le', '')\n"
-    "  if #KEYS >= 5 then redis.call('HSET', KEYS[5], 'since', '0') end\n"
-    "  local p = tonumber(ARGV[8])\n"
-    "  if p >= 0 then\n"
-    "    local sec = math.floor(tonumber(ARGV[3]) / 1000)\n"
-    "    if redis.call('HEXISTS', KEYS[4], 'r' .. sec) == 1 then\n"
-    "      local v = num(redis.call('HGET', KEYS[4], 't' .. sec), 0) + p - tonumber(ARGV[4])\n"
-    "      if v < 0 then v = 0 end\n"
-    "      redis.call('HSET', KEYS[4], 't' .. sec, v)\n"
+    "local n = tonumber(ARGV[1])\n"
+    "local ep = KEYS[4 * n + 1]\n"
+    "local out = {}\n"
+    "for i = 0, n - 1 do\n"
+    "  local k, l, m, w = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4]\n"
+    "  local o = 1 + 9 * i\n"
+    "  local id, sent, st, est = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]\n"
+    "  if ARGV[o + 7] == '1' then\n"
+    "    redis.call('HSET', m, 'prv', 1, 's429', 0, 'ssrv', 0, 'le', '')\n"
+    "    if ep then redis.call('HSET', ep, 'since', '0') end\n"
+    "    local p = tonumber(ARGV[o + 8])\n"
+    "    if p >= 0 then\n"
+    "      local sec = math.floor(tonumber(st) / 1000)\n"
+    "      if redis.call('HEXISTS', w, 'r' .. sec) == 1 then\n"
+    "        local v = num(redis.call('HGET', w, 't' .. sec), 0) + p - tonumber(est)\n"
+    "        if v < 0 then v = 0 end\n"
+    "        redis.call('HSET', w, 't' .. sec, v)\n"
+    "      end\n"
+    "      redis.call('HINCRBY', m, 'tin', p)\n"
     "    end\n"
-    "    redis.call('HINCRBY', KEYS[3], 'tin', p)\n"
+    "    if tonumber(ARGV[o + 9]) > 0 then redis.call('HINCRBY', m, 'tout', ARGV[o + 9]) end\n"
     "  end\n"
-    "  if tonumber(ARGV[9]) > 0 then redis.call('HINCRBY', KEYS[3], 'tout', ARGV[9]) end\n"
+    "  local gone = redis.call('ZREM', l, id)\n"
+    "  if gone == 1 and sent == '0' then\n"
+    "    local sec = math.floor(tonumber(st) / 1000)\n"
+    "    adjust(w, 'r' .. sec, -1)\n"
+    "    if tonumber(est) > 0 then adjust(w, 't' .. sec, -tonumber(est)) end\n"
+    "    local h = redis.call('HMGET', m, 'ds', 'dc', 'rt')\n"
+    "    if num(h[1], 0) == tonumber(ARGV[o + 5]) and num(h[2], 0) > 0 then\n"
+    "      redis.call('HINCRBY', m, 'dc', -1) end\n"
+    "    if num(h[3], 0) > 0 then redis.call('HINCRBY', m, 'rt', -1) end\n"
+    "    if num(redis.call('HGET', k, 'rt'), 0) > 0 then redis.call('HINCRBY', k, 'rt', -1) end\n"
+    "    if ARGV[o + 6] ~= '' and redis.call('HGET', k, 'lu') == st then\n"
+    "      redis.call('HSET', k, 'lu', ARGV[o + 6]) end\n"
+    "  end\n"
+    "  out[i + 1] = gone\n"
     "end\n"
-    "local gone = redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "if gone == 1 and ARGV[2] == '0' then\n"
-    "  local sec = math.floor(tonumber(ARGV[3]) / 1000)\n"
-    "  local est = tonumber(ARGV[4])\n"
-    "  adjust(KEYS[4], 'r' .. sec, -1)\n"
-    "  if est > 0 then adjust(KEYS[4], 't' .. sec, -est) end\n"
-    "  local m = redis.call('HMGET', KEYS[3], 'ds', 'dc', 'rt')\n"
-    "  if num(m[1], 0) == tonumber(ARGV[5]) and num(m[2], 0) > 0 then\n"
-    "    redis.call('HINCRBY', KEYS[3], 'dc', -1) end\n"
-    "  if num(m[3], 0) > 0 then redis.call('HINCRBY', KEYS[3], 'rt', -1) end\n"
-    "  if num(redis.call('HGET', KEYS[1], 'rt'), 0) > 0 then redis.call('HINCRBY', KEYS[1], 'rt', "
-    "-1) end\n"
-    "  if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'lu') == ARGV[3] then\n"
-    "    redis.call('HSET', KEYS[1], 'lu', ARGV[6]) end\n"
-    "end\n"
-    "return gone\n";
+    "return out\n";
 
 /* KEYS: k l m w.  ARGV: id sent started_ms est started_day_start last_used_before
  * ("": unknown; an unsent request gives the key its earlier last use back).

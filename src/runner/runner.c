@@ -74,10 +74,15 @@ static void dispatch_queue(gkp__mq *q);
 static void state_call(gkp__runner *r, gkp__sop *op) {
   if (r->st != NULL) {
     gkp__state_submit(r->st, op);
-  } else {
-    op->run(op);
-    op->done(op, 0);
+    return;
   }
+  if (op->fin != NULL) {
+    gkp__pool_finish_many(r->pool, op->fin, 1, NULL);
+  }
+  if (op->run != NULL) {
+    op->run(op);
+  }
+  op->done(op, 0);
 }
 
 /* Whether a job ended while a state operation for it was under way. */
@@ -85,18 +90,12 @@ static int job_ended(const gkp__job *job) {
   return job->status >= GKP__JOB_DONE;
 }
 
-/* The end of a lease (usage and release in one step), not waited for. */
+/* The end of a lease, not waited for. */
 typedef struct end_op {
   gkp__sop base;
   gkp__runner *r;
-  gkp_lease lease;
-  int sent;
+  gkp__finish fin;
 } end_op;
-
-static void end_run(gkp__sop *o) {
-  end_op *op = (end_op *)o;
-  gkp__pool_finish(op->r->pool, &op->lease, NULL, op->sent, NULL);
-}
 
 static void end_done(gkp__sop *o, int orphan) {
   end_op *op = (end_op *)o;
@@ -397,11 +396,11 @@ static void end_lease(gkp__job *job, int sent) {
     dispatch_all(r);
     return;
   }
-  op->base.run = end_run;
+  op->base.fin = &op->fin;
   op->base.done = end_done;
   op->r = r;
-  op->lease = job->lease;
-  op->sent = sent;
+  op->fin.lease = job->lease;
+  op->fin.sent = sent;
   state_call(r, &op->base);
 }
 
@@ -584,7 +583,7 @@ typedef struct unreached_op {
 
 static void unreached_run(gkp__sop *o) {
   unreached_op *op = (unreached_op *)o;
-  gkp_release_unreached(op->e.r->pool, &op->e.lease, op->url, op->reason, NULL);
+  gkp_release_unreached(op->e.r->pool, &op->e.fin.lease, op->url, op->reason, NULL);
 }
 
 /* An attempt that never reached the server: nobody's key's fault.  Gives the
@@ -606,7 +605,7 @@ static void job_unreached(gkp__job *job, const char *reason) {
       op->e.base.run = unreached_run;
       op->e.base.done = end_done;
       op->e.r = r;
-      op->e.lease = job->lease;
+      op->e.fin.lease = job->lease;
       gkp__strlcpy(op->url, base, sizeof op->url);
       gkp__strlcpy(op->reason, reason, sizeof op->reason);
       state_call(r, &op->e.base);
@@ -649,18 +648,10 @@ static void attempt_cancelled(gkp__job *job, const gkp__gemini_outcome *o) {
 typedef struct answer_op {
   gkp__sop base;
   gkp__job *job; /* a reference */
-  gkp_lease lease;
-  gkp_usage u;
-  int counted;
+  gkp__finish fin;
   int content; /* GKP__GEMINI_CONTENT: the job fails with `message` */
   char message[GKP_MSG_MAX];
 } answer_op;
-
-static void answer_run(gkp__sop *o) {
-  answer_op *op = (answer_op *)o;
-  gkp__pool_finish(op->job->runner->pool, &op->lease, op->counted ? &op->u : NULL, op->counted,
-                   NULL);
-}
 
 static void answer_done(gkp__sop *o, int orphan) {
   answer_op *op = (answer_op *)o;
@@ -716,12 +707,13 @@ static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
     job_finish(job, GKP__JOB_FAILED, "out of memory");
     return;
   }
-  op->base.run = answer_run;
+  op->base.fin = &op->fin;
   op->base.done = answer_done;
   op->job = job;
-  op->lease = job->lease;
-  op->u = u;
-  op->counted = counted;
+  op->fin.lease = job->lease;
+  op->fin.usage = u;
+  op->fin.counted = counted;
+  op->fin.sent = counted;
   op->content = o->status == GKP__GEMINI_CONTENT;
   gkp__strlcpy(op->message, o->message != NULL ? o->message : "", sizeof op->message);
   job->has_lease = 0;
@@ -978,6 +970,7 @@ static void renew_leases(gkp__loop *loop, void *ud) {
       op->leases[i++] = job->lease;
     }
   }
+  op->base.fin = NULL;
   op->base.run = renew_run;
   op->base.done = renew_done;
   op->pool = r->pool;
@@ -1701,7 +1694,7 @@ int gkp__runner_new(gkp_pool *pool, const gkp__runner_opts *opts, gkp__runner **
   pthread_mutex_init(&r->stats_mu, NULL);
   rc = gkp__loop_new(&r->loop, NULL, err);
   if (rc == 0 && gkp__pool_state_remote(pool)) {
-    rc = gkp__state_thread_new(r->loop, &r->st, err);
+    rc = gkp__state_thread_new(r->loop, pool, &r->st, err);
   }
   if (rc == 0) {
     rc = gkp__loop_start(r->loop, err);

@@ -13,6 +13,7 @@
 
 struct gkp__state_thread {
   gkp__loop *loop;
+  gkp_pool *pool;
   pthread_t thread;
   pthread_mutex_t mu; /* a leaf: guards the queue and `stopping` */
   pthread_cond_t cv;
@@ -52,6 +53,35 @@ static void hand_back(gkp__state_thread *t, gkp__sop *head) {
   }
 }
 
+/* The ends of requests first, all in one step; then the other verbs in
+ * order. */
+static void run_batch(gkp__state_thread *t, gkp__sop *head) {
+  size_t n = 0, i = 0;
+  for (gkp__sop *op = head; op != NULL; op = op->next) {
+    n += op->fin != NULL;
+  }
+  gkp__finish *fs = n > 1 ? malloc(n * sizeof *fs) : NULL;
+  for (gkp__sop *op = head; op != NULL; op = op->next) {
+    if (op->fin == NULL) {
+      continue;
+    }
+    if (fs != NULL) {
+      fs[i++] = *op->fin;
+    } else {
+      gkp__pool_finish_many(t->pool, op->fin, 1, NULL);
+    }
+  }
+  if (fs != NULL) {
+    gkp__pool_finish_many(t->pool, fs, n, NULL);
+    free(fs);
+  }
+  for (gkp__sop *op = head; op != NULL; op = op->next) {
+    if (op->run != NULL) {
+      op->run(op);
+    }
+  }
+}
+
 static void *state_main(void *ud) {
   gkp__state_thread *t = ud;
   pthread_mutex_lock(&t->mu);
@@ -65,9 +95,7 @@ static void *state_main(void *ud) {
     gkp__sop *head = t->head;
     t->head = t->tail = NULL;
     pthread_mutex_unlock(&t->mu);
-    for (gkp__sop *op = head; op != NULL; op = op->next) {
-      op->run(op);
-    }
+    run_batch(t, head);
     hand_back(t, head);
     pthread_mutex_lock(&t->mu);
   }
@@ -75,7 +103,8 @@ static void *state_main(void *ud) {
   return NULL;
 }
 
-int gkp__state_thread_new(gkp__loop *loop, gkp__state_thread **out, gkp_error *err) {
+int gkp__state_thread_new(gkp__loop *loop, gkp_pool *pool, gkp__state_thread **out,
+                          gkp_error *err) {
   gkp__state_thread *t = calloc(1, sizeof *t);
   sigset_t all, old;
   int rc;
@@ -84,6 +113,7 @@ int gkp__state_thread_new(gkp__loop *loop, gkp__state_thread **out, gkp_error *e
     return gkp__err(err, -ENOMEM, "out of memory");
   }
   t->loop = loop;
+  t->pool = pool;
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
   sigfillset(&all);

@@ -19,13 +19,19 @@
 #define GKP_RUNNER_STATE_THREAD_H
 
 #include "client/loop.h"
+#include "engine/engine.h"
 #include "gkp.h"
 
 typedef struct gkp__sop gkp__sop;
 
 struct gkp__sop {
   gkp__sop *next; /* private */
-  /* The verb (the state thread).  Must not touch what the loop owns. */
+  /* A request's end, if any: the ends of one batch are sent together in one
+   * step of the backend (gkp__pool_finish_many), before the batch's verbs
+   * (ending a lease sooner only frees its key sooner). */
+  const gkp__finish *fin;
+  /* The verb (the state thread), or NULL for `fin` alone.  Must not touch
+   * what the loop owns. */
   void (*run)(gkp__sop *op);
   /* The continuation; frees op.  `orphan`: the loop is gone. */
   void (*done)(gkp__sop *op, int orphan);
@@ -33,9 +39,10 @@ struct gkp__sop {
 
 typedef struct gkp__state_thread gkp__state_thread;
 
-/* Starts a state thread whose continuations go to `loop`.  0, or a
- * negative errno with err. */
-int gkp__state_thread_new(gkp__loop *loop, gkp__state_thread **out, gkp_error *err);
+/* Starts a state thread for `pool` whose continuations go to `loop`.  0, or
+ * a negative errno with err. */
+int gkp__state_thread_new(gkp__loop *loop, gkp_pool *pool, gkp__state_thread **out,
+                          gkp_error *err);
 
 /* Queues op (loop thread). */
 void gkp__state_submit(gkp__state_thread *t, gkp__sop *op);

@@ -188,8 +188,33 @@ static void test_holder_that_stops_renewing_loses_the_key(void **st) {
   gkp_pool_close(b);
 }
 
+/* The heartbeat's verb renews many leases in one step, each with its own
+ * answer; the end of a request releases in the same step as its usage. */
+static void test_renew_many_and_finish(void **st) {
+  (void)st;
+  gkp_pool *a = open_pool("verbs"), *b = open_pool("verbs");
+  gkp_lease ls[2], other;
+  gkp_error err;
+  int rcs[2] = {1, 1};
+  assert_int_equal(gkp_reserve(a, "gemini-2.5-flash", 10, &ls[0], NULL, &err), 0);
+  ls[1] = ls[0];
+  ls[1].id ^= 0x5a5a; /* a lease this state never gave */
+  assert_int_equal(gkp__pool_renew_leases(a, ls, 2, rcs, &err), 0);
+  assert_int_equal(rcs[0], 0);
+  assert_int_equal(rcs[1], -ESTALE);
+  assert_int_equal(gkp_reserve(b, "gemini-2.5-flash", 10, &other, NULL, &err), -EAGAIN);
+  gkp__finish f = {.lease = ls[0], .usage = {7, 3, -1}, .counted = 1, .sent = 1};
+  assert_int_equal(gkp__pool_finish_many(a, &f, 1, &err), 0);
+  assert_int_equal(gkp_lease_renew(a, &ls[0], &err), -ESTALE);
+  assert_int_equal(gkp_reserve(b, "gemini-2.5-flash", 10, &other, NULL, &err), 0);
+  gkp_release(b, &other, 0, NULL);
+  gkp_pool_close(a);
+  gkp_pool_close(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_renew_many_and_finish),
       cmocka_unit_test(test_long_stream_keeps_its_lease),
       cmocka_unit_test(test_holder_that_stops_renewing_loses_the_key),
   };
