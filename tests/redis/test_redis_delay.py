@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The HTTP front on a Redis state one millisecond away (delay_proxy.py holds
+"""The HTTP front on a Redis state one millisecond away (delay_proxy holds
 every byte back 1 ms each way), with short leases (GEMINI_POOL_LEASE_TTL_MS
 2 s) kept alive by a fast heartbeat (GEMINI_POOL_LEASE_RENEW_MS 400 ms), so
 that many heartbeats fall inside every request.
@@ -39,7 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "http"))
 sys.path.insert(0, HERE)
-from frontlib import SLOW, Emu, Front, Pool, T, http, user  # noqa: E402
+from frontlib import BINARY, SLOW, Emu, Front, Pool, T, http, user  # noqa: E402
 from redislib import Redis, need_redis  # noqa: E402
 
 need_redis()
@@ -61,12 +61,13 @@ MAX_INFLIGHT = 2
 # limit would not do here: the emulator counts a request when it answers, 2.5 s
 # after the pool counted it, more than the pool's margin on the minute.
 LIMITS = {"rpm": 1000, "tpm": 10000000, "rpd": 15}
-PROXY = os.path.join(HERE, "delay_proxy.py")
+PROXY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(BINARY))), "tests", "redis",
+                     "delay_proxy")
 
 
 class Proxy:
-    """delay_proxy.py in front of the server; stoppable and restartable on
-    its port."""
+    """delay_proxy (delay_proxy.c) in front of the server; stoppable and
+    restartable on its port."""
 
     def __init__(self, to_port: int) -> None:
         self.to_port = to_port
@@ -80,7 +81,7 @@ class Proxy:
         if os.path.exists(pf):
             os.unlink(pf)
         self.proc = subprocess.Popen(
-            [sys.executable, PROXY, "--listen-port-file", pf, "--to", f"127.0.0.1:{self.to_port}",
+            [PROXY, "--listen-port-file", pf, "--to", f"127.0.0.1:{self.to_port}",
              "--delay-ms", "1", "--port", str(self.port)], start_new_session=True)
         deadline = time.monotonic() + 20 * SLOW
         while time.monotonic() < deadline and not os.path.exists(pf) and self.proc.poll() is None:
