@@ -1,10 +1,12 @@
 /*
  * bench_fs.c - the helper of scripts/bench-fs.
  *
- *   bench_fs upstream --port-file F [--hold-ms N]
+ *   bench_fs upstream --port-file F [--hold-ms N] [--chunks N --chunk-ms M]
  *       A zero-cost Gemini upstream: an epoll HTTP/1.1 server (keep-alive, one
  *       thread) that answers every POST with the same small streamGenerateContent
- *       SSE answer, after holding it N ms (default 0).
+ *       SSE answer, after holding it N ms (default 0).  With --chunks, a slow
+ *       stream instead: N events (chunked encoding), one every M ms, the first
+ *       at once.
  *   bench_fs direct --url BASE --n N
  *       N sequential requests with libcurl straight to BASE (one reused
  *       connection, as the engine's client reuses its connections); prints the
@@ -92,6 +94,7 @@ typedef struct conn {
 typedef struct held {
   int64_t due_us;
   conn *c;
+  int step; /* slow streams: events sent so far */
 } held;
 
 static char response[2048];
@@ -141,7 +144,45 @@ static void conn_send(conn *c, const char *data, size_t len) {
   epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+static void queue_push_step(conn *c, int64_t due, int step);
+
 static void queue_push(conn *c, int64_t due) {
+  queue_push_step(c, due, 0);
+}
+
+/* Slow streams (--chunks): how many events, how far apart. */
+static int stream_chunks;
+static int64_t stream_gap_us;
+#define STREAM_EVENT                                                                               \
+  "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"slow \"}],\"role\": "         \
+  "\"model\"},\"index\": 0}]}\r\n\r\n"
+#define STREAM_LAST                                                                                \
+  "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"end\"}],\"role\": "          \
+  "\"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": "                      \
+  "{\"promptTokenCount\": 8,\"candidatesTokenCount\": 16,\"totalTokenCount\": 24}}\r\n\r\n"
+
+/* Sends event `step` of a slow stream (its headers before the first) and
+ * holds the next one back. */
+static void stream_step(conn *c, int step, int64_t now) {
+  char buf[1024];
+  const char *ev = step == stream_chunks - 1 ? STREAM_LAST : STREAM_EVENT;
+  int n = 0;
+  if (step == 0) {
+    n = snprintf(buf, sizeof buf,
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n");
+  }
+  n += snprintf(buf + n, sizeof buf - (size_t)n, "%zx\r\n%s\r\n", strlen(ev), ev);
+  if (step == stream_chunks - 1) {
+    n += snprintf(buf + n, sizeof buf - (size_t)n, "0\r\n\r\n");
+  }
+  conn_send(c, buf, (size_t)n);
+  if (step < stream_chunks - 1) {
+    queue_push_step(c, now + stream_gap_us, step + 1);
+  }
+}
+
+static void queue_push_step(conn *c, int64_t due, int step) {
   if (qtail - qhead == qcap) {
     size_t ncap = qcap ? qcap * 2 : 1024;
     held *n = malloc(ncap * sizeof *n);
@@ -154,7 +195,7 @@ static void queue_push(conn *c, int64_t due) {
     queue = n;
     qcap = ncap;
   }
-  queue[qtail % qcap] = (held){due, c};
+  queue[qtail % qcap] = (held){due, c, step};
   qtail++;
   c->pending++;
 }
@@ -177,7 +218,9 @@ static void conn_requests(conn *c, int64_t hold_us) {
     }
     memmove(c->in, c->in + head + body, c->inlen - head - body);
     c->inlen -= head + body;
-    if (hold_us > 0) {
+    if (stream_chunks > 0) {
+      stream_step(c, 0, now_us());
+    } else if (hold_us > 0) {
       queue_push(c, now_us() + hold_us);
     } else {
       conn_send(c, response, response_len);
@@ -188,6 +231,8 @@ static void conn_requests(conn *c, int64_t hold_us) {
 static int cmd_upstream(int argc, char **argv) {
   const char *port_file = opt(argc, argv, "--port-file", NULL);
   int64_t hold_us = (int64_t)atol(opt(argc, argv, "--hold-ms", "0")) * 1000;
+  stream_chunks = atoi(opt(argc, argv, "--chunks", "0"));
+  stream_gap_us = (int64_t)atol(opt(argc, argv, "--chunk-ms", "100")) * 1000;
   const char *body_fmt =
       "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"" ANSWER_TEXT "\"}],"
       "\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],"
@@ -274,9 +319,12 @@ static int cmd_upstream(int argc, char **argv) {
     int64_t t = now_us();
     while (qhead != qtail && queue[qhead % qcap].due_us <= t) {
       conn *c = queue[qhead % qcap].c;
+      int step = queue[qhead % qcap].step;
       qhead++;
       c->pending--;
-      if (c->alive) {
+      if (c->alive && stream_chunks > 0) {
+        stream_step(c, step, t);
+      } else if (c->alive) {
         conn_send(c, response, response_len);
       } else if (c->pending == 0) {
         free(c->out);

@@ -1,6 +1,7 @@
 /*
- * bench_redis.c - the Redis backend's reserve + record + release cycles per
- * second against a running redis-server: one process, eight processes, and a
+ * bench_redis.c - the Redis backend's request cycles per second (reserve,
+ * then finish: usage and release in one step, as the runner does) against a
+ * running redis-server: one process, eight processes, and a
  * naive client-side baseline in eight processes that does the same work with
  * WATCH / MULTI / EXEC around a read-modify-write of the same records
  * (retrying when another client touched them).
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/engine.h"
 #include "gkp.h"
 
 #define NKEYS 8
@@ -66,8 +68,7 @@ static long run_cycles(gkp_pool *pool, double secs) {
       fprintf(stderr, "bench-redis: reserve: %s\n", err.msg);
       exit(1);
     }
-    gkp_record_usage(pool, &l, &u, NULL);
-    gkp_release(pool, &l, 1, NULL);
+    gkp__pool_finish(pool, &l, &u, 1, NULL);
     n++;
   }
   return n;
@@ -232,7 +233,7 @@ int main(int argc, char **argv) {
   double secs = atof(argv[2]);
   gkp_pool_close(open_pool(url)); /* the keys' records exist before the race */
   double one = in_processes(url, 1, secs, 0);
-  printf("redis backend, 1 process:   %10.0f cycles/s (reserve + record usage + release)\n", one);
+  printf("redis backend, 1 process:   %10.0f cycles/s (reserve + finish)\n", one);
   double many = in_processes(url, PROCS, secs, 0);
   printf("redis backend, %d processes: %10.0f cycles/s aggregate, one server\n", PROCS, many);
   double nv = in_processes(url, PROCS, secs, 1);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "engine/engine.h"
 #include "engine/quota.h"
 #include "gkp.h"
 
@@ -89,6 +90,10 @@ typedef struct gkp__backend_ops {
                  gkp_wait *wait, gkp_error *err);
   /* Extends a lease held by this process; -ESTALE if it is gone. */
   int (*renew)(gkp__backend *b, const gkp_lease *l, gkp_error *err);
+  /* Extends n leases in one step (one transaction, one script): rcs[i] is
+   * 0 or -ESTALE.  Returns 0, or a negative errno (err set) when the state
+   * could not be reached at all (every rcs[i] is then that errno). */
+  int (*renew_many)(gkp__backend *b, const gkp_lease *ls, size_t n, int *rcs, gkp_error *err);
   /* Ends a lease; not sent: the counts are given back. */
   int (*release)(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err);
   /* Ends a lease whose request never reached the server (its counts given
@@ -100,6 +105,9 @@ typedef struct gkp__backend_ops {
    * clears it. */
   int64_t (*endpoint_down)(gkp__backend *b, char *buf, size_t len);
   int (*record_usage)(gkp__backend *b, const gkp_lease *l, const gkp_usage *u, gkp_error *err);
+  /* The ends of n requests in one step: for each, record_usage unless not
+   * counted, then release(sent). */
+  int (*finish)(gkp__backend *b, const gkp__finish *f, size_t n, gkp_error *err);
   /* Applies a classified error; sets v->cooldown_until_ms. */
   int (*apply_verdict)(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err);
   int (*admin)(gkp__backend *b, const gkp__admin *op, gkp_error *err);
@@ -140,6 +148,9 @@ typedef struct gkp__backend_ops {
 
 struct gkp__backend {
   const gkp__backend_ops *ops;
+  /* A verb may wait on the network (Redis): callers on an event loop run
+   * them on a thread of their own.  0: memory work under a lock only. */
+  int remote;
 };
 
 /* The mapped-file backend.  `clock` NULL: the real clock.  `log` gets what

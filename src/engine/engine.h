@@ -40,6 +40,34 @@ void *gkp__pool_task_runner(gkp_pool *pool, void *(*make)(gkp_pool *pool, gkp_er
  * disabled keys) into another's, for the keys and models both name: moving
  * a pool between a state file and Redis.  0 or a negative errno with err. */
 int gkp__state_copy(gkp_pool *from, gkp_pool *to, gkp_error *err);
+/* Whether the pool's state verbs may wait on the network (a Redis state):
+ * then an event loop must not call them itself.  0 for the state file,
+ * whose verbs are memory work under its lock. */
+int gkp__pool_state_remote(const gkp_pool *pool);
+
+/* Renews n leases in one step of the state backend; rcs[i] is 0 or the
+ * lease's own failure (-ESTALE: reclaimed).  0 or a negative errno (err
+ * set) when the state could not be reached. */
+int gkp__pool_renew_leases(gkp_pool *pool, const gkp_lease *ls, size_t n, int *rcs,
+                           gkp_error *err);
+
+/* The end of a request in one step: gkp_record_usage(usage) unless usage
+ * is NULL, then gkp_release(sent). */
+int gkp__pool_finish(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage, int sent,
+                     gkp_error *err);
+
+/* The end of one request, for gkp__pool_finish_many. */
+typedef struct gkp__finish {
+  gkp_lease lease;
+  gkp_usage usage;
+  int counted; /* a 2xx answer: its usage is recorded */
+  int sent;
+} gkp__finish;
+
+/* The ends of n requests in one step of the backend (one transaction, one
+ * script on a single Redis server). */
+int gkp__pool_finish_many(gkp_pool *pool, const gkp__finish *f, size_t n, gkp_error *err);
+
 /* Sets how long the leases this pool takes live unless renewed (default
  * GKP_LEASE_TTL_MS); for tests of the heartbeat in real time. */
 void gkp__pool_set_lease_ttl(gkp_pool *pool, int64_t ms);

@@ -288,24 +288,43 @@ static int bad_lease(const gkp_lease *l, gkp_error *err) {
   return 0;
 }
 
+/* Extends one lease inside a transaction. */
+static int renew_locked(fb *f, const gkp_lease *l, gkp_error *err) {
+  int li, s = find_lease(f, l, &li);
+  if (s < 0) {
+    return gkp__err(err, -ESTALE, "the lease on key '%s' was reclaimed", l->key_id);
+  }
+  gkp__lease_rec *r = &f->st->keys[s].leases[li];
+  gkp__store_save(f->st, &r->expires_ms, sizeof r->expires_ms);
+  gkp__store_save(f->st, &r->boot_expires_ms, sizeof r->boot_expires_ms);
+  r->expires_ms = fb_now(f) + LEASE_TTL_MS;
+  r->boot_expires_ms = gkp__boot_ms() + LEASE_TTL_MS;
+  gkp__store_commit(f->st);
+  return 0;
+}
+
 static int fb_renew(gkp__backend *b, const gkp_lease *l, gkp_error *err) {
   fb *f = (fb *)b;
-  int rc, li, s;
+  int rc;
   if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
     return rc;
   }
-  s = find_lease(f, l, &li);
-  if (s < 0) {
-    rc = gkp__err(err, -ESTALE, "the lease on key '%s' was reclaimed", l->key_id);
-  } else {
-    gkp__lease_rec *r = &f->st->keys[s].leases[li];
-    gkp__store_save(f->st, &r->expires_ms, sizeof r->expires_ms);
-    gkp__store_save(f->st, &r->boot_expires_ms, sizeof r->boot_expires_ms);
-    r->expires_ms = fb_now(f) + LEASE_TTL_MS;
-    r->boot_expires_ms = gkp__boot_ms() + LEASE_TTL_MS;
-    gkp__store_commit(f->st);
-  }
+  rc = renew_locked(f, l, err);
   end(f);
+  return rc;
+}
+
+/* Every lease of a heartbeat in one transaction. */
+static int fb_renew_many(gkp__backend *b, const gkp_lease *ls, size_t n, int *rcs,
+                         gkp_error *err) {
+  fb *f = (fb *)b;
+  int rc = begin(f, err);
+  for (size_t i = 0; i < n; i++) {
+    rcs[i] = rc != 0 ? rc : bad_lease(&ls[i], NULL) != 0 ? -EINVAL : renew_locked(f, &ls[i], NULL);
+  }
+  if (rc == 0) {
+    end(f);
+  }
   return rc;
 }
 
@@ -409,14 +428,9 @@ static int lease_pm(fb *f, const gkp_lease *l, int *key_slot, gkp_error *err) {
   return ps;
 }
 
-static int fb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage *u,
-                           gkp_error *err) {
-  fb *f = (fb *)b;
-  int rc, ks, ps;
-  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
-    return rc;
-  }
-  ps = lease_pm(f, l, &ks, err);
+/* Records a 2xx answer inside a transaction: 0 or -EINVAL. */
+static int usage_locked(fb *f, const gkp_lease *l, const gkp_usage *u, gkp_error *err) {
+  int ks, ps = lease_pm(f, l, &ks, err);
   if (ps >= 0) {
     gkp__pm_counts *p = &f->st->pms[ps].c;
     save_used(f->st, p);
@@ -425,8 +439,43 @@ static int fb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
     gkp__store_commit(f->st);
     f->st->hdr->down_since_ms = 0; /* an answer came: the endpoint is reachable */
   }
-  end(f);
   return ps < 0 ? ps : 0;
+}
+
+static int fb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage *u,
+                           gkp_error *err) {
+  fb *f = (fb *)b;
+  int rc;
+  if ((rc = bad_lease(l, err)) != 0 || (rc = begin(f, err)) != 0) {
+    return rc;
+  }
+  rc = usage_locked(f, l, u, err);
+  end(f);
+  return rc;
+}
+
+/* Usage and release of n requests in one transaction. */
+static int fb_finish(gkp__backend *b, const gkp__finish *fs, size_t n, gkp_error *err) {
+  fb *f = (fb *)b;
+  int rc = begin(f, err), first = 0;
+  if (rc != 0) {
+    return rc;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const gkp_lease *l = &fs[i].lease;
+    rc = bad_lease(l, err);
+    if (rc == 0 && fs[i].counted) {
+      rc = usage_locked(f, l, &fs[i].usage, err);
+    }
+    if (bad_lease(l, NULL) == 0) {
+      release_locked(f, l, fs[i].sent);
+    }
+    if (rc != 0 && first == 0) {
+      first = rc;
+    }
+  }
+  end(f);
+  return first;
 }
 
 static int fb_apply_verdict(gkp__backend *b, const gkp_lease *l, gkp_verdict *v, gkp_error *err) {
@@ -571,6 +620,8 @@ static const gkp__backend_ops file_ops = {
     .attach = fb_attach,
     .reserve = fb_reserve,
     .renew = fb_renew,
+    .renew_many = fb_renew_many,
+    .finish = fb_finish,
     .release = fb_release,
     .release_unreached = fb_release_unreached,
     .endpoint_down = fb_endpoint_down,

@@ -510,6 +510,44 @@ int gkp_lease_renew(gkp_pool *pool, const gkp_lease *lease, gkp_error *err) {
   return pool->be->ops->renew(pool->be, lease, err);
 }
 
+int gkp__pool_renew_leases(gkp_pool *pool, const gkp_lease *ls, size_t n, int *rcs,
+                           gkp_error *err) {
+  int rc;
+  gkp__err_clear(err);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
+    for (size_t i = 0; i < n; i++) {
+      rcs[i] = rc;
+    }
+    return rc;
+  }
+  if (n == 0) {
+    return 0;
+  }
+  return pool->be->ops->renew_many(pool->be, ls, n, rcs, err);
+}
+
+int gkp__pool_finish(gkp_pool *pool, const gkp_lease *lease, const gkp_usage *usage, int sent,
+                     gkp_error *err) {
+  gkp__finish f = {.lease = *lease, .counted = usage != NULL, .sent = sent};
+  if (usage != NULL) {
+    f.usage = *usage;
+  }
+  return gkp__pool_finish_many(pool, &f, 1, err);
+}
+
+int gkp__pool_finish_many(gkp_pool *pool, const gkp__finish *f, size_t n, gkp_error *err) {
+  int rc;
+  gkp__err_clear(err);
+  if ((rc = gkp__pool_check_fork(pool, err)) != 0) {
+    return rc;
+  }
+  return n == 0 ? 0 : pool->be->ops->finish(pool->be, f, n, err);
+}
+
+int gkp__pool_state_remote(const gkp_pool *pool) {
+  return pool->be->remote;
+}
+
 int gkp_release(gkp_pool *pool, const gkp_lease *lease, int sent, gkp_error *err) {
   int rc;
   gkp__err_clear(err);

@@ -658,6 +658,101 @@ static int rb_renew(gkp__backend *b, const gkp_lease *l, gkp_error *err) {
   return rc;
 }
 
+/* One script over leases `idx` (of one slot).  Returns 0 or the errno of a
+ * failed call (then each of them gets it). */
+static int renew_group(rb *r, const gkp_lease *ls, const size_t *idx, size_t n, int *rcs,
+                       gkp_error *err) {
+  const char **av = calloc(2 * n + 2, sizeof *av);
+  char(*names)[KNAME] = malloc(n * sizeof *names);
+  char(*ids)[24] = malloc(n * sizeof *ids);
+  char now[24], ttl[24];
+  int rc = 0;
+  if (av == NULL || names == NULL || ids == NULL) {
+    rc = gkp__err(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  now_arg(r, now);
+  snprintf(ttl, sizeof ttl, "%d", r->lease_ttl_ms);
+  for (size_t i = 0; i < n; i++) {
+    kname(names[i], 'l', ls[idx[i]].project, ls[idx[i]].key_id);
+    lease_member(&ls[idx[i]], ids[i]);
+    av[i] = names[i];
+    av[n + 2 + i] = ids[i];
+  }
+  av[n] = now;
+  av[n + 1] = ttl;
+  redisReply *x = gkp__rconn_script(&r->conn, GKP__RS_RENEW_MANY, (int)n, (int)(2 * n + 2), av,
+                                    err);
+  if (x == NULL) {
+    rc = err != NULL && err->code != 0 ? err->code : -EIO;
+  } else if (x->type != REDIS_REPLY_ARRAY || x->elements != n + 1) {
+    rc = gkp__err(err, -EPROTO, "unexpected answer from %s to a lease renewal", r->conn.url.where);
+  } else {
+    saw_time(r, reply_int(x->element[0]));
+    for (size_t i = 0; i < n; i++) {
+      rcs[idx[i]] = reply_int(x->element[i + 1]) == 1 ? 0 : -ESTALE;
+    }
+  }
+  freeReplyObject(x);
+out:
+  if (rc != 0) {
+    for (size_t i = 0; i < n; i++) {
+      rcs[idx[i]] = rc;
+    }
+  }
+  free(av);
+  free(names);
+  free(ids);
+  return rc;
+}
+
+/* A heartbeat's leases: one script on a single server; on a cluster one per
+ * project (each script stays in one slot). */
+static int rb_renew_many(gkp__backend *b, const gkp_lease *ls, size_t n, int *rcs,
+                         gkp_error *err) {
+  rb *r = (rb *)b;
+  size_t *idx = malloc(n * sizeof *idx), ng;
+  char *done = calloc(n, 1);
+  int rc = 0;
+  if (idx == NULL || done == NULL) {
+    free(idx);
+    free(done);
+    for (size_t i = 0; i < n; i++) {
+      rcs[i] = -ENOMEM;
+    }
+    return gkp__err(err, -ENOMEM, "out of memory");
+  }
+  pthread_mutex_lock(&r->conn.mu);
+  for (size_t i = 0; i < n; i++) {
+    if (done[i]) {
+      continue;
+    }
+    ng = 0;
+    for (size_t j = i; j < n; j++) {
+      if (done[j]) {
+        continue;
+      }
+      if (bad_lease(&ls[j], NULL) != 0) {
+        rcs[j] = -EINVAL;
+        done[j] = 1;
+      } else if (!r->conn.cluster || strcmp(ls[j].project, ls[i].project) == 0) {
+        idx[ng++] = j;
+        done[j] = 1;
+      }
+    }
+    if (ng > 0) {
+      int g = renew_group(r, ls, idx, ng, rcs, err);
+      if (g != 0 && rc == 0) {
+        rc = g;
+      }
+    }
+  }
+  pthread_mutex_unlock(&r->conn.mu);
+  free(idx);
+  free(done);
+  return rc;
+}
+
 static int rb_release(gkp__backend *b, const gkp_lease *l, int sent, gkp_error *err) {
   rb *r = (rb *)b;
   char k[KNAME], lk[KNAME], m[KNAME], w[KNAME], id[24], st[24], est[24], ds[24], plu[24] = "";
@@ -733,6 +828,119 @@ static int rb_record_usage(gkp__backend *b, const gkp_lease *l, const gkp_usage 
   }
   pthread_mutex_unlock(&r->conn.mu);
   return rc;
+}
+
+/* One request's end as arguments of the finish script (9) and its keys
+ * (4), in `buf` (13 strings). */
+typedef struct fin_args {
+  char k[KNAME], lk[KNAME], m[KNAME], w[KNAME];
+  char id[24], st[24], est[24], ds[24], plu[24], pt[24], out[24];
+  int64_t before;
+} fin_args;
+
+static void fin_fill(rb *r, const gkp__finish *f, fin_args *a) {
+  const gkp_lease *l = &f->lease;
+  int64_t o = 0;
+  kname(a->k, 'k', l->project, l->key_id);
+  kname(a->lk, 'l', l->project, l->key_id);
+  kname(a->m, 'm', l->project, l->model);
+  kname(a->w, 'w', l->project, l->model);
+  lease_member(l, a->id);
+  snprintf(a->st, sizeof a->st, "%" PRId64, l->started_ms);
+  snprintf(a->est, sizeof a->est, "%" PRId64, l->est_tokens);
+  snprintf(a->ds, sizeof a->ds, "%" PRId64, gkp_last_pacific_midnight(l->started_ms));
+  snprintf(a->pt, sizeof a->pt, "%" PRId64, f->counted ? f->usage.prompt_tokens : (int64_t)-1);
+  if (f->counted) {
+    o = (f->usage.candidates_tokens > 0 ? f->usage.candidates_tokens : 0) +
+        (f->usage.thoughts_tokens > 0 ? f->usage.thoughts_tokens : 0);
+  }
+  snprintf(a->out, sizeof a->out, "%" PRId64, o);
+  a->before = own_last_used(r, l->id);
+  a->plu[0] = '\0';
+  if (a->before >= 0) {
+    snprintf(a->plu, sizeof a->plu, "%" PRId64, a->before);
+  }
+}
+
+/* One finish script over fs[0..n) (one slot, or a single server). */
+static int finish_group(rb *r, const gkp__finish *fs, size_t n, gkp_error *err) {
+  fin_args *a = calloc(n, sizeof *a);
+  const char **av = calloc(13 * n + 2, sizeof *av);
+  char count[24];
+  int rc = 0, counted = 0, nk = 0, na = 0;
+  if (a == NULL || av == NULL) {
+    free(a);
+    free(av);
+    return gkp__err(err, -ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    fin_fill(r, &fs[i], &a[i]);
+    counted |= fs[i].counted;
+    av[nk++] = a[i].k;
+    av[nk++] = a[i].lk;
+    av[nk++] = a[i].m;
+    av[nk++] = a[i].w;
+  }
+  /* An answer came: on a single server the script marks the endpoint
+   * reachable in the same call; a cluster keeps it in another slot. */
+  if (counted && !r->conn.cluster) {
+    av[nk++] = r->endpoint;
+  }
+  snprintf(count, sizeof count, "%zu", n);
+  const char **arg = av + nk;
+  arg[na++] = count;
+  for (size_t i = 0; i < n; i++) {
+    const char *one[] = {a[i].id, fs[i].sent ? "1" : "0", a[i].st, a[i].est, a[i].ds, a[i].plu,
+                         fs[i].counted ? "1" : "0", a[i].pt, a[i].out};
+    memcpy(arg + na, one, sizeof one);
+    na += 9;
+  }
+  redisReply *x = gkp__rconn_script(&r->conn, GKP__RS_FINISH, nk, nk + na, av, err);
+  rc = x == NULL ? (err != NULL && err->code != 0 ? err->code : -EIO) : 0;
+  for (size_t i = 0; i < n; i++) {
+    int gone = x != NULL && x->type == REDIS_REPLY_ARRAY && i < x->elements &&
+               reply_int(x->element[i]) == 1;
+    if (gone && !fs[i].sent && a[i].before > 0) {
+      /* never sent: the key's place in the LRU order back */
+      freeReplyObject(
+          cmd(r, r->lru, NULL, 5, "ZADD", r->lru, "XX", a[i].plu, fs[i].lease.key_id));
+    }
+    /* Unreachable: the lease ends on the server by itself. */
+    own_remove(r, fs[i].lease.id);
+  }
+  freeReplyObject(x);
+  if (rc == 0 && counted && r->conn.cluster) {
+    endpoint_up(r);
+  }
+  free(a);
+  free(av);
+  return rc;
+}
+
+/* The ends of n requests: one script on a single server; on a cluster one
+ * per request (each in its project's slot). */
+static int rb_finish(gkp__backend *b, const gkp__finish *fs, size_t n, gkp_error *err) {
+  rb *r = (rb *)b;
+  int rc = 0, counted = 0;
+  for (size_t i = 0; i < n; i++) {
+    if ((rc = bad_lease(&fs[i].lease, err)) != 0) {
+      return rc;
+    }
+    counted |= fs[i].counted;
+  }
+  pthread_mutex_lock(&r->conn.mu);
+  if (!r->conn.cluster) {
+    rc = finish_group(r, fs, n, err);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      int one = finish_group(r, &fs[i], 1, err);
+      rc = rc != 0 ? rc : one;
+    }
+  }
+  pthread_mutex_unlock(&r->conn.mu);
+  /* Releases on an unreachable server end by themselves: only a lost usage
+   * is worth an error. */
+  return rc == -EAGAIN && !counted ? 0 : rc;
 }
 
 /* ---- the endpoint record ------------------------------------------------------------------ */
@@ -1575,6 +1783,8 @@ static const gkp__backend_ops redis_ops = {
     .attach = rb_attach,
     .reserve = rb_reserve,
     .renew = rb_renew,
+    .renew_many = rb_renew_many,
+    .finish = rb_finish,
     .release = rb_release,
     .record_usage = rb_record_usage,
     .apply_verdict = rb_apply_verdict,
@@ -1613,6 +1823,7 @@ int gkp__redis_backend_open(const char *url, const char *env_dir, gkp_clock_fn c
     return gkp__err(err, -ENOMEM, "out of memory");
   }
   r->base.ops = &redis_ops;
+  r->base.remote = 1;
   pthread_mutex_init(&r->memo_mu, NULL);
   r->clock = clock;
   r->clock_ud = clock_ud;

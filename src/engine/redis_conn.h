@@ -62,6 +62,8 @@ enum gkp__rscript {
   GKP__RS_RESET,
   GKP__RS_GC,
   GKP__RS_CAS,
+  GKP__RS_RENEW_MANY,
+  GKP__RS_FINISH,
   GKP__RS_COUNT
 };
 

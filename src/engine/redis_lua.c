@@ -184,6 +184,68 @@ static const char renew_lua[] =
             "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])\n"
             "return {1, now}\n";
 
+/* KEYS: the lease sets of n leases (one slot: a single server, or one
+ * project on a cluster).  ARGV: now ttl, then the n lease ids.  Returns {now,
+ * r1 .. rn}: 1 where the lease was still there and is extended, else 0. */
+static const char renew_many_lua[] =
+    PRELUDE "local now = clock(ARGV[1])\n"
+            "local ttl = tonumber(ARGV[2])\n"
+            "local out = {now}\n"
+            "for i = 1, #KEYS do\n"
+            "  local s = redis.call('ZSCORE', KEYS[i], ARGV[i + 2])\n"
+            "  if not s then out[i + 1] = 0\n"
+            "  elseif tonumber(s) <= now then redis.call('ZREM', KEYS[i], ARGV[i + 2]); out[i + 1] = 0\n"
+            "  else redis.call('ZADD', KEYS[i], now + ttl, ARGV[i + 2]); out[i + 1] = 1 end\n"
+            "end\n"
+            "return out\n";
+
+/* The end of n requests in one step.  KEYS: k l m w of each lease, then
+ * (on a single server, when any is counted) the endpoint.  ARGV: n, then
+ * for each lease: id sent started_ms est started_day_start last_used_before
+ * counted prompt out_tokens.  For each: the usage of a 2xx answer (counted
+ * == '1', as usage_lua; the endpoint, when named, marked reachable), then
+ * the release (as release_lua).  Returns for each 1 if its lease was still
+ * there. */
+static const char finish_lua[] = PRELUDE
+    "local n = tonumber(ARGV[1])\n"
+    "local ep = KEYS[4 * n + 1]\n"
+    "local out = {}\n"
+    "for i = 0, n - 1 do\n"
+    "  local k, l, m, w = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4]\n"
+    "  local o = 1 + 9 * i\n"
+    "  local id, sent, st, est = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]\n"
+    "  if ARGV[o + 7] == '1' then\n"
+    "    redis.call('HSET', m, 'prv', 1, 's429', 0, 'ssrv', 0, 'le', '')\n"
+    "    if ep then redis.call('HSET', ep, 'since', '0') end\n"
+    "    local p = tonumber(ARGV[o + 8])\n"
+    "    if p >= 0 then\n"
+    "      local sec = math.floor(tonumber(st) / 1000)\n"
+    "      if redis.call('HEXISTS', w, 'r' .. sec) == 1 then\n"
+    "        local v = num(redis.call('HGET', w, 't' .. sec), 0) + p - tonumber(est)\n"
+    "        if v < 0 then v = 0 end\n"
+    "        redis.call('HSET', w, 't' .. sec, v)\n"
+    "      end\n"
+    "      redis.call('HINCRBY', m, 'tin', p)\n"
+    "    end\n"
+    "    if tonumber(ARGV[o + 9]) > 0 then redis.call('HINCRBY', m, 'tout', ARGV[o + 9]) end\n"
+    "  end\n"
+    "  local gone = redis.call('ZREM', l, id)\n"
+    "  if gone == 1 and sent == '0' then\n"
+    "    local sec = math.floor(tonumber(st) / 1000)\n"
+    "    adjust(w, 'r' .. sec, -1)\n"
+    "    if tonumber(est) > 0 then adjust(w, 't' .. sec, -tonumber(est)) end\n"
+    "    local h = redis.call('HMGET', m, 'ds', 'dc', 'rt')\n"
+    "    if num(h[1], 0) == tonumber(ARGV[o + 5]) and num(h[2], 0) > 0 then\n"
+    "      redis.call('HINCRBY', m, 'dc', -1) end\n"
+    "    if num(h[3], 0) > 0 then redis.call('HINCRBY', m, 'rt', -1) end\n"
+    "    if num(redis.call('HGET', k, 'rt'), 0) > 0 then redis.call('HINCRBY', k, 'rt', -1) end\n"
+    "    if ARGV[o + 6] ~= '' and redis.call('HGET', k, 'lu') == st then\n"
+    "      redis.call('HSET', k, 'lu', ARGV[o + 6]) end\n"
+    "  end\n"
+    "  out[i + 1] = gone\n"
+    "end\n"
+    "return out\n";
+
 /* KEYS: k l m w.  ARGV: id sent started_ms est started_day_start last_used_before
  * ("": unknown; an unsent request gives the key its earlier last use back).
  * Returns 1 if the lease was still there. */
@@ -298,6 +360,10 @@ const char *gkp__redis_script_text(int script) {
     return gc_lua;
   case GKP__RS_CAS:
     return cas_lua;
+  case GKP__RS_RENEW_MANY:
+    return renew_many_lua;
+  case GKP__RS_FINISH:
+    return finish_lua;
   default:
     return NULL;
   }

@@ -82,6 +82,7 @@ struct gkp__job {
   uint64_t deadline_timer;
   gkp_lease lease;
   int has_lease;
+  int state_op; /* a state operation that decides its next step is under way */
   gkp__gemini_call *call;
   int64_t attempt_started_ms;
 

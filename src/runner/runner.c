@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "engine/pool_impl.h"
 #include "runner/job.h"
+#include "runner/state_thread.h"
 
 #define DEFAULT_MAX_ATTEMPTS 12
 #define SERVER_STREAK_FALLBACK 3
@@ -31,6 +32,7 @@ struct gkp__mq {
   char model[GKP_ID_MAX];
   gkp__job *head, *tail;
   size_t n;
+  gkp__job *reserving; /* its head, while the state thread reserves for it */
   uint64_t timer;
   int64_t timer_at;
   gkp__mq *next;
@@ -45,6 +47,10 @@ struct gkp__runner {
   gkp__job *all; /* live jobs (loop thread) */
   pthread_mutex_t stats_mu;
   gkp__runner_stats stats;
+  /* Runs the state verbs when they may wait on the network (Redis); NULL:
+   * the loop calls them itself (the state file: memory work under its
+   * lock). */
+  gkp__state_thread *st;
   int dispatch_posted;  /* a dispatch of every queue is already posted */
   long stall_timeout_s; /* per request: abort after this long without a byte
                            ($GEMINI_POOL_STALL_TIMEOUT, default 300 s) */
@@ -59,6 +65,45 @@ struct gkp__runner {
 static void job_unref(gkp__job *job);
 static void dispatch_all(gkp__runner *r);
 static void job_try(gkp__job *job);
+static void dispatch_queue(gkp__mq *q);
+
+/* ---- state verbs off the loop ----------------------------------------------- */
+
+/* Runs a state operation: on the state thread, its continuation posted back
+ * to the loop; or here and now when the backend never waits on I/O. */
+static void state_call(gkp__runner *r, gkp__sop *op) {
+  if (r->st != NULL) {
+    gkp__state_submit(r->st, op);
+    return;
+  }
+  if (op->fin != NULL) {
+    gkp__pool_finish_many(r->pool, op->fin, 1, NULL);
+  }
+  if (op->run != NULL) {
+    op->run(op);
+  }
+  op->done(op, 0);
+}
+
+/* Whether a job ended while a state operation for it was under way. */
+static int job_ended(const gkp__job *job) {
+  return job->status >= GKP__JOB_DONE;
+}
+
+/* The end of a lease, not waited for. */
+typedef struct end_op {
+  gkp__sop base;
+  gkp__runner *r;
+  gkp__finish fin;
+} end_op;
+
+static void end_done(gkp__sop *o, int orphan) {
+  end_op *op = (end_op *)o;
+  if (!orphan) {
+    dispatch_all(op->r); /* a key came free */
+  }
+  free(op);
+}
 
 const char *gkp__job_status_name(int status) {
   static const char *names[] = {"queued", "running", "done", "failed", "cancelled"};
@@ -349,11 +394,22 @@ static int add_attempt(gkp__job *job, int http_status, int kind) {
 
 /* Ends the current reservation; wakes the queues since a key came free. */
 static void end_lease(gkp__job *job, int sent) {
-  if (job->has_lease) {
-    gkp_release(job->runner->pool, &job->lease, sent, NULL);
-    job->has_lease = 0;
-    dispatch_all(job->runner);
+  gkp__runner *r = job->runner;
+  if (!job->has_lease) {
+    return;
   }
+  job->has_lease = 0;
+  end_op *op = calloc(1, sizeof *op);
+  if (op == NULL) { /* the lease expires by itself */
+    dispatch_all(r);
+    return;
+  }
+  op->base.fin = &op->fin;
+  op->base.done = end_done;
+  op->r = r;
+  op->fin.lease = job->lease;
+  op->fin.sent = sent;
+  state_call(r, &op->base);
 }
 
 /* ---- text across attempts --------------------------------------------------- */
@@ -561,6 +617,18 @@ static void endpoint_back(gkp__runner *r) {
   }
 }
 
+/* A lease whose request never reached the server, given back. */
+typedef struct unreached_op {
+  end_op e; /* first: its done is end_done */
+  char url[1024];
+  char reason[GKP_MSG_MAX];
+} unreached_op;
+
+static void unreached_run(gkp__sop *o) {
+  unreached_op *op = (unreached_op *)o;
+  gkp_release_unreached(op->e.r->pool, &op->e.fin.lease, op->url, op->reason, NULL);
+}
+
 /* An attempt that never reached the server: nobody's key's fault.  Gives the
  * reservation back uncounted, backs off, and waits within max_wait; then
  * fails with one line naming the endpoint and the reason. */
@@ -574,8 +642,17 @@ static void job_unreached(gkp__job *job, const char *reason) {
   gkp__config_unref(cfg);
   add_attempt(job, 0, GKP_KIND_UNREACHABLE);
   if (job->has_lease) {
-    gkp_release_unreached(r->pool, &job->lease, base, reason, NULL);
+    unreached_op *op = calloc(1, sizeof *op);
     job->has_lease = 0;
+    if (op != NULL) {
+      op->e.base.run = unreached_run;
+      op->e.base.done = end_done;
+      op->e.r = r;
+      op->e.fin.lease = job->lease;
+      gkp__strlcpy(op->url, base, sizeof op->url);
+      gkp__strlcpy(op->reason, reason, sizeof op->reason);
+      state_call(r, &op->e.base);
+    }
   }
   drop_images(job);
   /* One backoff step per round of tries, not per job that failed in it. */
@@ -609,6 +686,44 @@ static void attempt_cancelled(gkp__job *job, const gkp__gemini_outcome *o) {
              job->timed_out ? "timed out before the answer was complete" : "cancelled");
 }
 
+/* An answered request's usage and release, in one step; the job ends
+ * when they are recorded. */
+typedef struct answer_op {
+  gkp__sop base;
+  gkp__job *job; /* a reference */
+  gkp__finish fin;
+  int content; /* GKP__GEMINI_CONTENT: the job fails with `message` */
+  char message[GKP_MSG_MAX];
+} answer_op;
+
+static void answer_done(gkp__sop *o, int orphan) {
+  answer_op *op = (answer_op *)o;
+  gkp__job *job = op->job;
+  if (orphan || job_ended(job)) {
+    goto out;
+  }
+  job->state_op = 0;
+  dispatch_all(job->runner); /* a key came free */
+  if (op->content) {
+    job_finish(job, GKP__JOB_FAILED, op->message);
+    goto out;
+  }
+  /* The whole answer is shorter than what an earlier attempt delivered. */
+  if (!job->attempt_synced) {
+    restart_text(job);
+  }
+  for (size_t i = 0; i < job->nimages; i++) {
+    if (!job->released && job->sink.on_image != NULL) {
+      job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
+                         job->images[i].len);
+    }
+  }
+  job_finish(job, GKP__JOB_DONE, NULL);
+out:
+  job_unref(job);
+  free(op);
+}
+
 /* Google answered (GKP__GEMINI_OK, or GKP__GEMINI_CONTENT: an answer it
  * refused to finish): the usage is recorded and the job ends. */
 static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
@@ -622,9 +737,6 @@ static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
     u.candidates_tokens = job->usage.candidates;
     u.thoughts_tokens = job->usage.thoughts;
   }
-  if (counted) {
-    gkp_record_usage(r->pool, &job->lease, &u, NULL);
-  }
   add_attempt(job, o->http_status, GKP_KIND_NONE);
   pthread_mutex_lock(&job->mu);
   gkp__strlcpy(job->model_used, job->model, sizeof job->model_used);
@@ -632,48 +744,71 @@ static void attempt_answered(gkp__job *job, const gkp__gemini_outcome *o) {
   job->tokens_in = u.prompt_tokens;
   job->tokens_out = u.candidates_tokens >= 0 ? u.candidates_tokens : -1;
   pthread_mutex_unlock(&job->mu);
-  end_lease(job, counted);
-  if (o->status == GKP__GEMINI_CONTENT) {
-    job_finish(job, GKP__JOB_FAILED, o->message);
+  answer_op *op = calloc(1, sizeof *op);
+  if (op == NULL) {
+    end_lease(job, counted);
+    job_finish(job, GKP__JOB_FAILED, "out of memory");
     return;
   }
-  /* The whole answer is shorter than what an earlier attempt delivered. */
-  if (!job->attempt_synced) {
-    restart_text(job);
-  }
-  for (size_t i = 0; i < job->nimages; i++) {
-    if (!job->released && job->sink.on_image != NULL) {
-      job->sink.on_image(job->sink_ud, job, job->images[i].mime, job->images[i].data,
-                         job->images[i].len);
-    }
-  }
-  job_finish(job, GKP__JOB_DONE, NULL);
+  op->base.fin = &op->fin;
+  op->base.done = answer_done;
+  op->job = job;
+  op->fin.lease = job->lease;
+  op->fin.usage = u;
+  op->fin.counted = counted;
+  op->fin.sent = counted;
+  op->content = o->status == GKP__GEMINI_CONTENT;
+  gkp__strlcpy(op->message, o->message != NULL ? o->message : "", sizeof op->message);
+  job->has_lease = 0;
+  job->state_op = 1;
+  atomic_fetch_add(&job->refs, 1);
+  state_call(r, &op->base);
 }
 
-/* The pool's verdict on a failed request (its rule applied), with the
- * attempt counted and the lease released.  `msg` receives the line that
- * describes the failure. */
-static void attempt_verdict(gkp__job *job, const gkp__gemini_outcome *o, gkp_verdict *v, char *msg,
-                            size_t msglen) {
-  gkp__runner *r = job->runner;
-  if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
-    gkp_report_error(r->pool, &job->lease, o->http_status, o->body, o->body_len, v, NULL);
-  } else {
-    const char *m = o->message != NULL ? o->message : "transport failure";
-    gkp_report_error(r->pool, &job->lease, 0, m, strlen(m), v, NULL);
-    gkp__strlcpy(v->message, m, sizeof v->message);
-    gkp_redact(r->pool, v->message);
+/* The pool's verdict on a failed request (its rule applied) and the
+ * lease's release, on the state thread; the job goes on from attempt_judged. */
+typedef struct verdict_op {
+  gkp__sop base;
+  gkp__job *job; /* a reference */
+  gkp_lease lease;
+  char model[GKP_ID_MAX];
+  int http_status;
+  char *body; /* the error body, or the transport failure's message */
+  size_t len;
+  int transport;
+  int64_t fixed_429_cooldown_ms;
+  gkp_verdict v;
+} verdict_op;
+
+static void verdict_run(gkp__sop *o) {
+  verdict_op *op = (verdict_op *)o;
+  gkp_pool *pool = op->job->runner->pool;
+  gkp_report_error(pool, &op->lease, op->http_status, op->body, op->len, &op->v, NULL);
+  if (op->transport) {
+    gkp__strlcpy(op->v.message, op->body, sizeof op->v.message);
+    gkp_redact(pool, op->v.message);
   }
-  if (r->opts.fixed_429_cooldown_ms > 0 && v->http_status == 429) {
+  if (op->fixed_429_cooldown_ms > 0 && op->v.http_status == 429) {
     /* The reactive policy of simpler pools (for comparison in benchmarks). */
-    gkp_set_cooldown(r->pool, job->lease.key_id, job->model,
-                     gkp_pool_now(r->pool) + r->opts.fixed_429_cooldown_ms, v->kind, NULL);
+    gkp_set_cooldown(pool, op->lease.key_id, op->model,
+                     gkp_pool_now(pool) + op->fixed_429_cooldown_ms, op->v.kind, NULL);
   }
-  add_attempt(job, v->http_status, v->kind);
-  end_lease(job, 1);
-  drop_images(job);
-  snprintf(msg, msglen, "%s on %s (%s): %s", gkp_kind_name(v->kind), job->model, job->lease.key_id,
-           v->message);
+  gkp__pool_finish(pool, &op->lease, NULL, 1, NULL);
+}
+
+static void attempt_judged(gkp__job *job, gkp_verdict *v);
+
+static void verdict_done(gkp__sop *o, int orphan) {
+  verdict_op *op = (verdict_op *)o;
+  gkp__job *job = op->job;
+  if (!orphan && !job_ended(job)) {
+    job->state_op = 0;
+    dispatch_all(job->runner); /* a key came free */
+    attempt_judged(job, &op->v);
+  }
+  job_unref(job);
+  free(op->body);
+  free(op);
 }
 
 /* A raw job keeps the last error JSON Google sent, for its caller. */
@@ -710,17 +845,62 @@ static int cb_event(void *ud, const char *json, size_t len) {
   return rc;
 }
 
-/* The request failed: the job fails, falls back to the next model, or
- * waits in its queue for another key. */
+/* The request failed: its verdict is taken on the state thread, then
+ * attempt_judged decides. */
 static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
   gkp__runner *r = job->runner;
-  gkp_verdict v;
+  verdict_op *op = calloc(1, sizeof *op);
+  raw_note_error(job, o);
+  if (op != NULL) {
+    if (o->status == GKP__GEMINI_HTTP_ERROR || o->status == GKP__GEMINI_STREAM_ERROR) {
+      op->http_status = o->http_status;
+      op->body = gkp__dup_n(o->body != NULL ? o->body : "", o->body != NULL ? o->body_len : 0);
+      op->len = o->body != NULL ? o->body_len : 0;
+    } else {
+      const char *m = o->message != NULL ? o->message : "transport failure";
+      op->transport = 1;
+      op->body = strdup(m);
+      op->len = strlen(m);
+    }
+  }
+  if (op == NULL || op->body == NULL) {
+    if (op != NULL) {
+      free(op);
+    }
+    end_lease(job, 1);
+    job_finish(job, GKP__JOB_FAILED, "out of memory");
+    return;
+  }
+  op->base.run = verdict_run;
+  op->base.done = verdict_done;
+  op->job = job;
+  op->lease = job->lease;
+  gkp__strlcpy(op->model, job->model, sizeof op->model);
+  op->fixed_429_cooldown_ms = r->opts.fixed_429_cooldown_ms;
+  job->has_lease = 0;
+  job->state_op = 1;
+  atomic_fetch_add(&job->refs, 1);
+  state_call(r, &op->base);
+}
+
+/* The verdict is in: the job fails, falls back to the next model, or
+ * waits in its queue for another key. */
+static void attempt_judged(gkp__job *job, gkp_verdict *v) {
+  gkp__runner *r = job->runner;
   char msg[GKP_MSG_MAX];
 
-  raw_note_error(job, o);
-  attempt_verdict(job, o, &v, msg, sizeof msg);
+  add_attempt(job, v->http_status, v->kind);
+  drop_images(job);
+  snprintf(msg, sizeof msg, "%s on %s (%s): %s", gkp_kind_name(v->kind), job->model,
+           job->lease.key_id, v->message);
   gkp__strlcpy(job->last_error, msg, sizeof job->last_error);
-  job->server_streak = v.kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
+  job->server_streak = v->kind == GKP_KIND_SERVER ? job->server_streak + 1 : 0;
+  if (job->timed_out) {
+    char late[GKP_MSG_MAX];
+    snprintf(late, sizeof late, "timed out; the last attempt: %.400s", msg);
+    job_finish(job, GKP__JOB_FAILED, late);
+    return;
+  }
   if (job->raw && job->raw_sent) {
     /* Part of an answer went out: a retry would repeat or change it. */
     char broke[GKP_MSG_MAX];
@@ -728,15 +908,16 @@ static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
     job_finish(job, GKP__JOB_FAILED, broke);
     return;
   }
-  if (v.action == GKP_ACT_FAIL) {
-    job->refused_status = job->raw ? v.http_status : 0;
-    snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v.http_status, v.message);
+  if (v->action == GKP_ACT_FAIL) {
+    job->refused_status = job->raw ? v->http_status : 0;
+    snprintf(msg, sizeof msg, "Google refused the request (HTTP %d): %s", v->http_status,
+             v->message);
     job_finish(job, GKP__JOB_FAILED, msg);
     return;
   }
-  if (v.key_wide && ++job->keywide_penalties >= MAX_KEYWIDE_PENALTIES) {
+  if (v->key_wide && ++job->keywide_penalties >= MAX_KEYWIDE_PENALTIES) {
     snprintf(msg, sizeof msg, "Google refused %d keys in a row (%s, HTTP %d): %s",
-             job->keywide_penalties, gkp_kind_name(v.kind), v.http_status, v.message);
+             job->keywide_penalties, gkp_kind_name(v->kind), v->http_status, v->message);
     job_finish(job, GKP__JOB_FAILED, msg);
     return;
   }
@@ -748,7 +929,7 @@ static void attempt_failed(gkp__job *job, const gkp__gemini_outcome *o) {
   }
   set_status(job, GKP__JOB_QUEUED);
   notify_state(job);
-  if (v.action == GKP_ACT_FALLBACK || job->server_streak >= SERVER_STREAK_FALLBACK) {
+  if (v->action == GKP_ACT_FALLBACK || job->server_streak >= SERVER_STREAK_FALLBACK) {
     job_fallback(job, msg);
     return;
   }
@@ -783,23 +964,62 @@ static void cb_done(void *ud, const gkp__gemini_outcome *o) {
 
 /* ---- dispatching ------------------------------------------------------------- */
 
+/* One heartbeat's renewals: every lease in one step of the backend. */
+typedef struct renew_op {
+  gkp__sop base;
+  gkp_pool *pool;
+  size_t n;
+  int *rcs;
+  gkp_lease leases[];
+} renew_op;
+
+static void renew_run(gkp__sop *o) {
+  renew_op *op = (renew_op *)o;
+  gkp__pool_renew_leases(op->pool, op->leases, op->n, op->rcs, NULL);
+}
+
+static void renew_done(gkp__sop *o, int orphan) {
+  renew_op *op = (renew_op *)o;
+  (void)orphan;
+  free(op->rcs);
+  free(op);
+}
+
 /* The lease heartbeat: every lease a running request holds is renewed, so
  * that a stream still receiving keeps its key however long it runs, while a
- * holder that stops (killed, stuck) loses it within GKP_LEASE_TTL_MS. */
+ * holder that stops (killed, stuck) loses it within GKP_LEASE_TTL_MS.  All
+ * of them in one call of the backend, off the loop when it is remote. */
 static void renew_leases(gkp__loop *loop, void *ud) {
   gkp__runner *r = ud;
-  int held = 0;
+  size_t n = 0, i = 0;
   (void)loop;
   r->renew_timer = 0;
   for (gkp__job *job = r->all; job != NULL; job = job->all_next) {
+    n += job->has_lease != 0;
+  }
+  if (n == 0) {
+    return;
+  }
+  r->renew_timer = gkp__loop_timer_after(r->loop, r->opts.lease_renew_ms, renew_leases, r);
+  renew_op *op = malloc(sizeof *op + n * sizeof op->leases[0]);
+  int *rcs = malloc(n * sizeof *rcs);
+  if (op == NULL || rcs == NULL) {
+    free(op);
+    free(rcs);
+    return; /* the next beat tries again, well within the leases' life */
+  }
+  for (gkp__job *job = r->all; job != NULL; job = job->all_next) {
     if (job->has_lease) {
-      gkp_lease_renew(r->pool, &job->lease, NULL);
-      held = 1;
+      op->leases[i++] = job->lease;
     }
   }
-  if (held) {
-    r->renew_timer = gkp__loop_timer_after(r->loop, r->opts.lease_renew_ms, renew_leases, r);
-  }
+  op->base.fin = NULL;
+  op->base.run = renew_run;
+  op->base.done = renew_done;
+  op->pool = r->pool;
+  op->n = n;
+  op->rcs = rcs;
+  state_call(r, &op->base);
 }
 
 static void start_heartbeat(gkp__runner *r) {
@@ -808,9 +1028,9 @@ static void start_heartbeat(gkp__runner *r) {
   }
 }
 
-/* Tries to reserve a key and start the request.  Returns 1 if started (or
- * the job ended), 0 if it must wait (*wait says how long). */
-static int job_start(gkp__job *job, gkp_wait *wait) {
+/* Starts the request of a job that has just got its lease.  The job ends
+ * if it cannot start. */
+static void job_start(gkp__job *job) {
   gkp__runner *r = job->runner;
   gkp_error err;
   char secret[512];
@@ -818,26 +1038,6 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   char base[1024];
   int rc;
 
-  job->endpoint_wait = 0;
-  if (r->down_retry_at_ms != 0 && gkp_pool_now(r->pool) < r->down_retry_at_ms) {
-    memset(wait, 0, sizeof *wait);
-    wait->reason = GKP_WAIT_COOLDOWN;
-    wait->next_ms = r->down_retry_at_ms;
-    job->endpoint_wait = 1;
-    return 0;
-  }
-  rc = gkp_reserve(r->pool, job->model, job->est_tokens, &job->lease, wait, &err);
-  if (rc == -EAGAIN) {
-    if (wait->reason == GKP_WAIT_UNREACHABLE) {
-      gkp__strlcpy(job->state_down, err.msg, sizeof job->state_down);
-    }
-    return 0;
-  }
-  job->state_down[0] = '\0';
-  if (rc != 0) {
-    job_finish(job, GKP__JOB_FAILED, err.msg);
-    return 1;
-  }
   job->has_lease = 1;
   start_heartbeat(r);
   const gkp__config *cfg = gkp__pool_config(r->pool);
@@ -846,7 +1046,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   if (gkp_key_secret(r->pool, job->lease.key_id, secret, sizeof secret, &err) != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
-    return 1;
+    return;
   }
   ep.base_url = base;
   ep.api_key = secret;
@@ -875,7 +1075,7 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   if (rc != 0) {
     end_lease(job, 0);
     job_finish(job, GKP__JOB_FAILED, err.msg);
-    return 1;
+    return;
   }
   pthread_mutex_lock(&job->mu);
   /* The key of the attempt under way (then of the last one): what a status
@@ -887,7 +1087,6 @@ static int job_start(gkp__job *job, gkp_wait *wait) {
   r->stats.running++;
   pthread_mutex_unlock(&r->stats_mu);
   notify_state(job);
-  return 1;
 }
 
 /* Decides what a job that cannot start now does: wait (returns 0) or move
@@ -939,36 +1138,145 @@ static int job_cannot_start(gkp__job *job, const gkp_wait *w) {
 
 static void queue_timer_fired(gkp__loop *loop, void *ud);
 
-/* Starts as many jobs of a queue as keys allow, in FIFO order. */
+/* The head of a queue cannot start now (*w says why and until when): it
+ * goes back to the front and waits, or moves on.  Returns 1 if the queue
+ * may go on with its next job, 0 if it waits (its timer set). */
+static int job_waits(gkp__mq *q, gkp__job *job, const gkp_wait *w) {
+  gkp__runner *r = q->runner;
+  if (queue_add(job, 1) != 0) {
+    job_finish(job, GKP__JOB_FAILED, "out of memory");
+    return 1;
+  }
+  if (job_cannot_start(job, w)) {
+    return 1; /* it moved to another queue or ended */
+  }
+  /* The head waits; so does everyone behind it.  Look again when the
+   * first key frees up (or soon, if keys are busy elsewhere). */
+  int64_t now = gkp_pool_now(r->pool);
+  int64_t at =
+      w->reason == GKP_WAIT_BUSY || w->next_ms == INT64_MAX ? now + BUSY_POLL_MS : w->next_ms;
+  if (q->timer == 0 || at < q->timer_at) {
+    if (q->timer != 0) {
+      gkp__loop_timer_cancel(r->loop, q->timer);
+    }
+    q->timer = gkp__loop_timer_add(r->loop, at, queue_timer_fired, q);
+    q->timer_at = at;
+  }
+  return 0;
+}
+
+/* What a reservation for the head of a queue answered.  Returns 1 if the
+ * queue may go on with its next job, 0 if it waits. */
+static int job_reserved(gkp__mq *q, gkp__job *job, int rc, const gkp_lease *lease,
+                        const gkp_wait *w, const gkp_error *err) {
+  if (rc == -EAGAIN) {
+    if (w->reason == GKP_WAIT_UNREACHABLE) {
+      gkp__strlcpy(job->state_down, err->msg, sizeof job->state_down);
+    }
+    return job_waits(q, job, w);
+  }
+  job->state_down[0] = '\0';
+  if (rc != 0) {
+    job_finish(job, GKP__JOB_FAILED, err->msg);
+    return 1;
+  }
+  job->lease = *lease;
+  job_start(job);
+  return 1;
+}
+
+/* A reservation made on the state thread for the head of a queue. */
+typedef struct reserve_op {
+  gkp__sop base;
+  gkp__mq *q;
+  gkp__job *job; /* a reference */
+  gkp_pool *pool;
+  char model[GKP_ID_MAX];
+  int64_t est;
+  int rc;
+  gkp_lease lease;
+  gkp_wait wait;
+  gkp_error err;
+} reserve_op;
+
+static void reserve_run(gkp__sop *o) {
+  reserve_op *op = (reserve_op *)o;
+  op->rc = gkp_reserve(op->pool, op->model, op->est, &op->lease, &op->wait, &op->err);
+}
+
+static void reserve_done(gkp__sop *o, int orphan) {
+  reserve_op *op = (reserve_op *)o;
+  gkp__job *job = op->job;
+  gkp__mq *q = op->q;
+  if (orphan || job_ended(job)) {
+    /* Nobody wants the key any more: it is given back uncounted. */
+    if (op->rc == 0) {
+      if (orphan) {
+        gkp_release(op->pool, &op->lease, 0, NULL);
+      } else {
+        job->lease = op->lease;
+        job->has_lease = 1;
+        end_lease(job, 0);
+      }
+    }
+    if (!orphan) {
+      q->reserving = NULL;
+      dispatch_queue(q);
+    }
+  } else {
+    q->reserving = NULL;
+    if (job_reserved(q, job, op->rc, &op->lease, &op->wait, &op->err)) {
+      dispatch_queue(q);
+    }
+  }
+  job_unref(job);
+  free(op);
+}
+
+/* Starts as many jobs of a queue as keys allow, in FIFO order.  With a
+ * remote state, one reservation at a time is under way per queue, on the
+ * state thread; the queue goes on when it answers. */
 static void dispatch_queue(gkp__mq *q) {
   gkp__runner *r = q->runner;
-  while (q->head != NULL) {
+  while (q->head != NULL && q->reserving == NULL) {
     gkp__job *job = q->head;
     gkp_wait w;
+    gkp_error err;
+    gkp_lease lease;
     queue_remove(job);
-    if (job_start(job, &w)) {
+    job->endpoint_wait = 0;
+    if (r->down_retry_at_ms != 0 && gkp_pool_now(r->pool) < r->down_retry_at_ms) {
+      memset(&w, 0, sizeof w);
+      w.reason = GKP_WAIT_COOLDOWN;
+      w.next_ms = r->down_retry_at_ms;
+      job->endpoint_wait = 1;
+      if (!job_waits(q, job, &w)) {
+        return;
+      }
       continue;
     }
-    if (queue_add(job, 1) != 0) {
+    if (r->st == NULL) {
+      int rc = gkp_reserve(r->pool, job->model, job->est_tokens, &lease, &w, &err);
+      if (!job_reserved(q, job, rc, &lease, &w, &err)) {
+        return;
+      }
+      continue;
+    }
+    reserve_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
       job_finish(job, GKP__JOB_FAILED, "out of memory");
       continue;
     }
-    if (job_cannot_start(job, &w)) {
-      continue; /* it moved to another queue or ended */
-    }
-    /* The head waits; so does everyone behind it.  Look again when the
-     * first key frees up (or soon, if keys are busy elsewhere). */
-    int64_t now = gkp_pool_now(r->pool);
-    int64_t at =
-        w.reason == GKP_WAIT_BUSY || w.next_ms == INT64_MAX ? now + BUSY_POLL_MS : w.next_ms;
-    if (q->timer == 0 || at < q->timer_at) {
-      if (q->timer != 0) {
-        gkp__loop_timer_cancel(r->loop, q->timer);
-      }
-      q->timer = gkp__loop_timer_add(r->loop, at, queue_timer_fired, q);
-      q->timer_at = at;
-    }
-    return;
+    op->base.run = reserve_run;
+    op->base.done = reserve_done;
+    op->q = q;
+    op->job = job;
+    op->pool = r->pool;
+    gkp__strlcpy(op->model, job->model, sizeof op->model);
+    op->est = job->est_tokens;
+    atomic_fetch_add(&job->refs, 1);
+    q->reserving = job;
+    gkp__state_submit(r->st, &op->base);
   }
 }
 
@@ -1015,6 +1323,9 @@ static void deadline_fired(gkp__loop *loop, void *ud) {
   (void)loop;
   job->deadline_timer = 0;
   job->timed_out = 1;
+  if (job->state_op) {
+    return; /* its continuation sees timed_out */
+  }
   if (job->call != NULL) {
     gkp__gemini_call_cancel(job->call);
     return;
@@ -1024,29 +1335,65 @@ static void deadline_fired(gkp__loop *loop, void *ud) {
   job_finish(job, GKP__JOB_FAILED, msg);
 }
 
-/* Fails a job whose prompt no key can take, at once.  Returns 1 if it did. */
-static int refuse_too_large(gkp__job *job) {
-  gkp_pool *pool = job->runner->pool;
+/* The largest TPM any key of the job's chain has, if the job's prompt is
+ * larger (-1 otherwise).  A state verb: the remembered answer lets most
+ * prompts through at no cost; a refusal is checked against the state as it
+ * is now. */
+static int64_t too_large(gkp_pool *pool, const char *model, int64_t est) {
   int64_t limit = -1;
-  char msg[GKP_MSG_MAX];
-  /* The remembered answer lets most prompts through at no cost; a refusal
-   * is checked against the state as it is now. */
-  if (gkp__pool_max_tpm(pool, job->model, 0, &limit, NULL) != 0 || limit < 0 ||
-      job->est_tokens <= limit || gkp__pool_max_tpm(pool, job->model, 1, &limit, NULL) != 0 ||
-      limit < 0 || job->est_tokens <= limit) {
-    return 0;
+  if (gkp__pool_max_tpm(pool, model, 0, &limit, NULL) != 0 || limit < 0 || est <= limit ||
+      gkp__pool_max_tpm(pool, model, 1, &limit, NULL) != 0 || limit < 0 || est <= limit) {
+    return -1;
   }
-  snprintf(msg, sizeof msg,
-           "the prompt is about %lld input tokens, more than any key can take: the largest "
-           "per-minute input token limit (TPM) of %s and its fallbacks is %lld",
-           (long long)job->est_tokens, job->model, (long long)limit);
-  job_finish(job, GKP__JOB_FAILED, msg);
-  return 1;
+  return limit;
+}
+
+static void job_enter(gkp__job *job, int64_t too_large_limit) {
+  gkp__runner *r = job->runner;
+  char msg[GKP_MSG_MAX];
+  if (too_large_limit >= 0) {
+    snprintf(msg, sizeof msg,
+             "the prompt is about %lld input tokens, more than any key can take: the largest "
+             "per-minute input token limit (TPM) of %s and its fallbacks is %lld",
+             (long long)job->est_tokens, job->model, (long long)too_large_limit);
+    job_finish(job, GKP__JOB_FAILED, msg);
+    return;
+  }
+  if (job->deadline_ms > 0) {
+    job->deadline_timer = gkp__loop_timer_add(r->loop, job->deadline_ms, deadline_fired, job);
+  }
+  job->wait_started_ms = gkp_pool_now(r->pool);
+  notify_state(job);
+  job_try(job);
+}
+
+/* A new job's size checked against the pool's limits on the state thread. */
+typedef struct check_op {
+  gkp__sop base;
+  gkp__job *job; /* a reference */
+  char model[GKP_ID_MAX];
+  int64_t est;
+  int64_t limit;
+} check_op;
+
+static void check_run(gkp__sop *o) {
+  check_op *op = (check_op *)o;
+  op->limit = too_large(op->job->runner->pool, op->model, op->est);
+}
+
+static void check_done(gkp__sop *o, int orphan) {
+  check_op *op = (check_op *)o;
+  if (!orphan && !job_ended(op->job)) {
+    job_enter(op->job, op->limit);
+  }
+  job_unref(op->job);
+  free(op);
 }
 
 static void job_begin(gkp__loop *loop, void *ud) {
   gkp__job *job = ud;
   gkp__runner *r = job->runner;
+  (void)loop;
   job->all_next = r->all;
   if (r->all != NULL) {
     r->all->all_prev = job;
@@ -1057,15 +1404,22 @@ static void job_begin(gkp__loop *loop, void *ud) {
     job_finish(job, GKP__JOB_CANCELLED, "cancelled");
     return;
   }
-  if (refuse_too_large(job)) {
+  if (r->st == NULL) {
+    job_enter(job, too_large(r->pool, job->model, job->est_tokens));
     return;
   }
-  if (job->deadline_ms > 0) {
-    job->deadline_timer = gkp__loop_timer_add(loop, job->deadline_ms, deadline_fired, job);
+  check_op *op = calloc(1, sizeof *op);
+  if (op == NULL) {
+    job_finish(job, GKP__JOB_FAILED, "out of memory");
+    return;
   }
-  job->wait_started_ms = gkp_pool_now(r->pool);
-  notify_state(job);
-  job_try(job);
+  op->base.run = check_run;
+  op->base.done = check_done;
+  op->job = job;
+  gkp__strlcpy(op->model, job->model, sizeof op->model);
+  op->est = job->est_tokens;
+  atomic_fetch_add(&job->refs, 1);
+  gkp__state_submit(r->st, &op->base);
 }
 
 static void job_cancel_now(gkp__loop *loop, void *ud) {
@@ -1478,6 +1832,16 @@ int gkp__runner_new(gkp_pool *pool, const gkp__runner_opts *opts, gkp__runner **
   }
   if (r->opts.lease_renew_ms <= 0) {
     r->opts.lease_renew_ms = GKP_LEASE_RENEW_MS;
+    /* A shorter heartbeat for tests that watch it under load (with a short
+     * $GEMINI_POOL_LEASE_TTL_MS on Redis): 100 ms to the default. */
+    const char *beat = getenv("GEMINI_POOL_LEASE_RENEW_MS");
+    if (beat != NULL && beat[0] != '\0') {
+      char *end;
+      long ms = strtol(beat, &end, 10);
+      if (*end == '\0' && ms >= 100 && ms <= GKP_LEASE_RENEW_MS) {
+        r->opts.lease_renew_ms = ms;
+      }
+    }
   }
   if (r->opts.max_attempts <= 0) {
     r->opts.max_attempts = DEFAULT_MAX_ATTEMPTS;
@@ -1497,10 +1861,14 @@ int gkp__runner_new(gkp_pool *pool, const gkp__runner_opts *opts, gkp__runner **
   }
   pthread_mutex_init(&r->stats_mu, NULL);
   rc = gkp__loop_new(&r->loop, NULL, err);
+  if (rc == 0 && gkp__pool_state_remote(pool)) {
+    rc = gkp__state_thread_new(r->loop, pool, &r->st, err);
+  }
   if (rc == 0) {
     rc = gkp__loop_start(r->loop, err);
   }
   if (rc != 0) {
+    gkp__state_thread_free(r->st);
     gkp__loop_free(r->loop);
     pthread_mutex_destroy(&r->stats_mu);
     free(r);
@@ -1531,6 +1899,8 @@ void gkp__runner_free(gkp__runner *r) {
   }
   gkp__loop_post(r->loop, cancel_everything, r);
   gkp__loop_stop(r->loop);
+  /* What the loop handed to the state thread last (releases) still runs. */
+  gkp__state_thread_free(r->st);
   gkp__loop_free(r->loop);
   while (r->queues != NULL) {
     gkp__mq *q = r->queues;

@@ -7,8 +7,8 @@
  * wall clock and the boot clock): the lease lifetime is 0.6 s instead of
  * 60 s and the runner's heartbeat 0.2 s instead of 20 s, so that a stream
  * of 9 s stands for one of 15 minutes (15 lifetimes).  One key,
- * max_inflight 1: a second pool on the same state file polls for the key
- * all along.
+ * max_inflight 1: a second pool on the same state polls for the key all
+ * along.  On a state file, or on Redis (GKP_TEST_STATE).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -91,12 +91,20 @@ static int gate_waiting(const char *name) {
   return w != NULL ? atoi(w + strlen("\"waiting\":")) : 0;
 }
 
+/* The state: a file per test, or the Redis server named by GKP_TEST_STATE
+ * (tests/redis/with_redis.sh), where the runner calls it from its state
+ * thread. */
 static gkp_pool *open_pool(const char *name) {
   char state[4200];
   gkp_options o = {.state_path = state};
   gkp_pool *p;
   gkp_error err;
-  snprintf(state, sizeof state, "%s/%s.db", getenv("TEST_STATE_DIR"), name);
+  const char *redis = getenv("GKP_TEST_STATE");
+  if (redis != NULL && redis[0] != '\0') {
+    snprintf(state, sizeof state, "%s", redis);
+  } else {
+    snprintf(state, sizeof state, "%s/%s.db", getenv("TEST_STATE_DIR"), name);
+  }
   if (gkp_pool_open_text(&p, CONFIG, strlen(CONFIG), "test.json", NULL, &o, &err) != 0) {
     fail_msg("%s", err.msg);
   }
@@ -226,8 +234,33 @@ static void test_holder_that_stops_renewing_loses_the_key(void **st) {
   gkp_pool_close(b);
 }
 
+/* The heartbeat's verb renews many leases in one step, each with its own
+ * answer; the end of a request releases in the same step as its usage. */
+static void test_renew_many_and_finish(void **st) {
+  (void)st;
+  gkp_pool *a = open_pool("verbs"), *b = open_pool("verbs");
+  gkp_lease ls[2], other;
+  gkp_error err;
+  int rcs[2] = {1, 1};
+  assert_int_equal(gkp_reserve(a, "gemini-2.5-flash", 10, &ls[0], NULL, &err), 0);
+  ls[1] = ls[0];
+  ls[1].id += (uint64_t)1 << 32; /* a lease this state never gave */
+  assert_int_equal(gkp__pool_renew_leases(a, ls, 2, rcs, &err), 0);
+  assert_int_equal(rcs[0], 0);
+  assert_int_equal(rcs[1], -ESTALE);
+  assert_int_equal(gkp_reserve(b, "gemini-2.5-flash", 10, &other, NULL, &err), -EAGAIN);
+  gkp__finish f = {.lease = ls[0], .usage = {7, 3, -1}, .counted = 1, .sent = 1};
+  assert_int_equal(gkp__pool_finish_many(a, &f, 1, &err), 0);
+  assert_int_equal(gkp_lease_renew(a, &ls[0], &err), -ESTALE);
+  assert_int_equal(gkp_reserve(b, "gemini-2.5-flash", 10, &other, NULL, &err), 0);
+  gkp_release(b, &other, 0, NULL);
+  gkp_pool_close(a);
+  gkp_pool_close(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_renew_many_and_finish),
       cmocka_unit_test(test_long_stream_keeps_its_lease),
       cmocka_unit_test(test_holder_that_stops_renewing_loses_the_key),
   };
