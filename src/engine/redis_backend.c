@@ -419,7 +419,7 @@ static int offer_keys(rb *r, const int *kis, int n, int mi, int64_t est, int pro
     o->index = (int)reply_int(x->element[4]) - 1;
     o->full = (int)reply_int(x->element[5]);
     freeReplyObject(x);
-    if (o->status < -2 || o->status > 1 || (o->status == 1 && (o->index < 0 || o->index >= n))) {
+    if (o->status < -2 || o->status > 2 || (o->status >= 1 && (o->index < 0 || o->index >= n))) {
       rc = gkp__err(err, -EPROTO, "state %s: the server's answer to reserve is out of range",
                     r->conn.url.where);
       break;
