@@ -28,7 +28,7 @@ static gkp__config *load(const char *extra) {
   char json[4096];
   gkp__config *cfg = NULL;
   gkp_error err;
-  setenv("GKP_ROUTE_KEY", "AIzaRouteTestKey0123456789abcdefghijklm", 1);
+  setenv("GKP_ROUTE_KEY", "fake-route-test-key", 1);
   snprintf(json, sizeof json, "%s%s%s}", POOL, extra[0] ? ", " : "", extra);
   int rc = gkp__config_parse(json, strlen(json), "keys.json", NULL, NULL, NULL, &cfg, &err);
   if (rc != 0) {
@@ -200,7 +200,7 @@ static void bad(const char *extra, const char *where) {
   char json[4096];
   gkp__config *cfg = NULL;
   gkp_error err;
-  setenv("GKP_ROUTE_KEY", "AIzaRouteTestKey0123456789abcdefghijklm", 1);
+  setenv("GKP_ROUTE_KEY", "fake-route-test-key", 1);
   snprintf(json, sizeof json, "%s, %s}", POOL, extra);
   int rc = gkp__config_parse(json, strlen(json), "keys.json", NULL, NULL, NULL, &cfg, &err);
   printf("%s\n", err.msg);

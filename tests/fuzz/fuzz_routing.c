@@ -23,7 +23,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  setenv("FUZZ_ROUTE_KEY", "AIzaFuzzRouteKey0123456789abcdefghijklm", 1);
+  setenv("FUZZ_ROUTE_KEY", "fake-fuzz-route-key", 1);
   unsetenv("GOOGLE_GEMINI_BASE_URL");
   return 0;
 }
